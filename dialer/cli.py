@@ -1,0 +1,92 @@
+"""The ``dialer`` command line.
+
+Each command module under ``dialer.commands`` (and the sub-packages that own a command)
+exposes ``COMMANDS``, a list of click commands or groups added to the top-level group.
+The group option ``--db URL`` chooses the store for every command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from dialer.appctx import AppContext, db_option
+from dialer.errors import DialerError
+from dialer.store import default_db_url
+
+#: Modules whose ``COMMANDS`` make up the CLI. Each is owned by one part of the project.
+COMMAND_MODULES = (
+    "dialer.commands.db",
+    "dialer.commands.campaign",
+    "dialer.commands.contacts",
+    "dialer.commands.dnc",
+    "dialer.commands.hopper",
+    "dialer.commands.run",
+    "dialer.commands.demo",
+    "dialer.commands.report",
+    "dialer.commands.simulate",
+    "dialer.commands.sim_pbx",
+)
+
+
+def configure_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@db_option
+@click.option(
+    "--settings",
+    "settings_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="DIALER_SETTINGS",
+    default=None,
+    help="Settings YAML (default config/settings.yaml).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.version_option(package_name="bank-dialer")
+@click.pass_context
+def cli(ctx: click.Context, db_url: str | None, settings_path: Path | None, verbose: int) -> None:
+    """Outbound contact-centre server for banks: predictive dialer driving Asterisk."""
+    configure_logging(verbose)
+    ctx.obj = AppContext(db_url=db_url or default_db_url(), settings_path=settings_path)
+
+
+def _register() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # a part not built yet
+                continue
+            raise
+        for command in getattr(module, "COMMANDS", ()):
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except DialerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
