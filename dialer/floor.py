@@ -99,12 +99,16 @@ class Floor(Protocol):
 
     async def resume(self, campaign: str, *, actor: str) -> None: ...
 
-    async def set_pacing(self, campaign: str, changes: Mapping[str, Any], *, actor: str) -> Mapping[str, Any]:
+    async def set_pacing(
+        self, campaign: str, changes: Mapping[str, Any], *, actor: str
+    ) -> Mapping[str, Any]:
         """Validate and apply at once; audited. Raises ``ConfigError`` and changes nothing when
         invalid. Returns the new pacing settings."""
         ...
 
-    async def preview_next(self, campaign: str, agent: str, *, actor: str) -> Mapping[str, Any] | None:
+    async def preview_next(
+        self, campaign: str, agent: str, *, actor: str
+    ) -> Mapping[str, Any] | None:
         """Preview mode: lease the next contact for ``agent`` and dial it; returns a masked view
         of the contact (or None when the hopper is empty)."""
         ...

@@ -40,7 +40,11 @@ class AbandonRate:
 
 
 def abandon_rate(
-    session: Session, campaign_id: int, *, since: dt.datetime | None, until: dt.datetime | None = None
+    session: Session,
+    campaign_id: int,
+    *,
+    since: dt.datetime | None,
+    until: dt.datetime | None = None,
 ) -> AbandonRate:
     """Counts over attempts that ENDED in ``[since, until)``."""
     q = select(
