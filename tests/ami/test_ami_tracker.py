@@ -1,0 +1,267 @@
+"""The call tracker fed with real Asterisk 22 transcripts: one right outcome per scenario."""
+
+from __future__ import annotations
+
+import pytest
+from ami_replay import fixture, parse, replay
+
+from dialer.ami.messages import Event, Headers
+from dialer.ami.transcript import read_transcript
+from dialer.errors import IllegalTransition
+from dialer.outcomes import AttemptState, Outcome
+from dialer.tracker import (
+    TRANSITIONS,
+    CallPlan,
+    CallTracker,
+    Finished,
+    Signal,
+    Transition,
+)
+
+IVR = CallPlan(flow="card_activation")
+QUEUE = CallPlan(queue="agents")
+AMD = CallPlan(amd="hangup")
+
+
+@pytest.mark.parametrize(
+    ("transcript", "plans", "expected"),
+    [
+        (
+            "ami-failures.txt",
+            None,
+            # busy, congestion, ring timeout, no such extension, unallocated, bad context,
+            # and a synchronous Originate refused with Response: Error
+            ["busy", "congestion", "no_answer", "failed", "invalid_number", "failed", "failed"],
+        ),
+        # the AGI script hung up without IVR_RESULT: the tracker cannot call it completed
+        ("ami-originate.txt", [IVR], ["customer_hangup"]),
+        ("ami-noagi.txt", [IVR], ["failed"]),  # FastAGI server down: AGISTATUS=FAILURE
+        ("ami-hangup-action.txt", [IVR] * 3, ["customer_hangup"] * 3),
+        # NOTSURE (no media after a word), HUMAN, MACHINE x3 (long greeting, silence), NOTSURE
+        (
+            "ami-amd.txt",
+            [AMD] * 6,
+            ["completed", "completed", "machine", "machine", "machine", "completed"],
+        ),
+        # Queue(q,,,,2) with a paused member / no member: abandon at 2 s; caller hangs up queued
+        ("ami-queue-2s-rule.txt", [QUEUE] * 3, ["abandoned"] * 3),
+        ("ami-queue-agent-noanswer.txt", [QUEUE], ["abandoned"]),
+        ("ami-queue.txt", [QUEUE], ["agent_handled"]),
+        ("ami-queue-wrapup.txt", [QUEUE] * 3, ["agent_handled"] * 3),
+        ("ami-resync-status.txt", [IVR, QUEUE], ["customer_hangup", "agent_handled"]),
+    ],
+)
+def test_recorded_scenarios_end_with_the_right_outcome(
+    transcript: str, plans: list[CallPlan] | None, expected: list[str]
+) -> None:
+    r = replay(transcript, plans)
+    assert [r.outcome_of(a) for a in r.registered] == expected
+    assert len(r.finished) == len(r.registered)  # exactly one outcome each
+    assert not r.tracker.live()
+
+
+def test_busy_with_channel_id_and_cancelled_ringing_call() -> None:
+    r = replay("ami-extras.txt", [CallPlan(), IVR] + [CallPlan()] * 2)
+    busy, agi, cancelled = (next(f for f in r.finished if f.attempt_id == a) for a in (1, 2, 3))
+    assert busy.outcome is Outcome.BUSY and busy.hangup_cause == 17 and busy.originate_reason == 5
+    assert agi.outcome is Outcome.CUSTOMER_HANGUP and agi.answered_at is not None
+    # our own Hangup action on a ringing call reports cause 21 (rejected); the service ends
+    # calls it cancels itself (interrupted), so the raw stream maps to the "rejected" class
+    assert cancelled.outcome is Outcome.BUSY and cancelled.hangup_cause == 21
+    # an Originate refused synchronously (Response: Error, invalid timeout) is a failure
+    assert [f.outcome for f in r.finished if f.attempt_id > 3] == [Outcome.FAILED]
+
+
+def test_timestamps_of_a_queue_abandon_and_an_agent_call() -> None:
+    r = replay("ami-queue-2s-rule.txt", [QUEUE] * 3)
+    f = r.finished[0]
+    assert f.answered_at and f.greeting_end_at == f.answered_at  # AMD off
+    assert f.queued_at and f.bridged_at is None and f.queue == "agents-empty"
+    assert f.ended_at - f.queued_at > 2.0  # 2 s hold limit, then the prompt
+    assert f.live_answer
+    q = replay("ami-queue.txt", [QUEUE]).finished[0]
+    assert q.bridged_at and q.agent == "Agent One" and q.queue == "agents"
+    assert q.queued_at <= q.bridged_at <= q.ended_at
+
+
+def test_amd_sets_greeting_end_and_live_answer() -> None:
+    r = replay("ami-amd.txt", [AMD] * 6)
+    by = {f.attempt_id: f for f in r.finished}
+    assert by[2].amd_status == "HUMAN" and by[2].live_answer
+    assert by[3].amd_status == "MACHINE" and not by[3].live_answer
+    assert by[3].detail["AMDCAUSE"].startswith("LONGGREETING")
+    for f in by.values():
+        assert f.answered_at is not None and f.greeting_end_at is not None
+        assert f.greeting_end_at > f.answered_at  # AMD took time after the answer
+
+
+def test_events_arrive_before_originate_response_and_transitions_follow_the_table() -> None:
+    r = replay("ami-queue.txt", [QUEUE])
+    path = [(u.before, u.after) for u in r.updates if isinstance(u, Transition)]
+    S = AttemptState
+    assert path == [
+        (S.DIALING, S.RINGING),
+        (S.RINGING, S.ANSWERED),
+        (S.ANSWERED, S.QUEUED),
+        (S.QUEUED, S.WITH_AGENT),
+        (S.WITH_AGENT, S.ENDED),
+    ]
+    for u in r.updates:
+        if isinstance(u, Transition):
+            assert TRANSITIONS[(u.before, u.signal)] is u.after
+
+
+def _ev(name: str, **fields: str) -> Event:
+    return Event(name, Headers([("Event", name), *fields.items()]))
+
+
+def test_illegal_transition_raises() -> None:
+    t = CallTracker()
+    t.register(1, "a" * 36, plan=QUEUE, now=0.0)
+    with pytest.raises(IllegalTransition):
+        t.feed(_ev("AgentConnect", Uniqueid="a" * 36, Queue="q", MemberName="x"), 1.0)
+    t2 = CallTracker()
+    t2.register(1, "b" * 36, now=0.0)
+    with pytest.raises(IllegalTransition):
+        t2.feed(_ev("QueueCallerJoin", Uniqueid="b" * 36, Queue="q"), 1.0)
+    with pytest.raises(IllegalTransition):
+        t2.register(1, "c" * 36, now=0.0)
+
+
+def test_other_channel_id_and_agent_legs() -> None:
+    """The ;2 leg is ours by OtherChannelId; an agent leg that only shares Linkedid is not."""
+    t = CallTracker()
+    cid, other = "1" * 36, "2" * 36
+    t.register(7, cid, other_channel_id=other, action_id="o-7", plan=QUEUE, now=0.0)
+    t.feed(_ev("Newchannel", Uniqueid=cid, ChannelState="0"), 0.1)
+    t.feed(_ev("Newchannel", Uniqueid=other, ChannelState="4"), 0.1)
+    assert t.feed(_ev("Hangup", Uniqueid="agent-1", Linkedid=cid, Cause="16"), 0.2) == []
+    assert t.ignored_events == 1
+    t.feed(_ev("Newstate", Uniqueid=other, ChannelState="6"), 1.0)
+    t.feed(_ev("QueueCallerJoin", Uniqueid=cid, Queue="agents"), 1.1)
+    t.feed(_ev("OriginateResponse", ActionID="o-7", Response="Success", Reason="4"), 1.2)
+    t.feed(_ev("Hangup", Uniqueid=other, Cause="16"), 2.0)  # the customer gives up
+    t.feed(_ev("QueueCallerAbandon", Uniqueid=cid, Queue="agents", HoldTime="1"), 2.0)
+    [fin] = [
+        u for u in t.feed(_ev("Hangup", Uniqueid=cid, Cause="16"), 2.1) if isinstance(u, Finished)
+    ]
+    assert fin.outcome is Outcome.ABANDONED and fin.hangup_cause == 16
+
+
+def test_ivr_result_and_transfer() -> None:
+    t = CallTracker()
+    cid = "3" * 36
+    t.register(1, cid, plan=IVR, now=0.0)
+    for ev in [
+        _ev("Newchannel", Uniqueid=cid, ChannelState="0"),
+        _ev("Newstate", Uniqueid=cid, ChannelState="6"),
+        _ev("Newexten", Uniqueid=cid, Application="AGI"),
+        _ev("VarSet", Uniqueid=cid, Variable="IVR_RESULT", Value="activated"),
+        _ev("VarSet", Uniqueid=cid, Variable="IVR_NEXT", Value="hangup"),
+    ]:
+        t.feed(ev, 1.0)
+    [fin] = t.feed(_ev("Hangup", Uniqueid=cid, Cause="16"), 9.0)[-1:]
+    assert isinstance(fin, Finished)
+    assert fin.outcome is Outcome.COMPLETED and fin.result == "activated"
+    # an IVR transfer the caller gives up on is a customer hang-up, not an abandon
+    t.register(2, "4" * 36, plan=IVR, now=10.0)
+    cid = "4" * 36
+    for ev in [
+        _ev("Newstate", Uniqueid=cid, ChannelState="6"),
+        _ev("Newexten", Uniqueid=cid, Application="AGI"),
+        _ev("VarSet", Uniqueid=cid, Variable="IVR_NEXT", Value="queue:agents"),
+        _ev("QueueCallerJoin", Uniqueid=cid, Queue="agents"),
+        _ev("QueueCallerAbandon", Uniqueid=cid, Queue="agents"),
+    ]:
+        t.feed(ev, 11.0)
+    [fin] = t.feed(_ev("Hangup", Uniqueid=cid, Cause="16"), 20.0)[-1:]
+    assert isinstance(fin, Finished) and fin.outcome is Outcome.CUSTOMER_HANGUP
+
+
+def test_safe_harbour_message_is_timestamped() -> None:
+    t = CallTracker()
+    cid = "5" * 36
+    t.register(1, cid, plan=QUEUE, now=0.0)
+    t.feed(_ev("Newstate", Uniqueid=cid, ChannelState="6"), 1.0)
+    t.feed(_ev("QueueCallerJoin", Uniqueid=cid, Queue="agents"), 1.1)
+    t.feed(_ev("QueueCallerAbandon", Uniqueid=cid, Queue="agents", HoldTime="2"), 3.1)
+    t.feed(_ev("VarSet", Uniqueid=cid, Variable="QUEUESTATUS", Value="TIMEOUT"), 3.1)
+    t.feed(_ev("VarSet", Uniqueid=cid, Variable="DIALER_MSG", Value="played"), 7.0)
+    [fin] = t.feed(_ev("Hangup", Uniqueid=cid, Cause="16"), 7.1)[-1:]
+    assert isinstance(fin, Finished)
+    assert fin.outcome is Outcome.ABANDONED and fin.message_played_at == 7.0
+    assert fin.detail["QUEUESTATUS"] == "TIMEOUT"
+
+
+def test_missing_originate_response_ends_after_grace() -> None:
+    t = CallTracker()
+    cid = "6" * 36
+    t.register(1, cid, now=0.0)
+    t.feed(_ev("Newchannel", Uniqueid=cid, ChannelState="0"), 0.0)
+    assert t.feed(_ev("Hangup", Uniqueid=cid, Cause="17"), 3.0) == []
+    assert t.tick(4.0) == []
+    [fin] = [u for u in t.tick(9.0) if isinstance(u, Finished)]
+    assert fin.outcome is Outcome.BUSY
+
+
+# -- resync after a reconnect ---------------------------------------------------------------
+
+
+def _listing() -> list[Event]:
+    conn = read_transcript(fixture("ami-resync-status-conn2.txt"))[0]
+    return [
+        m
+        for m in parse(conn.received_bytes(), banner=True)
+        if isinstance(m, Event) and m.name == "CoreShowChannel"
+    ]
+
+
+def test_reconcile_with_the_recorded_listing() -> None:
+    listing = _listing()
+    ivr_id = "83f5b147-87a3-4209-8938-019627f8d9c8"
+    queue_id = "544c5b36-7728-473f-9dd8-ef9f6b8c1b87"
+    t = CallTracker()
+    t.register(1, ivr_id, plan=IVR, now=0.0)  # dialled, then the connection dropped
+    t.register(2, queue_id, plan=QUEUE, now=0.0)
+    t.register(3, "7" * 36, plan=QUEUE, now=0.0)  # gone without a trace
+    t.register(4, "8" * 36, action_id="o-4", now=0.0)  # busy before the drop
+    t.feed(_ev("Newchannel", Uniqueid="8" * 36, ChannelState="0"), 0.4)
+    t.feed(_ev("OriginateResponse", ActionID="o-4", Response="Failure", Reason="5"), 0.5)
+    t.register(5, "9" * 36, now=0.0)
+    t.feed(_ev("Newchannel", Uniqueid="9" * 36, ChannelState="0"), 0.5)
+    t.register(6, "a" * 36, now=0.0)
+    t.mark_disconnected(1.0)
+    t.feed(_ev("Newchannel", Uniqueid="a" * 36, ChannelState="0"), 1.5)  # spoke after
+    ups = t.reconcile(listing, now=2.0)
+    fin = {u.attempt_id: u for u in ups if isinstance(u, Finished)}
+    assert fin[3].outcome is Outcome.UNKNOWN and fin[3].end_reason == "resync: no trace"
+    assert fin[4].outcome is Outcome.BUSY
+    assert fin[5].outcome is Outcome.UNKNOWN
+    assert set(fin) == {3, 4, 5}
+    states = {c.attempt_id: c.state for c in t.live()}
+    assert states == {1: AttemptState.IN_IVR, 2: AttemptState.WITH_AGENT, 6: AttemptState.DIALING}
+    # the followed calls end normally from their own events afterwards
+    t.feed(_ev("Hangup", Uniqueid=queue_id + ";2", Cause="16"), 3.0)
+    [f2] = t.feed(_ev("Hangup", Uniqueid=queue_id, Cause="16"), 3.0)[-1:]
+    assert isinstance(f2, Finished) and f2.outcome is Outcome.AGENT_HANDLED and f2.resynced
+
+
+def test_transcript_cut_short_then_reconciled_to_unknown() -> None:
+    """fastagi-commands ends with a leg still up: after a reconnect with an empty listing the
+    attempt is `unknown`, and it is reported exactly once."""
+    r = replay("ami-fastagi-commands.txt", [IVR])
+    assert r.finished == [] and len(r.tracker.live()) == 1
+    now = r.tracker.live()[0].last_event_at or 0.0
+    r.tracker.mark_disconnected(now + 1)
+    [fin] = [u for u in r.tracker.reconcile([], now=now + 2) if isinstance(u, Finished)]
+    assert fin.outcome is Outcome.UNKNOWN
+    assert r.tracker.reconcile([], now=now + 3) == []
+    assert r.tracker.end(1, Outcome.INTERRUPTED, now + 4, "again") == []
+
+
+def test_signals_cover_every_state() -> None:
+    for state in AttemptState:
+        if state in (AttemptState.CREATED, AttemptState.ENDED):
+            continue
+        assert (state, Signal.END) in TRANSITIONS
+    assert not [k for k in TRANSITIONS if k[0] is AttemptState.ENDED]
