@@ -1,0 +1,24 @@
+"""The supervisor console: live page, JSON API, event stream, Prometheus metrics, hot reload.
+
+Wiring it into the dialer is one call inside the running loop::
+
+    runner, port = await start_console(floor, settings.http.host, settings.http.port,
+                                       metrics=metrics, watch=[campaigns_dir, settings_file],
+                                       sighup=True, store=store)
+    ...
+    await runner.cleanup()
+"""
+
+from dialer.console.app import make_app, start_console
+from dialer.console.metrics import DialerMetrics, FloorCollector
+from dialer.console.reload import FileWatcher, ReloadLog, SighupReloader
+
+__all__ = [
+    "DialerMetrics",
+    "FileWatcher",
+    "FloorCollector",
+    "ReloadLog",
+    "SighupReloader",
+    "make_app",
+    "start_console",
+]

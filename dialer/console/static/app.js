@@ -1,0 +1,314 @@
+// Dialer floor: live page fed by server-sent events (/api/events). No framework, no CDN.
+// Everything that comes from the server is put in the page with textContent, never as HTML.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const PACING_KEYS = [
+  ["abandon_cap", "number", "0.001"], ["abandon_window", "text", ""], ["hold_limit_s", "number", "0.1"],
+  ["ring_timeout_s", "number", "1"], ["max_lines_per_agent", "number", "0.1"], ["min_agents_predictive", "number", "1"],
+  ["power_ratio", "number", "0.1"], ["channels", "number", "1"], ["calls_per_second", "number", "0.5"],
+  ["wrapup_s", "number", "1"],
+];
+const WINDOWS = ["1m", "1h", "today", "30d"];
+let source = null;
+let last = null;
+let pacingFor = null;
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k === "width") e.style.width = v; // CSSOM, allowed by the page's CSP
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+const pct = (x, d = 1) => (x * 100).toFixed(d) + "%";
+const num = (x, d = 2) => Number(x).toFixed(d);
+function dur(s) {
+  s = Math.max(0, Math.round(s));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  return (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" + String(r).padStart(2, "0");
+}
+function hhmm(iso) {
+  const d = new Date(iso);
+  return String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0");
+}
+
+async function api(method, path, body) {
+  const opts = { method, credentials: "same-origin", headers: { "X-Actor": localStorage.getItem("actor") || "" } };
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, opts);
+  let data = null;
+  try { data = await r.json(); } catch (e) { data = null; }
+  if (r.status === 401) showLogin();
+  return { ok: r.ok, status: r.status, data };
+}
+
+// --- sign-in ----------------------------------------------------------------------------
+function showLogin(msg) {
+  if (source) { source.close(); source = null; }
+  setConn(false);
+  $("#login").classList.remove("hidden");
+  $("#login-msg").textContent = msg || "";
+  $("#token").focus();
+}
+$("#login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  localStorage.setItem("actor", $("#actor").value.trim());
+  const r = await fetch("/api/login", {
+    method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ token: $("#token").value }),
+  });
+  $("#token").value = "";
+  if (!r.ok) { $("#login-msg").textContent = "Wrong token."; return; }
+  $("#login").classList.add("hidden");
+  connect();
+});
+$("#logout-btn").addEventListener("click", async () => {
+  await fetch("/api/logout", { method: "POST", credentials: "same-origin" });
+  showLogin();
+});
+
+// --- live updates ---------------------------------------------------------------------
+function setConn(on) {
+  const c = $("#conn");
+  c.textContent = on ? "live" : "offline";
+  c.className = "conn " + (on ? "on" : "off");
+}
+function connect() {
+  if (source) source.close();
+  source = new EventSource("/api/events");
+  source.addEventListener("open", () => setConn(true));
+  source.addEventListener("snapshot", (e) => { setConn(true); render(JSON.parse(e.data)); });
+  source.addEventListener("error", async () => {
+    setConn(false);
+    const r = await fetch("/api/session", { credentials: "same-origin" });
+    if (r.status === 401) showLogin("Session ended: sign in again.");
+  });
+}
+
+function render(s) {
+  last = s;
+  $("#clock").textContent = new Date(s.at).toLocaleTimeString();
+  renderCampaigns(s.campaigns);
+  renderAgents(s.agents);
+  renderCalls(s.calls);
+  renderBanner(s.campaigns, s.reloads || []);
+  drawPlot(s.history, s.campaigns);
+  fillPacingSelect(s.campaigns);
+  renderReloads(s.reloads || []);
+}
+
+function renderCampaigns(list) {
+  const tb = $("#campaigns tbody");
+  const rows = [];
+  for (const c of list) {
+    const tr = el("tr", { "data-campaign": c.name });
+    const mode = c.effective_mode !== c.mode ? c.mode + " → " + c.effective_mode : c.mode;
+    tr.append(
+      el("td", {}, el("strong", { text: c.name }), el("div", { class: "small", text: mode + " · " + c.purpose })),
+      el("td", { "data-field": "state" }, el("span", { class: "state " + c.state, text: c.state })),
+      el("td", { "data-field": "progress" }, el("span", { class: "bar" }, el("i", { width: pct(c.progress, 0) })),
+        c.contacts_done + "/" + c.contacts),
+      el("td", { class: "num", "data-field": "attempts", text: String(c.attempts) }),
+      el("td", { class: "num", "data-field": "calls_in_flight", text: String(c.calls_in_flight) }),
+      el("td", { class: "num", "data-field": "dial_level", text: num(c.dial_level) }),
+      el("td", { class: "num", "data-field": "lines_per_agent", text: num(c.lines_per_agent) }),
+      el("td", { class: "num", "data-field": "answer_rate", text: pct(c.answer_rate) }),
+    );
+    for (const w of WINDOWS) {
+      const r = c.abandon[w] || { rate: 0, abandoned: 0, live_answers: 0 };
+      const st = (c.abandon_status || {})[w] || "ok";
+      tr.append(el("td", {
+        class: "num " + st, "data-field": "abandon_" + w,
+        title: r.abandoned + " abandoned / " + r.live_answers + " live answers", text: pct(r.rate, 2),
+      }));
+    }
+    tr.append(el("td", { class: "num", "data-field": "cap", text: pct(c.abandon_cap, 1) }));
+    const reasons = Object.entries(c.hopper_reasons || {}).filter(([, n]) => n > 0).map(([k, n]) => k.replace(/_/g, " ") + " " + n);
+    tr.append(el("td", { "data-field": "hopper" }, el("strong", { text: String(c.hopper_eligible) }), " ready",
+      el("div", { class: "small", text: reasons.join(", ") || "—" })));
+    const act = el("td", {});
+    const paused = c.state === "paused";
+    const btn = el("button", { type: "button", class: paused ? "resume" : "pause", text: paused ? "Resume" : "Pause" });
+    btn.addEventListener("click", () => pauseResume(c.name, paused));
+    const pb = el("button", { type: "button", class: "pacing", text: "Pacing" });
+    pb.addEventListener("click", () => openPacing(c.name));
+    act.append(btn, " ", pb);
+    tr.append(act);
+    rows.push(tr);
+    if (c.last_error) {
+      rows.push(el("tr", { class: "error-row" }, el("td", { colspan: "15", class: "err", text: "⚠ " + c.last_error })));
+    }
+  }
+  if (!rows.length) rows.push(el("tr", { class: "placeholder" }, el("td", { colspan: "15", text: "no campaigns" })));
+  tb.replaceChildren(...rows);
+}
+
+function chips(target, counts) {
+  target.replaceChildren(...Object.entries(counts).sort().map(([k, n]) =>
+    el("span", { class: "chip state " + k, "data-state": k, text: k.replace("_", " ") + " " + n })));
+}
+
+function renderAgents(a) {
+  chips($("#agent-counts"), a.by_state);
+  const order = { talking: 0, ringing: 1, wrapup: 2, idle: 3, paused: 4, logged_out: 5 };
+  const list = [...a.agents].sort((x, y) => (order[x.state] - order[y.state]) || x.name.localeCompare(y.name));
+  $("#agents tbody").replaceChildren(...list.map((g) => el("tr", {},
+    el("td", { text: g.name }),
+    el("td", {}, el("span", { class: "state " + g.state, text: g.state + (g.pause_reason ? " (" + g.pause_reason + ")" : "") })),
+    el("td", { class: "num", text: dur(g.seconds_in_state) }),
+    el("td", { class: "num", text: String(g.calls_handled) }))));
+  const sel = $("#preview-agent");
+  const cur = sel.value;
+  sel.replaceChildren(...a.agents.filter((g) => g.state !== "logged_out").map((g) => el("option", { value: g.name, text: g.name })));
+  if (cur) sel.value = cur;
+}
+
+function renderCalls(c) {
+  chips($("#call-counts"), c.by_state);
+  $("#calls tbody").replaceChildren(...c.calls.map((k) => el("tr", {},
+    el("td", { text: k.campaign }),
+    el("td", {}, el("span", { class: "state " + k.state, text: k.state })),
+    el("td", { text: k.phone_masked }),
+    el("td", { text: k.agent || "" }),
+    el("td", { class: "num", text: dur(k.seconds_in_state) }))));
+}
+
+function renderBanner(list, reloads) {
+  const b = $("#banner");
+  const msgs = [];
+  let over = false;
+  for (const c of list) {
+    const r = (c.abandon.cap_window || { rate: 0 }).rate;
+    if (c.cap_status === "over") { over = true; msgs.push(c.name + ": abandon rate " + pct(r, 2) + " is OVER the cap " + pct(c.abandon_cap, 1)); }
+    else if (c.cap_status === "near") msgs.push(c.name + ": abandon rate " + pct(r, 2) + " is nearing the cap " + pct(c.abandon_cap, 1));
+  }
+  const lastReload = reloads.length ? reloads[reloads.length - 1] : null;
+  if (lastReload && !lastReload.ok) msgs.push("Reload refused: " + lastReload.error);
+  b.textContent = msgs.join("  ·  ");
+  b.className = "banner" + (over ? " over" : "") + (msgs.length ? "" : " hidden");
+}
+
+function renderReloads(reloads) {
+  const box = $("#reloads");
+  if (!reloads.length) { box.replaceChildren(); return; }
+  box.replaceChildren(el("h3", { text: "Recent reloads" }), ...reloads.slice(-5).reverse().map((r) =>
+    el("div", { class: "msg " + (r.ok ? "ok" : "err"),
+      text: hhmm(r.at) + " " + r.actor + ": " + (r.ok ? (r.changed.length ? "applied " + r.changed.join(", ") : "no change") : r.error) })));
+}
+
+// --- the plot: occupancy (left axis, 0-100 %) and abandon rate (right axis) over the shift ---
+function drawPlot(hist, camps) {
+  const cv = $("#plot");
+  const dpr = window.devicePixelRatio || 1;
+  const W = cv.clientWidth || 560, H = cv.clientHeight || 220;
+  if (cv.width !== Math.round(W * dpr)) { cv.width = Math.round(W * dpr); cv.height = Math.round(H * dpr); }
+  const g = cv.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, W, H);
+  const L = 42, R = 48, T = 10, B = 24, pw = W - L - R, ph = H - T - B;
+  const cap = camps.length ? Math.max(...camps.map((c) => c.abandon_cap)) : 0.03;
+  const maxA = Math.max(cap * 2, ...hist.map((h) => h.abandon_rate * 1.15));
+  g.font = "11px system-ui, sans-serif";
+  g.strokeStyle = "#e2e5ea"; g.fillStyle = "#667085"; g.lineWidth = 1;
+  for (let i = 0; i <= 4; i++) {
+    const y = T + ph - (ph * i) / 4;
+    g.beginPath(); g.moveTo(L, y); g.lineTo(L + pw, y); g.stroke();
+    g.textAlign = "right"; g.fillText((25 * i) + "%", L - 4, y + 4);
+    g.textAlign = "left"; g.fillText(pct((maxA * i) / 4, 1), L + pw + 4, y + 4);
+  }
+  if (hist.length < 2) {
+    g.textAlign = "center"; g.fillText("collecting the shift…", L + pw / 2, T + ph / 2);
+    return;
+  }
+  const t0 = Date.parse(hist[0].at), t1 = Date.parse(hist[hist.length - 1].at);
+  const X = (iso) => L + (pw * (Date.parse(iso) - t0)) / Math.max(1, t1 - t0);
+  g.textAlign = "center";
+  for (let i = 0; i <= 4; i++) {
+    const t = new Date(t0 + ((t1 - t0) * i) / 4);
+    g.fillText(hhmm(t.toISOString()), L + (pw * i) / 4, H - 6);
+  }
+  const yA = (v) => T + ph - (ph * v) / maxA;
+  g.setLineDash([5, 4]); g.strokeStyle = "#d92d20"; g.lineWidth = 1;
+  g.beginPath(); g.moveTo(L, yA(cap)); g.lineTo(L + pw, yA(cap)); g.stroke();
+  g.setLineDash([]);
+  const line = (color, yf) => {
+    g.strokeStyle = color; g.lineWidth = 2; g.beginPath();
+    hist.forEach((h, i) => { const x = X(h.at), y = yf(h); if (i) g.lineTo(x, y); else g.moveTo(x, y); });
+    g.stroke();
+  };
+  line("#2563eb", (h) => T + ph - ph * Math.min(1, h.occupancy));
+  line("#d92d20", (h) => yA(h.abandon_rate));
+}
+
+// --- actions --------------------------------------------------------------------------
+async function pauseResume(name, paused) {
+  const r = await api("POST", "/api/campaigns/" + encodeURIComponent(name) + (paused ? "/resume" : "/pause"));
+  if (!r.ok) alertMsg((r.data && r.data.error) || "failed");
+}
+function alertMsg(text) { const b = $("#banner"); b.textContent = text; b.className = "banner over"; }
+
+function fillPacingSelect(list) {
+  const sel = $("#pacing-campaign");
+  const names = list.map((c) => c.name);
+  const have = [...sel.options].map((o) => o.value);
+  if (names.join("\n") !== have.join("\n")) {
+    sel.replaceChildren(...names.map((n) => el("option", { value: n, text: n })));
+    if (pacingFor && names.includes(pacingFor)) sel.value = pacingFor;
+  }
+  if (!pacingFor && names.length) buildPacing(names[0]);
+}
+function openPacing(name) {
+  $("#pacing-campaign").value = name;
+  buildPacing(name);
+  $("#pacing-card").scrollIntoView({ behavior: "smooth" });
+}
+$("#pacing-campaign").addEventListener("change", (e) => buildPacing(e.target.value));
+
+function buildPacing(name) {
+  pacingFor = name;
+  const c = last && last.campaigns.find((x) => x.name === name);
+  if (!c) return;
+  const box = $("#pacing-fields");
+  box.replaceChildren(...PACING_KEYS.filter(([k]) => k in c.pacing).map(([k, type, step]) => {
+    const inp = el("input", { name: k, type, value: String(c.pacing[k]), "data-orig": String(c.pacing[k]) });
+    if (step) inp.setAttribute("step", "any");
+    return el("label", {}, k.replace(/_/g, " "), inp);
+  }));
+  $("#pacing-msg").textContent = "";
+  $("#preview").classList.toggle("hidden", c.mode !== "preview");
+}
+$("#pacing-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const changes = {};
+  for (const inp of $("#pacing-fields").querySelectorAll("input")) {
+    if (inp.value === inp.dataset.orig) continue;
+    changes[inp.name] = inp.type === "number" && inp.value.trim() !== "" && !isNaN(Number(inp.value)) ? Number(inp.value) : inp.value;
+  }
+  const msg = $("#pacing-msg");
+  if (!Object.keys(changes).length) { msg.className = "msg"; msg.textContent = "nothing changed"; return; }
+  const r = await api("PATCH", "/api/campaigns/" + encodeURIComponent(pacingFor) + "/pacing", changes);
+  msg.className = "msg " + (r.ok ? "ok" : "err");
+  msg.textContent = r.ok ? "applied: " + Object.keys(changes).join(", ") : (r.data && r.data.error) || "refused";
+  if (r.ok) for (const inp of $("#pacing-fields").querySelectorAll("input")) {
+    if (inp.name in r.data.pacing) { inp.value = String(r.data.pacing[inp.name]); inp.dataset.orig = inp.value; }
+  }
+});
+$("#preview-btn").addEventListener("click", async () => {
+  const r = await api("POST", "/api/campaigns/" + encodeURIComponent(pacingFor) + "/preview-next", { agent: $("#preview-agent").value });
+  $("#preview-out").textContent = r.ok ? (r.data.contact ? JSON.stringify(r.data.contact, null, 1) : "no contact ready") : (r.data && r.data.error) || "failed";
+});
+$("#reload-btn").addEventListener("click", async () => { await api("POST", "/api/reload"); });
+
+// --- start ----------------------------------------------------------------------------
+(async () => {
+  const r = await fetch("/api/session", { credentials: "same-origin" });
+  if (r.ok) connect(); else showLogin();
+})();
