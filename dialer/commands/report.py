@@ -366,8 +366,13 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    hours = [h["hour"][11:16] for h in report["hourly"]]
+    days = {h["hour"][:10] for h in report["hourly"]}
+    hours = [
+        h["hour"][11:16] if len(days) < 2 else h["hour"][5:16].replace("T", " ")
+        for h in report["hourly"]
+    ]
     x = list(range(len(hours)))
+    step = max(1, len(x) // 12)  # at most ~12 labels
     fig = Figure(figsize=(9, 5), dpi=100)
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
@@ -379,7 +384,7 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
     ax2.axhline(report["abandon"]["cap"] * 100, color="#7a271a", linestyle="--", label="cap")
     ax2.set_ylabel("abandon rate %")
     ax2.legend(loc="upper right")
-    ax2.set_xticks(x, hours)
+    ax2.set_xticks(x[::step], hours[::step], rotation=0 if len(days) < 2 else 30)
     ax2.set_xlabel("hour")
     for ax in (ax1, ax2):
         ax.grid(axis="y", alpha=0.3)

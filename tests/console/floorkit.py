@@ -411,6 +411,8 @@ def seed(store: Store, tmp_path: Path) -> dict[str, Path]:
                 a.ended_at = start + dt.timedelta(seconds=25 if not answered else 60)
             s.add(a)
             s.flush()
+            if outcome is Outcome.COMPLETED:
+                a.result = "activated"
             if outcome in (Outcome.COMPLETED, Outcome.CUSTOMER_HANGUP):
                 sess = IvrSession(
                     attempt_id=a.id,

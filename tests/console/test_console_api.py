@@ -254,7 +254,9 @@ async def test_event_stream_pushes_snapshots(console: Console) -> None:
                         console.floor.tick()
     assert len(seen) == 3
     assert seen[0]["campaigns"][0]["attempts"] >= 40
-    assert seen[-1]["campaigns"][0]["attempts"] > seen[0]["campaigns"][0]["attempts"]  # the floor moved, the stream followed
+    assert (
+        seen[-1]["campaigns"][0]["attempts"] > seen[0]["campaigns"][0]["attempts"]
+    )  # the floor moved, the stream followed
     assert len(seen[-1]["history"]) > len(seen[0]["history"])
     console.responses.append(json.dumps(seen).encode())
 

@@ -1,0 +1,95 @@
+"""``/metrics``: parsed by prometheus_client's own text-format parser."""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from dialer.console import DialerMetrics
+from dialer.console.metrics import register_floor
+
+from .floorkit import Console, StoreFloor
+
+FORBIDDEN_LABEL = re.compile(r"\d{5,}|^\+|@|/")  # numbers, call ids, interfaces
+
+
+def families(text: str) -> dict[str, object]:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+async def test_metrics_parse_and_follow_conventions(console: Console) -> None:
+    m = console.metrics
+    m.count_dial("card-activation-test", 3)
+    m.count_outcome("card-activation-test", "agent_handled")
+    m.count_outcome("card-activation-test", "abandoned")
+    for s in (0.4, 1.2, 1.9, 2.5, 7.0):
+        m.observe_answer_to_agent("card-activation-test", s)
+    console.floor.tick()
+    status, text = await console.request("GET", "/metrics", auth=False)
+    assert status == 200
+    fams = families(text)
+    for name, fam in fams.items():
+        assert name.startswith("dialer_"), name
+        for sample in fam.samples:  # type: ignore[attr-defined]
+            for label, value in sample.labels.items():
+                if label != "le":
+                    assert not FORBIDDEN_LABEL.search(value), (name, label, value)
+            assert set(sample.labels) <= {
+                "campaign",
+                "queue",
+                "state",
+                "outcome",
+                "window",
+                "reason",
+                "result",
+                "le",
+            }
+            if name.endswith("_ratio"):
+                assert 0.0 <= sample.value <= 1.0 or name == "dialer_dial_level_ratio", sample
+    # counters: the parser strips "_total" from the family name and keeps it on the samples
+    for counter in ("dialer_dials", "dialer_attempt_outcomes", "dialer_config_reloads"):
+        assert fams[counter].type == "counter"  # type: ignore[attr-defined]
+    assert 'dialer_dials_total{campaign="card-activation-test"} 3.0' in text
+    assert (
+        'dialer_attempt_outcomes_total{campaign="card-activation-test",outcome="abandoned"} 1.0'
+        in text
+    )
+
+    hist = fams["dialer_answer_to_agent_seconds"]
+    assert hist.type == "histogram"  # type: ignore[attr-defined]
+    buckets = {s.labels["le"]: s.value for s in hist.samples if s.name.endswith("_bucket")}  # type: ignore[attr-defined]
+    assert buckets["2.0"] == 3.0 and buckets["+Inf"] == 5.0 and buckets["1.0"] == 1.0
+
+    def value(name: str, **labels: str) -> float:
+        [v] = [
+            s.value
+            for s in fams[name].samples
+            if all(s.labels.get(k) == x for k, x in labels.items())
+        ]  # type: ignore[attr-defined]
+        return float(v)
+
+    camp = "card-activation-test"
+    assert value("dialer_campaign_contacts", campaign=camp) == 6
+    assert value("dialer_campaign_running", campaign=camp) == 1
+    assert value("dialer_abandon_rate_ratio", campaign=camp, window="30d") == 2 / 21
+    assert value("dialer_abandon_cap_ratio", campaign=camp) == 0.03
+    assert value("dialer_agents", queue="activation-agents", state="logged_out") == 0
+    assert sum(s.value for s in fams["dialer_agents"].samples) == 5  # type: ignore[attr-defined]
+    assert value("dialer_calls", campaign=camp, state="dialing") == 1
+    assert 0 < value("dialer_occupancy_ratio") <= 1
+    # the floor is read at scrape time: pause, scrape again
+    await console.request("POST", f"/api/campaigns/{camp}/pause")
+    _, text = await console.request("GET", "/metrics", auth=False)
+    assert 'dialer_campaign_running{campaign="card-activation-test"} 0.0' in text
+
+
+def test_registry_is_injected_not_global(floor: StoreFloor) -> None:
+    a, b = CollectorRegistry(), CollectorRegistry()
+    DialerMetrics(a).count_dial("x")
+    DialerMetrics(b)  # a second process-wide set on another registry: no clash
+    register_floor(b, floor)
+    assert a.get_sample_value("dialer_dials_total", {"campaign": "x"}) == 1.0
+    assert b.get_sample_value("dialer_dials_total", {"campaign": "x"}) is None
+    assert b.get_sample_value("dialer_campaign_contacts", {"campaign": "preview-test"}) == 6.0

@@ -1,0 +1,149 @@
+"""Hot reload: file watcher, SIGHUP and the API; a refused file leaves the running settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+
+from dialer.console import FileWatcher, ReloadLog, SighupReloader, start_console
+from dialer.console.metrics import DialerMetrics
+
+from .floorkit import TOKEN, StoreFloor
+
+NAME = "card-activation-test"
+
+
+def pacing(floor: StoreFloor) -> dict[str, object]:
+    [c] = [c for c in floor.campaigns() if c.name == NAME]
+    return dict(c.pacing)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+async def test_watcher_applies_a_valid_file_and_refuses_an_invalid_one(
+    floor: StoreFloor, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = floor.files[NAME]
+    registry = CollectorRegistry()
+    metrics = DialerMetrics(registry)
+    log = ReloadLog()
+    w = FileWatcher(floor, [path.parent], reload_log=log, metrics=metrics)
+    w.baseline()
+    assert await w.check_once() == []  # nothing changed, nothing reloaded
+    os.utime(path)  # touched but identical: still nothing
+    assert await w.check_once() == []
+
+    edit(path, "max_lines_per_agent: 3.0", "max_lines_per_agent: 2.0")
+    [ev] = await w.check_once()
+    assert ev.ok and ev.changed == (NAME,) and ev.actor == "file-watcher"
+    assert pacing(floor)["max_lines_per_agent"] == 2.0
+
+    caplog.set_level(logging.WARNING, logger="dialer.console.reload")
+    edit(path, "ring_timeout_s: 25", "ring_timeout_s: 5")  # under the 15 s minimum
+    [ev] = await w.check_once()
+    assert not ev.ok and "ring_timeout_s" in (ev.error or "")
+    assert pacing(floor)["ring_timeout_s"] == 25.0  # the running settings stay
+    assert pacing(floor)["max_lines_per_agent"] == 2.0
+    [camp] = [c for c in floor.campaigns() if c.name == NAME]
+    assert camp.last_error and "ring_timeout_s" in camp.last_error
+    assert any(
+        "reload refused" in r.getMessage() and "ring_timeout_s" in r.getMessage()
+        for r in caplog.records
+    )
+    assert log.last_error() == ev
+    assert registry.get_sample_value("dialer_config_reloads_total", {"result": "refused"}) == 1.0
+    assert registry.get_sample_value("dialer_config_reloads_total", {"result": "applied"}) == 1.0
+
+    path.write_text("name: [unclosed\n", encoding="utf-8")  # not even YAML
+    [ev] = await w.check_once()
+    assert not ev.ok and "YAML" in (ev.error or "")
+
+    edit(
+        path,
+        "name: [unclosed\n",
+        floor.files["preview-test"]
+        .read_text()
+        .replace("preview-test", NAME)
+        .replace("queue: collections-agents", "queue: activation-agents"),
+    )
+    [ev] = await w.check_once()
+    assert ev.ok
+    [camp] = [c for c in floor.campaigns() if c.name == NAME]
+    assert camp.last_error is None and camp.mode == "preview"
+
+
+async def test_console_hot_reload_within_a_second_and_api_refusal(floor: StoreFloor) -> None:
+    path = floor.files[NAME]
+    runner, port = await start_console(
+        floor, port=0, token=TOKEN, registry=CollectorRegistry(), watch=[path], push_interval_s=0.2
+    )
+    url = f"http://127.0.0.1:{port}"
+    hdr = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        async with aiohttp.ClientSession(headers=hdr) as http:
+            await asyncio.sleep(0.05)
+            edit(path, "max_lines_per_agent: 3.0", "max_lines_per_agent: 1.5")
+            t0 = asyncio.get_running_loop().time()
+            while True:
+                async with http.get(f"{url}/api/campaigns/{NAME}") as r:
+                    if (await r.json())["pacing"]["max_lines_per_agent"] == 1.5:
+                        break
+                assert asyncio.get_running_loop().time() - t0 < 2.5, "not reloaded"
+                await asyncio.sleep(0.05)
+            took = asyncio.get_running_loop().time() - t0
+            assert took < 1.6  # one poll interval (1 s) plus the request
+
+            # an invalid file: refused, reason in the API and on the campaign, settings stay
+            edit(path, "abandon_cap: 0.03", "abandon_cap: 3")
+            async with http.post(f"{url}/api/reload") as r:
+                assert r.status == 400
+                body = await r.json()
+                assert body["ok"] is False and "abandon_cap" in body["error"]
+            async with http.get(f"{url}/api/campaigns/{NAME}") as r:
+                c = await r.json()
+            assert c["pacing"]["abandon_cap"] == 0.03 and "abandon_cap" in c["last_error"]
+            async with http.get(f"{url}/api/reloads") as r:
+                assert any(not e["ok"] and "abandon_cap" in e["error"] for e in await r.json())
+    finally:
+        await runner.cleanup()
+
+
+async def test_sighup_reloads(floor: StoreFloor) -> None:
+    path = floor.files[NAME]
+    done: asyncio.Queue[object] = asyncio.Queue()
+    log = ReloadLog()
+    hup = SighupReloader(floor, reload_log=log, on_done=done.put_nowait)
+    if not hup.install():
+        pytest.skip("SIGHUP cannot be handled here")
+    try:
+        edit(path, "hold_limit_s: 2", "hold_limit_s: 1.5")
+        os.kill(os.getpid(), signal.SIGHUP)
+        ev = await asyncio.wait_for(done.get(), 5)
+        assert ev.ok and ev.actor == "sighup"  # type: ignore[attr-defined]
+        assert pacing(floor)["hold_limit_s"] == 1.5
+    finally:
+        await hup.uninstall()
+
+
+async def test_console_stops_promptly_with_a_stream_open(floor: StoreFloor) -> None:
+    runner, port = await start_console(floor, port=0, token=TOKEN, registry=CollectorRegistry())
+    hdr = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=hdr) as http:
+        async with http.get(f"http://127.0.0.1:{port}/api/events") as r:
+            assert r.status == 200
+            assert (await r.content.readline()).startswith(b"retry:")
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            await runner.cleanup()  # the open event stream must not hold the shutdown
+            assert loop.time() - t0 < 1.0
