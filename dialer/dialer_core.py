@@ -1,0 +1,408 @@
+"""The dialer core service: AMI adapter + call tracker + Originate + attempt rows.
+
+What the campaign runner (``dialer run``) calls::
+
+    core = DialerCore(store, AMIClient.from_settings(settings.ami), agi_url="agi://...")
+    core.on_finished(callback)          # FinishedAttempt, after its row is committed
+    core.subscribe(listener)            # every AMI event (agents, queues), in wire order
+    core.on_queue_status(listener)      # QueueStatus list after each (re)connect
+    await core.start()                  # connects, logs in, resyncs, opens the ready gate
+    status = await core.originate(attempt_id)   # row from hopper.start_attempt
+    core.counts()                       # live calls by state
+    await core.stop(grace_s=30)         # SIGTERM: no new dials, wait, the rest `interrupted`
+
+Rules: an ``Originate`` is written to the socket at most once, after the attempt row holds its
+``channel_id``; only when the ready gate is open (logged in *and* resynced after the last
+reconnect). Every attempt handed to ``originate`` gets exactly one ``FinishedAttempt``.
+Row updates are batched on one writer task (``asyncio.to_thread``), so the event loop never
+waits on the database while events are flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import enum
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import select
+
+from dialer import hopper
+from dialer.ami.adapter import AMIClient
+from dialer.ami.messages import Event
+from dialer.campaigns import spec_of
+from dialer.errors import AMIDisconnected, AMIError, DialerError, IllegalTransition
+from dialer.originate import OriginateRequest, build_originate
+from dialer.outcomes import AttemptState, Outcome
+from dialer.store import Store
+from dialer.store.models import Attempt, Campaign, Contact, IvrSession
+from dialer.tracker import CallTracker, Finished, Transition, Update
+
+log = logging.getLogger(__name__)
+
+#: IvrSession.status -> the outcome it proves for a call that ended in (or after) the flow.
+IVR_STATUS_OUTCOME: dict[str, Outcome] = {
+    "completed": Outcome.COMPLETED,
+    "hangup": Outcome.CUSTOMER_HANGUP,
+    "error": Outcome.FAILED,
+}
+#: Outcomes the store's IvrSession may correct (the tracker only sees IVR_RESULT).
+_IVR_REFINABLE = frozenset({Outcome.COMPLETED, Outcome.CUSTOMER_HANGUP, Outcome.FAILED})
+
+
+class OriginateStatus(enum.StrEnum):
+    QUEUED = "queued"  # Asterisk accepted it; events will follow
+    REJECTED = "rejected"  # Response: Error - nothing was dialled; the attempt is `failed`
+    IN_DOUBT = "in_doubt"  # connection lost or no reply: the resync will tell (never re-sent)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FinishedAttempt:
+    attempt_id: int
+    outcome: Outcome
+    facts: Finished
+    next_attempt_at: dt.datetime | None
+
+
+def _ts(value: float | None) -> dt.datetime | None:
+    return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC)
+
+
+class DialerCore:
+    def __init__(
+        self,
+        store: Store,
+        client: AMIClient,
+        *,
+        agi_url: str,
+        clock: Callable[[], float] = time.time,
+        tick_s: float = 0.5,
+        ready_timeout_s: float = 30.0,
+        flush_s: float = 0.05,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.agi_url = agi_url
+        self.clock = clock
+        self.tick_s = tick_s
+        self.ready_timeout_s = ready_timeout_s
+        self.flush_s = flush_s
+        self.tracker = CallTracker()
+        self._finished_cbs: list[Callable[[FinishedAttempt], None]] = []
+        self._queue_status_cbs: list[Callable[[Sequence[Event]], None]] = []
+        self._writes: list[Update] = []
+        self._write_wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.originates_sent = 0
+        self.illegal_transitions = 0
+        self.finished_count = 0
+        self.last_resync: dict[str, int] = {}
+        client.on_connect = self._resync
+        client.add_listener(self._on_event)
+        client.add_disconnect_listener(self._on_disconnect)
+
+    # -- public API ------------------------------------------------------------------------
+
+    def on_finished(self, callback: Callable[[FinishedAttempt], None]) -> None:
+        """``callback(FinishedAttempt)`` once per attempt, after its row is committed."""
+        self._finished_cbs.append(callback)
+
+    def subscribe(self, listener: Callable[[Event], None]) -> None:
+        """Every AMI event in wire order (agent pool: ``pool.on_event(e.name, e.headers, t)``)."""
+        self.client.add_listener(listener)
+
+    def on_queue_status(self, listener: Callable[[Sequence[Event]], None]) -> None:
+        """The ``QueueStatus`` list (QueueParams/QueueMember/QueueEntry) after each connect."""
+        self._queue_status_cbs.append(listener)
+
+    @property
+    def ready(self) -> bool:
+        return self.client.ready.is_set() and not self._stopping
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def counts(self) -> dict[str, int]:
+        return {state.value: n for state, n in self.tracker.counts().items()}
+
+    def live_calls(self) -> int:
+        return len(self.tracker.calls)
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._writer(), name="dialer-core-writer"),
+            asyncio.create_task(self._ticker(), name="dialer-core-ticker"),
+        ]
+        await self.client.start()
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        await self.client.wait_ready(self.ready_timeout_s if timeout is None else timeout)
+
+    async def originate(self, attempt_id: int) -> OriginateStatus:
+        """Dial an attempt whose row exists (``hopper.start_attempt``). Sent once, never again.
+
+        Waits for the ready gate (raises ``AMIError`` after ``ready_timeout_s``; the row is
+        then ended ``failed`` so it is never left open).
+        """
+        if self._stopping:
+            raise DialerError("the dialer is stopping: no new calls")
+        try:
+            req = await asyncio.to_thread(self._prepare, attempt_id)
+        except Exception:
+            log.exception("attempt %s: cannot prepare the Originate", attempt_id)
+            raise
+        deadline = time.monotonic() + self.ready_timeout_s
+        while not self.client.ready.is_set() or self._stopping:
+            remaining = deadline - time.monotonic()
+            if self._stopping or remaining <= 0:
+                # never sent: close the row now so it is not left open
+                now = self.clock()
+                self.tracker.register(
+                    attempt_id,
+                    req.channel_id,
+                    other_channel_id=req.other_channel_id,
+                    action_id=req.action_id,
+                    plan=req.plan,
+                    now=now,
+                )
+                self._apply(self.tracker.originate_rejected(attempt_id, "AMI not ready", now))
+                if self._stopping:
+                    return OriginateStatus.REJECTED
+                raise AMIError(f"AMI not ready after {self.ready_timeout_s} s")
+            with contextlib.suppress(AMIError):
+                await self.client.wait_ready(remaining)
+        # from here to the write there is no await: the gate cannot close in between
+        now = self.clock()
+        self.tracker.register(
+            attempt_id,
+            req.channel_id,
+            other_channel_id=req.other_channel_id,
+            action_id=req.action_id,
+            plan=req.plan,
+            now=now,
+        )
+        self._idle.clear()
+        self.originates_sent += 1
+        try:
+            result = await self.client.action("Originate", req.fields, action_id=req.action_id)
+        except AMIDisconnected:
+            return OriginateStatus.IN_DOUBT
+        except AMIError:
+            log.warning("attempt %s: Originate unanswered; the resync will tell", attempt_id)
+            return OriginateStatus.IN_DOUBT
+        if not result.response.ok:
+            self._apply(
+                self.tracker.originate_rejected(attempt_id, result.response.message, self.clock())
+            )
+            return OriginateStatus.REJECTED
+        return OriginateStatus.QUEUED
+
+    async def stop(self, grace_s: float = 30.0, *, hangup_unanswered: bool = True) -> None:
+        """SIGTERM semantics: no new dials; live calls get ``grace_s`` to end by themselves;
+        the rest are recorded ``interrupted`` (calls still ringing are cancelled first, an
+        answered call is left to finish in Asterisk: cutting off a customer is worse)."""
+        self._stopping = True
+        deadline = time.monotonic() + grace_s
+        while self.tracker.calls and time.monotonic() < deadline:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - time.monotonic()))
+        for call in list(self.tracker.calls.values()):
+            if (
+                hangup_unanswered
+                and call.state in (AttemptState.DIALING, AttemptState.RINGING)
+                and self.client.connected
+            ):
+                with contextlib.suppress(AMIError):
+                    await self.client.action("Hangup", [("Channel", call.channel_id)], timeout=2.0)
+            self._apply(
+                self.tracker.end(
+                    call.attempt_id, Outcome.INTERRUPTED, self.clock(), "dialer stopped"
+                )
+            )
+        await self._flush()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self._flush()
+        await self.client.close()
+
+    # -- AMI side --------------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        try:
+            updates = self.tracker.feed(event, self.clock())
+        except IllegalTransition as exc:
+            # Asterisk said something our table does not allow: keep the call, log the fact
+            self.illegal_transitions += 1
+            log.warning("tracker: %s (event %s)", exc, event.name)
+            return
+        if updates:
+            self._apply(updates)
+
+    def _on_disconnect(self) -> None:
+        self.tracker.mark_disconnected(self.clock())
+
+    async def _resync(self, client: AMIClient) -> None:
+        """Runs after every login, before the ready gate opens."""
+        channels = await client.action("CoreShowChannels")
+        queues = await client.action("QueueStatus")
+        updates = self.tracker.reconcile(channels.events, self.clock())
+        finished = sum(isinstance(u, Finished) for u in updates)
+        self.last_resync = {
+            "channels": len(channels.events),
+            "ended": finished,
+            "followed": len(self.tracker.calls),
+        }
+        if updates:
+            log.info("resync: %s", self.last_resync)
+            self._apply(updates)
+        for cb in self._queue_status_cbs:
+            try:
+                cb(queues.events)
+            except Exception:
+                log.exception("queue-status listener failed")
+
+    # -- store side ------------------------------------------------------------------------
+
+    def _prepare(self, attempt_id: int) -> OriginateRequest:
+        """Build the Originate and write its ids to the row (committed before sending)."""
+        with self.store.session() as s:
+            attempt = s.get(Attempt, attempt_id)
+            if attempt is None:
+                raise DialerError(f"no attempt {attempt_id}")
+            if attempt.outcome is not None or attempt.channel_id is not None:
+                raise DialerError(f"attempt {attempt_id} was already dialled")
+            campaign = s.get(Campaign, attempt.campaign_id)
+            if campaign is None:
+                raise DialerError(f"attempt {attempt_id}: campaign gone")
+            contact = s.get(Contact, attempt.contact_id) if attempt.contact_id else None
+            req = build_originate(
+                attempt_id=attempt_id,
+                phone=attempt.phone,
+                spec=spec_of(campaign),
+                language=contact.language if contact else None,
+                agi_url=self.agi_url,
+            )
+            attempt.channel_id = req.channel_id
+            attempt.state = AttemptState.DIALING.value
+            attempt.originated_at = _ts(self.clock())
+            attempt.detail = {**(attempt.detail or {}), "other_channel_id": req.other_channel_id}
+        return req
+
+    def _apply(self, updates: list[Update]) -> None:
+        self._writes.extend(updates)
+        self._write_wakeup.set()
+
+    async def _writer(self) -> None:
+        while True:
+            await self._write_wakeup.wait()
+            await asyncio.sleep(self.flush_s)  # gather a batch
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._writes:
+            return
+        batch, self._writes = self._writes, []
+        self._write_wakeup.clear()
+        try:
+            done = await asyncio.to_thread(self._write_batch, batch)
+        except Exception:
+            log.exception("writing %d tracker updates failed; retrying", len(batch))
+            self._writes[:0] = batch
+            self._write_wakeup.set()
+            await asyncio.sleep(0.5)
+            return
+        for item in done:
+            self.finished_count += 1
+            for cb in self._finished_cbs:
+                try:
+                    cb(item)
+                except Exception:
+                    log.exception("finished-attempt callback failed")
+        if not self.tracker.calls:
+            self._idle.set()
+
+    def _write_batch(self, batch: list[Update]) -> list[FinishedAttempt]:
+        done: list[FinishedAttempt] = []
+        states: dict[int, AttemptState] = {}
+        with self.store.session() as s:
+            for u in batch:
+                if isinstance(u, Transition):
+                    if u.after is not AttemptState.ENDED:
+                        states[u.attempt_id] = u.after
+                    continue
+                states.pop(u.attempt_id, None)
+                item = self._finish_row(s, u)
+                if item is not None:
+                    done.append(item)
+            if states:
+                rows = s.scalars(select(Attempt).where(Attempt.id.in_(list(states)))).all()
+                for row in rows:
+                    if row.outcome is None:
+                        row.state = states[row.id].value
+        return done
+
+    def _finish_row(self, s: Any, f: Finished) -> FinishedAttempt | None:
+        attempt = s.get(Attempt, f.attempt_id)
+        if attempt is None:
+            log.error("finished attempt %s has no row", f.attempt_id)
+            return None
+        outcome = f.outcome
+        result = f.result
+        if outcome in _IVR_REFINABLE and f.queued_at is None:
+            session = s.scalars(
+                select(IvrSession)
+                .where(IvrSession.attempt_id == f.attempt_id, IvrSession.is_test.is_(False))
+                .order_by(IvrSession.id.desc())
+            ).first()
+            if session is not None:
+                outcome = IVR_STATUS_OUTCOME.get(session.status, outcome)
+                result = session.result or result
+        detail = dict(attempt.detail or {})
+        detail.update({"end_reason": f.end_reason, **f.detail})
+        if f.resynced:
+            detail["resynced"] = True
+        try:
+            decision = hopper.finish_attempt(
+                s,
+                attempt,
+                outcome,
+                dt.datetime.fromtimestamp(f.ended_at, dt.UTC),
+                result=result,
+                live_answer=f.live_answer,
+                answered_at=_ts(f.answered_at),
+                greeting_end_at=_ts(f.greeting_end_at),
+                queued_at=_ts(f.queued_at),
+                bridged_at=_ts(f.bridged_at),
+                message_played_at=_ts(f.message_played_at),
+                ended_at=_ts(f.ended_at),
+                originate_reason=f.originate_reason,
+                hangup_cause=f.hangup_cause,
+                amd_status=f.amd_status,
+                queue=f.queue or attempt.queue,
+                agent=f.agent,
+                detail=detail,
+            )
+        except IllegalTransition:
+            log.error("attempt %s already had an outcome; %s ignored", f.attempt_id, outcome)
+            return None
+        return FinishedAttempt(f.attempt_id, outcome, f, decision.next_attempt_at)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            updates = self.tracker.tick(self.clock())
+            if updates:
+                self._apply(updates)
