@@ -1,0 +1,256 @@
+"""Time for the simulated PBX.
+
+Why: every duration in the simulator (rings, prompts, waits, queue timeouts) is read from one
+clock object, so tests can run a 30 s timeout in microseconds (``VirtualClock``) and the
+command line can run in real time, or faster (``RealClock(speed=10)``).
+
+The virtual clock keeps a heap of timers. Time only moves when a test (or the auto-runner)
+asks it to, and before each jump it lets the asyncio loop *settle*: every task runs until it
+waits on the clock, and no simulated I/O (an AGI command in flight, a FastAGI connect) is
+outstanding. That keeps event order deterministic while real sockets are involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+#: Epoch the virtual clock starts at (close to the recordings' timestamps).
+DEFAULT_START_EPOCH = 1796009806.0
+
+
+class TimerHandle:
+    __slots__ = ("when", "seq", "callback", "args", "cancelled", "_loop_handle")
+
+    def __init__(self, when: float, seq: int, callback: Callable[..., Any], args: tuple[Any, ...]):
+        self.when = when
+        self.seq = seq
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+        self._loop_handle: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self._loop_handle is not None:
+            self._loop_handle.cancel()
+
+    def __lt__(self, other: TimerHandle) -> bool:
+        return (self.when, self.seq) < (other.when, other.seq)
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+    def epoch(self) -> float: ...
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle: ...
+    async def sleep(self, delay: float) -> None: ...
+    async def advance(self, delta: float) -> None: ...
+    @contextmanager
+    def io(self) -> Iterator[None]: ...
+
+
+class VirtualClock:
+    """Simulated time that only moves when asked (``advance``/``run_until``) or auto-runs.
+
+    ``io()`` marks real I/O in flight (the engine wraps AGI connects and reads in it): the
+    clock does not jump while it is open, up to ``io_grace`` seconds of real time per step.
+    """
+
+    def __init__(self, start_epoch: float = DEFAULT_START_EPOCH, io_grace: float = 2.0) -> None:
+        self.start_epoch = start_epoch
+        self.io_grace = io_grace
+        self._now = 0.0
+        self._heap: list[TimerHandle] = []
+        self._seq = itertools.count()
+        self._io = 0
+        self._sleepers = 0
+        self._auto: asyncio.Task[None] | None = None
+        self.speed = 0.0
+
+    def now(self) -> float:
+        return self._now
+
+    def epoch(self) -> float:
+        return self.start_epoch + self._now
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        h = TimerHandle(self._now + max(0.0, delay), next(self._seq), callback, args)
+        heapq.heappush(self._heap, h)
+        return h
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        return self.call_later(when - self._now, callback, *args)
+
+    async def sleep(self, delay: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        h = self.call_later(delay, _resolve, fut)
+        try:
+            await fut
+        finally:
+            h.cancel()
+
+    @contextmanager
+    def io(self) -> Iterator[None]:
+        self._io += 1
+        try:
+            yield
+        finally:
+            self._io -= 1
+
+    @contextmanager
+    def external_sleep(self) -> Iterator[None]:
+        """A peer (e.g. a test FastAGI server) waits on simulated time, not on I/O."""
+        self._sleepers += 1
+        try:
+            yield
+        finally:
+            self._sleepers -= 1
+
+    async def peer_sleep(self, delay: float) -> None:
+        """``sleep`` for code on the far side of a socket (test FastAGI servers)."""
+        with self.external_sleep():
+            await self.sleep(delay)
+
+    async def settle(self) -> None:
+        """Let every task run until all wait on the clock and no I/O is in flight."""
+        for _ in range(5):
+            await asyncio.sleep(0)
+        deadline = time.monotonic() + self.io_grace
+        while self._io > self._sleepers and time.monotonic() < deadline:
+            await asyncio.sleep(0.0005)
+            for _ in range(3):
+                await asyncio.sleep(0)
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    def next_deadline(self) -> float | None:
+        while self._heap and self._heap[0].cancelled:
+            heapq.heappop(self._heap)
+        return self._heap[0].when if self._heap else None
+
+    async def run_until(self, t: float) -> None:
+        """Fire every timer due up to simulated time ``t``, settling in between."""
+        await self.settle()
+        while True:
+            nxt = self.next_deadline()
+            if nxt is None or nxt > t:
+                break
+            h = heapq.heappop(self._heap)
+            self._now = max(self._now, h.when)
+            h.callback(*h.args)
+            await self.settle()
+        self._now = max(self._now, t)
+        await self.settle()
+
+    async def advance(self, delta: float) -> None:
+        await self.run_until(self._now + delta)
+
+    async def run_until_idle(self, limit: float = 3600.0) -> None:
+        """Fire timers until none is left (or ``limit`` simulated seconds passed)."""
+        end = self._now + limit
+        await self.settle()
+        while True:
+            nxt = self.next_deadline()
+            if nxt is None or nxt > end:
+                break
+            await self.run_until(nxt)
+
+    async def run_until_true(self, predicate: Callable[[], bool], limit: float = 600.0) -> bool:
+        """Advance timer by timer until ``predicate()`` holds; False if ``limit`` passes first."""
+        end = self._now + limit
+        await self.settle()
+        while not predicate():
+            nxt = self.next_deadline()
+            if nxt is None or nxt > end:
+                await self.run_until(end)
+                return predicate()
+            await self.run_until(nxt)
+        return True
+
+    def start_auto(self, idle_real_s: float = 0.002) -> None:
+        """Jump to the next timer whenever the system has been quiet for ``idle_real_s``."""
+        if self._auto is None:
+            self._auto = asyncio.get_running_loop().create_task(self._autorun(idle_real_s))
+
+    def stop_auto(self) -> None:
+        if self._auto is not None:
+            self._auto.cancel()
+            self._auto = None
+
+    async def _autorun(self, idle_real_s: float) -> None:
+        while True:
+            await self.settle()
+            await asyncio.sleep(idle_real_s)
+            nxt = self.next_deadline()
+            if nxt is not None:
+                await self.run_until(nxt)
+
+
+class RealClock:
+    """Wall-clock time scaled by ``speed`` (speed 10 = every duration ten times shorter)."""
+
+    def __init__(self, speed: float = 1.0, start_epoch: float | None = None) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        self.speed = speed
+        self._t0 = time.monotonic()
+        self.start_epoch = time.time() if start_epoch is None else start_epoch
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return (time.monotonic() - self._t0) * self.speed
+
+    def epoch(self) -> float:
+        return self.start_epoch + self.now()
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        h = TimerHandle(self.now() + delay, next(self._seq), callback, args)
+        h._loop_handle = asyncio.get_running_loop().call_later(
+            max(0.0, delay) / self.speed, callback, *args
+        )
+        return h
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        return self.call_later(when - self.now(), callback, *args)
+
+    async def sleep(self, delay: float) -> None:
+        await asyncio.sleep(max(0.0, delay) / self.speed)
+
+    async def peer_sleep(self, delay: float) -> None:
+        await self.sleep(delay)
+
+    @contextmanager
+    def io(self) -> Iterator[None]:
+        yield
+
+    @contextmanager
+    def external_sleep(self) -> Iterator[None]:
+        yield
+
+    async def settle(self) -> None:
+        await asyncio.sleep(0)
+
+    async def advance(self, delta: float) -> None:
+        await self.sleep(delta)
+
+    async def run_until(self, t: float) -> None:
+        await self.sleep(t - self.now())
+
+    async def run_until_true(self, predicate: Callable[[], bool], limit: float = 600.0) -> bool:
+        end = self.now() + limit
+        while not predicate() and self.now() < end:
+            await asyncio.sleep(0.005)
+        return predicate()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+AnyClock = VirtualClock | RealClock

@@ -1,0 +1,125 @@
+"""``SimPbx``: the simulated PBX assembled (engine, AMI server, queues, scenario).
+
+In-process use (tests)::
+
+    pbx = SimPbx(clock=VirtualClock())          # default: config/asterisk/ files
+    port = await pbx.start(ami_port=0)          # bound port
+    ...                                         # connect an AMI client to 127.0.0.1:port
+    await pbx.clock.advance(5)                  # or run_until(t) / run_until_true(pred)
+    pbx.faults.drop_all()                       # faults: drop_all / drop(i) / refuse_for(s)
+    await pbx.stop()
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+from dialer.sim.ami_server import AmiServer
+from dialer.sim.clock import AnyClock, VirtualClock
+from dialer.sim.dialplan import Dialplan
+from dialer.sim.engine import Engine
+from dialer.sim.events import AmiEvent
+from dialer.sim.sounds import SoundLibrary
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+CONFIG_DIR = PROJECT_ROOT / "config" / "asterisk"
+DEFAULT_DIALPLAN = CONFIG_DIR / "extensions.conf"
+DEFAULT_CUSTOMER = CONFIG_DIR / "sim" / "customer.conf"
+DEFAULT_QUEUES = CONFIG_DIR / "queues.conf"
+DEFAULT_SOUNDS = PROJECT_ROOT / "sounds"
+
+
+class Faults:
+    """Faults on purpose, to exercise a client's reconnect logic."""
+
+    def __init__(self, ami: AmiServer) -> None:
+        self._ami = ami
+
+    def drop_all(self) -> int:
+        """Close every AMI connection now; returns how many were closed."""
+        return self._ami.drop_all()
+
+    def drop(self, which: int = 0) -> bool:
+        """Close one AMI connection (index in connection order, oldest = 0)."""
+        return self._ami.drop(which)
+
+    def refuse_for(self, seconds: float) -> None:
+        """Accept-and-close every new AMI connection for ``seconds`` of PBX time."""
+        self._ami.refuse_for(seconds)
+
+
+class SimPbx:
+    def __init__(
+        self,
+        *,
+        clock: AnyClock | None = None,
+        dialplan: str | Path | Dialplan | None = None,
+        customer: str | Path | None | bool = True,
+        queues: str | Path | None | bool = True,
+        scenario: str | Path | dict[str, Any] | None = None,
+        secret: str | None = None,
+        username: str = "dialer",
+        sounds_roots: list[Path] | None = None,
+        seed: int = 0,
+        auth_timeout: float = 30.0,
+        record: bool = False,
+    ) -> None:
+        self.clock: AnyClock = clock or VirtualClock()
+        if isinstance(dialplan, Dialplan):
+            dp = dialplan
+        else:
+            files: list[str | Path] = [dialplan or DEFAULT_DIALPLAN]
+            if customer is True:
+                files.append(DEFAULT_CUSTOMER)
+            elif customer:
+                files.append(customer)
+            dp = Dialplan.load(*files)
+        self.dialplan = dp
+        self.rng = random.Random(seed)
+        self.engine = Engine(
+            self.clock,
+            dp,
+            SoundLibrary(sounds_roots if sounds_roots is not None else [DEFAULT_SOUNDS]),
+            self.rng,
+        )
+        if secret is None:
+            secret = os.environ.get("DIALER_AMI_SECRET")
+        self.ami = AmiServer(self.engine, username, secret, auth_timeout=auth_timeout)
+        self.faults = Faults(self.ami)
+        self.events: list[AmiEvent] = []
+        if record:
+            self.engine.listeners.append(self.events.append)
+        self._queues_path = DEFAULT_QUEUES if queues is True else (queues or None)
+        self.scenario: Any = None
+        if self._queues_path:
+            from dialer.sim.queues import QueueManager
+
+            self.engine.queues = QueueManager.load(self.engine, Path(self._queues_path))
+        if scenario is not None:
+            from dialer.sim.scenario import apply_scenario
+
+            self.scenario = apply_scenario(self, scenario)
+
+    @property
+    def port(self) -> int:
+        return self.ami.port
+
+    async def start(self, host: str = "127.0.0.1", ami_port: int = 0) -> int:
+        """Listen for AMI on ``host:ami_port`` (0 = any free port); returns the bound port."""
+        port = await self.ami.start(host, ami_port)
+        if self.scenario is not None:
+            self.scenario.start()
+        return port
+
+    async def stop(self) -> None:
+        if self.scenario is not None:
+            self.scenario.stop()
+        await self.ami.stop()
+        for ch in list(self.engine.channels.values()):
+            if ch.task is not None:
+                ch.task.cancel()
+        for t in list(self.engine._tasks):
+            t.cancel()
