@@ -60,7 +60,7 @@ def parse_block(text: str) -> Message:
         low = key.lower()
         if low not in first:
             first[low] = value
-    headers = Headers._trusted(tuple(pairs), first)
+    headers = Headers(pairs)
     name = first.get("event")
     if name is not None:
         return Event(name, headers)
@@ -68,6 +68,22 @@ def parse_block(text: str) -> Message:
     if status is not None:
         return Response(status, headers, tuple(loose))
     return Unrecognised(headers, tuple(loose))
+
+
+def _parse_crlf_block(block: str) -> Message:
+    """Hot path for a block with ``\r\n`` line ends where every line is ``Key: Value``."""
+    parts = [line.partition(": ") for line in block.split("\r\n")]
+    pairs = tuple([(k, v) for k, sep, v in parts if sep])
+    if len(pairs) != len(parts):
+        return parse_block(block)
+    first = dict(reversed(pairs))
+    name = first.get("Event")
+    if name is not None:
+        return Event(name, Headers._trusted(pairs, first))
+    status = first.get("Response")
+    if status is not None:
+        return Response(status, Headers._trusted(pairs, first))
+    return parse_block(block)
 
 
 class AMIFraming:
@@ -128,6 +144,24 @@ class AMIFraming:
         return True
 
     def _take_messages(self, out: list[Message]) -> None:
+        buf = self._buf
+        # Fast path: decode everything up to the last blank line at once (a UTF-8 character
+        # never straddles one) when the region has only CRLF line ends and no legacy body.
+        end = buf.rfind(b"\r\n\r\n")
+        if (
+            end > 0
+            and buf.find(_FOLLOWS, 0, end) < 0
+            and buf.count(b"\n", 0, end + 4) == buf.count(b"\r\n", 0, end + 4)
+        ):
+            text = buf[:end].decode("utf-8", "replace")
+            del buf[: end + 4]
+            self._search_from = 0
+            for block in text.split("\r\n\r\n"):
+                if block:
+                    out.append(_parse_crlf_block(block))
+        self._take_slow(out)
+
+    def _take_slow(self, out: list[Message]) -> None:
         buf = self._buf
         start = 0
         n = len(buf)

@@ -21,15 +21,13 @@ from dialer.errors import LocalProtocolError
 class Headers(Mapping[str, str]):
     """An immutable, ordered, multi-valued, case-insensitive mapping of AMI header lines."""
 
-    __slots__ = ("_pairs", "_first")
+    __slots__ = ("_pairs", "_first", "_lower")
 
     def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
         items = tuple(pairs)
-        first: dict[str, str] = {}
-        for key, value in items:
-            first.setdefault(key.lower(), value)
         self._pairs = items
-        self._first = first
+        self._first: dict[str, str] = dict(reversed(items))  # first value of each exact key
+        self._lower: dict[str, str] | None = None
 
     @classmethod
     def _trusted(cls, pairs: tuple[tuple[str, str], ...], first: dict[str, str]) -> Headers:
@@ -37,16 +35,33 @@ class Headers(Mapping[str, str]):
         h = cls.__new__(cls)
         h._pairs = pairs
         h._first = first
+        h._lower = None
         return h
 
+    def _folded(self) -> dict[str, str]:
+        if self._lower is None:
+            lower: dict[str, str] = {}
+            for key, value in self._pairs:
+                lower.setdefault(key.lower(), value)
+            self._lower = lower
+        return self._lower
+
     def __getitem__(self, key: str) -> str:
-        return self._first[key.lower()]
+        try:
+            return self._first[key]
+        except KeyError:
+            return self._folded()[key.lower()]
 
     def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        return self._first.get(key.lower(), default)
+        value = self._first.get(key)
+        if value is None:
+            return self._folded().get(key.lower(), default)
+        return value
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._first
+        if not isinstance(key, str):
+            return False
+        return key in self._first or key.lower() in self._folded()
 
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()
@@ -57,7 +72,7 @@ class Headers(Mapping[str, str]):
                 yield key
 
     def __len__(self) -> int:
-        return len(self._first)
+        return len(self._folded())
 
     def getall(self, key: str) -> tuple[str, ...]:
         low = key.lower()
