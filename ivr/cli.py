@@ -1,0 +1,198 @@
+"""The ``ivr`` command line: ``ivr serve`` (FastAGI), ``ivr agi FLOW`` (process AGI),
+``ivr flows`` (list and validate), ``ivr say`` (show the prompts for a value).
+
+Every command takes the store like ``dialer`` (``--db URL`` / ``$DIALER_DB``) and upgrades
+an empty one on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from dialer.appctx import db_option
+from dialer.errors import DialerError
+from dialer.store import Store, default_db_url, open_store
+from ivr.driver import BlockingAGI, drive_sync
+from ivr.engine import Services, run_session
+from ivr.fastagi import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_PORT,
+    FastAGIServer,
+)
+from ivr.flow import FlowLibrary
+from ivr.record import StoreRecorder
+from ivr.say import SayKind, say
+
+
+class IvrApp:
+    def __init__(self, db_url: str, flows_dir: Path | None) -> None:
+        self.db_url = db_url
+        self.flows_dir = flows_dir
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.db_url)
+        return self._store
+
+    def services(self) -> Services:
+        import datetime as dt
+
+        clock = lambda: dt.datetime.now(dt.UTC)  # noqa: E731 - the adapter owns the real clock
+        return Services(
+            library=FlowLibrary.load(self.flows_dir),
+            recorder=StoreRecorder(self.store, clock),
+            store=self.store,
+            clock=clock,
+        )
+
+
+pass_ivr = click.make_pass_decorator(IvrApp)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@db_option
+@click.option(
+    "--flows",
+    "flows_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="IVR_FLOWS",
+    default=None,
+    help="Flow definitions directory (default config/flows).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.pass_context
+def cli(ctx: click.Context, db_url: str | None, flows_dir: Path | None, verbose: int) -> None:
+    """IVR for the bank dialer: FastAGI server, process AGI, flows and prompts."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = IvrApp(db_url or default_db_url(), flows_dir)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--header-timeout", default=DEFAULT_HEADER_TIMEOUT_S, show_default=True, type=float)
+@click.option("--max-sessions", default=DEFAULT_MAX_SESSIONS, show_default=True, type=int)
+@click.option("--grace", default=10.0, show_default=True, type=float, help="Shutdown grace (s).")
+@pass_ivr
+def serve(
+    app: IvrApp, host: str, port: int, header_timeout: float, max_sessions: int, grace: float
+) -> None:
+    """Run the FastAGI server (AGI(agi://host:port/<flow>?attempt=<id>))."""
+    services = app.services()
+
+    async def main() -> None:
+        server = FastAGIServer(
+            services, host=host, port=port, header_timeout=header_timeout, max_sessions=max_sessions
+        )
+        await server.start()
+        click.echo(
+            f"ivr: FastAGI on {host}:{server.port}, flows: {', '.join(sorted(services.library.flows))}",
+            err=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        serving = asyncio.create_task(server.serve_forever())
+        await stop.wait()
+        click.echo(
+            f"ivr: shutting down ({server.active} live session(s), grace {grace:g} s)", err=True
+        )
+        await server.close(grace=grace)
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+
+    asyncio.run(main())
+
+
+@cli.command(name="agi", context_settings={"ignore_unknown_options": True})
+@click.argument("flow")
+@click.argument("args", nargs=-1)
+@pass_ivr
+def agi_command(app: IvrApp, flow: str, args: tuple[str, ...]) -> None:
+    """Process AGI over stdin/stdout: exten => s,n,AGI(ivr,agi,FLOW,attempt=ID)."""
+    # Asterisk signals a hang-up with SIGHUP *and* the HANGUP line; the line is what we
+    # act on, so the signal must not kill the process before the result is recorded.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    services = app.services()
+    fd_in, fd_out = sys.stdin.fileno(), sys.stdout.fileno()
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd_out, view)
+            view = view[n:]
+
+    io = BlockingAGI(lambda n: os.read(fd_in, n), write)
+    env = io.environment()
+    env = replace(env, script=flow, args=args or env.args)
+    outcome = drive_sync(run_session(services, env), io)
+    logging.getLogger("ivr.agi").info(
+        "session flow=%s status=%s result=%s next=%s",
+        outcome.flow,
+        outcome.status,
+        outcome.result,
+        outcome.next,
+    )
+
+
+@cli.command()
+@pass_ivr
+def flows(app: IvrApp) -> None:
+    """List the flows and check that they load (hooks, prompts, right party first)."""
+    from ivr.prompts import missing_prompts
+
+    lib = FlowLibrary.load(app.flows_dir)
+    problems = 0
+    for name, flow in sorted(lib.flows.items()):
+        missing = missing_prompts(flow)
+        problems += len(missing)
+        state = "ok" if not missing else f"missing prompts: {', '.join(missing)}"
+        click.echo(f"{name:22} {len(flow.nodes):3d} nodes  {state}")
+    if problems:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command(name="say")
+@click.argument("kind", type=click.Choice([k.value for k in SayKind]))
+@click.argument("value")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
+def say_command(kind: str, value: str, lang: str) -> None:
+    """Print the prompt names a value is spoken as (e.g. ivr say amount 10010.05)."""
+    click.echo(" ".join(say(kind, value, lang)))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except DialerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,121 @@
+"""Who the IVR is speaking to: the attempt -> contact -> campaign facts a flow reads.
+
+``load_context`` is blocking (it reads the store); drivers call it through the engine's
+``Call`` effect, off the event loop. Without an attempt id the flow runs with the flow's
+sample values and the session is recorded ``is_test=True`` (an administrator's test call).
+An attempt id that does not exist is an error, never a silent test: sample amounts must not
+be read to a real customer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from dialer.privacy import keyed_hash
+from dialer.store import Store
+from dialer.store.models import Attempt, Campaign, Contact
+from ivr.agi import AGIEnvironment
+from ivr.errors import IvrError
+from ivr.flow import Flow
+from ivr.say import LANGS
+
+DEFAULT_LANG = "zh"
+
+
+class UnknownAttempt(IvrError):
+    """The attempt id the dialplan passed is not in the store."""
+
+
+@dataclass(frozen=True)
+class CallContext:
+    flow: str
+    channel: str
+    language: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    phone: str = ""
+    attempt_id: int | None = None
+    contact_id: int | None = None
+    campaign: str | None = None
+    campaign_queue: str | None = None
+    is_test: bool = False
+
+
+def attempt_id_of(env: AGIEnvironment) -> int | None:
+    """``?attempt=42``, ``agi_arg_N`` ``attempt=42``, or the first plain ``agi_arg``."""
+    raw = env.param("attempt", position=1)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise IvrError(f"attempt id is not a number: {raw[:20]!r}") from None
+    if value <= 0:
+        raise IvrError("attempt id must be positive")
+    return value
+
+
+def _lang(*candidates: str | None) -> str:
+    for c in candidates:
+        if c in LANGS:
+            return str(c)
+    return DEFAULT_LANG
+
+
+def sample_context(flow: Flow, env: AGIEnvironment) -> CallContext:
+    fields = dict(flow.sample.fields)
+    for name in flow.sample.hashed:
+        if name in fields:
+            fields[name] = keyed_hash(str(fields[name]), purpose=name)
+    return CallContext(
+        flow=flow.name,
+        channel=env.channel,
+        language=_lang(env.language),
+        fields=fields,
+        name=flow.sample.name,
+        phone=flow.sample.phone,
+        campaign_queue=flow.default_queue,
+        is_test=True,
+    )
+
+
+def load_context(store: Store | None, flow: Flow, env: AGIEnvironment) -> CallContext:
+    attempt_id = attempt_id_of(env)
+    if attempt_id is None:
+        return sample_context(flow, env)
+    if store is None:
+        raise IvrError("an attempt id was given but the IVR has no store")
+    with store.session() as s:
+        attempt = s.get(Attempt, attempt_id)
+        if attempt is None:
+            raise UnknownAttempt(f"no attempt {attempt_id}")
+        contact = s.get(Contact, attempt.contact_id) if attempt.contact_id else None
+        campaign = s.get(Campaign, attempt.campaign_id)
+        spec: Mapping[str, Any] = campaign.spec if campaign is not None else {}
+        return CallContext(
+            flow=flow.name,
+            channel=env.channel,
+            language=_lang(contact.language if contact else None, spec.get("language")),
+            fields=dict(contact.fields or {}) if contact else {},
+            name=contact.name if contact else None,
+            phone=attempt.phone,
+            attempt_id=attempt.id,
+            contact_id=contact.id if contact else None,
+            campaign=campaign.name if campaign is not None else None,
+            campaign_queue=spec.get("queue") or flow.default_queue,
+            is_test=False,
+        )
+
+
+def find_contact_id(store: Store, phone: str, campaign: str) -> int | None:
+    """Helper for tests and tools: a contact's id by campaign and phone."""
+    with store.session() as s:
+        return s.scalars(
+            select(Contact.id)
+            .join(Campaign)
+            .where(Campaign.name == campaign, Contact.phone == phone)
+        ).one_or_none()

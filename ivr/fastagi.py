@@ -1,0 +1,236 @@
+"""The FastAGI server: asyncio sockets around the sans-I/O core and the flow engine.
+
+Why not panoramisk's FastAGI: it spins on an early EOF and loses sync on the unsolicited
+``HANGUP`` line. Here every read is bounded (header time limit, reply time limit, line and
+header size limits in the core), end-of-stream is an event, and a connection over the
+session limit is closed at once (Asterisk then continues the dialplan with
+``AGISTATUS=FAILURE``) instead of queueing behind the others.
+
+Embedding (e.g. ``dialer demo`` on port 0)::
+
+    server = FastAGIServer(Services(library=FlowLibrary.load(), recorder=..., store=store),
+                           port=0)
+    await server.start()          # server.port is the bound port
+    ...
+    await server.close(grace=5)   # stop accepting, let live sessions end, then interrupt
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from dialer.errors import ProtocolError
+from dialer.privacy import scrub
+from ivr.agi import AGIConnection, AGIEnvironment, Command, Reply
+from ivr.driver import READ_SIZE, drive_async, poll_environment, poll_reply, precheck
+from ivr.engine import Services, SessionOutcome, run_session
+from ivr.errors import CallerHungUp, UnknownFlow
+
+log = logging.getLogger("ivr.fastagi")
+
+DEFAULT_PORT = 4573
+DEFAULT_HEADER_TIMEOUT_S = 5.0
+DEFAULT_MAX_SESSIONS = 1000
+#: Longest wait for one reply. STREAM FILE of a long prompt or WAIT FOR DIGIT take their
+#: own time; past this Asterisk is presumed gone.
+DEFAULT_REPLY_TIMEOUT_S = 300.0
+
+
+@dataclass
+class ServerStats:
+    accepted: int = 0
+    rejected_busy: int = 0
+    bad_header: int = 0
+    header_timeout: int = 0
+    unknown_flow: int = 0
+    sessions: int = 0
+    completed: int = 0
+    hangup: int = 0
+    error: int = 0
+    commands: int = 0
+
+
+class _Connection:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply_timeout: float
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.reply_timeout = reply_timeout
+        self.conn = AGIConnection()
+        self.commands = 0
+
+    async def environment(self) -> AGIEnvironment:
+        while (env := poll_environment(self.conn)) is None:
+            self.conn.receive_data(await self.reader.read(READ_SIZE))
+        return env
+
+    async def roundtrip(self, command: Command) -> Reply:
+        precheck(self.conn, command)
+        try:
+            self.writer.write(self.conn.send(command))
+            await self.writer.drain()
+        except ConnectionError as exc:
+            raise CallerHungUp("connection lost") from exc
+        self.commands += 1
+        try:
+            async with asyncio.timeout(self.reply_timeout):
+                while (reply := poll_reply(self.conn)) is None:
+                    self.conn.receive_data(await self.reader.read(READ_SIZE))
+        except TimeoutError:
+            raise CallerHungUp("no reply from Asterisk in time") from None
+        except ConnectionError as exc:
+            raise CallerHungUp("connection lost") from exc
+        return reply
+
+
+class FastAGIServer:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        reply_timeout: float = DEFAULT_REPLY_TIMEOUT_S,
+        workers: int = 16,
+        blocking_in_threads: bool = True,
+    ) -> None:
+        self.services = services
+        self.host = host
+        self.requested_port = port
+        self.header_timeout = header_timeout
+        self.max_sessions = max_sessions
+        self.reply_timeout = reply_timeout
+        self.stats = ServerStats()
+        self.outcomes: list[SessionOutcome] = []
+        self.keep_outcomes = 1000
+        self._executor = (
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ivr-hook")
+            if blocking_in_threads
+            else None
+        )
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self.requested_port, limit=READ_SIZE, backlog=1024
+        )
+        log.info("FastAGI listening on %s:%d", self.host, self.port)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._server.serve_forever()
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting; let live sessions finish for ``grace`` s; interrupt the rest."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        tasks = set(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        log.info("FastAGI closed")
+
+    async def __aenter__(self) -> FastAGIServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- connections ---------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.stats.accepted += 1
+        if self._closing or len(self._tasks) >= self.max_sessions:
+            self.stats.rejected_busy += 1
+            writer.transport.abort()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._session(reader, writer)
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1)
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        c = _Connection(reader, writer, self.reply_timeout)
+        peer = writer.get_extra_info("peername")
+        try:
+            async with asyncio.timeout(self.header_timeout):
+                env = await c.environment()
+        except TimeoutError:
+            self.stats.header_timeout += 1
+            log.warning("FastAGI %s: no complete header within %.1f s", peer, self.header_timeout)
+            return
+        except (ProtocolError, ConnectionError) as exc:
+            self.stats.bad_header += 1
+            log.warning("FastAGI %s: bad header: %s", peer, scrub(str(exc))[:120])
+            return
+        try:
+            gen = run_session(self.services, env)
+        except UnknownFlow:
+            self.stats.unknown_flow += 1
+            log.warning("FastAGI %s: unknown flow %r", peer, env.script[:64])
+            return
+        self.stats.sessions += 1
+        started = time.monotonic()
+        try:
+            outcome = await drive_async(gen, c.roundtrip, self._executor)
+        finally:
+            self.stats.commands += c.commands
+        counter = outcome.status.value
+        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        if len(self.outcomes) < self.keep_outcomes:
+            self.outcomes.append(outcome)
+        log.info(
+            "session flow=%s attempt=%s test=%s channel=%s status=%s result=%s next=%s "
+            "steps=%d commands=%d %.1fs%s",
+            outcome.flow,
+            outcome.attempt_id,
+            outcome.is_test,
+            scrub(env.channel)[:80],
+            outcome.status.value,
+            outcome.result,
+            outcome.next,
+            outcome.steps,
+            c.commands,
+            time.monotonic() - started,
+            f" error={scrub(outcome.error)[:120]}" if outcome.error else "",
+        )
