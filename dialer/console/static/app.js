@@ -95,7 +95,7 @@ function connect() {
 
 function render(s) {
   last = s;
-  $("#clock").textContent = new Date(s.at).toLocaleTimeString();
+  $("#clock").textContent = new Date(s.at).toLocaleTimeString([], { hour12: false });
   renderCampaigns(s.campaigns);
   renderAgents(s.agents);
   renderCalls(s.calls);
