@@ -1,0 +1,316 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from dialer.campaigns import apply_campaign, parse_campaign
+from dialer.cli import cli
+from dialer.compliance import Reason
+from dialer.contacts import import_contacts
+from dialer.dnc import DncScope, add_entry
+from dialer.errors import ComplianceError, IllegalTransition
+from dialer.hopper import explain, finish_attempt, lease, start_attempt
+from dialer.outcomes import Outcome
+from dialer.store import Store
+from dialer.store.models import Attempt, Campaign, Contact
+
+UTC = dt.UTC
+
+BASE: dict[str, Any] = {
+    "name": "hop",
+    "state": "running",
+    "purpose": "service",
+    "mode": "progressive",
+    "queue": "q",
+    "calling_window": {"start": "09:00", "end": "20:00", "skip_holidays": True},
+    "max_attempts": 3,
+    "retry": {"busy": "10m", "no_answer": "2h", "abandoned": "72h", "failed": "30m"},
+}
+
+# 3 Shanghai, 2 New York, 1 London, 1 Beijing number whose timezone column says London
+CSV = """phone,name,priority,timezone
+13800000001,a,5,
+13800000002,b,1,
+13800000003,c,9,
++1 212 736 0001,d,0,
++1 212 736 0002,e,0,
++44 20 7946 0001,f,0,
+010-65550001,g,0,Europe/London
+"""
+CN = ["+8613800000001", "+8613800000002", "+8613800000003"]
+NY = ["+12127360001", "+12127360002"]
+LON = ["+442079460001"]
+CN_IN_LONDON = ["+861065550001"]  # region CN (Chinese holidays), London clock
+
+
+def at(s: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(s)
+
+
+def setup(store: Store, tmp_path: Path, **over: Any) -> int:
+    spec = parse_campaign({**BASE, **over})
+    f = tmp_path / f"{spec.name}.csv"
+    f.write_text(CSV, encoding="utf-8")
+    with store.session() as s:
+        row, _ = apply_campaign(s, spec, source=None, actor="test")
+        rep = import_contacts(s, row, f, default_region="CN")
+        assert rep.imported == 7
+        return row.id
+
+
+def counts(store: Store, cid: int, when: str) -> dict[str, int]:
+    with store.session() as s:
+        c = explain(s, s.get(Campaign, cid), at(when), daily_cap=3)
+    out = {"eligible": c.eligible, **{r.value: n for r, n in c.reasons.items() if n}}
+    assert c.total == 7
+    return out
+
+
+def expected(eligible: list[str], **reasons: list[str]) -> dict[str, int]:
+    out = {"eligible": len(eligible)}
+    out.update({k: len(v) for k, v in reasons.items() if v})
+    return out
+
+
+def test_explain_across_zones(store: Store, tmp_path: Path) -> None:
+    cid = setup(store, tmp_path)
+    # Tue 2026-12-01 04:00Z: 12:00 Shanghai, 23:00 (Mon) New York, 04:00 London
+    assert counts(store, cid, "2026-12-01T04:00:00+00:00") == expected(
+        CN, outside_window=NY + LON + CN_IN_LONDON
+    )
+    # 15:00Z: 23:00 Shanghai, 10:00 New York, 15:00 London
+    assert counts(store, cid, "2026-12-01T15:00:00+00:00") == expected(
+        NY + LON + CN_IN_LONDON, outside_window=CN
+    )
+    # window edges: 09:00 inclusive, 20:00 exclusive, each in its own zone
+    # 00:59:59Z = 08:59:59 Shanghai, 19:59:59 New York, 00:59:59 London
+    assert counts(store, cid, "2026-12-01T00:59:59+00:00") == expected(
+        NY, outside_window=CN + LON + CN_IN_LONDON
+    )
+    # 01:00Z = 09:00 Shanghai, 20:00 New York
+    assert counts(store, cid, "2026-12-01T01:00:00+00:00") == expected(
+        CN, outside_window=NY + LON + CN_IN_LONDON
+    )
+    # 11:59:59Z = 19:59:59 Shanghai, 11:59:59 London
+    assert counts(store, cid, "2026-12-01T11:59:59+00:00") == expected(
+        CN + LON + CN_IN_LONDON, outside_window=NY
+    )
+    assert counts(store, cid, "2026-12-01T12:00:00+00:00") == expected(
+        LON + CN_IN_LONDON, outside_window=CN + NY
+    )
+    # a New York DST change: Sun 2026-03-08 09:00 EDT is 13:00Z (EST the day before: 14:00Z)
+    assert counts(store, cid, "2026-03-08T13:00:00+00:00") == expected(
+        NY + LON + CN_IN_LONDON, outside_window=CN
+    )
+    assert counts(store, cid, "2026-03-07T13:00:00+00:00") == expected(
+        LON + CN_IN_LONDON, outside_window=CN + NY
+    )
+
+
+def test_explain_on_a_chinese_holiday_and_a_make_up_day(store: Store, tmp_path: Path) -> None:
+    cid = setup(store, tmp_path)
+    # National Day, 12:00 in Shanghai; 05:00 in London (outside, but a Chinese holiday
+    # for the Beijing number kept on London time comes first)
+    assert counts(store, cid, "2026-10-01T04:00:00+00:00") == expected(
+        [], holiday=CN + CN_IN_LONDON, outside_window=NY + LON
+    )
+    # 2026-10-01 14:00Z: 22:00 Shanghai (holiday first), 10:00 New York, 15:00 London
+    assert counts(store, cid, "2026-10-01T14:00:00+00:00") == expected(
+        NY + LON, holiday=CN + CN_IN_LONDON
+    )
+    # Saturday 2026-02-14 is an official make-up working day: not a holiday
+    assert counts(store, cid, "2026-02-14T04:00:00+00:00") == expected(
+        CN, outside_window=NY + LON + CN_IN_LONDON
+    )
+    # ... and it counts as the Saturday it is: a Mon-Fri campaign does not call
+    weekdays = setup(
+        store,
+        tmp_path,
+        name="hop-weekdays",
+        calling_window={"days": ["mon", "tue", "wed", "thu", "fri"], "skip_holidays": True},
+    )
+    assert counts(store, weekdays, "2026-02-14T04:00:00+00:00") == expected(
+        [], outside_window=CN + NY + LON + CN_IN_LONDON
+    )
+    # without skip_holidays, National Day is an ordinary Thursday
+    plain = setup(store, tmp_path, name="hop-plain", calling_window={"skip_holidays": False})
+    assert counts(store, plain, "2026-10-01T04:00:00+00:00")["eligible"] == 3
+
+
+def test_explain_cli(store: Store, db_url: str, tmp_path: Path) -> None:
+    setup(store, tmp_path)
+    runner = CliRunner()
+
+    def explain_json(*extra: str) -> dict[str, Any]:
+        r = runner.invoke(cli, ["--db", db_url, "hopper", "explain", "hop", "--json", *extra])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    doc = explain_json("--at", "2026-12-01T12:00:00+08:00")
+    assert set(doc) == {"eligible", "reasons"}
+    assert doc["eligible"] == 3 and doc["reasons"]["outside_window"] == 4
+    assert list(doc["reasons"]) == [r.value for r in Reason]
+    assert explain_json("--at", "2026-12-01T04:00:00") == doc  # no offset: UTC
+    assert explain_json("--at", "2026-12-01T04:00:00Z") == doc
+    r = runner.invoke(
+        cli, ["--db", db_url, "hopper", "explain", "hop", "--at", "2026-12-01T04:00:00Z"]
+    )
+    assert "eligible" in r.stdout and "outside_window" in r.stdout
+    r = runner.invoke(cli, ["--db", db_url, "hopper", "explain", "hop", "--at", "yesterday"])
+    assert r.exit_code != 0
+
+
+def test_reasons_follow_contact_state(store: Store, tmp_path: Path) -> None:
+    cid = setup(store, tmp_path)
+    noon_cn = "2026-12-01T04:00:00+00:00"
+    now = at(noon_cn)
+    with store.session() as s:
+        by = {c.phone: c for c in s.scalars(select(Contact))}
+        by[CN[0]].status = "done"
+        by[CN[1]].valid_until = dt.date(2026, 11, 30)
+        by[CN[2]].next_attempt_at = now + dt.timedelta(minutes=5)
+        by[NY[0]].attempts = 3
+        by[NY[1]].abandoned_at = now - dt.timedelta(hours=1)
+        add_entry(s, LON[0])
+    assert counts(store, cid, noon_cn) == {
+        "eligible": 0,
+        "done": 1,
+        "expired": 1,
+        "dnc": 1,
+        "attempts_exhausted": 1,
+        "locked_out": 1,
+        "scheduled_later": 1,
+        "outside_window": 1,
+    }
+    with store.session() as s:
+        s.get(Campaign, cid).state = "paused"
+    assert counts(store, cid, noon_cn) == {"eligible": 0, "campaign_paused": 7}
+
+
+def test_lease_order_exclusivity_and_expiry(store: Store, tmp_path: Path) -> None:
+    cid = setup(store, tmp_path)
+    now = at("2026-12-01T04:00:00+00:00")  # only Shanghai is open
+    with store.session() as s:
+        camp = s.get(Campaign, cid)
+        got = lease(s, camp, now, 2, "w1", daily_cap=3)
+        assert [c.phone for c in got] == [CN[2], CN[0]]  # priority 9, then 5
+        assert all(c.lease_owner == "w1" and c.lease_until > now for c in got)
+    with store.session() as s:
+        camp = s.get(Campaign, cid)
+        got = lease(s, camp, now, 10, "w2", daily_cap=3)
+        assert [c.phone for c in got] == [CN[1]]  # the rest are leased or outside
+        assert lease(s, camp, now, 10, "w3", daily_cap=3) == []
+    later = now + dt.timedelta(minutes=2)  # the leases expired
+    with store.session() as s:
+        got = lease(s, s.get(Campaign, cid), later, 10, "w4", daily_cap=3)
+        assert {c.phone for c in got} == set(CN)
+    night = at("2026-12-01T15:00:00+00:00")
+    with store.session() as s:
+        got = lease(s, s.get(Campaign, cid), night, 10, "w5", daily_cap=3)
+        assert {c.phone for c in got} == set(NY + LON + CN_IN_LONDON)
+        add_entry(s, "+1212736", prefix=True, scope=DncScope.ALL)
+    with store.session() as s:
+        got = lease(s, s.get(Campaign, cid), night + dt.timedelta(minutes=3), 10, "w6", daily_cap=3)
+        assert {c.phone for c in got} == set(LON + CN_IN_LONDON)  # DNC prefix re-checked
+
+
+def test_attempt_lifecycle_and_retry(store: Store, tmp_path: Path) -> None:
+    cid = setup(store, tmp_path)
+    now = at("2026-12-01T04:00:00+00:00")
+    with store.session() as s:
+        camp = s.get(Campaign, cid)
+        c = lease(s, camp, now, 1, "w", daily_cap=3)[0]
+        a = start_attempt(s, c, camp, now, daily_cap=3)
+        assert (a.seq, a.state, a.phone, a.outcome, a.created_at) == (
+            1,
+            "created",
+            c.phone,
+            None,
+            now,
+        )
+        assert c.attempts == 1 and c.lease_owner is None and c.lease_until is None
+        # the live attempt blocks the number: not leased again, counted as scheduled_later
+        again = lease(s, camp, now, 10, "w2", daily_cap=3)
+        assert c not in again
+        with pytest.raises(ComplianceError, match="scheduled_later"):
+            start_attempt(s, c, camp, now, daily_cap=3)
+        d = finish_attempt(s, a, Outcome.BUSY, now + dt.timedelta(seconds=30), hangup_cause=17)
+        assert not d.done
+        assert a.outcome == "busy" and a.hangup_cause == 17 and a.state == "ended"
+        assert c.next_attempt_at == now + dt.timedelta(seconds=30, minutes=10)
+        assert a.next_attempt_at == c.next_attempt_at and c.last_outcome == "busy"
+        with pytest.raises(IllegalTransition):
+            finish_attempt(s, a, Outcome.NO_ANSWER, now)
+        with pytest.raises(TypeError):
+            a2 = start_attempt(s, c, camp, c.next_attempt_at, daily_cap=3)
+            finish_attempt(s, a2, Outcome.FAILED, now, colour="red")
+        phone = c.phone
+    with store.session() as s:
+        c = s.scalars(select(Contact).where(Contact.phone == phone)).one()
+        camp = s.get(Campaign, cid)
+        assert c.attempts == 2  # the failed finish above rolled nothing back of the start
+        a3 = s.scalars(select(Attempt).where(Attempt.seq == 2)).one()
+        finish_attempt(s, a3, Outcome.INVALID_NUMBER, now + dt.timedelta(minutes=11))
+        assert c.status == "done" and c.next_attempt_at is None  # no retry entry: final
+        with pytest.raises(ComplianceError, match="done"):
+            start_attempt(s, c, camp, now + dt.timedelta(hours=1), daily_cap=3)
+
+
+def test_abandoned_locks_out_and_budget_is_shared(store: Store, tmp_path: Path) -> None:
+    cid = setup(store, tmp_path)
+    t = at("2026-12-01T01:00:00+00:00")
+    with store.session() as s:
+        camp = s.get(Campaign, cid)
+        c = s.scalars(select(Contact).where(Contact.phone == CN[0])).one()
+        a = start_attempt(s, c, camp, t, daily_cap=3)
+        finish_attempt(s, a, Outcome.ABANDONED, t)
+        assert c.abandoned_at == t and c.next_attempt_at == t + dt.timedelta(hours=72)
+    with store.session() as s:
+        camp = s.get(Campaign, cid)
+        c = s.scalars(select(Contact).where(Contact.phone == CN[0])).one()
+        e = explain(s, camp, t + dt.timedelta(hours=1), daily_cap=3)
+        assert e.reasons[Reason.LOCKED_OUT] == 1
+        t2 = t + dt.timedelta(hours=72)  # 2026-12-04 09:00 Shanghai
+        a = start_attempt(s, c, camp, t2, daily_cap=3)
+        finish_attempt(s, a, Outcome.UNKNOWN, t2)  # unknown uses the failed rule (30m)
+        assert c.next_attempt_at == t2 + dt.timedelta(minutes=30) and c.status == "active"
+        t3 = c.next_attempt_at
+        a = start_attempt(s, c, camp, t3, daily_cap=3)
+        finish_attempt(s, a, Outcome.NO_ANSWER, t3)
+        assert c.attempts == 3 and c.status == "done"  # 3 = max_attempts, whatever the causes
+
+
+def test_daily_cap_counts_every_campaign(store: Store, tmp_path: Path) -> None:
+    a_id = setup(store, tmp_path)
+    b_id = setup(store, tmp_path, name="hop-b")
+    t = at("2026-12-01T01:30:00+00:00")  # 09:30 Shanghai
+    with store.session() as s:
+        for i, cid in enumerate([a_id, b_id, a_id]):
+            camp = s.get(Campaign, cid)
+            c = s.scalars(
+                select(Contact).where(Contact.campaign_id == cid, Contact.phone == CN[1])
+            ).one()
+            when = t + dt.timedelta(hours=i)
+            att = start_attempt(s, c, camp, when, daily_cap=5)
+            finish_attempt(s, att, Outcome.BUSY, when + dt.timedelta(seconds=20))
+    later = t + dt.timedelta(hours=5)  # 14:30 Shanghai, same local day
+    with store.session() as s:
+        got = lease(s, s.get(Campaign, b_id), later, 10, "w", daily_cap=3)
+        assert CN[1] not in {c.phone for c in got}
+        assert explain(s, s.get(Campaign, b_id), later, daily_cap=3).reasons[Reason.DAILY_CAP] == 1
+        # the next local day (00:00 Shanghai = 16:00Z) the cap starts again
+        tomorrow = at("2026-12-02T01:00:00+00:00")
+        got = lease(s, s.get(Campaign, b_id), tomorrow, 10, "w", daily_cap=3)
+        assert CN[1] in {c.phone for c in got}
+
+
+def test_paused_campaign_leases_nothing(store: Store, tmp_path: Path) -> None:
+    cid = setup(store, tmp_path, state="paused")
+    with store.session() as s:
+        assert lease(s, s.get(Campaign, cid), at("2026-12-01T04:00:00+00:00"), 5, "w") == []
