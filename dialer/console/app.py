@@ -47,7 +47,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/metrics", "/api/login", "/favicon.ico"})
 MAX_BODY = 64 * 1024
 
-FLOOR = web.AppKey("floor", Floor)  # type: ignore[type-abstract]
+FLOOR = web.AppKey("floor", Floor)
 AUTH = web.AppKey("auth", TokenAuth)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 METRICS = web.AppKey("metrics", DialerMetrics)
@@ -100,9 +100,9 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
     if path.startswith("/api/") and path not in PUBLIC_PATHS:
         via = _authenticated(request)
         if via is None:
-            resp = _error(401, "unauthorized: send the API token")
-            resp.headers["WWW-Authenticate"] = 'Bearer realm="dialer"'
-            return resp
+            denied = _error(401, "unauthorized: send the API token")
+            denied.headers["WWW-Authenticate"] = 'Bearer realm="dialer"'
+            return denied
         if via == "session" and request.method not in ("GET", "HEAD", "OPTIONS"):
             # the cookie is SameSite=Strict already; refuse a foreign Origin as well
             origin = request.headers.get("Origin")
@@ -283,6 +283,7 @@ async def pause(request: web.Request) -> web.Response:
     _campaign_or_404(request)
     name = request.match_info["name"]
     await request.app[FLOOR].pause(name, actor=_actor(request))
+    log.info("campaign %s paused by %s", name, _actor(request))
     request.app[CACHE].invalidate()
     return _json(_campaign_or_404(request))
 
@@ -291,6 +292,7 @@ async def resume(request: web.Request) -> web.Response:
     _campaign_or_404(request)
     name = request.match_info["name"]
     await request.app[FLOOR].resume(name, actor=_actor(request))
+    log.info("campaign %s resumed by %s", name, _actor(request))
     request.app[CACHE].invalidate()
     return _json(_campaign_or_404(request))
 
@@ -306,8 +308,12 @@ async def set_pacing(request: web.Request) -> web.Response:
         pacing = await request.app[FLOOR].set_pacing(name, changes, actor=_actor(request))
     except ConfigError as exc:
         mets.count_pacing_change(name, accepted=False)
+        log.warning(
+            "pacing change for %s by %s refused: %s", name, _actor(request), scrub(str(exc))
+        )
         return _error(400, str(exc))
     mets.count_pacing_change(name, accepted=True)
+    log.info("pacing of %s changed by %s: %s", name, _actor(request), scrub(json.dumps(changes)))
     request.app[CACHE].invalidate()
     return _json({"campaign": name, "pacing": snap.to_json(pacing)})
 
@@ -320,6 +326,7 @@ async def preview_next(request: web.Request) -> web.Response:
     if not isinstance(agent, str) or not agent:
         return _error(400, 'give the agent: {"agent": "Local/1001@agents"}')
     contact = await request.app[FLOOR].preview_next(name, agent, actor=_actor(request))
+    log.info("preview: next contact of %s for %s (%s)", name, agent, "one" if contact else "none")
     request.app[CACHE].invalidate()
     return _json(
         {"campaign": name, "agent": agent, "contact": snap.scrub_json(snap.to_json(contact))}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 
 import aiohttp
+import pytest
 from sqlalchemy import select
 
 from dialer.store.models import AuditEntry
@@ -261,7 +263,10 @@ async def test_event_stream_pushes_snapshots(console: Console) -> None:
     console.responses.append(json.dumps(seen).encode())
 
 
-async def test_no_card_or_id_numbers_in_any_response(console: Console) -> None:
+async def test_no_card_or_id_numbers_in_any_response(
+    console: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     console.floor.tick()
     for path in API_GETS:
         if path != "/api/events":
@@ -281,3 +286,6 @@ async def test_no_card_or_id_numbers_in_any_response(console: Console) -> None:
     for secret in SENSITIVE:
         assert secret not in blob, secret
     assert "6222021234567890" not in blob and "7890" in blob  # the masked form is there
+    assert caplog.records  # the console did log (e.g. the refused pacing change path)
+    for secret in SENSITIVE:
+        assert secret not in caplog.text, secret
