@@ -1,0 +1,248 @@
+"""The AMI adapter over real loopback sockets against a scripted peer that speaks recorded bytes.
+
+The peer is deliberately dumb (it replays Asterisk's recorded replies); the full simulated PBX
+is exercised in ``test_ami_e2e_sim.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+from ami_replay import fixture
+
+from dialer.ami.adapter import AMIClient
+from dialer.ami.framing import AMIFraming
+from dialer.ami.messages import Event, Unrecognised
+from dialer.ami.transcript import read_transcript
+from dialer.errors import AMIDisconnected, AMIError
+
+SECRET = "peer-secret"
+CHINESE = "张伟明"
+
+
+class Peer:
+    """Greets, checks the login, answers Ping/CoreShowChannels/QueueStatus; can misbehave."""
+
+    def __init__(self) -> None:
+        self.actions: list[dict[str, str]] = []
+        self.sessions: list[asyncio.StreamWriter] = []
+        self.swallow: set[str] = set()  # actions never answered
+        self.on_login: bytes = b""  # raw bytes pushed right after a successful login
+        self.chunk: int | None = None  # write in pieces of this many bytes
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for w in self.sessions:
+            w.close()
+        if self.server:
+            self.server.close()
+            await self.server.wait_closed()
+
+    def drop_all(self) -> None:
+        for w in self.sessions:
+            w.transport.abort()
+        self.sessions.clear()
+
+    async def _write(self, w: asyncio.StreamWriter, data: bytes) -> None:
+        if self.chunk is None:
+            w.write(data)
+        else:
+            for i in range(0, len(data), self.chunk):
+                w.write(data[i : i + self.chunk])
+                await w.drain()
+                await asyncio.sleep(0)
+        await w.drain()
+
+    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.sessions.append(w)
+        framing = AMIFraming(expect_banner=False)
+        try:
+            await self._write(w, b"Asterisk Call Manager/11.0.0\r\n")
+            while True:
+                data = await r.read(4096)
+                for msg in framing.receive_data(data):
+                    if not isinstance(msg, Unrecognised):
+                        continue
+                    act = dict(msg.headers.pairs)
+                    self.actions.append(act)
+                    await self._answer(w, act)
+                if not data:
+                    return
+        except (ConnectionError, OSError):
+            return
+
+    async def _answer(self, w: asyncio.StreamWriter, act: dict[str, str]) -> None:
+        name, aid = act.get("Action", ""), act.get("ActionID", "")
+        if name in self.swallow:
+            return
+        if name == "Login":
+            ok = act.get("Secret") == SECRET
+            status = "Success" if ok else "Error"
+            msg = "Authentication accepted" if ok else "Authentication failed"
+            await self._write(
+                w, f"Response: {status}\r\nActionID: {aid}\r\nMessage: {msg}\r\n\r\n".encode()
+            )
+            if ok and self.on_login:
+                await self._write(w, self.on_login)
+            if not ok:
+                w.close()
+        elif name in ("CoreShowChannels", "QueueStatus"):
+            await self._write(
+                w,
+                f"Response: Success\r\nActionID: {aid}\r\nEventList: start\r\n\r\n"
+                f"Event: {name}Complete\r\nActionID: {aid}\r\nEventList: Complete\r\n"
+                f"ListItems: 0\r\n\r\n".encode(),
+            )
+        else:
+            await self._write(w, f"Response: Success\r\nActionID: {aid}\r\n\r\n".encode())
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Peer]:
+    p = Peer()
+    await p.start()
+    yield p
+    await p.stop()
+
+
+def client(port: int, **kw: object) -> AMIClient:
+    opts: dict[str, object] = {
+        "reconnect_min_s": 0.01,
+        "reconnect_max_s": 0.05,
+        "action_timeout_s": 1.0,
+        "ping_interval_s": 3600,
+    }
+    opts.update(kw)
+    return AMIClient("127.0.0.1", port, "dialer", SECRET, **opts)  # type: ignore[arg-type]
+
+
+def recorded_events_with_chinese() -> bytes:
+    raw = read_transcript(fixture("ami-originate.txt"))[0].received_bytes()
+    body = raw.split(b"\r\n", 1)[1]
+    return body.replace(b"CallerIDName: Dialer", f"CallerIDName: {CHINESE}".encode())
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 7])
+async def test_chinese_name_intact_over_tcp_in_tiny_writes(peer: Peer, chunk: int) -> None:
+    peer.chunk = chunk
+    peer.on_login = recorded_events_with_chinese()
+    c = client(peer.server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    names: list[str] = []
+    done = asyncio.Event()
+
+    def listener(e: Event) -> None:
+        if e.get("CallerIDName"):
+            names.append(e.headers["CallerIDName"])
+        if e.name == "Hangup" and e.get("Uniqueid", "").endswith("-2"):
+            done.set()
+
+    c.add_listener(listener)
+    await c.start()
+    await asyncio.wait_for(done.wait(), 10)
+    await c.close()
+    assert CHINESE in names and all("\ufffd" not in n for n in names)
+    # and the async OriginateResponse reached the listeners (panoramisk swallows it)
+
+
+async def test_ready_gate_waits_for_the_resync_hook(peer: Peer) -> None:
+    port = peer.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def hook(c: AMIClient) -> None:
+        res = await c.action("CoreShowChannels")
+        order.append(f"resync {len(res.events)} {res.response.status}")
+        await release.wait()
+
+    c = client(port, on_connect=hook)
+    await c.start()
+    await asyncio.sleep(0.1)
+    assert order == ["resync 0 Success"] and not c.ready.is_set()
+    release.set()
+    await c.wait_ready(2)
+    await c.close()
+
+
+async def test_pending_originate_fails_and_is_never_resent(peer: Peer) -> None:
+    port = peer.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    peer.swallow = {"Originate"}
+    c = client(port, action_timeout_s=5.0)
+    await c.start()
+    await c.wait_ready(2)
+    task = asyncio.create_task(c.action("Originate", [("Channel", "Local/+861@customer")]))
+    await asyncio.sleep(0.05)
+    peer.drop_all()
+    with pytest.raises(AMIDisconnected):
+        await task
+    await c.wait_ready(2)  # reconnected (and logged in again)
+    await asyncio.sleep(0.1)
+    assert c.connections == 2
+    assert [a["Action"] for a in peer.actions].count("Originate") == 1
+    assert [a["Action"] for a in peer.actions].count("Login") == 2
+    await c.close()
+
+
+async def test_every_action_has_a_timeout(peer: Peer) -> None:
+    port = peer.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    peer.swallow = {"Ping"}
+    c = client(port)
+    await c.start()
+    await c.wait_ready(2)
+    with pytest.raises(AMIError, match="no response in time"):
+        await c.action("Ping", timeout=0.1)
+    await c.close()
+
+
+async def test_wrong_secret_backs_off_and_never_opens_the_gate(peer: Peer) -> None:
+    port = peer.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    c = AMIClient(
+        "127.0.0.1",
+        port,
+        "dialer",
+        "wrong",
+        reconnect_min_s=0.01,
+        reconnect_max_s=0.08,
+        rng=random.Random(1),
+    )
+    await c.start()
+    with pytest.raises(AMIError, match="not ready"):
+        await c.wait_ready(0.5)
+    await c.close()
+    logins = [a for a in peer.actions if a["Action"] == "Login"]
+    assert 2 <= len(logins) <= 20  # retried, with a growing delay (not a busy loop)
+    assert "login refused" in (c.last_error or "")
+
+
+async def test_not_connected_is_refused_at_once() -> None:
+    c = AMIClient("127.0.0.1", 9, "dialer", SECRET)
+    with pytest.raises(AMIDisconnected):
+        await c.action("Ping")
+
+
+async def test_half_open_connection_is_dropped_by_the_ping(peer: Peer) -> None:
+    port = peer.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    peer.swallow = {"Ping"}
+    c = client(port, ping_interval_s=0.05, action_timeout_s=0.05)
+    await c.start()
+    await c.wait_ready(2)
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if c.connections >= 2:
+            break
+    assert c.connections >= 2
+    await c.close()
+
+
+async def test_from_settings_reads_the_secret_from_the_environment() -> None:
+    from dialer.settings import AMISettings
+
+    c = AMIClient.from_settings(AMISettings(port=1234, username="u"), {"DIALER_AMI_SECRET": "s"})
+    assert (c.port, c.username) == (1234, "u")
+    assert "s" not in repr(c._secret)
