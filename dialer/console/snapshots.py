@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dialer.floor import AgentSnapshot, CallSnapshot, CampaignSnapshot, Floor, HistoryPoint
-from dialer.privacy import scrub
+from dialer.privacy import is_hashed, scrub
 
 #: The window the cap applies over, and the share of the cap at which the page warns.
 CAP_WINDOW = "cap_window"
@@ -57,7 +57,7 @@ def to_json(obj: Any) -> Any:
 def scrub_json(obj: Any) -> Any:
     """Second line of defence for values that come from contacts: mask long digit runs."""
     if isinstance(obj, str):
-        return scrub(obj)
+        return "(hashed)" if is_hashed(obj) else scrub(obj)
     if isinstance(obj, Mapping):
         return {str(k): scrub_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

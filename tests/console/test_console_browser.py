@@ -28,7 +28,7 @@ from dialer.console import start_console
 from dialer.store import Store
 from dialer.store.models import AuditEntry
 
-from .floorkit import T0, TOKEN, Clock, StoreFloor, run_ticks, seed
+from .floorkit import CARD, T0, TOKEN, Clock, StoreFloor, run_ticks, seed
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -122,6 +122,7 @@ def wait_for(cond: Callable[[], Any], timeout: float = 8.0, what: str = "") -> A
 def test_live_page(browser: Any, store: Store, tmp_path: Path) -> None:
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     floor = StoreFloor(
         store, Clock(dt.datetime.now(dt.UTC), T0 + dt.timedelta(hours=2)), seed(store, tmp_path)
@@ -227,6 +228,18 @@ def test_live_page(browser: Any, store: Store, tmp_path: Path) -> None:
         assert [c.pacing["max_lines_per_agent"] for c in floor.campaigns() if c.name == NAME] == [
             2.5
         ]
+
+        # preview mode: the agent asks for the next contact; it shows masked
+        Select(browser.find_element(By.ID, "pacing-campaign")).select_by_value("preview-test")
+        wait_for(lambda: js("#preview", "className") == "", what="preview panel")
+        click("#preview-btn")
+        out = wait_for(lambda: js("#preview-out"), what="preview contact")
+        assert "****" in out and "7890" in out and CARD not in out
+
+        if os.environ.get("CONSOLE_SCREENSHOT"):  # the lower half, for looking at by eye
+            browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+            time.sleep(0.3)
+            browser.save_screenshot(os.environ["CONSOLE_SCREENSHOT"] + ".bottom.png")
 
         shot = tmp_path / "console.png"
         browser.execute_script("window.scrollTo(0, 0)")

@@ -303,7 +303,10 @@ $("#pacing-form").addEventListener("submit", async (ev) => {
 });
 $("#preview-btn").addEventListener("click", async () => {
   const r = await api("POST", "/api/campaigns/" + encodeURIComponent(pacingFor) + "/preview-next", { agent: $("#preview-agent").value });
-  $("#preview-out").textContent = r.ok ? (r.data.contact ? JSON.stringify(r.data.contact, null, 1) : "no contact ready") : (r.data && r.data.error) || "failed";
+  const flat = (o, pre) => Object.entries(o).flatMap(([k, v]) =>
+    v && typeof v === "object" ? flat(v, pre + k + ".") : [pre + k + ": " + v]);
+  $("#preview-out").textContent = !r.ok ? (r.data && r.data.error) || "failed"
+    : r.data.contact ? flat(r.data.contact, "").join("\n") : "no contact ready";
 });
 $("#reload-btn").addEventListener("click", async () => { await api("POST", "/api/reload"); });
 
