@@ -257,6 +257,7 @@ def exec_app(app: str, options: str = "") -> Command:
 
 _REPLY_200 = re.compile(r"^200 result=(\S*)(?: \((.*)\))?(?: endpos=(-?\d+))?\s*$")
 _STATUS_LINE = re.compile(r"^(\d{3})([ -])(.*)$")
+_HEADER_LINE = re.compile(r"^agi_[A-Za-z0-9_]+:")
 
 
 def parse_reply_line(line: str) -> Reply:
@@ -430,7 +431,7 @@ class AGIConnection:
                 return self.environment
             if len(self._header) >= MAX_HEADER_LINES:
                 raise RemoteProtocolError("AGI header too long")
-            if not line.startswith("agi_"):
+            if not _HEADER_LINE.match(line):
                 raise RemoteProtocolError(f"not an AGI header line: {line[:80]!r}")
             self._move(Input.HEADER_LINE)
             self._header.append(line)

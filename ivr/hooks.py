@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from dialer.privacy import is_hashed, mask_digits, matches_hash
+from dialer.privacy import is_hashed, matches_hash
 from dialer.store import Store
 from dialer.store.models import Contact, DncEntry
 from ivr.context import CallContext
@@ -102,7 +102,7 @@ def activate_card(h: HookContext) -> str:
     _update_contact(h, change)
     card = h.call.fields.get("card_last4")
     if card:
-        h.data["card"] = mask_digits("0000" + str(card))[-8:]
+        h.data["card"] = "****" + str(card)[-4:]
     return "already" if already else "ok"
 
 

@@ -11,13 +11,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dialer.privacy import mask_digits, scrub
+from dialer.privacy import scrub
 from dialer.store import Store
 from dialer.store.models import IvrSession, IvrStep
 from ivr.context import CallContext
 
 #: Keys that must never carry a value into the store or a log.
 FORBIDDEN_KEYS = frozenset({"digits", "typed", "pin", "id_digits", "id_last6"})
+
+
+def mask_card(value: str) -> str:
+    """Card numbers keep their last four digits only: ``****4321``."""
+    digits = "".join(c for c in value if c.isdigit())
+    return "****" + digits[-4:]
 
 
 def mask(value: Any, key: str = "") -> Any:
@@ -30,7 +36,7 @@ def mask(value: Any, key: str = "") -> Any:
         return [mask(v, key) for v in value]
     if isinstance(value, str):
         if "card" in key and any(c.isdigit() for c in value):
-            return mask_digits(value) if len(value) > 4 else value
+            return mask_card(value)
         return scrub(value)
     return value
 

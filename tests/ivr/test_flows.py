@@ -1,0 +1,394 @@
+"""Every shipped flow, driven by caller personas against the fake Asterisk, with the store.
+
+These run the real engine and the process-AGI driver in memory; test_fastagi.py runs the
+same flows over sockets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from conftest import ID_LAST6, NOW, RunFn, seed_attempt
+from ivr_fakepbx import Persona
+from sqlalchemy import select
+
+from dialer.store import Store
+from dialer.store.models import Contact, DncEntry, IvrSession, IvrStep
+from ivr.engine import SessionStatus
+from ivr.errors import FlowDefinitionError
+from ivr.flow import FlowLibrary, parse_flow
+from ivr.hooks import LOCK_FIELD
+
+WRONG = ["111111", "222222", "333333"]
+
+
+def session_row(store: Store, session_id: int | None) -> tuple[IvrSession, list[IvrStep]]:
+    with store.session() as s:
+        row = s.get(IvrSession, session_id)
+        assert row is not None
+        steps = list(
+            s.scalars(select(IvrStep).where(IvrStep.session_id == session_id).order_by(IvrStep.seq))
+        )
+        return row, steps
+
+
+def contact_fields(store: Store) -> dict[str, object]:
+    with store.session() as s:
+        return dict(s.scalars(select(Contact)).one().fields)
+
+
+def assert_no_digits_anywhere(store: Store, pbx_vars: dict[str, str], digits: str) -> None:
+    """Typed verification digits never reach the DB or channel variables."""
+    with store.session() as s:
+        for row in s.scalars(select(IvrSession)):
+            assert digits not in repr(row.data)
+        for step in s.scalars(select(IvrStep)):
+            assert digits not in repr(step.detail) and digits not in (step.outcome or "")
+    assert all(digits not in v for v in pbx_vars.values())
+
+
+# --- card activation --------------------------------------------------------------------
+
+
+def test_card_activation_right_digits(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "card_activation")
+    r = run_flow("card_activation", Persona(answers=[ID_LAST6, "1"]), attempt=aid)
+    assert (r.outcome.status, r.outcome.result, r.outcome.next) == (
+        SessionStatus.COMPLETED,
+        "activated",
+        "hangup",
+    )
+    assert r.pbx.variables == {"IVR_RESULT": "activated", "IVR_NEXT": "hangup"}
+    row, steps = session_row(store, r.outcome.session_id)
+    assert (row.attempt_id, row.status, row.result, row.is_test) == (
+        aid,
+        "completed",
+        "activated",
+        False,
+    )
+    assert [(s.node, s.outcome) for s in steps] == [
+        ("greeting", "played"),
+        ("verify", "match"),
+        ("offer", "key:1"),
+        ("activate", "ok"),
+        ("activated", "end"),
+    ]
+    assert contact_fields(store)["card_activated_at"] == NOW.isoformat()
+    # the card is read back by its last four only, after verification
+    played = r.pbx.played
+    assert played.index("dialer/enter-id-last6") < played.index("dialer/digit-4")
+    assert_no_digits_anywhere(store, r.pbx.variables, ID_LAST6)
+
+
+def test_card_activation_barge_in_types_ahead(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "card_activation")
+    r = run_flow("card_activation", Persona(answers=["!" + ID_LAST6, "!1"]), attempt=aid)
+    assert r.outcome.result == "activated"
+    assert "WAIT FOR DIGIT 5000" not in r.pbx.commands  # interrupted prompts, no wait needed
+
+
+def test_card_activation_wrong_digits_three_times_locks(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "card_activation")
+    r = run_flow("card_activation", Persona(answers=WRONG), attempt=aid)
+    assert (r.outcome.status, r.outcome.result) == (SessionStatus.COMPLETED, "locked")
+    assert r.pbx.played.count("dialer/verify-retry") == 2
+    assert "dialer/digit-4" not in r.pbx.played  # nothing disclosed
+    row, steps = session_row(store, r.outcome.session_id)
+    assert steps[1].outcome == "locked" and steps[1].detail == {"mismatches": 3}
+    assert row.data["identity"] == "locked"
+    assert LOCK_FIELD in contact_fields(store)
+    for wrong in WRONG:
+        assert_no_digits_anywhere(store, r.pbx.variables, wrong)
+    # the next call is locked out at once, even with the right digits
+    aid2 = seed_attempt_again(store)
+    r2 = run_flow("card_activation", Persona(answers=[ID_LAST6, "1"]), attempt=aid2)
+    assert r2.outcome.result == "locked"
+    assert "dialer/enter-id-last6" not in r2.pbx.played
+
+
+def seed_attempt_again(store: Store) -> int:
+    from dialer.store.models import Attempt
+
+    with store.session() as s:
+        contact = s.scalars(select(Contact)).one()
+        a = Attempt(campaign_id=contact.campaign_id, contact_id=contact.id, phone=contact.phone)
+        s.add(a)
+        s.flush()
+        return a.id
+
+
+def test_card_activation_right_on_third_try(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "card_activation")
+    r = run_flow("card_activation", Persona(answers=[*WRONG[:2], ID_LAST6, "1"]), attempt=aid)
+    assert r.outcome.result == "activated"
+
+
+def test_card_activation_no_input(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "card_activation")
+    r = run_flow("card_activation", Persona(answers=[]), attempt=aid)
+    assert (r.outcome.status, r.outcome.result) == (SessionStatus.COMPLETED, "no_input")
+    assert r.pbx.played.count("dialer/ivr-no-input") == 2
+    assert LOCK_FIELD not in contact_fields(store)  # silence is not a wrong answer
+
+
+def test_card_activation_invalid_menu_key_then_agent(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "card_activation")
+    r = run_flow("card_activation", Persona(answers=[ID_LAST6, "7", "0"]), attempt=aid)
+    assert (r.outcome.result, r.outcome.next) == ("transferred", "queue:campaign-agents")
+    assert r.pbx.played.count("dialer/ivr-invalid") == 1
+    assert r.pbx.variables["IVR_NEXT"] == "queue:campaign-agents"
+    assert (
+        r.pbx.variables["IVR_SUMMARY"]
+        == "flow=card_activation;result=transferred;identity=confirmed"
+    )
+
+
+def test_card_activation_short_input_counts_as_mismatch(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "card_activation")
+    r = run_flow(
+        "card_activation", Persona(answers=["12#", "#", ID_LAST6[:5], ID_LAST6]), attempt=aid
+    )
+    assert r.outcome.result == "locked"
+
+
+def test_digits_during_non_interruptible_greeting_are_lost(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "card_activation")
+    r = run_flow("card_activation", Persona(early=ID_LAST6, answers=[]), attempt=aid)
+    assert r.pbx.lost == ID_LAST6
+    assert r.outcome.result == "no_input"
+
+
+def test_test_call_without_attempt_uses_sample(store: Store, run_flow: RunFn) -> None:
+    r = run_flow("card_activation", Persona(answers=["123456", "1"]))
+    assert (r.outcome.result, r.outcome.is_test, r.outcome.attempt_id) == ("activated", True, None)
+    row, _ = session_row(store, r.outcome.session_id)
+    assert row.is_test and row.attempt_id is None and row.data["test"] is True
+    assert "dialer/digit-4" in r.pbx.played  # sample card 1234
+
+
+def test_unknown_attempt_is_an_error_not_a_test(store: Store, run_flow: RunFn) -> None:
+    r = run_flow("repayment_reminder", Persona(answers=["1"]), attempt=999)
+    assert r.outcome.status is SessionStatus.ERROR
+    assert r.pbx.variables == {"IVR_RESULT": "", "IVR_NEXT": "hangup"}
+    assert r.pbx.played == []  # nothing read to a stranger
+
+
+def test_language_follows_the_contact(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "repayment_reminder", language="en")
+    r = run_flow("repayment_reminder", Persona(answers=["1"]), attempt=aid, language="zh")
+    assert 'SET VARIABLE CHANNEL(language) "en"' in r.pbx.commands
+    assert "dialer/word-and" in r.pbx.played  # English amount: ... yuan and five cents
+
+
+# --- repayment reminder -----------------------------------------------------------------
+
+
+def test_repayment_reminder_promise_to_pay(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "repayment_reminder")
+    r = run_flow("repayment_reminder", Persona(answers=["1", "2", "1210"]), attempt=aid)
+    assert (r.outcome.status, r.outcome.result) == (SessionStatus.COMPLETED, "promised_to_pay")
+    amount = ["dialer/num-1", "dialer/unit-10k", "dialer/num-0", "dialer/num-1", "dialer/unit-10"]
+    i = r.pbx.played.index("dialer/rr-amount-due")
+    assert r.pbx.played[i + 1 : i + 6] == amount
+    assert "dialer/month-12" in r.pbx.played and "dialer/day-15" in r.pbx.played
+    assert contact_fields(store)["promise_to_pay"] == {"date": "2026-12-10", "at": NOW.isoformat()}
+    row, _ = session_row(store, r.outcome.session_id)
+    assert row.data["promise_date"] == "2026-12-10"
+
+
+def test_repayment_reminder_repeat_then_agent(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "repayment_reminder")
+    r = run_flow("repayment_reminder", Persona(answers=["1", "1", "0"]), attempt=aid)
+    assert r.pbx.played.count("dialer/rr-amount-due") == 2
+    assert (r.outcome.result, r.outcome.next) == ("transferred", "queue:campaign-agents")
+
+
+def test_repayment_reminder_wrong_party_hears_nothing(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "repayment_reminder")
+    r = run_flow("repayment_reminder", Persona(answers=["2"]), attempt=aid)
+    assert r.outcome.result == "wrong_party"
+    assert not any(
+        p.startswith(("dialer/num-", "dialer/month-", "dialer/rr-amount")) for p in r.pbx.played
+    )
+
+
+def test_repayment_reminder_invalid_promise_dates_go_to_agent(
+    store: Store, run_flow: RunFn
+) -> None:
+    aid = seed_attempt(store, "repayment_reminder")
+    # 1399 is no date; 0230 no day; 0601 is beyond 30 days
+    r = run_flow(
+        "repayment_reminder", Persona(answers=["1", "2", "1399", "0230", "0601"]), attempt=aid
+    )
+    assert (r.outcome.result, r.outcome.next) == ("transferred", "queue:campaign-agents")
+    assert "promise_to_pay" not in contact_fields(store)
+
+
+def test_repayment_reminder_no_input_and_invalid(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "repayment_reminder")
+    assert run_flow("repayment_reminder", Persona(), attempt=aid).outcome.result == "no_input"
+    aid = seed_attempt_again(store)
+    r = run_flow("repayment_reminder", Persona(answers=["1", "8", "8", "8"]), attempt=aid)
+    assert r.outcome.result == "reminded"
+
+
+# --- transaction alert ------------------------------------------------------------------
+
+
+def test_transaction_alert_it_was_me(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "transaction_alert")
+    r = run_flow("transaction_alert", Persona(answers=["1", "1"]), attempt=aid)
+    assert (r.outcome.result, r.outcome.next) == ("confirmed", "hangup")
+    assert "dialer/merchant-overseas" in r.pbx.played
+    assert "card_blocked_at" not in contact_fields(store)
+
+
+def test_transaction_alert_not_me_blocks_and_transfers_to_fraud(
+    store: Store, run_flow: RunFn
+) -> None:
+    aid = seed_attempt(store, "transaction_alert")
+    r = run_flow("transaction_alert", Persona(answers=["1", "9", "2"]), attempt=aid)
+    assert (r.outcome.result, r.outcome.next) == ("denied", "queue:fraud")
+    assert r.pbx.played.count("dialer/ta-amount") == 2
+    assert contact_fields(store)["card_blocked_at"] == NOW.isoformat()
+    row, _ = session_row(store, r.outcome.session_id)
+    assert row.data["blocked_card"] == "****4321"
+
+
+def test_transaction_alert_no_input(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "transaction_alert")
+    r = run_flow("transaction_alert", Persona(answers=["1"]), attempt=aid)
+    assert r.outcome.result == "no_input"
+
+
+# --- survey, notice, opt-out -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["1", "2", "3", "4", "5"])
+def test_survey_ratings(store: Store, run_flow: RunFn, key: str) -> None:
+    aid = seed_attempt(store, "satisfaction_survey")
+    assert (
+        run_flow("satisfaction_survey", Persona(answers=[key]), attempt=aid).outcome.result
+        == f"rated_{key}"
+    )
+
+
+def test_survey_reprompts_invalid_and_silence(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "satisfaction_survey")
+    r = run_flow("satisfaction_survey", Persona(answers=["9", None, "4"]), attempt=aid)
+    assert r.outcome.result == "rated_4"
+    assert r.pbx.played.count("dialer/ss-ask") == 3
+    aid = seed_attempt_again(store)
+    r = run_flow("satisfaction_survey", Persona(answers=["0", "6", "7"]), attempt=aid)
+    assert r.outcome.result == "no_rating"
+
+
+def test_survey_key_during_greeting_is_lost(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "satisfaction_survey")
+    r = run_flow("satisfaction_survey", Persona(early="5"), attempt=aid)
+    assert r.pbx.lost == "5" and r.outcome.result == "no_rating"
+
+
+def test_notice_repeat_and_agent(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "notice")
+    r = run_flow("notice", Persona(answers=["1", "0"]), attempt=aid)
+    assert r.pbx.played.count("dialer/notice-body") == 2
+    assert (r.outcome.result, r.outcome.next) == ("transferred", "queue:campaign-agents")
+    aid = seed_attempt_again(store)
+    r = run_flow("notice", Persona(), attempt=aid)
+    assert (r.outcome.result, r.outcome.next) == ("notified", "hangup")
+
+
+def test_opt_out_writes_dnc(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "opt_out")
+    r = run_flow("opt_out", Persona(answers=["9"]), attempt=aid)
+    assert r.outcome.result == "opted_out"
+    with store.session() as s:
+        dnc = s.scalars(select(DncEntry)).one()
+        assert (dnc.number, dnc.scope, dnc.source, dnc.is_prefix) == (
+            "+8613800000486",
+            "marketing",
+            "ivr-opt-out",
+            False,
+        )
+    aid = seed_attempt_again(store)
+    assert run_flow("opt_out", Persona(answers=["9"]), attempt=aid).outcome.result == "opted_out"
+    with store.session() as s:
+        assert len(list(s.scalars(select(DncEntry)))) == 1  # idempotent
+
+
+def test_opt_out_other_key_or_silence(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "opt_out")
+    assert run_flow("opt_out", Persona(answers=["1"]), attempt=aid).outcome.result == "heard"
+    with store.session() as s:
+        assert list(s.scalars(select(DncEntry))) == []
+
+
+# --- definitions ------------------------------------------------------------------------
+
+
+def test_right_party_first_is_enforced_at_load() -> None:
+    bad = {
+        "name": "leaky",
+        "start": "amount",
+        "nodes": {
+            "amount": {"kind": "say", "say": "amount", "field": "amount_due", "next": "end"},
+            "end": {"kind": "hangup"},
+        },
+    }
+    with pytest.raises(FlowDefinitionError, match="right party first"):
+        parse_flow(bad, "leaky.yaml")
+    sneaky = {
+        "name": "sneaky",
+        "start": "ask",
+        "nodes": {
+            "ask": {
+                "kind": "menu",
+                "prompts": ["confirm-customer"],
+                "choices": {"1": {"next": "amount", "confirms_identity": True}, "2": "amount"},
+                "on_fail": "end",
+            },
+            "amount": {
+                "kind": "play",
+                "prompts": [{"say": "amount", "field": "amount_due"}],
+                "next": "end",
+            },
+            "end": {"kind": "hangup"},
+        },
+    }
+    with pytest.raises(FlowDefinitionError, match="right party first"):
+        parse_flow(sneaky, "sneaky.yaml")
+
+
+def test_bad_references_and_hooks_are_refused(tmp_path: object) -> None:
+    with pytest.raises(FlowDefinitionError, match="undefined node"):
+        parse_flow(
+            {
+                "name": "x",
+                "start": "a",
+                "nodes": {"a": {"kind": "play", "prompts": ["p"], "next": "b"}},
+            },
+            "x",
+        )
+    from pathlib import Path
+
+    d = Path(str(tmp_path))
+    (d / "x.yaml").write_text(
+        "name: x\nstart: a\nnodes:\n  a: {kind: action, hook: no_such_hook, next: b}\n  b: {kind: hangup}\n"
+    )
+    with pytest.raises(FlowDefinitionError, match="unknown hook"):
+        FlowLibrary.load(d)
+
+
+def test_shipped_flows_load(library: FlowLibrary) -> None:
+    assert set(library.flows) == {
+        "card_activation",
+        "repayment_reminder",
+        "transaction_alert",
+        "satisfaction_survey",
+        "notice",
+        "opt_out",
+    }
+    assert library.get("opt_out").purpose == "marketing"
+    assert isinstance(NOW, dt.datetime)
