@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from dialer.sim.dialplan import split_args, substitute
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 AGI_VERSION = "22.10.1"
 DEFAULT_AGI_PORT = 4573
+HANGUP_LINE_DELAY_S = 0.04
 R_DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
 R_UNKNOWN = "510 Invalid or unknown command"
 #: Commands that still work on a dead channel (recorded).
@@ -124,7 +126,8 @@ class AgiSession:
     executing: bool = False
     hangup_sent: bool = False
     failed: bool = False
-    pending: list[str] = field(default_factory=list)
+    hangup_timer: Any = None
+    hangup_due: float = 0.0
 
     @property
     def dead(self) -> bool:
@@ -142,6 +145,15 @@ class AgiSession:
     def on_hangup(self, _ch: Channel) -> None:
         if not self.executing:
             self.send_hangup_line()
+
+    def schedule_hangup_line(self) -> None:
+        """After a reply on a dead channel Asterisk sends ``HANGUP`` ~40 ms later (recorded),
+        or at once when the next command arrives first."""
+        if not self.hangup_sent and self.hangup_timer is None:
+            self.hangup_due = self.engine.clock.now() + HANGUP_LINE_DELAY_S
+            self.hangup_timer = self.engine.clock.call_later(
+                HANGUP_LINE_DELAY_S, self.send_hangup_line
+            )
 
     # ------------------------------------------------------------------ commands
     async def execute(self, line: str) -> Reply:
@@ -368,6 +380,7 @@ def agi_environment(e: Engine, ch: Channel, url: str, script: str, args: list[st
 async def run_agi(e: Engine, ch: Channel, data: str) -> None:
     url = split_args(data)[0].strip()
     host, port, script, args = parse_agi_url(data)
+    host, port = e.agi_port_map.get((host, port), (host, port))
     session = AgiSession(e, ch)
     try:
         with e.clock.io():
@@ -394,6 +407,10 @@ async def run_agi(e: Engine, ch: Channel, data: str) -> None:
             line = raw.decode("utf-8", "replace").strip()
             if not line:
                 continue
+            if session.hangup_timer is not None and not session.hangup_sent:
+                session.hangup_timer.cancel()
+                session.send_hangup_line()
+                await e.clock.sleep(max(0.0, session.hangup_due - e.clock.now()))
             cmd_id = str(e.rng.randrange(100_000_000, 2_147_483_647))
             e.chan_event("AGIExecStart", ch, (("CommandId", cmd_id), ("Command", line)), "agi")
             session.executing = True
@@ -416,8 +433,10 @@ async def run_agi(e: Engine, ch: Channel, data: str) -> None:
             )
             session.write(reply.text)
             if session.dead:
-                session.send_hangup_line()
+                session.schedule_hangup_line()
     finally:
+        if session.hangup_timer is not None:
+            session.hangup_timer.cancel()
         if session.on_hangup in ch.hangup_listeners:
             ch.hangup_listeners.remove(session.on_hangup)
         writer.close()

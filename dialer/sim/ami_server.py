@@ -108,7 +108,9 @@ class AmiServer:
         secret: str | None = None,
         auth_timeout: float = AUTH_TIMEOUT_S,
         timestamps: bool = True,
+        read: frozenset[str] = DEFAULT_READ,
     ) -> None:
+        self.read = read
         self.engine = engine
         self.username = username
         self.secret = secret
@@ -169,7 +171,7 @@ class AmiServer:
             writer.transport.abort()
             return
         peer = str(writer.get_extra_info("peername"))
-        s = Session(writer, peer)
+        s = Session(writer, peer, read=self.read)
         self.sessions.add(s)
         self._order.append(s)
         s.send(BANNER)
@@ -299,12 +301,12 @@ class AmiServer:
     def _set_events(self, s: Session, value: str) -> None:
         v = value.strip().lower()
         if v in ("on", "yes", "true", "all"):
-            s.events_on, s.read = True, DEFAULT_READ
+            s.events_on, s.read = True, self.read
         elif v in ("off", "no", "false", "none", ""):
             s.events_on = False
         else:
             s.events_on = True
-            s.read = frozenset(c.strip() for c in v.split(",")) & DEFAULT_READ
+            s.read = frozenset(c.strip() for c in v.split(",")) & self.read
 
 
 # ====================================================================== action handlers

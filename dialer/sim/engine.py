@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 UNKNOWN = "<unknown>"
 DTMF_DURATION_MS = 100
 DTMF_GAP_MS = 250
-#: After ``Answer`` on the ``;2`` leg Asterisk lets the ``;1`` side run first (recorded ~8 ms).
-LOCAL_ANSWER_YIELD_S = 0.008
+DTMF_LEAD_MS = 100
+#: ``Answer()`` on a ringing channel waits up to 500 ms for the first voice frame from the
+#: other side: ~5 ms when the IVR leg starts a prompt at once, 500 ms otherwise (recorded).
+ANSWER_MEDIA_WAIT_S = 0.5
 
 
 class ChannelHungup(Exception):
@@ -84,6 +86,7 @@ class Channel:
     #: current interruptible wait: resolved with ("timeout"|"digit"|"hangup", digit)
     waiter: asyncio.Future[tuple[str, str | None]] | None = None
     accept_digits: str | None = None
+    await_media: bool = False
     digit_listeners: list[Callable[[str], None]] = field(default_factory=list)
     hangup_listeners: list[Callable[[Channel], None]] = field(default_factory=list)
     ring_listeners: list[Callable[[Channel], None]] = field(default_factory=list)
@@ -219,7 +222,8 @@ class Engine:
         self.boot_epoch = clock.epoch()
         self.queues: Any = None  # dialer.sim.queues.QueueManager (part 2)
         self.party_model: Any = None  # dialer.sim.party (part 2)
-        self.agi_factory: Any = None  # set by dialer.sim.agi
+        #: (host, port) of an AGI URL -> where to really connect (tests bind port 0)
+        self.agi_port_map: dict[tuple[str, int], tuple[str, int]] = {}
         self.events_emitted = 0
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -326,15 +330,17 @@ class Engine:
 
     # ------------------------------------------------------------------ waiting
     async def wait(
-        self, ch: Channel, duration: float | None, digits: str | None = None
+        self, ch: Channel, duration: float | None, digits: str | None = None, media: bool = False
     ) -> tuple[str, str | None]:
-        """Wait ``duration`` s (None = until hangup) or for a digit in ``digits``."""
+        """Wait ``duration`` s (None = until hangup), for a digit in ``digits``, or (with
+        ``media``) until the other side starts sending audio."""
         if ch.soft_hangup or not ch.alive:
             raise ChannelHungup
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[str, str | None]] = loop.create_future()
         ch.waiter = fut
         ch.accept_digits = digits
+        ch.await_media = media
         h = None
         if duration is not None:
             h = self.clock.call_later(duration, _resolve, fut, ("timeout", None))
@@ -344,6 +350,7 @@ class Engine:
             if ch.waiter is fut:
                 ch.waiter = None
                 ch.accept_digits = None
+                ch.await_media = False
             if h is not None:
                 h.cancel()
         if res[0] == "hangup":
@@ -360,8 +367,13 @@ class Engine:
     async def send_dtmf(
         self, ch: Channel, digits: str, gap_ms: int = DTMF_GAP_MS, dur_ms: int = DTMF_DURATION_MS
     ) -> None:
-        """SendDTMF: each digit is received by the other leg (DTMFBegin/DTMFEnd)."""
-        for i, d in enumerate(digits):
+        """SendDTMF: each digit is received by the other leg (DTMFBegin/DTMFEnd).
+
+        Recorded timing: ~100 ms before the first digit, ``dur_ms`` per digit, ``gap_ms``
+        after every digit (also the last, so the app returns ``gap_ms`` after the last end).
+        """
+        await self.wait(ch, DTMF_LEAD_MS / 1000.0)
+        for d in digits:
             if d not in "0123456789*#ABCDabcdwW":
                 continue
             if d in "wW":
@@ -382,8 +394,7 @@ class Engine:
                     "dtmf",
                 )
                 self.deliver_digit(target, d)
-            if i < len(digits) - 1:
-                await self.wait(ch, gap_ms / 1000.0)
+            await self.wait(ch, gap_ms / 1000.0)
 
     async def play(
         self, ch: Channel, name: str, escape: str | None = None
@@ -396,6 +407,8 @@ class Engine:
         target = ch.other
         if target is not None:
             target.media_log.append((start, prompt))
+            if target.await_media and target.waiter is not None:
+                _resolve(target.waiter, ("media", None))
         try:
             kind, digit = await self.wait(ch, prompt.duration, escape or None)
         except ChannelHungup:
@@ -471,6 +484,8 @@ class Engine:
                 )
                 app = self.apps[step.app]
                 jump = await app(self, ch, data)
+                if ch.soft_hangup or not ch.alive:
+                    break
                 if jump is None:
                     ch.priority += 1
                 else:
@@ -590,6 +605,9 @@ class Engine:
     def _set_callerid(self, ch: Channel, cid: tuple[str, str]) -> None:
         name, num = cid
         ch.cid_name, ch.cid_num = name or UNKNOWN, num or UNKNOWN
+        if not ch.is_one:
+            # the ;2 leg already shows the connected line in its NewCallerid (recorded)
+            ch.conn_name, ch.conn_num = ch.cid_name, ch.cid_num
         self.chan_event(
             "NewCallerid", ch, (("CID-CallingPres", "0 (Presentation Allowed, Not Screened)"),)
         )
@@ -659,6 +677,8 @@ class Engine:
     def _originate_response(
         self, req: OriginateRequest, one: Channel | None, ok: bool, reason: int
     ) -> None:
+        if not req.is_async:
+            return  # a synchronous Originate answers with its Response only (recorded)
         if one is not None:
             chan_name, uid = one.name, one.uniqueid
             cnum, cname = one.cid_num, one.cid_name
@@ -721,8 +741,7 @@ def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
 async def app_answer(e: Engine, ch: Channel, data: str) -> None:
     if ch.state != ChannelState.UP:
         e.answer(ch)
-        if ch.peer is not None and not ch.is_one:
-            await e.wait(ch, LOCAL_ANSWER_YIELD_S)
+        await e.wait(ch, ANSWER_MEDIA_WAIT_S, media=True)
 
 
 async def app_noop(e: Engine, ch: Channel, data: str) -> None:
