@@ -119,6 +119,7 @@ class FastAGIServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._port: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -126,12 +127,13 @@ class FastAGIServer:
         self._server = await asyncio.start_server(
             self._accept, self.host, self.requested_port, limit=READ_SIZE, backlog=1024
         )
+        self._port = int(self._server.sockets[0].getsockname()[1])
         log.info("FastAGI listening on %s:%d", self.host, self.port)
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "start() first"
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._port is not None, "start() first"
+        return self._port
 
     @property
     def active(self) -> int:
@@ -178,16 +180,19 @@ class FastAGIServer:
             self.stats.rejected_busy += 1
             writer.transport.abort()
             return
-        task = asyncio.current_task()
-        assert task is not None
+        # The session runs in its own task, so shutdown can cancel it without cancelling
+        # asyncio's connection callback (which would log the cancellation as an error).
+        task = asyncio.create_task(self._session(reader, writer))
         self._tasks.add(task)
         try:
-            await self._session(reader, writer)
+            await asyncio.wait([task])
         finally:
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("FastAGI session failed", exc_info=task.exception())
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         c = _Connection(reader, writer, self.reply_timeout)

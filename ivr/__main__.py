@@ -1,0 +1,5 @@
+"""``python -m ivr`` = the ``ivr`` command."""
+
+from ivr.cli import main
+
+main()

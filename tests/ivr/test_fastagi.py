@@ -1,0 +1,260 @@
+"""The FastAGI server on port 0, driven over loopback by a client that speaks like Asterisk,
+and by hostile peers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from conftest import ID_LAST6, seed_attempt
+from ivr_fakepbx import FakeAsterisk, Persona, header, run_tcp
+from sqlalchemy import select
+
+from dialer.store import Store
+from dialer.store.models import IvrSession
+from ivr.engine import Services, SessionStatus
+from ivr.fastagi import FastAGIServer
+
+
+@pytest.fixture
+async def server(services: Services) -> AsyncIterator[FastAGIServer]:
+    srv = FastAGIServer(services, port=0, header_timeout=0.5)
+    await srv.start()
+    yield srv
+    await srv.close(grace=1)
+
+
+async def session(srv: FastAGIServer, script: str, persona: Persona, **kw: object) -> FakeAsterisk:
+    pbx = FakeAsterisk(persona)
+    await run_tcp(srv.port, pbx, header(script, port=srv.port, **kw))  # type: ignore[arg-type]
+    return pbx
+
+
+async def wait_idle(srv: FastAGIServer, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while srv.active and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert srv.active == 0
+
+
+def sessions(store: Store) -> list[IvrSession]:
+    with store.session() as s:
+        return list(s.scalars(select(IvrSession).order_by(IvrSession.id)))
+
+
+async def test_binds_loopback_port_zero(server: FastAGIServer) -> None:
+    assert server.port > 0 and server.host == "127.0.0.1"
+
+
+async def test_full_session_over_tcp(server: FastAGIServer, store: Store) -> None:
+    aid = seed_attempt(store, "card_activation")
+    pbx = await session(server, f"card_activation?attempt={aid}", Persona(answers=[ID_LAST6, "1"]))
+    assert pbx.variables == {"IVR_RESULT": "activated", "IVR_NEXT": "hangup"}
+    await wait_idle(server)
+    (row,) = sessions(store)
+    assert (row.attempt_id, row.status, row.result) == (aid, "completed", "activated")
+    assert server.stats.completed == 1
+
+
+async def test_attempt_as_agi_arg(server: FastAGIServer, store: Store) -> None:
+    aid = seed_attempt(store, "satisfaction_survey")
+    pbx = await session(server, "satisfaction_survey", Persona(answers=["5"]), args=(str(aid),))
+    assert pbx.variables["IVR_RESULT"] == "rated_5"
+    await wait_idle(server)
+    assert sessions(store)[0].attempt_id == aid
+
+
+async def test_hangup_over_tcp_records_partial(server: FastAGIServer, store: Store) -> None:
+    aid = seed_attempt(store, "repayment_reminder")
+    await session(
+        server, f"repayment_reminder?attempt={aid}", Persona(answers=["1"], hangup_after=6)
+    )
+    await wait_idle(server)
+    (row,) = sessions(store)
+    assert row.status == "hangup" and row.ended_at is not None
+    assert server.stats.hangup == 1
+
+
+async def test_asterisk_closing_socket_mid_command_is_a_hangup(
+    server: FastAGIServer, store: Store
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(header("notice"))
+    await reader.readline()  # ANSWER
+    writer.write(b"200 result=0\n")
+    await reader.readline()  # STREAM FILE
+    writer.close()
+    await wait_idle(server)
+    assert sessions(store)[0].status == "hangup"
+
+
+async def test_many_concurrent_sessions(server: FastAGIServer, store: Store) -> None:
+    pbxs = await asyncio.gather(
+        *(
+            session(server, "satisfaction_survey", Persona(answers=[str(i % 5 + 1)]))
+            for i in range(40)
+        )
+    )
+    assert sorted(p.variables["IVR_RESULT"] for p in pbxs) == sorted(
+        f"rated_{i % 5 + 1}" for i in range(40)
+    )
+    await wait_idle(server)
+    assert server.stats.completed == 40
+
+
+async def test_unknown_flow_is_closed(server: FastAGIServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(header("no_such_flow"))
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    writer.close()
+    assert server.stats.unknown_flow == 1
+
+
+# --- hostile peers ----------------------------------------------------------------------
+
+
+async def good_session_is_prompt(srv: FastAGIServer) -> float:
+    t = time.monotonic()
+    pbx = await session(srv, "satisfaction_survey", Persona(answers=["3"]))
+    assert pbx.variables["IVR_RESULT"] == "rated_3"
+    return time.monotonic() - t
+
+
+async def test_closed_before_header_end(server: FastAGIServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(header("notice")[:40])
+    writer.close()
+    await wait_idle(server)
+    assert server.stats.bad_header == 1
+    assert await good_session_is_prompt(server) < 1.0
+
+
+async def test_header_that_never_ends_is_cut(server: FastAGIServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"agi_network: yes\n")
+    t = time.monotonic()
+    for _ in range(20):  # keep trickling header lines: the limit is on the whole header
+        writer.write(b"agi_x: y\n")
+        await asyncio.sleep(0.05)
+        if reader.at_eof():
+            break
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    assert 0.4 < time.monotonic() - t < 2.0
+    writer.close()
+    assert server.stats.header_timeout == 1
+    assert await good_session_is_prompt(server) < 1.0
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", bytes(range(256)) * 4, b"\n\n\n", b"x" * 100_000],
+)
+async def test_garbage_is_dropped(server: FastAGIServer, garbage: bytes) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(garbage)
+    try:
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+    except ConnectionResetError:
+        pass
+    writer.close()
+    await wait_idle(server)
+    assert server.stats.bad_header == 1
+    assert await good_session_is_prompt(server) < 1.0
+
+
+async def test_thousand_connections_opened_and_dropped(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="ivr.fastagi")
+    srv = FastAGIServer(services, port=0, header_timeout=2.0, max_sessions=1000)
+    await srv.start()
+    try:
+        baseline_tasks = len(asyncio.all_tasks())
+        socks: list[socket.socket] = []
+        for i in range(1000):
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", srv.port))
+            except BlockingIOError:
+                pass
+            socks.append(s)
+            if i % 3 == 0:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0.2)
+        for i, s in enumerate(socks):
+            if i % 2:
+                try:
+                    s.send(b"agi_network: yes\nagi_network_scr")  # half a header
+                except OSError:
+                    pass
+            s.close()
+        await wait_idle(srv, timeout=10)
+        assert srv.stats.accepted == 1000
+        assert srv.stats.sessions == 0
+        # no spin: an idle server burns (almost) no CPU
+        cpu = time.process_time()
+        await asyncio.sleep(0.5)
+        assert time.process_time() - cpu < 0.15
+        # no leak: tasks back to baseline; a good session is served at once
+        assert len(asyncio.all_tasks()) <= baseline_tasks
+        assert await good_session_is_prompt(srv) < 1.0
+    finally:
+        await srv.close(grace=1)
+
+
+async def test_session_limit_rejects_at_once(services: Services) -> None:
+    srv = FastAGIServer(services, port=0, max_sessions=2, header_timeout=5)
+    await srv.start()
+    try:
+        held = [await asyncio.open_connection("127.0.0.1", srv.port) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        t = time.monotonic()
+        try:
+            data = await asyncio.wait_for(reader.read(), 2)
+        except ConnectionResetError:
+            data = b""
+        assert data == b"" and time.monotonic() - t < 0.5
+        assert srv.stats.rejected_busy == 1
+        writer.close()
+        for _, w in held:
+            w.close()
+        await wait_idle(srv)
+        assert await good_session_is_prompt(srv) < 1.0
+    finally:
+        await srv.close(grace=1)
+
+
+async def test_graceful_shutdown_interrupts_stuck_session(services: Services, store: Store) -> None:
+    srv = FastAGIServer(services, port=0)
+    await srv.start()
+    aid = seed_attempt(store, "notice")
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(header(f"notice?attempt={aid}"))
+    await reader.readline()  # ANSWER - and then Asterisk "hangs" without replying
+    t = time.monotonic()
+    await srv.close(grace=0.2)
+    assert time.monotonic() - t < 3
+    (row,) = sessions(store)
+    assert row.status == SessionStatus.ERROR.value and "SessionInterrupted" in row.data["error"]
+    writer.close()
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", srv.port)
+
+
+async def test_session_log_masks_personal_data(
+    server: FastAGIServer, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ivr.fastagi")
+    aid = seed_attempt(store, "card_activation")
+    await session(server, f"card_activation?attempt={aid}", Persona(answers=[ID_LAST6, "1"]))
+    await wait_idle(server)
+    text = caplog.text
+    assert "status=completed result=activated" in text
+    assert "8613800000486" not in text and ID_LAST6 not in text
+    assert "0486" in text  # the masked channel keeps the last four

@@ -1,0 +1,60 @@
+"""Every prompt any flow can name exists in both languages, in the format Asterisk plays."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ivr.flow import FlowLibrary
+from ivr.prompts import available, missing_prompts, needed, sounds_dir
+from ivr.say import LANGS
+
+ROOT = Path(__file__).resolve().parents[2]
+DIALPLAN_PROMPTS = {"safe-harbour", "machine-message"}  # notes/contracts.md
+
+
+def test_every_flow_prompt_exists_in_both_languages(library: FlowLibrary) -> None:
+    for flow in library.flows.values():
+        assert missing_prompts(flow) == [], flow.name
+
+
+def test_dialplan_prompts_exist() -> None:
+    for lang in LANGS:
+        assert DIALPLAN_PROMPTS <= available(lang)
+
+
+def test_both_languages_have_the_same_prompts_and_texts_agree() -> None:
+    texts = yaml.safe_load((sounds_dir() / "prompts.yaml").read_text(encoding="utf-8"))["prompts"]
+    for lang in LANGS:
+        assert available(lang) == set(texts)
+
+
+def test_prompt_name_set_is_not_trivial(library: FlowLibrary) -> None:
+    names = set().union(*(needed(f) for f in library.flows.values()))
+    assert {"digit-0", "cur-yuan", "unit-10k", "month-12", "day-31", "ca-offer"} <= names
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_wav_format_is_asterisk_slin(lang: str) -> None:
+    total = 0
+    for path in sorted((sounds_dir() / lang).glob("*.wav")):
+        with wave.open(str(path)) as w:
+            assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2), path.name
+            assert w.getnframes() > 800, path.name  # at least 0.1 s of audio
+        total += path.stat().st_size
+    assert total < 5_000_000
+
+
+def test_rendered_prompts_are_current() -> None:
+    """The committed WAVs match prompts.yaml (no espeak-ng needed to check)."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "render_prompts.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
