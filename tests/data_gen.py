@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,34 +269,3 @@ def mixed_file(
                 values["timezone"] = "Mars/Olympus_Mons"
             emit(values, rng.choice(num.spellings), f"invalid_field:{which}")
     return GeneratedFile(list(HEADER), rows, exp)
-
-
-# --- big files for the benchmark ----------------------------------------------------------
-
-
-def bench_rows(n: int, seed: int = 7) -> Iterator[list[str]]:
-    """``n`` rows for the benchmark: mostly valid and unique, ~3% duplicates and garbage."""
-    rng = random.Random(seed)
-    prefixes = ["138", "139", "186", "150", "137", "188", "158", "135"]
-    for i in range(n):
-        r = rng.random()
-        if r < 0.01:
-            phone = "garbage"
-        elif r < 0.03 and i > 0:
-            phone = f"1380000{rng.randrange(min(i, 10000)):04d}"
-        else:
-            p = prefixes[i % len(prefixes)]
-            phone = f"{p}{i // len(prefixes):08d}"
-        yield [
-            phone,
-            "张三",
-            "zh",
-            "",
-            f"{rng.randrange(100000)}.{rng.randrange(100):02d}",
-            "2026-12-15",
-            f"{rng.randrange(10**6):06d}",
-            f"{rng.randrange(10**4):04d}",
-            "1",
-            "",
-            "",
-        ]
