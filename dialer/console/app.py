@@ -12,6 +12,7 @@ Routes (everything under ``/api/`` needs the token; ``/``, ``/static/``, ``/metr
     GET   /api/campaigns[/{name}]             campaign snapshots with derived figures
     GET   /api/agents, /api/calls, /api/history
     GET   /api/events                         server-sent events: a snapshot every second
+                                              (``history`` only when it has a new point)
     POST  /api/campaigns/{name}/pause|resume
     PATCH /api/campaigns/{name}/pacing        JSON object of pacing keys; 400 with the reason
     POST  /api/campaigns/{name}/preview-next  {"agent": "..."}
@@ -204,9 +205,7 @@ async def session(request: web.Request) -> web.Response:
 
 
 async def get_snapshot(request: web.Request) -> web.Response:
-    data = dict(request.app[CACHE].get())
-    data["reloads"] = [snap.to_json(e) for e in request.app[RELOADS].recent()]
-    return _json(data)
+    return _json(request.app[CACHE].get())
 
 
 async def get_campaigns(request: web.Request) -> web.Response:
@@ -247,11 +246,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     closing = app[CLOSING]
     try:
         await resp.write(b"retry: 2000\n\n")
+        sent_history = None
+        cache = app[CACHE]
         while not closing.is_set():
-            data = dict(app[CACHE].get())
-            data["reloads"] = [snap.to_json(e) for e in app[RELOADS].recent()]
-            payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-            await resp.write(f"event: snapshot\ndata: {payload}\n\n".encode())
+            key = cache.history_key()
+            payload = cache.encoded(with_history=key != sent_history)
+            sent_history = key
+            await resp.write(b"event: snapshot\ndata: " + payload + b"\n\n")
             try:
                 await asyncio.wait_for(closing.wait(), app[PUSH_INTERVAL])
             except TimeoutError:
@@ -374,7 +375,12 @@ def make_app(
     app[REGISTRY] = registry
     app[METRICS] = metrics if metrics is not None else DialerMetrics(registry)
     app[RELOADS] = reload_log if reload_log is not None else ReloadLog()
-    app[CACHE] = snap.SnapshotCache(floor, max_age_s=min(0.5, push_interval_s))
+    reloads = app[RELOADS]
+    app[CACHE] = snap.SnapshotCache(
+        floor,
+        max_age_s=min(0.5, push_interval_s / 2),
+        extra=lambda: {"reloads": [snap.to_json(e) for e in reloads.recent()]},
+    )
     app[CLOSING] = asyncio.Event()
     app[PUSH_INTERVAL] = push_interval_s
     if store is not None:
@@ -474,5 +480,7 @@ async def start_console(
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound = runner.addresses[0][1]
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("console listens on %s: plain HTTP, put it behind TLS", host)
     log.info("console on http://%s:%d/", host, bound)
     return runner, int(bound)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -138,26 +139,49 @@ def snapshot(floor: Floor) -> dict[str, Any]:
 
 
 class SnapshotCache:
-    """The floor's snapshot, computed at most once per ``max_age_s`` (monotonic clock)."""
+    """The floor's snapshot, computed and encoded at most once per ``max_age_s``, however many
+    pages are open. ``extra`` adds console-side data (e.g. recent reloads)."""
 
     def __init__(
         self,
         floor: Floor,
         max_age_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        extra: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.floor = floor
         self.max_age_s = max_age_s
         self.clock = clock
+        self.extra = extra
         self._at: float | None = None
         self._value: dict[str, Any] = {}
+        self._encoded: dict[bool, bytes] = {}
 
     def get(self) -> dict[str, Any]:
         t = self.clock()
         if self._at is None or t - self._at >= self.max_age_s:
-            self._value = snapshot(self.floor)
+            value = snapshot(self.floor)
+            if self.extra is not None:
+                value.update(self.extra())
+            self._value = value
+            self._encoded = {}
             self._at = t
         return self._value
+
+    def history_key(self) -> tuple[int, str | None]:
+        """Changes when the shift history does (new point), so streams resend it only then."""
+        hist = self.get()["history"]
+        return (len(hist), hist[-1]["at"] if hist else None)
+
+    def encoded(self, *, with_history: bool = True) -> bytes:
+        """Compact JSON of the snapshot; without ``history`` when the page already has it."""
+        value = self.get()
+        if with_history not in self._encoded:
+            data = value if with_history else {k: v for k, v in value.items() if k != "history"}
+            self._encoded[with_history] = json.dumps(
+                data, ensure_ascii=False, separators=(",", ":")
+            ).encode()
+        return self._encoded[with_history]
 
     def invalidate(self) -> None:
         self._at = None

@@ -241,25 +241,27 @@ async def test_preview_next(console: Console) -> None:
 
 async def test_event_stream_pushes_snapshots(console: Console) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    seen = []
+    seen: list[dict] = []
     async with console.session.get(console.url + "/api/events", headers=headers) as r:
         assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream")
         buf = b""
         async with asyncio.timeout(5):
-            while len(seen) < 3:
+            while len(seen) < 6:
                 buf += await r.content.readany()
                 while b"\n\n" in buf:
                     block, buf = buf.split(b"\n\n", 1)
                     lines = block.decode().split("\n")
                     if lines[0] == "event: snapshot":
                         seen.append(json.loads(lines[1].removeprefix("data: ")))
-                        console.floor.tick()
-    assert len(seen) == 3
-    assert seen[0]["campaigns"][0]["attempts"] >= 40
-    assert (
-        seen[-1]["campaigns"][0]["attempts"] > seen[0]["campaigns"][0]["attempts"]
-    )  # the floor moved, the stream followed
-    assert len(seen[-1]["history"]) > len(seen[0]["history"])
+                        if len(seen) <= 3:
+                            console.floor.tick()  # then the floor stands still
+    first, moved = seen[0], seen[3]
+    assert first["campaigns"][0]["attempts"] >= 40 and len(first["history"]) >= 12
+    assert moved["campaigns"][0]["attempts"] == first["campaigns"][0]["attempts"] + 3
+    # the shift history is sent again only when it has new points
+    with_history = [s for s in seen if "history" in s]
+    assert len(with_history[-1]["history"]) == len(first["history"]) + 3
+    assert "history" not in seen[-1] and seen[-1]["campaigns"] and "agents" in seen[-1]
     console.responses.append(json.dumps(seen).encode())
 
 

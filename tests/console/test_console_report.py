@@ -143,3 +143,21 @@ async def test_report_over_the_api(console: object) -> None:
     assert status == 200 and r["attempts"] >= 20 and r["abandon"]["abandoned"] == 2
     status, err = await console.request("GET", f"/api/campaigns/{NAME}/report?from=yesterday")  # type: ignore[attr-defined]
     assert status == 400 and "date" in err["error"]
+
+
+def test_report_of_a_campaign_with_no_attempts(
+    floor: StoreFloor, db_url: str, tmp_path: Path
+) -> None:
+    chart = tmp_path / "empty.png"
+    res = CliRunner().invoke(
+        cli,
+        ["--db", db_url, "report", "preview-test", "--chart", str(chart)],
+        catch_exceptions=False,
+    )
+    assert res.exit_code == 0 and "attempts 0" in res.output and "occupancy -" in res.output
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    with floor.store.session() as s:
+        r = build_report(s, "preview-test")
+    assert (
+        r["abandon"]["rate"] == 0.0 and r["connects_per_agent_hour"] is None and r["hourly"] == []
+    )

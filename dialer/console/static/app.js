@@ -93,7 +93,10 @@ function connect() {
   });
 }
 
+let history = [];
 function render(s) {
+  if (s.history) history = s.history; // the stream resends the shift only when it grows
+  s.history = history;
   last = s;
   $("#clock").textContent = new Date(s.at).toLocaleTimeString([], { hour12: false });
   renderCampaigns(s.campaigns);
