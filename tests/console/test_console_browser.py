@@ -236,6 +236,15 @@ def test_live_page(browser: Any, store: Store, tmp_path: Path) -> None:
         out = wait_for(lambda: js("#preview-out"), what="preview contact")
         assert "****" in out and "7890" in out and CARD not in out
 
+        # an invalid campaign file: "Reload files" is refused, the reason is on the page
+        path = floor.files[NAME]
+        path.write_text(path.read_text().replace("ring_timeout_s: 25", "ring_timeout_s: 5"))
+        click("#reload-btn")
+        wait_for(lambda: "Reload refused" in (js("#banner") or ""), what="refusal banner")
+        assert "ring_timeout_s" in js("#banner")
+        wait_for(lambda: "ring_timeout_s" in (js(f"{row} + tr.error-row") or ""), what="error row")
+        assert [c.pacing["ring_timeout_s"] for c in floor.campaigns() if c.name == NAME] == [25.0]
+
         if os.environ.get("CONSOLE_SCREENSHOT"):  # the lower half, for looking at by eye
             browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
             time.sleep(0.3)
