@@ -9,11 +9,14 @@ import re
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
+from dialer.console import start_console
+from dialer.errors import SecretMissing
 from dialer.store.models import AuditEntry
 
-from .floorkit import SENSITIVE, TOKEN, Console
+from .floorkit import SENSITIVE, TOKEN, Console, StoreFloor
 
 API_GETS = [
     "/api/session",
@@ -291,3 +294,22 @@ async def test_no_card_or_id_numbers_in_any_response(
     assert caplog.records  # the console did log (e.g. the refused pacing change path)
     for secret in SENSITIVE:
         assert secret not in caplog.text, secret
+
+
+async def test_token_comes_from_the_environment(
+    floor: StoreFloor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIALER_API_TOKEN", "from-the-env")
+    runner, port = await start_console(floor, port=0, registry=CollectorRegistry())
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{port}/api/session"
+            async with http.get(url, headers={"Authorization": "Bearer from-the-env"}) as r:
+                assert r.status == 200 and (await r.json())["via"] == "bearer"
+            async with http.get(url, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+                assert r.status == 401
+    finally:
+        await runner.cleanup()
+    monkeypatch.delenv("DIALER_API_TOKEN")
+    with pytest.raises(SecretMissing):
+        await start_console(floor, port=0, registry=CollectorRegistry())
