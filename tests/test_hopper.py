@@ -314,3 +314,59 @@ def test_paused_campaign_leases_nothing(store: Store, tmp_path: Path) -> None:
     cid = setup(store, tmp_path, state="paused")
     with store.session() as s:
         assert lease(s, s.get(Campaign, cid), at("2026-12-01T04:00:00+00:00"), 5, "w") == []
+
+
+@pytest.mark.parametrize("purpose", ["service", "marketing"])
+def test_grouped_explain_agrees_with_rowwise(store: Store, tmp_path: Path, purpose: str) -> None:
+    """Random contact states, DNC entries and attempt histories; both explains agree."""
+    import random
+
+    from dialer.hopper import explain_rowwise
+
+    rng = random.Random(7 if purpose == "service" else 8)
+    cid = setup(store, tmp_path, purpose=purpose)
+    other = setup(store, tmp_path, name="hop-other")
+    base = at("2026-10-01T00:00:00+00:00")
+    zones = [("Asia/Shanghai", "CN"), ("America/New_York", "US"), ("Europe/London", "GB")]
+    with store.session() as s:
+        for i in range(300):
+            tz, region = rng.choice(zones)
+            when = base + dt.timedelta(minutes=rng.randrange(-3000, 3000))
+            s.add(
+                Contact(
+                    campaign_id=rng.choice([cid, cid, other]),
+                    phone=f"+86137{i:08d}",
+                    region=region,
+                    timezone=tz,
+                    status=rng.choice(["active"] * 5 + ["done"]),
+                    attempts=rng.randrange(5),
+                    next_attempt_at=rng.choice([None, None, when]),
+                    abandoned_at=rng.choice([None, None, None, when]),
+                    valid_until=rng.choice(
+                        [None, None, base.date(), base.date() + dt.timedelta(1)]
+                    ),
+                    fields={},
+                )
+            )
+            if rng.random() < 0.3:  # attempts to the number, some still live
+                for _ in range(rng.randrange(1, 4)):
+                    s.add(
+                        Attempt(
+                            campaign_id=other,
+                            phone=f"+86137{i:08d}",
+                            created_at=base + dt.timedelta(minutes=rng.randrange(-2000, 2000)),
+                            outcome=rng.choice(["busy", "no_answer", None]),
+                        )
+                    )
+        for i in range(0, 300, 17):
+            add_entry(s, f"+86137{i:08d}", scope=rng.choice(list(DncScope)))
+        add_entry(s, "+861370000002", prefix=True, scope=DncScope.MARKETING)
+        add_entry(s, "+861370000010", prefix=True, scope=DncScope.ALL)
+    with store.session() as s:
+        camp = s.get(Campaign, cid)
+        for hours in range(-30, 40, 7):
+            when = base + dt.timedelta(hours=hours, minutes=rng.randrange(60))
+            fast = explain(s, camp, when, daily_cap=2)
+            slow = explain_rowwise(s, camp, when, daily_cap=2)
+            assert fast.to_json() == slow.to_json(), when
+            assert fast.total == slow.total
