@@ -272,9 +272,13 @@ async def report(request: web.Request) -> web.Response:
     tz = request.query.get("tz", "Asia/Shanghai")
     since = parse_bound(request.query.get("from"), tz)
     until = parse_bound(request.query.get("to"), tz)
-    with store.session() as s:  # type: ignore[attr-defined]
-        data = build_report(s, name, since=since, until=until, tz=tz)
-    return _json(data)
+
+    def run() -> dict[str, Any]:
+        with store.session() as s:  # type: ignore[attr-defined]
+            return build_report(s, name, since=since, until=until, tz=tz)
+
+    # a long report must not stall pacing, which shares this event loop
+    return _json(await asyncio.to_thread(run))
 
 
 # --- actions --------------------------------------------------------------------------------

@@ -87,9 +87,11 @@ function connect() {
   source.addEventListener("open", () => setConn(true));
   source.addEventListener("snapshot", (e) => { setConn(true); render(JSON.parse(e.data)); });
   source.addEventListener("error", async () => {
-    setConn(false);
-    const r = await fetch("/api/session", { credentials: "same-origin" });
-    if (r.status === 401) showLogin("Session ended: sign in again.");
+    setConn(false); // EventSource reconnects by itself; only a lost session needs the user
+    try {
+      const r = await fetch("/api/session", { credentials: "same-origin" });
+      if (r.status === 401) showLogin("Session ended: sign in again.");
+    } catch (e) { /* server unreachable: keep retrying */ }
   });
 }
 
