@@ -142,7 +142,7 @@ async def main() -> None:
             return n
 
         async with http.get(url + "/api/events") as r:
-            sizes = []
+            sizes: list[int] = []
             while len(sizes) < 2:
                 line = await r.content.readline()
                 if line.startswith(b"data: {"):

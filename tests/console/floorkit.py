@@ -38,6 +38,7 @@ from dialer.floor import (
     AgentState,
     CallSnapshot,
     CampaignSnapshot,
+    Floor,
     HistoryPoint,
     RateWindow,
 )
@@ -340,6 +341,11 @@ class StoreFloor:
                 now, self.rng.uniform(0.6, 0.95), self.rng.uniform(0.0, 0.03), 5, len(self._calls)
             )
         )
+
+
+def as_floor(f: StoreFloor) -> Floor:
+    """mypy checks here that the test floor really implements the protocol."""
+    return f
 
 
 def seed(store: Store, tmp_path: Path) -> dict[str, Path]:

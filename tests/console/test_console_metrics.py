@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from dialer.console import DialerMetrics
@@ -15,7 +16,7 @@ from .floorkit import Console, StoreFloor
 FORBIDDEN_LABEL = re.compile(r"\d{5,}|^\+|@|/")  # numbers, call ids, interfaces
 
 
-def families(text: str) -> dict[str, object]:
+def families(text: str) -> dict[str, Metric]:
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
@@ -32,10 +33,10 @@ async def test_metrics_parse_and_follow_conventions(console: Console) -> None:
     fams = families(text)
     for name, fam in fams.items():
         assert name.startswith("dialer_"), name
-        for sample in fam.samples:  # type: ignore[attr-defined]
-            for label, value in sample.labels.items():
+        for sample in fam.samples:
+            for label, label_value in sample.labels.items():
                 if label != "le":
-                    assert not FORBIDDEN_LABEL.search(value), (name, label, value)
+                    assert not FORBIDDEN_LABEL.search(label_value), (name, label, label_value)
             assert set(sample.labels) <= {
                 "campaign",
                 "queue",
@@ -50,7 +51,7 @@ async def test_metrics_parse_and_follow_conventions(console: Console) -> None:
                 assert 0.0 <= sample.value <= 1.0 or name == "dialer_dial_level_ratio", sample
     # counters: the parser strips "_total" from the family name and keeps it on the samples
     for counter in ("dialer_dials", "dialer_attempt_outcomes", "dialer_config_reloads"):
-        assert fams[counter].type == "counter"  # type: ignore[attr-defined]
+        assert fams[counter].type == "counter"
     assert 'dialer_dials_total{campaign="card-activation-test"} 3.0' in text
     assert (
         'dialer_attempt_outcomes_total{campaign="card-activation-test",outcome="abandoned"} 1.0'
@@ -58,8 +59,8 @@ async def test_metrics_parse_and_follow_conventions(console: Console) -> None:
     )
 
     hist = fams["dialer_answer_to_agent_seconds"]
-    assert hist.type == "histogram"  # type: ignore[attr-defined]
-    buckets = {s.labels["le"]: s.value for s in hist.samples if s.name.endswith("_bucket")}  # type: ignore[attr-defined]
+    assert hist.type == "histogram"
+    buckets = {s.labels["le"]: s.value for s in hist.samples if s.name.endswith("_bucket")}
     assert buckets["2.0"] == 3.0 and buckets["+Inf"] == 5.0 and buckets["1.0"] == 1.0
 
     def value(name: str, **labels: str) -> float:
@@ -67,7 +68,7 @@ async def test_metrics_parse_and_follow_conventions(console: Console) -> None:
             s.value
             for s in fams[name].samples
             if all(s.labels.get(k) == x for k, x in labels.items())
-        ]  # type: ignore[attr-defined]
+        ]
         return float(v)
 
     camp = "card-activation-test"
@@ -76,7 +77,7 @@ async def test_metrics_parse_and_follow_conventions(console: Console) -> None:
     assert value("dialer_abandon_rate_ratio", campaign=camp, window="30d") == 2 / 21
     assert value("dialer_abandon_cap_ratio", campaign=camp) == 0.03
     assert value("dialer_agents", queue="activation-agents", state="logged_out") == 0
-    assert sum(s.value for s in fams["dialer_agents"].samples) == 5  # type: ignore[attr-defined]
+    assert sum(s.value for s in fams["dialer_agents"].samples) == 5
     assert value("dialer_calls", campaign=camp, state="dialing") == 1
     assert 0 < value("dialer_occupancy_ratio") <= 1
     # the floor is read at scrape time: pause, scrape again
