@@ -392,3 +392,68 @@ def test_shipped_flows_load(library: FlowLibrary) -> None:
     }
     assert library.get("opt_out").purpose == "marketing"
     assert isinstance(NOW, dt.datetime)
+
+
+def test_custom_flow_with_say_node_collect_and_custom_hook(store: Store) -> None:
+    """A bank's own flow: say node, sensitive collect, a hook named by dotted path."""
+    from conftest import clock
+    from ivr_fakepbx import FakeAsterisk, header, memory_io
+
+    from ivr.driver import BlockingAGI, drive_sync
+    from ivr.engine import Services, run_session
+    from ivr.flow import parse_flow
+    from ivr.hooks import DEFAULT_HOOKS
+    from ivr.record import StoreRecorder
+
+    calls: list[dict[str, object]] = []
+
+    def record_reference(h: object, **kw: object) -> str:
+        calls.append(dict(getattr(h, "vars")))  # noqa: B009 - the hook sees collected values
+        return "ok"
+
+    flow = parse_flow(
+        {
+            "name": "custom",
+            "start": "count",
+            "nodes": {
+                "count": {
+                    "kind": "say",
+                    "say": "number",
+                    "value": "10010",
+                    "before": ["ivr-invalid"],
+                    "next": "ref",
+                },
+                "ref": {
+                    "kind": "collect",
+                    "prompts": ["enter-id-last6"],
+                    "digits": 6,
+                    "save_as": "reference",
+                    "sensitive": True,
+                    "next": "act",
+                    "on_fail": "end",
+                },
+                "act": {"kind": "action", "hook": "record_reference", "next": "end"},
+                "end": {"kind": "hangup", "result": "done"},
+            },
+        },
+        "custom.yaml",
+    )
+    lib = FlowLibrary({"custom": flow}, {**DEFAULT_HOOKS, "record_reference": record_reference})
+    services = Services(library=lib, recorder=StoreRecorder(store, clock), store=store, clock=clock)
+    pbx = FakeAsterisk(Persona(answers=["987654"]))
+    read, write = memory_io(pbx, header("custom"))
+    io = BlockingAGI(read, write)  # type: ignore[arg-type]
+    outcome = drive_sync(run_session(services, io.environment()), io)
+    assert outcome.result == "done"
+    assert pbx.played[:6] == [
+        "dialer/ivr-invalid",
+        "dialer/num-1",
+        "dialer/unit-10k",
+        "dialer/num-0",
+        "dialer/num-1",
+        "dialer/unit-10",
+    ]
+    assert calls == [{"reference": "987654"}]
+    with store.session() as s:
+        assert "987654" not in repr(s.scalars(select(IvrSession)).one().data)
+        assert all("987654" not in repr(st.detail) for st in s.scalars(select(IvrStep)))

@@ -1,0 +1,70 @@
+"""The ``ivr`` command line: ``serve`` on port 0 with a graceful SIGTERM, ``flows``, ``say``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+
+from click.testing import CliRunner
+from conftest import seed_attempt
+from ivr_fakepbx import FakeAsterisk, Persona, header, run_tcp
+from sqlalchemy import select
+
+from dialer.store import Store
+from dialer.store.models import IvrSession
+from ivr.cli import cli
+
+
+async def test_serve_port_zero_then_sigterm(store: Store, db_url: str) -> None:
+    aid = seed_attempt(store, "satisfaction_survey")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ivr", "--db", db_url, "-v", "serve", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    assert proc.stderr is not None
+    try:
+        port = 0
+        while not port:
+            line = await asyncio.to_thread(proc.stderr.readline)
+            assert line, "server exited"
+            m = re.search(r"FastAGI on 127\.0\.0\.1:(\d+)", line)
+            port = int(m.group(1)) if m else 0
+        pbx = FakeAsterisk(Persona(answers=["2"]))
+        await run_tcp(port, pbx, header(f"satisfaction_survey?attempt={aid}"))
+        assert pbx.variables["IVR_RESULT"] == "rated_2"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+        rest = proc.stderr.read()
+        assert "shutting down" in rest and "FastAGI closed" in rest
+        assert "session flow=satisfaction_survey" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    with store.session() as s:
+        assert s.scalars(select(IvrSession)).one().result == "rated_2"
+
+
+def test_flows_and_say_commands(db_url: str) -> None:
+    r = CliRunner().invoke(cli, ["--db", db_url, "flows"])
+    assert r.exit_code == 0, r.output
+    assert "card_activation" in r.output and "missing" not in r.output
+    r = CliRunner().invoke(cli, ["say", "amount", "10010.05"])
+    assert r.output.split() == [
+        "num-1",
+        "unit-10k",
+        "num-0",
+        "num-1",
+        "unit-10",
+        "cur-yuan",
+        "num-0",
+        "num-5",
+        "cur-fen",
+    ]
