@@ -56,7 +56,7 @@ DEFAULT_LEASE = dt.timedelta(minutes=2)
 #: Attempts that can fall on a number's current local day lie within this distance of now.
 _DAY_REACH = dt.timedelta(hours=27)
 _IN_CHUNK = 500
-_ZONE_CACHE_TTL_S = 600.0
+_SHAPE_CACHE_TTL_S = 600.0
 
 
 def _daily_cap(daily_cap: int | None) -> int:
@@ -119,29 +119,29 @@ def number_facts(
 
 # --- which zones are open -----------------------------------------------------------------
 
-_zone_cache: dict[tuple[str, int], tuple[float, int, frozenset[tuple[str | None, str]]]] = {}
+_shape_cache: dict[tuple[str, int], tuple[float, int, frozenset[tuple[str | None, str, int]]]] = {}
 
 
-def _campaign_zones(session: Session, campaign_id: int) -> frozenset[tuple[str | None, str]]:
-    """Distinct (region, zone) of the campaign's active contacts, cached until a contact is
-    added anywhere (max id changes) or ten minutes pass. A stale set only holds extra pairs,
-    which the Python re-check filters out."""
+def _campaign_shape(session: Session, campaign_id: int) -> frozenset[tuple[str | None, str, int]]:
+    """Distinct (region, zone, priority) of the campaign's active contacts, cached until a
+    contact is added anywhere (max id changes) or ten minutes pass. A stale set only holds
+    extra entries, which cost a query but never a wrong lease (every rule is re-checked)."""
     key = (str(session.get_bind().engine.url), campaign_id)
     max_id = session.scalar(select(func.max(Contact.id))) or 0
-    hit = _zone_cache.get(key)
+    hit = _shape_cache.get(key)
     mono = time.monotonic()
-    if hit is not None and hit[1] == max_id and mono - hit[0] < _ZONE_CACHE_TTL_S:
+    if hit is not None and hit[1] == max_id and mono - hit[0] < _SHAPE_CACHE_TTL_S:
         return hit[2]
-    pairs = frozenset(
-        (r, tz)
-        for r, tz in session.execute(
-            select(Contact.region, Contact.timezone)
+    shape = frozenset(
+        (r, tz, p or 0)
+        for r, tz, p in session.execute(
+            select(Contact.region, Contact.timezone, Contact.priority)
             .where(Contact.campaign_id == campaign_id, Contact.status == ContactStatus.ACTIVE)
             .distinct()
         )
     )
-    _zone_cache[key] = (mono, max_id, pairs)
-    return pairs
+    _shape_cache[key] = (mono, max_id, shape)
+    return shape
 
 
 def open_pairs(
@@ -181,7 +181,8 @@ def lease(
 ) -> list[Contact]:
     """Lease up to ``n`` contacts of the campaign that are eligible at ``now``.
 
-    Highest priority first, then never-tried contacts, then the oldest ``next_attempt_at``.
+    Highest priority first, then never-tried contacts, then the oldest ``next_attempt_at``
+    (ties by id). At most ``max_batches`` batches of ``batch`` rows are examined per call.
     Every rule is re-checked; leased rows get ``lease_owner=owner`` and
     ``lease_until=now+lease_for``. The caller's transaction commits the lease.
     """
@@ -191,9 +192,12 @@ def lease(
     policy = policy_of(campaign_row, daily_cap=daily_cap)
     if not policy.running:
         return []
-    pairs = open_pairs(_campaign_zones(session, campaign_row.id), policy, now, calendar)
+    shape = _campaign_shape(session, campaign_row.id)
+    pairs = open_pairs({(r, tz) for r, tz, _ in shape}, policy, now, calendar)
     if not pairs:
         return []
+    open_set = set(pairs)
+    priorities = sorted({p for r, tz, p in shape if (r, tz) in open_set}, reverse=True)
     conds: list[Any] = [
         Contact.campaign_id == campaign_row.id,
         Contact.status == ContactStatus.ACTIVE.value,
@@ -217,36 +221,43 @@ def lease(
     conds.append(or_(*zone_conds))
 
     size = batch or max(4 * n, 100)
-    q = (
+    # One query per priority level, walking the (campaign, status, next_attempt_at) index in
+    # order, so no query sorts the whole campaign.
+    base = (
         select(Contact)
         .where(*conds)
-        .order_by(Contact.priority.desc(), Contact.next_attempt_at.asc().nulls_first(), Contact.id)
+        .order_by(Contact.next_attempt_at.asc().nulls_first(), Contact.id)
         .limit(size)
     )
-    bind = session.get_bind()
-    if bind.dialect.name != "sqlite":
-        q = q.with_for_update(skip_locked=True)
-
+    lock = session.get_bind().dialect.name != "sqlite"
     leased: list[Contact] = []
-    skipped = 0
     until = now + lease_for
-    for _ in range(max_batches):
-        rows = list(session.scalars(q.offset(skipped)))
-        if not rows:
-            break
-        facts = number_facts(session, [c.phone for c in rows], now, policy.purpose)
-        for c in rows:
-            if len(leased) >= n:
+    batches = 0
+    for prio in priorities:
+        q = base.where(Contact.priority == prio)
+        if lock:
+            q = q.with_for_update(skip_locked=True)
+        skipped = 0
+        while batches < max_batches and len(leased) < n:
+            batches += 1
+            rows = list(session.scalars(q.offset(skipped)))
+            if not rows:
                 break
-            reason = first_broken_rule(ContactState.of(c), policy, now, facts[c.phone], calendar)
-            if reason is not None:
-                skipped += 1
-                continue
-            c.lease_owner = owner
-            c.lease_until = until
-            leased.append(c)
-        session.flush()
-        if len(leased) >= n or len(rows) < size:
+            facts = number_facts(session, [c.phone for c in rows], now, policy.purpose)
+            for c in rows:
+                if len(leased) >= n:
+                    break
+                state = ContactState.of(c)
+                if first_broken_rule(state, policy, now, facts[c.phone], calendar) is not None:
+                    skipped += 1
+                    continue
+                c.lease_owner = owner
+                c.lease_until = until
+                leased.append(c)
+            session.flush()
+            if len(rows) < size:
+                break
+        if len(leased) >= n or batches >= max_batches:
             break
     return leased
 
