@@ -73,7 +73,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(
-        text=json.dumps(data, ensure_ascii=False),
+        text=json.dumps(data, ensure_ascii=False, default=str),
         status=status,
         content_type="application/json",
         headers={"Cache-Control": "no-store"},
@@ -318,7 +318,12 @@ async def set_pacing(request: web.Request) -> web.Response:
         )
         return _error(400, str(exc))
     mets.count_pacing_change(name, accepted=True)
-    log.info("pacing of %s changed by %s: %s", name, _actor(request), scrub(json.dumps(changes)))
+    log.info(
+        "pacing of %s changed by %s: %s",
+        name,
+        _actor(request),
+        scrub(json.dumps(changes, default=str)),
+    )
     request.app[CACHE].invalidate()
     return _json({"campaign": name, "pacing": snap.to_json(pacing)})
 

@@ -179,7 +179,7 @@ class SnapshotCache:
         if with_history not in self._encoded:
             data = value if with_history else {k: v for k, v in value.items() if k != "history"}
             self._encoded[with_history] = json.dumps(
-                data, ensure_ascii=False, separators=(",", ":")
+                data, ensure_ascii=False, separators=(",", ":"), default=str
             ).encode()
         return self._encoded[with_history]
 
