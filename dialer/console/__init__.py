@@ -3,7 +3,7 @@
 Wiring it into the dialer is one call inside the running loop::
 
     runner, port = await start_console(floor, settings.http.host, settings.http.port,
-                                       metrics=metrics, watch=[campaigns_dir, settings_file],
+                                       metrics=metrics, watch=config_paths(settings),
                                        sighup=True, store=store)
     ...
     await runner.cleanup()
@@ -11,7 +11,7 @@ Wiring it into the dialer is one call inside the running loop::
 
 from dialer.console.app import make_app, start_console
 from dialer.console.metrics import DialerMetrics, FloorCollector
-from dialer.console.reload import FileWatcher, ReloadLog, SighupReloader
+from dialer.console.reload import FileWatcher, ReloadLog, SighupReloader, config_paths
 
 __all__ = [
     "DialerMetrics",
@@ -19,6 +19,7 @@ __all__ = [
     "FloorCollector",
     "ReloadLog",
     "SighupReloader",
+    "config_paths",
     "make_app",
     "start_console",
 ]

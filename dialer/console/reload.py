@@ -20,10 +20,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dialer import CONFIG_DIR
 from dialer.console.metrics import DialerMetrics, ReloadResult
 from dialer.errors import ConfigError
 from dialer.floor import Floor
 from dialer.privacy import scrub
+from dialer.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -246,3 +248,12 @@ class SighupReloader:
                 pass
         for t in list(self._tasks):
             await asyncio.gather(t, return_exceptions=True)
+
+
+def config_paths(settings: Settings) -> list[Path]:
+    """What to watch for a running dialer: the campaigns folder and the settings file."""
+    base = Path(settings.source).parent if settings.source else CONFIG_DIR
+    paths = [base / settings.campaigns_dir]
+    if settings.source:
+        paths.append(Path(settings.source))
+    return [p for p in paths if p.exists()]

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from dialer.console import FileWatcher, ReloadLog, SighupReloader, start_console
+from dialer.console import FileWatcher, ReloadLog, SighupReloader, config_paths, start_console
 from dialer.console.metrics import DialerMetrics
 
 from .floorkit import TOKEN, StoreFloor
@@ -147,3 +147,14 @@ async def test_console_stops_promptly_with_a_stream_open(floor: StoreFloor) -> N
             t0 = loop.time()
             await runner.cleanup()  # the open event stream must not hold the shutdown
             assert loop.time() - t0 < 1.0
+
+
+def test_config_paths_follow_the_settings_file(tmp_path: Path) -> None:
+    from dialer import CONFIG_DIR
+    from dialer.settings import Settings, load_settings
+
+    (tmp_path / "campaigns").mkdir()
+    f = tmp_path / "settings.yaml"
+    f.write_text("campaigns_dir: campaigns\n", encoding="utf-8")
+    assert config_paths(load_settings(f)) == [tmp_path / "campaigns", f]
+    assert config_paths(Settings()) == [CONFIG_DIR / "campaigns"]
