@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ import click
 
 from dialer.appctx import db_option
 from dialer.errors import DialerError
+from dialer.settings import get_secret
 from dialer.store import Store, default_db_url, open_store
 from ivr.driver import BlockingAGI, drive_sync
 from ivr.engine import Services, run_session
@@ -47,15 +49,19 @@ class IvrApp:
         return self._store
 
     def services(self) -> Services:
-        import datetime as dt
-
-        clock = lambda: dt.datetime.now(dt.UTC)  # noqa: E731 - the adapter owns the real clock
+        # Verification compares typed digits with keyed hashes: without the key no call can
+        # be verified, so refuse to start rather than fail on the first caller.
+        get_secret("secret_key")
         return Services(
             library=FlowLibrary.load(self.flows_dir),
-            recorder=StoreRecorder(self.store, clock),
+            recorder=StoreRecorder(self.store, utc_now),
             store=self.store,
-            clock=clock,
+            clock=utc_now,
         )
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 pass_ivr = click.make_pass_decorator(IvrApp)

@@ -103,8 +103,8 @@ class Services:
 
     library: FlowLibrary
     recorder: Recorder
+    clock: Callable[[], dt.datetime]  # aware UTC; the adapter owns the real clock
     store: Store | None = None
-    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 
 
 def run_session(services: Services, env: AGIEnvironment) -> SessionGen:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -174,6 +175,7 @@ async def test_thousand_connections_opened_and_dropped(
     await srv.start()
     try:
         baseline_tasks = len(asyncio.all_tasks())
+        baseline_fds = len(os.listdir("/proc/self/fd"))
         socks: list[socket.socket] = []
         for i in range(1000):
             s = socket.socket()
@@ -202,6 +204,7 @@ async def test_thousand_connections_opened_and_dropped(
         assert time.process_time() - cpu < 0.15
         # no leak: tasks back to baseline; a good session is served at once
         assert len(asyncio.all_tasks()) <= baseline_tasks
+        assert len(os.listdir("/proc/self/fd")) <= baseline_fds + 2
         assert await good_session_is_prompt(srv) < 1.0
     finally:
         await srv.close(grace=1)

@@ -88,3 +88,41 @@ def test_hangup_at_any_step_leaves_consistent_partial_result(
     # one command that discovered the hang-up
     if r.pbx.dead and cut < len(r.pbx.commands):
         assert len(r.pbx.commands) <= cut + 2
+
+
+KEYS = st.one_of(
+    st.none(),
+    st.text("0123456789*#", min_size=1, max_size=8),
+    st.text("0123456789", min_size=1, max_size=2).map(lambda k: "!" + k),
+)
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    flow=st.sampled_from(sorted(PERSONAS)),
+    answers=st.lists(KEYS, max_size=8),
+    early=st.text("0123456789", max_size=3),
+)
+def test_any_caller_input_ends_the_flow_cleanly(
+    store: Store, run_flow: RunFn, flow: str, answers: list[str | None], early: str
+) -> None:
+    """Random keys, silences, barge-ins and early digits: the flow always completes, with a
+    result, and never stores what the caller typed for verification."""
+    aid = seed_attempt(store, flow, phone=f"+{next(_phones)}")
+    r = run_flow(flow, Persona(answers=answers, early=early), attempt=aid)
+    assert r.outcome.status.value == "completed", r.outcome.error
+    assert r.outcome.result
+    assert r.pbx.variables["IVR_NEXT"] == r.outcome.next
+    typed = [a.lstrip("!") for a in answers if a and len(a.lstrip("!")) >= 6]
+    with store.session() as s:
+        row = s.scalars(select(IvrSession).where(IvrSession.attempt_id == aid)).one()
+        stored = repr(row.data) + "".join(
+            repr(x.detail) for x in s.scalars(select(IvrStep).where(IvrStep.session_id == row.id))
+        )
+    if flow == "card_activation":
+        for t in typed:
+            assert t[:6] not in stored
