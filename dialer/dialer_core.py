@@ -14,13 +14,15 @@ What the campaign runner (``dialer run``) calls::
 Rules: an ``Originate`` is written to the socket at most once, after the attempt row holds its
 ``channel_id``; only when the ready gate is open (logged in *and* resynced after the last
 reconnect). Every attempt handed to ``originate`` gets exactly one ``FinishedAttempt``.
-Row updates are batched on one writer task (``asyncio.to_thread``), so the event loop never
-waits on the database while events are flowing.
+All database work runs on one dedicated thread (no SQLite lock contention between our own
+threads): Originate preparations that arrive together share one transaction, and tracker
+updates are batched by one writer task, so the event loop never waits on the database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
@@ -73,6 +75,26 @@ def _ts(value: float | None) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC)
 
 
+def _preload(s: Any, attempt_ids: Any) -> list[Any]:
+    """Load attempts, their contacts and campaigns into the session in three queries.
+
+    The caller keeps the returned list alive: the identity map holds objects weakly, and
+    ``s.get()`` only skips its query while they are still in it.
+    """
+    ids = list(attempt_ids)
+    if not ids:
+        return []
+    rows = list(s.scalars(select(Attempt).where(Attempt.id.in_(ids))).all())
+    contact_ids = {r.contact_id for r in rows if r.contact_id}
+    campaign_ids = {r.campaign_id for r in rows}
+    keep: list[Any] = rows
+    if contact_ids:
+        keep += s.scalars(select(Contact).where(Contact.id.in_(contact_ids))).all()
+    if campaign_ids:
+        keep += s.scalars(select(Campaign).where(Campaign.id.in_(campaign_ids))).all()
+    return keep
+
+
 class DialerCore:
     def __init__(
         self,
@@ -101,6 +123,10 @@ class DialerCore:
         self._stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._db = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dialer-db")
+        self._prep_queue: list[tuple[int, asyncio.Future[OriginateRequest]]] = []
+        self._prep_task: asyncio.Task[None] | None = None
+        self._specs: dict[tuple[Any, ...], Any] = {}
         self.originates_sent = 0
         self.illegal_transitions = 0
         self.finished_count = 0
@@ -155,11 +181,7 @@ class DialerCore:
         """
         if self._stopping:
             raise DialerError("the dialer is stopping: no new calls")
-        try:
-            req = await asyncio.to_thread(self._prepare, attempt_id)
-        except Exception:
-            log.exception("attempt %s: cannot prepare the Originate", attempt_id)
-            raise
+        req = await self._prepare_batched(attempt_id)
         deadline = time.monotonic() + self.ready_timeout_s
         while not self.client.ready.is_set() or self._stopping:
             remaining = deadline - time.monotonic()
@@ -237,6 +259,7 @@ class DialerCore:
         self._tasks = []
         await self._flush()
         await self.client.close()
+        self._db.shutdown(wait=True)
 
     # -- AMI side --------------------------------------------------------------------------
 
@@ -276,29 +299,72 @@ class DialerCore:
 
     # -- store side ------------------------------------------------------------------------
 
-    def _prepare(self, attempt_id: int) -> OriginateRequest:
-        """Build the Originate and write its ids to the row (committed before sending)."""
-        with self.store.session() as s:
-            attempt = s.get(Attempt, attempt_id)
-            if attempt is None:
-                raise DialerError(f"no attempt {attempt_id}")
-            if attempt.outcome is not None or attempt.channel_id is not None:
-                raise DialerError(f"attempt {attempt_id} was already dialled")
-            campaign = s.get(Campaign, attempt.campaign_id)
-            if campaign is None:
-                raise DialerError(f"attempt {attempt_id}: campaign gone")
-            contact = s.get(Contact, attempt.contact_id) if attempt.contact_id else None
-            req = build_originate(
-                attempt_id=attempt_id,
-                phone=attempt.phone,
-                spec=spec_of(campaign),
-                language=contact.language if contact else None,
-                agi_url=self.agi_url,
-            )
-            attempt.channel_id = req.channel_id
-            attempt.state = AttemptState.DIALING.value
-            attempt.originated_at = _ts(self.clock())
-            attempt.detail = {**(attempt.detail or {}), "other_channel_id": req.other_channel_id}
+    def _spec(self, campaign: Campaign) -> Any:
+        key = (campaign.id, campaign.updated_at, campaign.state)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._specs[key] = spec_of(campaign)
+        return spec
+
+    async def _prepare_batched(self, attempt_id: int) -> OriginateRequest:
+        fut: asyncio.Future[OriginateRequest] = asyncio.get_running_loop().create_future()
+        self._prep_queue.append((attempt_id, fut))
+        if self._prep_task is None or self._prep_task.done():
+            self._prep_task = asyncio.create_task(self._prep_runner(), name="dialer-core-prep")
+        return await fut
+
+    async def _prep_runner(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._prep_queue:
+            batch, self._prep_queue = self._prep_queue, []
+            try:
+                results = await loop.run_in_executor(
+                    self._db, self._prepare_many, [a for a, _ in batch]
+                )
+            except Exception as exc:  # the transaction itself failed: nobody was prepared
+                log.exception("preparing %d Originates failed", len(batch))
+                results = [exc] * len(batch)
+            for (_, fut), res in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(res, BaseException):
+                    fut.set_exception(res)
+                else:
+                    fut.set_result(res)
+
+    def _prepare_many(self, attempt_ids: list[int]) -> list[OriginateRequest | Exception]:
+        """Build the Originates and write their ids to the rows, in one transaction."""
+        out: list[OriginateRequest | Exception] = []
+        with self.store.session() as s, s.no_autoflush:
+            _keep = _preload(s, attempt_ids)  # s.get() below then hits the identity map
+            for attempt_id in attempt_ids:
+                try:
+                    out.append(self._prepare_one(s, attempt_id))
+                except DialerError as exc:
+                    out.append(exc)
+        return out
+
+    def _prepare_one(self, s: Any, attempt_id: int) -> OriginateRequest:
+        attempt = s.get(Attempt, attempt_id)
+        if attempt is None:
+            raise DialerError(f"no attempt {attempt_id}")
+        if attempt.outcome is not None or attempt.channel_id is not None:
+            raise DialerError(f"attempt {attempt_id} was already dialled")
+        campaign = s.get(Campaign, attempt.campaign_id)
+        if campaign is None:
+            raise DialerError(f"attempt {attempt_id}: campaign gone")
+        contact = s.get(Contact, attempt.contact_id) if attempt.contact_id else None
+        req = build_originate(
+            attempt_id=attempt_id,
+            phone=attempt.phone,
+            spec=spec_of(campaign),
+            language=contact.language if contact else None,
+            agi_url=self.agi_url,
+        )
+        attempt.channel_id = req.channel_id
+        attempt.state = AttemptState.DIALING.value
+        attempt.originated_at = _ts(self.clock())
+        attempt.detail = {**(attempt.detail or {}), "other_channel_id": req.other_channel_id}
         return req
 
     def _apply(self, updates: list[Update]) -> None:
@@ -317,7 +383,9 @@ class DialerCore:
         batch, self._writes = self._writes, []
         self._write_wakeup.clear()
         try:
-            done = await asyncio.to_thread(self._write_batch, batch)
+            done = await asyncio.get_running_loop().run_in_executor(
+                self._db, self._write_batch, batch
+            )
         except Exception:
             log.exception("writing %d tracker updates failed; retrying", len(batch))
             self._writes[:0] = batch
@@ -337,7 +405,8 @@ class DialerCore:
     def _write_batch(self, batch: list[Update]) -> list[FinishedAttempt]:
         done: list[FinishedAttempt] = []
         states: dict[int, AttemptState] = {}
-        with self.store.session() as s:
+        with self.store.session() as s, s.no_autoflush:
+            _keep = _preload(s, {u.attempt_id for u in batch})
             for u in batch:
                 if isinstance(u, Transition):
                     if u.after is not AttemptState.ENDED:
@@ -347,11 +416,10 @@ class DialerCore:
                 item = self._finish_row(s, u)
                 if item is not None:
                     done.append(item)
-            if states:
-                rows = s.scalars(select(Attempt).where(Attempt.id.in_(list(states)))).all()
-                for row in rows:
-                    if row.outcome is None:
-                        row.state = states[row.id].value
+            for attempt_id, state in states.items():
+                row = s.get(Attempt, attempt_id)
+                if row is not None and row.outcome is None:
+                    row.state = state.value
         return done
 
     def _finish_row(self, s: Any, f: Finished) -> FinishedAttempt | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import sys
 import time
@@ -94,7 +95,120 @@ def cpu_s() -> float:
 
 
 async def bench_live(args: argparse.Namespace) -> None:
-    raise SystemExit("live benchmark: needs the simulated PBX (dialer.sim)")
+    """One dialer process against ``dialer sim-pbx`` (its own process) over loopback."""
+    import logging
+    import re
+    import subprocess
+    import tempfile
+
+    from dialer.ami.adapter import AMIClient
+    from dialer.campaigns import CampaignSpec, apply_campaign
+    from dialer.dialer_core import DialerCore
+    from dialer.store import open_store
+    from dialer.store.models import Attempt, Contact
+
+    logging.basicConfig(level=logging.ERROR)
+    secret = os.environ.setdefault("DIALER_AMI_SECRET", "bench-secret")
+    sim = subprocess.Popen(
+        [sys.executable, "-c", "from dialer.cli import main; main()", "sim-pbx", "--ami-port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DIALER_AMI_SECRET": secret},
+    )
+    try:
+        assert sim.stderr is not None
+        port = 0
+        while not port:
+            line = sim.stderr.readline()
+            if not line:
+                raise SystemExit("sim-pbx did not start")
+            m = re.search(r"AMI on [^:]+:(\d+)", line)
+            if m:
+                port = int(m.group(1))
+        tmp = tempfile.mkdtemp(dir=os.environ.get("BENCH_DB_DIR"))
+        store = open_store(f"sqlite:///{tmp}/bench.db")
+        spec = CampaignSpec.model_validate(
+            {
+                "name": "bench",
+                "queue": "activation-agents",
+                "caller_id": "95588",
+                "pacing": {"ring_timeout_s": args.ring},
+            }
+        )
+        n = args.calls
+        with store.session() as s:
+            row, _ = apply_campaign(s, spec, source=None, actor="bench")
+            ids = []
+            for i in range(n):
+                # ...480 rings until the Originate timeout: every call stays live `ring` s
+                c = Contact(campaign_id=row.id, phone=f"+86139{i:05d}480", timezone="Asia/Shanghai")
+                s.add(c)
+                s.flush()
+                a = Attempt(campaign_id=row.id, contact_id=c.id, phone=c.phone, seq=1, detail={})
+                s.add(a)
+                s.flush()
+                ids.append(a.id)
+        client = AMIClient("127.0.0.1", port, "dialer", secret, action_timeout_s=30)
+        core = DialerCore(store, client, agi_url="agi://127.0.0.1:4573")
+        finished: list[object] = []
+        core.on_finished(finished.append)
+        await core.start()
+        await core.wait_ready(10)
+        cpu0, t0, ev0 = cpu_s(), time.perf_counter(), client.events_in
+        sim0 = proc_cpu_s(sim.pid)
+        peak = 0
+        sem = asyncio.Semaphore(args.inflight)
+
+        async def one(aid: int) -> None:
+            async with sem:
+                await core.originate(aid)
+
+        interval = 1.0 / args.rate
+        tasks = []
+        for k, aid in enumerate(ids):
+            due = t0 + k * interval
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(aid)))
+            peak = max(peak, core.live_calls())
+        await asyncio.gather(*tasks)
+        t_dial = time.perf_counter() - t0
+        cpu_dial = cpu_s() - cpu0
+        sim_dial = proc_cpu_s(sim.pid) - sim0
+        while len(finished) < n:
+            await asyncio.sleep(0.2)
+            peak = max(peak, core.live_calls())
+        t_all = time.perf_counter() - t0
+        cpu_all = cpu_s() - cpu0
+        events = client.events_in - ev0
+        await core.stop(grace_s=0)
+        print(f"calls: {n}, ring {args.ring:g} s each (numbers ...480), asked {args.rate:g}/s")
+        print(f"originates/s sustained : {n / t_dial:8.1f}  ({t_dial:.2f} s to dial all)")
+        print(f"peak live calls        : {peak}")
+        print(f"AMI events received    : {events} ({events / n:.1f} per call)")
+        print(f"AMI events/s (whole run): {events / t_all:8.1f}  over {t_all:.1f} s")
+        print(
+            f"dialer CPU             : {cpu_all:.2f} s = {1000 * cpu_all / n:.2f} ms per call"
+            f" (dialling phase {cpu_dial:.2f} s)"
+        )
+        print(f"dialer CPU share       : {100 * cpu_all / t_all:.0f}% of one core")
+        print(
+            f"sim-pbx CPU, dialling  : {sim_dial:.2f} s = {100 * sim_dial / t_dial:.0f}% of one core"
+            f" (dialer: {100 * cpu_dial / t_dial:.0f}%)"
+        )
+    finally:
+        sim.terminate()
+        sim.wait(10)
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of another process, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -106,7 +220,8 @@ def main() -> None:
     lv = sub.add_parser("live")
     lv.add_argument("--calls", type=int, default=2000)
     lv.add_argument("--rate", type=float, default=200.0, help="originates per second asked")
-    lv.add_argument("--hold", type=float, default=60.0, help="seconds each answered call lasts")
+    lv.add_argument("--ring", type=float, default=20.0, help="ring timeout (s) of every call")
+    lv.add_argument("--inflight", type=int, default=64, help="Originates awaiting a reply")
     args = ap.parse_args()
     if args.cmd == "framing":
         bench_framing(args)
