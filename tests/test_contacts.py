@@ -205,3 +205,21 @@ def test_list_masks_phones_and_sensitive_fields(store: Store, db_url: str, tmp_p
     assert "654321" not in out and "13800138000" not in out and "h1:" not in out
     code, out, _ = run(db_url, "contacts", "list", "mixed-test")
     assert "+86138****8000" in out and "张伟" in out and "654321" not in out
+
+
+def test_utf16_tab_separated_excel_export(store: Store, tmp_path: Path) -> None:
+    row = make_campaign(store)
+    f = tmp_path / "u16.txt"
+    f.write_bytes("phone\tname\n13900000009\t欧阳\n".encode("utf-16"))
+    with store.session() as s:
+        rep = import_contacts(s, s.get(Campaign, row.id), f, default_region="CN")
+    assert (rep.imported, rep.encoding) == (1, "utf-16")
+    assert stored(store)["+8613900000009"].name == "欧阳"
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    from dialer.commands.contacts import _progress_bar
+
+    f = tmp_path / "a.csv"
+    f.write_text("phone\n", "utf-8")
+    assert _progress_bar(f) == (None, None)  # pytest's stderr is not a terminal

@@ -370,3 +370,27 @@ def test_grouped_explain_agrees_with_rowwise(store: Store, tmp_path: Path, purpo
             slow = explain_rowwise(s, camp, when, daily_cap=2)
             assert fast.to_json() == slow.to_json(), when
             assert fast.total == slow.total
+
+
+def test_lease_pages_past_ineligible_candidates(store: Store, tmp_path: Path) -> None:
+    cid = setup(store, tmp_path)
+    now = at("2026-12-01T04:00:00+00:00")  # Shanghai open
+    with store.session() as s:
+        for i in range(120):  # high priority, but every one on the DNC list (by prefix)
+            s.add(
+                Contact(
+                    campaign_id=cid,
+                    phone=f"+86170{i:08d}",
+                    region="CN",
+                    timezone="Asia/Shanghai",
+                    priority=50,
+                    fields={},
+                )
+            )
+        add_entry(s, "+86170", prefix=True)
+    with store.session() as s:
+        camp = s.get(Campaign, cid)
+        bounded = lease(s, camp, now, 2, "w", daily_cap=3, batch=40, max_batches=2)
+        assert bounded == []  # the work per call is bounded: 2 batches of DNC'd numbers
+        got = lease(s, camp, now, 2, "w", daily_cap=3, batch=40)
+        assert [c.phone for c in got] == [CN[2], CN[0]]
