@@ -98,6 +98,8 @@ class Channel:
     #: media the far end is currently sending (for AMD): list of (start, prompt)
     media_log: list[tuple[float, Prompt]] = field(default_factory=list)
     party: Any = None
+    #: exten the leg shows once the far end sends its first control frame (queue members)
+    exten_on_control: str | None = None
 
     @property
     def state_desc(self) -> str:
@@ -396,6 +398,12 @@ class Engine:
                 self.deliver_digit(target, d)
             await self.wait(ch, gap_ms / 1000.0)
 
+    def media_started(self, ch: Channel) -> None:
+        """``ch`` starts sending audio: a pending ``Answer()`` on the other side returns."""
+        target = ch.other
+        if target is not None and target.await_media and target.waiter is not None:
+            _resolve(target.waiter, ("media", None))
+
     async def play(
         self, ch: Channel, name: str, escape: str | None = None
     ) -> tuple[bool, str | None, float]:
@@ -407,8 +415,7 @@ class Engine:
         target = ch.other
         if target is not None:
             target.media_log.append((start, prompt))
-            if target.await_media and target.waiter is not None:
-                _resolve(target.waiter, ("media", None))
+        self.media_started(ch)
         try:
             kind, digit = await self.wait(ch, prompt.duration, escape or None)
         except ChannelHungup:
@@ -433,8 +440,8 @@ class Engine:
         if first:
             for cb in list(ch.hangup_listeners):
                 cb(ch)
-        if ch.task is None and ch.dial is None and not ch.dialplan_mode:
-            # nothing runs on this leg (e.g. a bridged member leg): die now
+        if ch.task is None and ch.dial is None and not ch.dialplan_mode and ch.bridged is None:
+            # nothing runs on this leg and no bridge will tear it down: die now
             self.destroy(ch)
 
     def destroy(self, ch: Channel) -> None:
@@ -715,6 +722,8 @@ class Engine:
         peer = ch.peer
         if peer is not None and not ch.is_one and peer.dial is not None and not peer.dial.ringing:
             peer.dial.ringing = True
+            if peer.exten_on_control:
+                peer.exten = peer.exten_on_control
             self.set_state(peer, ChannelState.RINGING)
             for cb in list(peer.ring_listeners):
                 cb(peer)

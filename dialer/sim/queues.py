@@ -1,25 +1,72 @@
-"""app_queue for the simulated PBX (part 2 fills in the behaviour)."""
+"""app_queue for the simulated PBX, as Asterisk 22 behaved in the recordings.
+
+What is modelled (``tests/fixtures/asterisk/transcripts/ami-queue*.txt``):
+- ``Queue(name,options,URL,announce,timeout)``: the six empty timing ``VarSet``s, join
+  (``QueueCallerJoin``, ``MusicOnHoldStart``), ringing members by strategy (``ringall``,
+  ``rrmemory``, ``linear``), member ``timeout``/``retry``, the caller's timeout (an abandon:
+  ``QueueCallerAbandon`` + ``QueueCallerLeave`` + ``QUEUESTATUS=TIMEOUT``), the caller hanging
+  up while queued (abandon, no ``QUEUESTATUS``), a member answering (``AgentConnect``, a basic
+  bridge, ``AgentComplete`` with ``Reason`` agent/caller), ``wrapuptime`` (invisible on AMI),
+  ``joinempty``, pause with reason; the ``QUEUE*``/``MEMBER*``/``QE*`` variables when
+  ``setqueuevar``/``setinterfacevar``/``setqueueentryvar`` are set.
+- Members: ``Local/<exten>@<context>[/n]`` runs that dialplan (a ringing Local member shows
+  ``Status: 2``, never 6, as recorded); any other interface (``PJSIP/agent101``) is a
+  *simulated agent* played by ``AgentBehaviour`` (scenario-driven; default: answers after
+  2 s, talks 30 s).
+- Actions: QueueStatus, QueueSummary, QueueAdd, QueueRemove, QueuePause.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+import random
+import re
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dialer.errors import ConfigError
-from dialer.sim.engine import Channel, Engine
+from dialer.sim.dialplan import split_args
+from dialer.sim.engine import (
+    UNKNOWN,
+    Channel,
+    ChannelHungup,
+    Dialing,
+    DialOutcome,
+    Engine,
+    _resolve,
+)
+from dialer.sim.events import ChannelState, cause_text
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MEMBER_TIMEOUT = 15
+DEFAULT_RETRY = 5
+MOH_MEDIA_DELAY_S = 0.05
+
+
+class MemberStatus:
+    """``QueueMemberStatus`` ``Status`` values (AST_DEVICE_*)."""
+
+    UNKNOWN = 0
+    NOT_INUSE = 1
+    INUSE = 2
+    BUSY = 3
+    INVALID = 4
+    UNAVAILABLE = 5
+    RINGING = 6
 
 
 @dataclass
 class QueueConfig:
     name: str
     settings: dict[str, str] = field(default_factory=dict)
-    members: list[tuple[str, int, str, bool]] = field(
-        default_factory=list
-    )  # iface, penalty, name, paused
+    #: (interface, penalty, member name, paused)
+    members: list[tuple[str, int, str, bool]] = field(default_factory=list)
 
 
 def parse_queues_conf(text: str, fname: str = "<queues.conf>") -> dict[str, QueueConfig]:
@@ -43,15 +90,15 @@ def parse_queues_conf(text: str, fname: str = "<queues.conf>") -> dict[str, Queu
                         is_template = True
                     elif p:
                         parents.append(p)
+            if name == "general":
+                cur = None
+                continue
             cur = QueueConfig(name)
             for p in parents:
                 if p not in templates:
                     raise ConfigError(f"line {lineno}: unknown template {p!r}", file=fname)
                 cur.settings.update(templates[p].settings)
                 cur.members.extend(templates[p].members)
-            if name == "general":
-                cur = None
-                continue
             (templates if is_template else queues)[name] = cur
             if not is_template:
                 templates.setdefault(name, cur)
@@ -61,8 +108,8 @@ def parse_queues_conf(text: str, fname: str = "<queues.conf>") -> dict[str, Queu
         if "=" not in line:
             raise ConfigError(f"line {lineno}: cannot parse {line!r}", file=fname)
         k, v = line.split("=", 1)
-        k = k.strip().rstrip(">").strip().lower()
-        v = v.strip()
+        k = k.strip().lower()
+        v = v[1:].strip() if v.startswith(">") else v.strip()
         if k == "member":
             parts = [p.strip() for p in v.split(",")]
             iface = parts[0]
@@ -75,10 +122,120 @@ def parse_queues_conf(text: str, fname: str = "<queues.conf>") -> dict[str, Queu
     return queues
 
 
+def _yes(v: str | None, default: bool = False) -> bool:
+    if v is None:
+        return default
+    return v.strip().lower() in ("yes", "true", "1", "on")
+
+
+@dataclass(eq=False)
+class Member:
+    interface: str
+    name: str
+    penalty: int
+    paused: bool
+    dynamic: bool
+    login_time: int
+    paused_reason: str = ""
+    calls_taken: int = 0
+    last_call: int = 0
+    last_pause: int = 0
+    in_call: bool = False
+    #: the member's own wrap-up override (0 = the queue's)
+    wrapuptime: int = 0
+    #: simulated agent logged out (non-Local members only)
+    unavailable: bool = False
+
+
+@dataclass(eq=False)
+class Caller:
+    ch: Channel
+    joined: float
+    position: int
+    original_position: int
+    options: str = ""
+
+
+@dataclass
+class AgentBehaviour:
+    """How a simulated (non-Local) agent answers and talks; the scenario replaces it."""
+
+    ring_s: Callable[[random.Random], float] = lambda r: 2.0
+    talk_s: Callable[[random.Random], float] = lambda r: 30.0
+    answers: Callable[[random.Random], bool] = lambda r: True
+
+
+class Queue:
+    def __init__(self, mgr: QueueManager, cfg: QueueConfig) -> None:
+        self.mgr = mgr
+        self.name = cfg.name
+        s = cfg.settings
+        self.settings = s
+        self.strategy = s.get("strategy", "ringall")
+        self.timeout = int(s.get("timeout", DEFAULT_MEMBER_TIMEOUT) or DEFAULT_MEMBER_TIMEOUT)
+        self.retry = int(s.get("retry", DEFAULT_RETRY) or DEFAULT_RETRY)
+        self.wrapuptime = int(s.get("wrapuptime", "0") or 0)
+        self.joinempty = s.get("joinempty", "yes").lower()
+        self.maxlen = int(s.get("maxlen", "0") or 0)
+        self.servicelevel = int(s.get("servicelevel", "0") or 0)
+        self.weight = int(s.get("weight", "0") or 0)
+        self.setqueuevar = _yes(s.get("setqueuevar"))
+        self.setinterfacevar = _yes(s.get("setinterfacevar"))
+        self.setqueueentryvar = _yes(s.get("setqueueentryvar"))
+        self.members: dict[str, Member] = {}
+        now = int(mgr.engine.boot_epoch) - 10
+        for iface, penalty, mname, paused in cfg.members:
+            m = Member(iface, mname, penalty, paused, False, now)
+            if paused:
+                m.last_pause = now
+            self.members[iface] = m
+        self.callers: list[Caller] = []
+        self.holdtime = 0
+        self.talktime = 0
+        self.completed = 0
+        self.abandoned = 0
+        self.completed_in_sl = 0
+        self.rr_next = 0
+        self.wake: asyncio.Event = asyncio.Event()
+
+    # ------------------------------------------------------------------ stats
+    def srvlevelperf(self) -> str:
+        return f"{(100.0 * self.completed_in_sl / self.completed) if self.completed else 0.0:.1f}"
+
+    def stats_vars(self, ch: Channel) -> None:
+        if not self.setqueuevar:
+            return
+        e = self.mgr.engine
+        for k, v in (
+            ("QUEUENAME", self.name),
+            ("QUEUEMAX", str(self.maxlen)),
+            ("QUEUESTRATEGY", self.strategy),
+            ("QUEUECALLS", str(len(self.callers))),
+            ("QUEUEHOLDTIME", str(self.holdtime)),
+            ("QUEUETALKTIME", str(self.talktime)),
+            ("QUEUECOMPLETED", str(self.completed)),
+            ("QUEUEABANDONED", str(self.abandoned)),
+            ("QUEUESRVLEVEL", str(self.servicelevel)),
+            ("QUEUESRVLEVELPERF", self.srvlevelperf()),
+        ):
+            e.setvar(ch, k, v)
+
+    @staticmethod
+    def _avg(old: int, new: int) -> int:
+        return (((old << 2) - old) + new) >> 2
+
+
 class QueueManager:
     def __init__(self, engine: Engine, configs: dict[str, QueueConfig]) -> None:
         self.engine = engine
-        self.configs = configs
+        self.queues: dict[str, Queue] = {name: Queue(self, c) for name, c in configs.items()}
+        #: interfaces currently in a call or ringing (shared by every queue: ringinuse=no)
+        self.busy: dict[str, int] = {}
+        self.wrapup_until: dict[str, float] = {}
+        self.behaviour: dict[str, AgentBehaviour] = {}
+        self.default_behaviour = AgentBehaviour()
+        self._chan_seq = itertools.count(1)
+        self.rng = engine.rng
 
     @classmethod
     def load(cls, engine: Engine, path: Path) -> QueueManager:
@@ -86,8 +243,883 @@ class QueueManager:
             raise ConfigError("file not found", file=str(path))
         return cls(engine, parse_queues_conf(path.read_text(encoding="utf-8"), str(path)))
 
-    async def run_queue_app(self, ch: Channel, data: str) -> None:
-        log.error("%s: Queue(%s) is not simulated yet; the call continues", ch.name, data)
+    # ------------------------------------------------------------------ member state
+    def member_status(self, m: Member) -> int:
+        if m.unavailable:
+            return MemberStatus.UNAVAILABLE
+        if self.busy.get(m.interface):
+            return MemberStatus.INUSE
+        if m.interface.lower().startswith("local/"):
+            mm = re.match(r"^Local/([^@]+)@([^/]+)", m.interface, re.I)
+            if not mm or self.engine.dialplan.find(mm.group(2), mm.group(1)) is None:
+                return MemberStatus.INVALID
+        return MemberStatus.NOT_INUSE
 
-    async def ami_action(self, name: str, s: Any, a: Any, base: Any) -> None:
-        s.respond([("Response", "Error"), *base, ("Message", "Queue actions not simulated yet")])
+    def available(self, q: Queue, m: Member) -> bool:
+        if m.paused or m.unavailable:
+            return False
+        if self.busy.get(m.interface):
+            return False
+        if self.wrapup_until.get(m.interface, 0.0) > self.engine.clock.now():
+            return False
+        return self.member_status(m) == MemberStatus.NOT_INUSE
+
+    def member_fields(
+        self, q: Queue, m: Member, status_list: bool = False
+    ) -> list[tuple[str, str]]:
+        head: list[tuple[str, str]] = [("Queue", q.name)]
+        if status_list:
+            head += [("Name", m.name), ("Location", m.interface)]
+        else:
+            head += [("MemberName", m.name), ("Interface", m.interface)]
+        head += [
+            ("StateInterface", m.interface),
+            ("Membership", "dynamic" if m.dynamic else "static"),
+            ("Penalty", str(m.penalty)),
+            ("CallsTaken", str(m.calls_taken)),
+            ("LastCall", str(m.last_call)),
+            ("LastPause", str(m.last_pause)),
+            ("LoginTime", str(m.login_time)),
+            ("InCall", "1" if m.in_call else "0"),
+            ("Status", str(self.member_status(m))),
+            ("Paused", "1" if m.paused else "0"),
+            ("PausedReason", m.paused_reason),
+        ]
+        if not status_list:
+            head.append(("Ringinuse", "0"))
+        head.append(("Wrapuptime", str(m.wrapuptime)))
+        return head
+
+    def member_event(self, name: str, q: Queue, m: Member) -> None:
+        self.engine.emit(name, tuple(self.member_fields(q, m)), "agent")
+
+    def _set_busy(self, iface: str, busy: bool) -> None:
+        before = bool(self.busy.get(iface))
+        self.busy[iface] = self.busy.get(iface, 0) + (1 if busy else -1)
+        if self.busy[iface] <= 0:
+            self.busy.pop(iface, None)
+        after = bool(self.busy.get(iface))
+        if before != after:
+            for q in self.queues.values():
+                m = q.members.get(iface)
+                if m is not None:
+                    self.member_event("QueueMemberStatus", q, m)
+                    self.engine.device_state(
+                        f"Queue:{q.name}_avail", "INUSE" if after else "NOT_INUSE"
+                    )
+        if not after:
+            self._wake_all()
+
+    def _wake_all(self) -> None:
+        for q in self.queues.values():
+            q.wake.set()
+
+    # ------------------------------------------------------------------ public API (scenario)
+    def add_member(
+        self, queue: str, iface: str, name: str = "", penalty: int = 0, paused: bool = False
+    ) -> bool:
+        q = self.queues.get(queue)
+        if q is None or iface in q.members:
+            return False
+        m = Member(iface, name or iface, penalty, paused, True, int(self.engine.clock.epoch()))
+        q.members[iface] = m
+        self.engine.device_state(
+            f"Queue:{q.name}_pause_{iface}", "INUSE" if paused else "NOT_INUSE"
+        )
+        self.member_event("QueueMemberAdded", q, m)
+        q.wake.set()
+        return True
+
+    def remove_member(self, queue: str, iface: str) -> bool:
+        q = self.queues.get(queue)
+        if q is None or iface not in q.members:
+            return False
+        m = q.members.pop(iface)
+        self.member_event("QueueMemberRemoved", q, m)
+        return True
+
+    def pause_member(self, queue: str | None, iface: str, paused: bool, reason: str = "") -> bool:
+        found = False
+        for q in self.queues.values():
+            if queue and q.name != queue:
+                continue
+            m = q.members.get(iface)
+            if m is None:
+                continue
+            found = True
+            m.paused = paused
+            m.paused_reason = reason if paused else ""
+            m.last_pause = int(self.engine.clock.epoch()) if paused else m.last_pause
+            self.engine.device_state(
+                f"Queue:{q.name}_pause_{iface}", "INUSE" if paused else "NOT_INUSE"
+            )
+            self.member_event("QueueMemberPause", q, m)
+            q.wake.set()
+        return found
+
+    def set_unavailable(self, iface: str, unavailable: bool) -> None:
+        for q in self.queues.values():
+            m = q.members.get(iface)
+            if m is not None and m.unavailable != unavailable:
+                m.unavailable = unavailable
+                self.member_event("QueueMemberStatus", q, m)
+                q.wake.set()
+
+    # ------------------------------------------------------------------ the application
+    async def run_queue_app(self, ch: Channel, data: str) -> None:
+        e = self.engine
+        args = split_args(data)
+        qname = args[0].strip()
+        timeout_s = args[4].strip() if len(args) > 4 else ""
+        q = self.queues.get(qname)
+        for k in (
+            "ANSWEREDTIME",
+            "ANSWEREDTIME_MS",
+            "DIALEDTIME",
+            "DIALEDTIME_MS",
+            "QUEUEWAIT",
+            "QUEUEWAIT_MS",
+        ):
+            e.setvar(ch, k, "")
+        if q is None:
+            log.warning("%s: Queue(%s): no such queue", ch.name, qname)
+            e.setvar(ch, "QUEUESTATUS", "UNKNOWN")
+            return
+        if q.joinempty in ("no", "false", "0") and not any(
+            self.available(q, m) or self.busy.get(m.interface) for m in q.members.values()
+        ):
+            e.setvar(ch, "QUEUESTATUS", "JOINEMPTY")
+            return
+        if q.maxlen and len(q.callers) >= q.maxlen:
+            e.setvar(ch, "QUEUESTATUS", "FULL")
+            return
+        start = e.clock.now()
+        caller = Caller(
+            ch,
+            start,
+            len(q.callers) + 1,
+            len(q.callers) + 1,
+            args[1].strip() if len(args) > 1 else "",
+        )
+        q.callers.append(caller)
+        if len(q.callers) == 1:
+            e.device_state(f"Queue:{q.name}", "RINGING")
+        e.chan_event(
+            "QueueCallerJoin",
+            ch,
+            (("Queue", q.name), ("Position", str(caller.position)), ("Count", str(len(q.callers)))),
+            "agent",
+        )
+        e.chan_event("MusicOnHoldStart", ch, (("Class", "default"),))
+        # music on hold reaches the other side ~50 ms later (it wakes a waiting Answer())
+        e.clock.call_later(MOH_MEDIA_DELAY_S, self._moh_media, q, caller)
+        deadline = (
+            start + float(timeout_s) if timeout_s.strip().replace(".", "", 1).isdigit() else None
+        )
+        ch.app, ch.appdata = "Queue", data
+        outcome = "timeout"
+        try:
+            outcome = await self._serve(q, caller, deadline)
+        except ChannelHungup:
+            if caller not in q.callers:
+                raise  # the call was connected: hung up after the bridge
+            outcome = "hangup"
+        if outcome in ("timeout", "hangup"):
+            self._abandon(q, caller, outcome)
+            if outcome == "hangup":
+                raise ChannelHungup
+            e.setvar(ch, "QUEUESTATUS", "TIMEOUT")
+
+    def _secs(self, since: float) -> int:
+        """Whole seconds as app_queue counts them: time(NULL) - start, both time_t."""
+        e = self.engine
+        return int(e.clock.epoch()) - int(e.clock.epoch() - (e.clock.now() - since))
+
+    def _moh_media(self, q: Queue, caller: Caller) -> None:
+        if caller in q.callers and caller.ch.alive:
+            self.engine.media_started(caller.ch)
+
+    def _leave(self, q: Queue, caller: Caller) -> None:
+        e = self.engine
+        pos = caller.position
+        if caller in q.callers:
+            q.callers.remove(caller)
+        for i, c in enumerate(q.callers, 1):
+            c.position = i
+        if not q.callers:
+            e.device_state(f"Queue:{q.name}", "NOT_INUSE")
+        e.chan_event(
+            "QueueCallerLeave",
+            caller.ch,
+            (("Queue", q.name), ("Position", str(pos)), ("Count", str(len(q.callers)))),
+            "agent",
+        )
+        e.setvar(caller.ch, "QUEUEPOSITION", str(pos))
+
+    def _timing_vars(self, ch: Channel, waited: float) -> None:
+        e = self.engine
+        e.setvar(ch, "QUEUEWAIT", str(int(waited)))
+        e.setvar(ch, "QUEUEWAIT_MS", str(int(waited * 1000)))
+        e.setvar(ch, "DIALEDTIME", str(int(waited)))
+        e.setvar(ch, "DIALEDTIME_MS", str(int(waited * 1000)))
+        e.setvar(ch, "ANSWEREDTIME", "0")
+        e.setvar(ch, "ANSWEREDTIME_MS", "0")
+
+    def _abandon(self, q: Queue, caller: Caller, why: str) -> None:
+        e = self.engine
+        ch = caller.ch
+        waited = e.clock.now() - caller.joined
+        if why == "hangup":
+            e.chan_event("MusicOnHoldStop", ch)
+            self._timing_vars(ch, waited)
+            e.setvar(ch, "ABANDONED", "TRUE")
+            q.stats_vars(ch)
+        else:
+            e.setvar(ch, "ABANDONED", "TRUE")
+            q.stats_vars(ch)
+        q.abandoned += 1
+        e.chan_event(
+            "QueueCallerAbandon",
+            ch,
+            (
+                ("Queue", q.name),
+                ("Position", str(caller.position)),
+                ("OriginalPosition", str(caller.original_position)),
+                ("HoldTime", str(self._secs(caller.joined))),
+            ),
+            "agent",
+        )
+        if why != "hangup":
+            self._timing_vars(ch, waited)
+            e.chan_event("MusicOnHoldStop", ch)
+        q.stats_vars(ch)
+        self._leave(q, caller)
+
+    def _pick(self, q: Queue) -> list[Member]:
+        free = [m for m in q.members.values() if self.available(q, m)]
+        if not free:
+            return []
+        if q.strategy == "ringall":
+            best = min(m.penalty for m in free)
+            return [m for m in free if m.penalty == best]
+        order = list(q.members.values())
+        if q.strategy in ("rrmemory", "roundrobin", "rrordered"):
+            n = len(order)
+            for i in range(n):
+                m = order[(q.rr_next + i) % n]
+                if m in free:
+                    return [m]
+            return []
+        if q.strategy == "random":
+            return [self.rng.choice(free)]
+        if q.strategy == "leastrecent":
+            return [min(free, key=lambda m: m.last_call)]
+        if q.strategy == "fewestcalls":
+            return [min(free, key=lambda m: m.calls_taken)]
+        return [free[0]]
+
+    async def _serve(self, q: Queue, caller: Caller, deadline: float | None) -> str:
+        e = self.engine
+        ch = caller.ch
+        while True:
+            if ch.soft_hangup or not ch.alive:
+                raise ChannelHungup
+            now = e.clock.now()
+            if deadline is not None and now >= deadline:
+                return "timeout"
+            # only the head caller rings agents when nobody else can be served (autofill)
+            members = (
+                self._pick(q) if q.callers and q.callers.index(caller) < self._free_count(q) else []
+            )
+            if not members:
+                q.wake.clear()
+                wait_for = None if deadline is None else deadline - now
+                nxt = self._next_wrapup_end(q)
+                if nxt is not None:
+                    wait_for = nxt - now if wait_for is None else min(wait_for, nxt - now)
+                await self._wait_wake(q, ch, wait_for)
+                # app_queue re-checks a waiting caller once a second (from its join time)
+                now = e.clock.now()
+                tick = (1.0 - ((now - caller.joined) % 1.0)) % 1.0
+                if deadline is not None:
+                    tick = min(tick, max(0.0, deadline - now))
+                if tick > 1e-9:
+                    await e.wait(ch, tick)
+                continue
+            ring_for = float(q.timeout)
+            if deadline is not None:
+                ring_for = min(ring_for, deadline - now)
+            result = await self._ring(q, caller, members, ring_for)
+            if result == "connected":
+                return "connected"
+            if result == "hangup":
+                raise ChannelHungup
+            # no answer: retry after a pause (unless the caller's time is up)
+            now = e.clock.now()
+            if deadline is not None and now >= deadline:
+                return "timeout"
+            pause = float(q.retry)
+            if deadline is not None:
+                pause = min(pause, deadline - now)
+            await e.wait(ch, pause)
+
+    def _free_count(self, q: Queue) -> int:
+        return sum(1 for m in q.members.values() if self.available(q, m))
+
+    def _next_wrapup_end(self, q: Queue) -> float | None:
+        now = self.engine.clock.now()
+        ends = [t for iface, t in self.wrapup_until.items() if t > now and iface in q.members]
+        return min(ends) if ends else None
+
+    async def _wait_wake(self, q: Queue, ch: Channel, timeout: float | None) -> None:
+        e = self.engine
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[str, str | None]] = loop.create_future()
+        ch.waiter = fut
+        h = (
+            e.clock.call_later(timeout, _resolve, fut, ("timeout", None))
+            if timeout is not None
+            else None
+        )
+        waker = loop.create_task(q.wake.wait())
+        waker.add_done_callback(lambda _t: _resolve(fut, ("wake", None)))
+        try:
+            res = await fut
+        finally:
+            waker.cancel()
+            if ch.waiter is fut:
+                ch.waiter = None
+            if h is not None:
+                h.cancel()
+        if res[0] == "hangup":
+            raise ChannelHungup
+
+    # ------------------------------------------------------------------ ringing members
+    def _member_channel(
+        self, q: Queue, caller: Caller, m: Member
+    ) -> tuple[Channel, Channel | None]:
+        e = self.engine
+        ch = caller.ch
+        mm = re.match(r"^Local/([^@]+)@([^/]+)(/n)?$", m.interface, re.I)
+        if mm:
+            exten, context = mm.group(1), mm.group(2)
+            one, two = e.make_local_pair(exten, context, linkedid=ch.linkedid)
+            e.chan_event("Newchannel", one)
+            e.chan_event("Newchannel", two)
+            one.cid_num, one.cid_name = ch.cid_num, ch.cid_name
+            e.chan_event(
+                "Newexten",
+                one,
+                (("Extension", exten), ("Application", "AppQueue"), ("AppData", "(Outgoing Line)")),
+                "dialplan",
+            )
+            cid_pres = (("CID-CallingPres", "0 (Presentation Allowed, Not Screened)"),)
+            e.chan_event("NewCallerid", one, cid_pres)
+            dialed = m.interface.split("/", 1)[1]
+            e.setvar(one, "DIALEDPEERNUMBER", dialed)
+            e.setvar(two, "DIALEDPEERNUMBER", dialed)
+            two.cid_num, two.cid_name = ch.cid_num, ch.cid_name
+            two.conn_num, two.conn_name = ch.cid_num, ch.cid_name
+            e.chan_event("NewCallerid", two, cid_pres)
+            e.chan_event("NewConnectedLine", two)
+            e._local_bridge(one, two, bool(mm.group(3)))
+            # recorded quirk: once the member answers or rings, its ;1 shows the caller's exten
+            one.exten_on_control = ch.exten
+            one.app, one.appdata = "AppQueue", "(Outgoing Line)"
+            one.dialplan_mode = False
+            return one, two
+        seq = next(self._chan_seq)
+        name = f"{m.interface}-{seq:08x}"
+        agent = e.new_channel(name, e.new_uniqueid(), ch.linkedid, m.interface, ChannelState.DOWN)
+        agent.context, agent.exten, agent.priority = "default", "s", 1
+        agent.cid_num, agent.cid_name = ch.cid_num, ch.cid_name
+        agent.dialplan_mode = False
+        e.chan_event("Newchannel", agent)
+        return agent, None
+
+    async def _ring(self, q: Queue, caller: Caller, members: list[Member], ring_for: float) -> str:
+        e = self.engine
+        ch = caller.ch
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[tuple[Member, Channel] | None] = loop.create_future()
+        legs: list[tuple[Member, Channel, Channel | None, float]] = []
+        for m in members:
+            one, two = self._member_channel(q, caller, m)
+            self._set_busy(m.interface, True)
+            one.dial = Dialing(loop.create_future(), started=e.clock.now())
+            # recorded quirk: AgentCalled already shows the member leg at the caller's exten
+            dest = tuple(
+                (k, ch.exten if k == "DestExten" and one.name.startswith("Local/") else v)
+                for k, v in one.header("Dest")
+            )
+            dest = tuple(
+                (
+                    k,
+                    {"DestConnectedLineNum": ch.cid_num, "DestConnectedLineName": ch.cid_name}.get(
+                        k, v
+                    ),
+                )
+                for k, v in dest
+            )
+            e.emit(
+                "AgentCalled",
+                ch.header()
+                + dest
+                + (("Queue", q.name), ("Interface", m.interface), ("MemberName", m.name)),
+                "agent",
+            )
+            e.emit(
+                "DialBegin",
+                ch.header() + one.header("Dest") + (("DialString", m.interface),),
+            )
+            one.conn_num, one.conn_name = ch.cid_num, ch.cid_name
+            legs.append((m, one, two, e.clock.now()))
+            one.ring_listeners.append(self._on_member_ring(ch, one))
+            one.dial.future.add_done_callback(self._on_dial_done(answered, m, one))
+            if two is not None:
+                two.dialplan_mode = True
+                e.start_pbx(two)
+            else:
+                e.spawn(self._simulated_agent(m, one))
+        timer = e.clock.call_later(ring_for, _resolve, answered, None)
+        hang = loop.create_future()
+
+        def on_caller_hangup(_c: Channel) -> None:
+            _resolve(hang, True)
+
+        ch.hangup_listeners.append(on_caller_hangup)
+        try:
+            done, _ = await asyncio.wait({answered, hang}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            if on_caller_hangup in ch.hangup_listeners:
+                ch.hangup_listeners.remove(on_caller_hangup)
+        winner = answered.result() if answered.done() and not answered.cancelled() else None
+        if hang in done and winner is None:
+            for m, one, _two, t0 in legs:
+                self._cancel_leg(q, caller, m, one, t0, noanswer=False)
+            return "hangup"
+        if winner is None:
+            for m, one, _two, t0 in legs:
+                self._cancel_leg(q, caller, m, one, t0, noanswer=True)
+            return "noanswer"
+        m_win, one_win = winner
+        for m, one, _two, t0 in legs:
+            if one is not one_win:
+                self._cancel_leg(q, caller, m, one, t0, noanswer=False)
+        await self._connect(q, caller, m_win, one_win, legs)
+        return "connected"
+
+    @staticmethod
+    def _on_dial_done(
+        answered: asyncio.Future[tuple[Member, Channel] | None], m: Member, one: Channel
+    ) -> Callable[[asyncio.Future[str]], None]:
+        def cb(f: asyncio.Future[str]) -> None:
+            if not f.cancelled() and f.result() == DialOutcome.ANSWER:
+                _resolve(answered, (m, one))
+
+        return cb
+
+    def _on_member_ring(self, caller_ch: Channel, one: Channel) -> Callable[[Channel], None]:
+        def cb(_c: Channel) -> None:
+            e = self.engine
+            e.chan_event(
+                "Newexten",
+                one,
+                (
+                    ("Extension", one.exten),
+                    ("Application", "AppQueue"),
+                    ("AppData", "(Outgoing Line)"),
+                ),
+                "dialplan",
+            )
+            e.chan_event("NewConnectedLine", one)
+            e.emit(
+                "DialState",
+                caller_ch.header() + one.header("Dest") + (("DialStatus", "RINGING"),),
+            )
+
+        return cb
+
+    def _cancel_leg(
+        self, q: Queue, caller: Caller, m: Member, one: Channel, t0: float, noanswer: bool
+    ) -> None:
+        e = self.engine
+        ch = caller.ch
+        if noanswer:
+            e.emit(
+                "AgentRingNoAnswer",
+                ch.header()
+                + one.header("Dest")
+                + (
+                    ("Queue", q.name),
+                    ("Interface", m.interface),
+                    ("MemberName", m.name),
+                    ("RingTime", str(int(round((e.clock.now() - t0) * 1000)))),
+                ),
+                "agent",
+            )
+            e.emit("DialEnd", ch.header() + one.header("Dest") + (("DialStatus", "NOANSWER"),))
+        e.emit("DialEnd", ch.header() + one.header("Dest") + (("DialStatus", "CANCEL"),))
+        if one.dial is not None and not one.dial.future.done():
+            one.dial.future.set_result(DialOutcome.CANCEL)
+        one.dial = None
+        one.dialplan_mode = False
+        e.destroy(one)
+        self._set_busy(m.interface, False)
+
+    async def _connect(
+        self,
+        q: Queue,
+        caller: Caller,
+        m: Member,
+        one: Channel,
+        legs: list[tuple[Member, Channel, Channel | None, float]],
+    ) -> None:
+        e = self.engine
+        caller_options = caller.options
+        ch = caller.ch
+        now = e.clock.now()
+        holdtime = self._secs(caller.joined)
+        ring_t0 = next(t0 for mm, o, _t, t0 in legs if o is one)
+        one.dial = None
+        first_control = one.state != ChannelState.RINGING
+        if one.exten_on_control:
+            one.exten = one.exten_on_control
+        e.set_state(one, ChannelState.UP)
+        if one.name.startswith("Local/") and first_control:
+            e.chan_event(
+                "Newexten",
+                one,
+                (
+                    ("Extension", one.exten),
+                    ("Application", "AppQueue"),
+                    ("AppData", "(Outgoing Line)"),
+                ),
+                "dialplan",
+            )
+            one.conn_num, one.conn_name = ch.cid_num, ch.cid_name
+            e.chan_event("NewConnectedLine", one)
+        e.emit("DialEnd", ch.header() + one.header("Dest") + (("DialStatus", "ANSWER"),))
+        e.chan_event("MusicOnHoldStop", ch)
+        if q.setinterfacevar:
+            for target in (ch, one):
+                for k, v in (
+                    ("MEMBERINTERFACE", m.interface),
+                    ("MEMBERNAME", m.name),
+                    ("MEMBERCALLS", str(m.calls_taken)),
+                    ("MEMBERLASTCALL", str(m.last_call)),
+                    ("MEMBERPENALTY", str(m.penalty)),
+                    ("MEMBERDYNAMIC", "1" if m.dynamic else "0"),
+                    ("MEMBERREALTIME", "0"),
+                ):
+                    e.setvar(target, k, v)
+        if q.setqueueentryvar:
+            for target in (ch, one):
+                e.setvar(target, "QEHOLDTIME", str(holdtime))
+                e.setvar(target, "QEORIGINALPOS", str(caller.original_position))
+        q.stats_vars(ch)
+        q.stats_vars(one)
+        self._leave(q, caller)
+        e.setvar(ch, "QUEUEWAIT", str(holdtime))
+        e.setvar(ch, "QUEUEWAIT_MS", str(int((now - caller.joined) * 1000)))
+        q.holdtime = Queue._avg(q.holdtime, holdtime)
+        e.emit(
+            "AgentConnect",
+            ch.header()
+            + one.header("Dest")
+            + (
+                ("Queue", q.name),
+                ("Interface", m.interface),
+                ("MemberName", m.name),
+                ("HoldTime", str(holdtime)),
+                ("RingTime", str(int(now - ring_t0))),
+            ),
+            "agent",
+        )
+        bridge_id = str(uuid.UUID(int=self.rng.getrandbits(128)))
+        bfields = lambda n: (  # noqa: E731
+            ("BridgeUniqueid", bridge_id),
+            ("BridgeType", "basic"),
+            ("BridgeTechnology", "simple_bridge"),
+            ("BridgeCreator", UNKNOWN),
+            ("BridgeName", UNKNOWN),
+            ("BridgeNumChannels", str(n)),
+            ("BridgeVideoSourceMode", "none"),
+        )
+        e.emit("BridgeCreate", bfields(0))
+        e.emit("BridgeEnter", bfields(1) + one.header())
+        e.emit("BridgeEnter", bfields(2) + ch.header())
+        one.bridge_id = ch.bridge_id = bridge_id
+        m.in_call = True
+        one.bridged, ch.bridged = ch, one
+        e.setvar(one, "BRIDGEPEER", ch.name)
+        e.setvar(ch, "BRIDGEPEER", one.name)
+        t_connect = e.clock.now()
+        # wait until one side hangs up
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[str] = loop.create_future()
+
+        def agent_gone(_c: Channel) -> None:
+            _resolve(ended, "agent")
+
+        def caller_gone(_c: Channel) -> None:
+            _resolve(ended, "caller")
+
+        one.hangup_listeners.append(agent_gone)
+        ch.hangup_listeners.append(caller_gone)
+        if not one.alive:
+            _resolve(ended, "agent")
+        if ch.soft_hangup or not ch.alive:
+            _resolve(ended, "caller")
+        reason = await ended
+        talk = self._secs(t_connect)
+        for cb, c in ((agent_gone, one), (caller_gone, ch)):
+            if cb in c.hangup_listeners:
+                c.hangup_listeners.remove(cb)
+        e.setvar(one, "BRIDGEPEER", "")
+        e.setvar(ch, "BRIDGEPEER", "")
+        one.bridged = ch.bridged = None
+        first, second = (ch, one) if reason == "caller" else (one, ch)
+        e.emit("BridgeLeave", bfields(1) + first.header())
+        if reason == "agent" and one.alive:
+            e.destroy(one)
+        m.in_call = False
+        m.calls_taken += 1
+        m.last_call = int(e.clock.epoch())
+        q.completed += 1
+        if holdtime <= q.servicelevel:
+            q.completed_in_sl += 1
+        # app_queue seeds the talk-time average with the first call (recorded: 11 after one)
+        q.talktime = Queue._avg(q.talktime, talk) if q.talktime else talk
+        extra = one.header("Dest") if one.alive else ()
+        e.emit(
+            "AgentComplete",
+            ch.header()
+            + extra
+            + (
+                ("Queue", q.name),
+                ("Interface", m.interface),
+                ("MemberName", m.name),
+                ("HoldTime", str(holdtime)),
+                ("TalkTime", str(talk)),
+                ("Reason", reason),
+            ),
+            "agent",
+        )
+        e.emit("BridgeLeave", bfields(0) + second.header())
+        e.emit("BridgeDestroy", bfields(0))
+        if reason == "caller" and one.alive:
+            one.hangupcause = one.hangupcause or 16
+            e.destroy(one)
+        one.bridge_id = ch.bridge_id = ""
+        q.stats_vars(ch)
+        answered_ms = int((e.clock.now() - t_connect) * 1000)
+        e.setvar(ch, "ANSWEREDTIME", str(answered_ms // 1000))
+        e.setvar(ch, "ANSWEREDTIME_MS", str(answered_ms))
+        dialed_ms = int((e.clock.now() - caller.joined) * 1000)
+        e.setvar(ch, "DIALEDTIME", str(dialed_ms // 1000))
+        e.setvar(ch, "DIALEDTIME_MS", str(dialed_ms))
+        q.stats_vars(ch)
+        wrap = m.wrapuptime or q.wrapuptime
+        if wrap > 0:
+            # app_queue compares whole time_t seconds: free once now - lastcall >= wrapuptime
+            self.wrapup_until[m.interface] = m.last_call + wrap - e.clock.epoch() + e.clock.now()
+        self._set_busy(m.interface, False)
+        if reason == "caller" or "c" not in caller_options:
+            # without option c the caller is hung up when the agent hangs up (recorded)
+            if ch.hangupcause == 0:
+                ch.hangupcause = 16
+            ch.soft_hangup = True
+            raise ChannelHungup
+
+    # ------------------------------------------------------------------ simulated agents
+    async def _simulated_agent(self, m: Member, agent: Channel) -> None:
+        """A non-Local member: rings, maybe answers, talks, hangs up (AgentBehaviour)."""
+        e = self.engine
+        b = self.behaviour.get(m.interface, self.default_behaviour)
+        agent.task = asyncio.current_task()
+        try:
+            e.set_state(agent, ChannelState.RINGING)
+            if agent.dial is not None:
+                for cb in list(agent.ring_listeners):
+                    cb(agent)
+            ring = max(0.0, b.ring_s(self.rng))
+            if not b.answers(self.rng):
+                await e.wait(agent, None)
+                return
+            await e.wait(agent, ring)
+            if agent.dial is None or agent.dial.future.done():
+                return
+            agent.answered_at = e.clock.now()
+            agent.dial.future.set_result(DialOutcome.ANSWER)
+            await e.wait(agent, max(0.0, b.talk_s(self.rng)))
+            agent.hangupcause = 16
+            e.request_hangup(agent, 16)  # the bridge (AgentComplete) tears the leg down
+        except ChannelHungup:
+            pass
+        finally:
+            agent.task = None
+            if agent.alive and agent.bridged is None and agent.dial is None:
+                e.destroy(agent)
+
+    # ------------------------------------------------------------------ AMI actions
+    async def ami_action(self, name: str, s: Any, a: Any, base: list[tuple[str, str]]) -> None:
+        from dialer.sim.ami_server import header
+
+        def ok(msg: str) -> None:
+            s.respond([("Response", "Success"), *base, ("Message", msg)])
+
+        def err(msg: str) -> None:
+            s.respond([("Response", "Error"), *base, ("Message", msg)])
+
+        qname = header(a, "Queue") or ""
+        iface = header(a, "Interface") or ""
+        if name == "queuestatus":
+            self._queue_status(s, base, qname, header(a, "Member") or "")
+        elif name == "queuesummary":
+            self._queue_summary(s, base, qname)
+        elif name == "queueadd":
+            if qname not in self.queues:
+                err("Unable to add interface to queue: No such queue")
+            elif self.add_member(
+                qname,
+                iface,
+                header(a, "MemberName") or "",
+                int(header(a, "Penalty") or 0),
+                _yes(header(a, "Paused")),
+            ):
+                ok("Added interface to queue")
+            else:
+                err("Unable to add interface: Already there")
+        elif name == "queueremove":
+            if qname not in self.queues:
+                err("Unable to remove interface: No such queue")
+            elif self.remove_member(qname, iface):
+                ok("Removed interface from queue")
+            else:
+                err("Unable to remove interface: Not there")
+        elif name == "queuepause":
+            paused = _yes(header(a, "Paused"))
+            if self.pause_member(qname or None, iface, paused, header(a, "Reason") or ""):
+                ok("Interface paused successfully" if paused else "Interface unpaused successfully")
+            else:
+                err("Interface not found")
+
+    def _queue_status(self, s: Any, base: list[tuple[str, str]], qname: str, member: str) -> None:
+        e = self.engine
+        s.respond(
+            [
+                ("Response", "Success"),
+                *base,
+                ("EventList", "start"),
+                ("Message", "Queue status will follow"),
+            ]
+        )
+        n = 0
+        for q in self.queues.values():
+            if qname and q.name != qname:
+                continue
+            perf = q.srvlevelperf()
+            s.respond(
+                [
+                    ("Event", "QueueParams"),
+                    ("Queue", q.name),
+                    ("Max", str(q.maxlen)),
+                    ("Strategy", q.strategy),
+                    ("Calls", str(len(q.callers))),
+                    ("Holdtime", str(q.holdtime)),
+                    ("TalkTime", str(q.talktime)),
+                    ("Completed", str(q.completed)),
+                    ("Abandoned", str(q.abandoned)),
+                    ("ServiceLevel", str(q.servicelevel)),
+                    ("ServicelevelPerf", perf),
+                    ("ServicelevelPerf2", perf),
+                    ("Weight", str(q.weight)),
+                    *base,
+                ]
+            )
+            n += 1
+            for m in q.members.values():
+                if member and m.interface != member:
+                    continue
+                s.respond([("Event", "QueueMember"), *self.member_fields(q, m, True), *base])
+                n += 1
+            for c in q.callers:
+                ch = c.ch
+                s.respond(
+                    [
+                        ("Event", "QueueEntry"),
+                        ("Queue", q.name),
+                        ("Position", str(c.position)),
+                        ("Channel", ch.name),
+                        ("Uniqueid", ch.uniqueid),
+                        ("CallerIDNum", ch.cid_num),
+                        ("CallerIDName", ch.cid_name),
+                        ("ConnectedLineNum", ch.conn_num),
+                        ("ConnectedLineName", ch.conn_name),
+                        ("Wait", str(int(e.clock.now() - c.joined))),
+                        ("Priority", "0"),
+                        *base,
+                    ]
+                )
+                n += 1
+        s.respond(
+            [
+                ("Event", "QueueStatusComplete"),
+                *base,
+                ("EventList", "Complete"),
+                ("ListItems", str(n)),
+            ]
+        )
+
+    def _queue_summary(self, s: Any, base: list[tuple[str, str]], qname: str) -> None:
+        e = self.engine
+        s.respond(
+            [
+                ("Response", "Success"),
+                *base,
+                ("EventList", "start"),
+                ("Message", "Queue summary will follow"),
+            ]
+        )
+        n = 0
+        for q in self.queues.values():
+            if qname and q.name != qname:
+                continue
+            logged = [
+                m
+                for m in q.members.values()
+                if self.member_status(m) not in (MemberStatus.INVALID, MemberStatus.UNAVAILABLE)
+            ]
+            avail = [
+                m
+                for m in logged
+                if not m.paused and self.member_status(m) == MemberStatus.NOT_INUSE
+            ]
+            longest = max((int(e.clock.now() - c.joined) for c in q.callers), default=0)
+            s.respond(
+                [
+                    ("Event", "QueueSummary"),
+                    ("Queue", q.name),
+                    ("LoggedIn", str(len(logged))),
+                    ("Available", str(len(avail))),
+                    ("Callers", str(len(q.callers))),
+                    ("HoldTime", str(q.holdtime)),
+                    ("TalkTime", str(q.talktime)),
+                    ("LongestHoldTime", str(longest)),
+                    *base,
+                ]
+            )
+            n += 1
+        s.respond(
+            [
+                ("Event", "QueueSummaryComplete"),
+                *base,
+                ("EventList", "Complete"),
+                ("ListItems", str(n)),
+            ]
+        )
+
+
+__all__ = ["AgentBehaviour", "QueueManager", "cause_text"]

@@ -16,9 +16,17 @@ THE COMPARATOR AND ITS TOLERANCES (what differs by nature, and nothing else):
    Responses and list events are compared in order per ``ActionID``.
 4. ``OriginateResponse`` is compared field by field but not placed in a stream: the
    recordings show it racing the ``;1`` leg's first events (before ``Newstate`` in one run,
-   after the first ``Newexten`` in another).
-5. ``DeviceStateChange``: only the last state of each device is compared (the number of
-   INUSE/NOT_INUSE repetitions differs from run to run in the recordings).
+   after the first ``Newexten`` in another). Likewise ``AgentComplete``, which races the
+   member leg's hang-up (``ami-queue`` shows it after the member's ``Hangup`` without
+   ``Dest*`` fields, ``ami-queue-wrapup`` before it with them): compared without ``Dest*``.
+   ``MEMBERLASTCALL`` values are epoch seconds (like ``LastCall``) and not compared.
+5. ``DeviceStateChange``: only the last state of each device the recording reports is
+   compared (the number of INUSE/NOT_INUSE repetitions, and whether ``Queue:<q>_avail``
+   appears at all, differ from run to run in the recordings).
+5a. The items of ``CoreShowChannels`` and ``Status`` lists come in the order of Asterisk's
+   channel container (a hash table): compared as a multiset per action.
+5b. ``QueueStatus`` without a ``Queue:`` header lists every queue with its statistics since
+   the recording switch booted (other recordings' calls): its list is not compared.
 6. Timing: each stream's events must happen within ``TIME_TOL_S`` (0.35 s) of the recorded
    time, measured from the transcript's first action.
    Actions are sent 1 ms before their recorded time (the final ``Logoff`` 20 ms before: in
@@ -26,7 +34,16 @@ THE COMPARATOR AND ITS TOLERANCES (what differs by nature, and nothing else):
 7. AGI side: the environment must match line by line (after the renames above) and every
    reply must match exactly, except ``endpos=`` values, which may differ by 1600 samples
    (0.2 s) because they depend on when a digit arrives.
-8. ``Command`` output ``N calls processed`` counts calls since the switch booted: the number
+8. Whole-second durations (``HoldTime``, ``TalkTime``, ``Wait``, ``LongestHoldTime``, the
+   ``QUEUE*TIME``/``QEHOLDTIME`` values) may differ by 1 s: Asterisk subtracts ``time_t``
+   seconds, so the result depends on where the second boundaries fall; ``RingTime`` in ms
+   within 1000 ms.
+8a. ``QUEUECOMPLETED``/``QUEUESRVLEVELPERF`` values are not compared: whether they already
+   count the call that just ended races the member leg's hang-up in Asterisk (counted in
+   ``ami-queue``, not yet in calls 2 and 3 of ``ami-queue-wrapup``). ``QueueParams``
+   ``Completed`` in a later ``QueueStatus`` is compared.
+8b. ``VarSet`` values of ``*_MS`` variables (``DIALEDTIME_MS``...) are compared to 0.1 s.
+9. ``Command`` output ``N calls processed`` counts calls since the switch booted: the number
    is not compared.
 
 Channel names in replayed actions (e.g. ``Hangup Channel: Local/480@customer-0000000c;1``)
@@ -62,7 +79,8 @@ IGNORED = {
     "LastCall",
     "LastPause",
 }
-FREE_EVENTS = {"OriginateResponse"}
+FREE_EVENTS = {"OriginateResponse", "AgentComplete"}
+UNORDERED_LISTS = {"CoreShowChannel", "Status"}
 
 Msg = list[tuple[str, str]]
 
@@ -137,7 +155,7 @@ def parse_ami(path: Path) -> AmiTranscript:
                     conns.append(ConnEvent(t, "eof", conn))
             continue
         if in_action and cur is not None:
-            if raw.startswith("Response:") or raw == "":
+            if raw.startswith(("Response:", "Event:")) or raw == "":
                 in_action = False
             else:
                 cur.action.append(_pairs([raw])[0])
@@ -347,8 +365,12 @@ class Renamer:
         for k, v in m:
             if k in IGNORED:
                 continue
-            if k == "Value" and dict(m).get("Variable") == "EPOCH":
+            if k == "Value" and dict(m).get("Variable") in ("EPOCH", "MEMBERLASTCALL"):
                 continue
+            if dict(m).get("Event") == "AgentComplete" and k.startswith("Dest"):
+                continue
+            if k == "Value" and dict(m).get("Variable", "").endswith("_MS") and v.isdigit():
+                v = str(int(v) // 100 * 100)  # ms timings compared to 0.1 s
             if k == "Output":
                 v = re.sub(r"^\d+ calls processed$", "N calls processed", v)
             out.append((k, self.value(k, v)))
@@ -376,7 +398,10 @@ class Comparison:
 
 
 def compare_ami(
-    recorded: list[tuple[float, Msg]], simulated: list[tuple[float, Msg]], time_check: bool = True
+    recorded: list[tuple[float, Msg]],
+    simulated: list[tuple[float, Msg]],
+    time_check: bool = True,
+    all_status_ids: frozenset[str] = frozenset(),
 ) -> Comparison:
     """Compare two message sequences (time relative to the first action, message)."""
     res = Comparison()
@@ -404,17 +429,36 @@ def compare_ami(
             if key is None:
                 free[norm] += 1
                 continue
+            if d["Event"] in UNORDERED_LISTS:
+                # list items come in Asterisk's channel-container (hash) order
+                free[(key, norm)] += 1
+                continue
             streams.setdefault(ren.value("Channel", key), []).append((t, norm))
         return streams, free, devices, responses
 
+    skip_ids = {
+        dict(m).get("ActionID")
+        for _, m in recorded
+        if dict(m).get("Event") == "QueueParams" and dict(m).get("ActionID") in all_status_ids
+    }
+    recorded = [
+        (t, m)
+        for t, m in recorded
+        if not ("Event" in dict(m) and dict(m).get("ActionID") in skip_ids)
+    ]
+    simulated = [
+        (t, m)
+        for t, m in simulated
+        if not ("Event" in dict(m) and dict(m).get("ActionID") in skip_ids)
+    ]
     r_streams, r_free, r_dev, r_resp = split(recorded, rr)
     s_streams, s_free, s_dev, s_resp = split(simulated, sr)
-    if r_resp != s_resp:
+    if not _seq_eq(r_resp, s_resp):
         res.problems.append(_diff("responses", r_resp, s_resp))
     for key in sorted(set(r_streams) | set(s_streams)):
         a = [n for _, n in r_streams.get(key, [])]
         b = [n for _, n in s_streams.get(key, [])]
-        if a != b:
+        if not _seq_eq(a, b):
             res.problems.append(_diff(f"stream {key}", a, b))
         elif time_check:
             for (ta, na), (tb, _) in zip(r_streams[key], s_streams[key], strict=False):
@@ -428,9 +472,58 @@ def compare_ami(
             f"free events differ:\n  recorded-only {list((r_free - s_free).elements())}\n"
             f"  simulated-only {list((s_free - r_free).elements())}"
         )
+    s_dev = {k: v for k, v in s_dev.items() if k in r_dev}
     if r_dev != s_dev:
         res.problems.append(f"device final states differ: recorded {r_dev} simulated {s_dev}")
     return res
+
+
+#: queue statistics right after a call: whether they already count it races the member
+#: leg's hang-up (counted in ami-queue, not yet in ami-queue-wrapup calls 2 and 3)
+RACY_STATS = {"QUEUECOMPLETED", "QUEUESRVLEVELPERF"}
+
+#: whole-second durations Asterisk computes from time_t values: compared to within 1 s
+SECOND_FIELDS = {"HoldTime", "TalkTime", "Wait", "LongestHoldTime", "Holdtime", "RingTime"}
+
+
+def _eq(x: Any, y: Any) -> bool:
+    if x == y:
+        return True
+    if x is None or y is None or len(x) != len(y):
+        return False
+    for (k1, v1), (k2, v2) in zip(x, y, strict=True):
+        if k1 != k2:
+            return False
+        if v1 == v2:
+            continue
+        if k1 in SECOND_FIELDS and v1.isdigit() and v2.isdigit():
+            tol = 1000 if k1 == "RingTime" and int(v1) > 100 else 1
+            if abs(int(v1) - int(v2)) <= tol:
+                continue
+        var = dict(x).get("Variable", "")
+        if k1 == "Value" and var in RACY_STATS:
+            continue
+        if k1 == "Value" and v1.isdigit() and v2.isdigit():
+            var = dict(x).get("Variable", "")
+            if (
+                var
+                in (
+                    "QEHOLDTIME",
+                    "QUEUEHOLDTIME",
+                    "QUEUETALKTIME",
+                    "QUEUEWAIT",
+                    "DIALEDTIME",
+                    "ANSWEREDTIME",
+                )
+                and abs(int(v1) - int(v2)) <= 1
+            ):
+                continue
+        return False
+    return True
+
+
+def _seq_eq(a: list[Any], b: list[Any]) -> bool:
+    return len(a) == len(b) and all(_eq(x, y) for x, y in zip(a, b, strict=True))
 
 
 def _diff(title: str, a: list[Any], b: list[Any]) -> str:
@@ -439,7 +532,17 @@ def _diff(title: str, a: list[Any], b: list[Any]) -> str:
     for i in range(n):
         x = a[i] if i < len(a) else None
         y = b[i] if i < len(b) else None
-        if x != y:
+        if x is not None and y is not None and not _eq(x, y):
+            dx, dy = dict(x), dict(y)
+            keys = [k for k in dict.fromkeys([*dx, *dy]) if dx.get(k) != dy.get(k)]
+            lines.append(
+                f"  #{i} {dx.get('Event') or dx.get('Response')}: "
+                + ", ".join(f"{k}: recorded {dx.get(k)!r} simulated {dy.get(k)!r}" for k in keys)
+            )
+            if len(lines) > 12:
+                break
+            continue
+        if not _eq(x, y):
             lines.append(f"  #{i} recorded : {_short(x)}")
             lines.append(f"  #{i} simulated: {_short(y)}")
             if len(lines) > 12:
@@ -492,13 +595,40 @@ async def replay(
     connections: list[str] | None = None,
     time_check: bool = True,
     read_without: tuple[str, ...] = (),
+    also: tuple[str, ...] = (),
 ) -> ReplayResult:
     """Replay ``transcripts/<name>.txt`` against a fresh SimPbx on the recorded conf."""
     from simpbx_helpers import RawAmi
 
     path = TRANSCRIPTS / f"{name}.txt"
     tr = parse_ami(path)
-    clock = VirtualClock()
+    for extra_name in also:
+        # another connection recorded in its own file, on the same time base
+        more = parse_ami(TRANSCRIPTS / f"{extra_name}.txt")
+        offset = 1 + max((c.conn for c in tr.conn_events), default=0)
+        for c in more.conn_events:
+            c.conn += offset
+        for snd in more.sends:
+            snd.conn += offset
+        tr.conn_events.extend(more.conn_events)
+        tr.sends.extend(more.sends)
+        tr.conn_events.sort(key=lambda c: c.t)
+        tr.sends.sort(key=lambda snd: snd.t)
+    # the simulated epoch runs in step with the recorded one, so whole-second (time_t)
+    # arithmetic in app_queue falls on the same second boundaries
+    first_t0 = tr.conn_events[0].t if tr.conn_events else 0.0
+    epoch0 = None
+    for send in tr.sends:
+        for m in send.received:
+            d = dict(m)
+            if (
+                epoch0 is None
+                and "Timestamp" in d
+                and "Event" in d
+                and d.get("Event") != "FullyBooted"
+            ):
+                epoch0 = float(d["Timestamp"]) - send.t + first_t0
+    clock = VirtualClock(start_epoch=epoch0) if epoch0 else VirtualClock()
     pbx = SimPbx(
         clock=clock,
         dialplan=CONF / "extensions.conf",
@@ -527,6 +657,7 @@ async def replay(
         for p in (4573, 4574):
             pbx.engine.agi_port_map[("127.0.0.1", p)] = ("127.0.0.1", dead)
     clients: list[RawAmi] = []
+    by_conn: dict[int, RawAmi] = {}
     t0_sim = clock.now()
     first_t = tr.conn_events[0].t if tr.conn_events else 0.0
     sim_msgs: list[tuple[float, Msg]] = []
@@ -551,8 +682,9 @@ async def replay(
         ]
 
     async def pump() -> None:
-        if clients:
-            c = clients[-1]
+        for c in clients:
+            if c.reader.at_eof() and not c._buf:
+                continue
             before = len(c.messages)
             await c.pump(0.005)
             sim_msgs_raw.extend(c.messages[before:])
@@ -572,17 +704,19 @@ async def replay(
         await pump()
         if isinstance(item, ConnEvent):
             if item.kind == "connect":
-                clients.append(await RawAmi.connect(pbx.port))
+                by_conn[item.conn] = await RawAmi.connect(pbx.port)
+                clients.append(by_conn[item.conn])
             else:
                 # step until the server closes, at most TIME_TOL_S past the recorded EOF
+                cl = by_conn[item.conn]
                 deadline = clock.now() + TIME_TOL_S
-                while not clients[-1].reader.at_eof() and clock.now() < deadline:
+                while not cl.reader.at_eof() and clock.now() < deadline:
                     await clock.run_until(clock.now() + 0.01)
                     await pump()
-                if not clients[-1].reader.at_eof():
+                if not cl.reader.at_eof():
                     agi_problems_eof.append(f"connection {item.conn} still open at {t:.3f}s")
             continue
-        clients[-1].send(*translate(item.action))
+        by_conn[item.conn].send(*translate(item.action))
         await clock.settle()
         await pump()
     await pump()
@@ -621,7 +755,12 @@ async def replay(
             )
             rec_msgs.append((t, m))
     # Ping responses carry a Timestamp too: not an event time
-    cmp = compare_ami(rec_msgs, sim_msgs, time_check)
+    all_status = frozenset(
+        dict(s.action).get("ActionID", "")
+        for s in tr.sends
+        if dict(s.action).get("Action") == "QueueStatus" and "Queue" not in dict(s.action)
+    )
+    cmp = compare_ami(rec_msgs, sim_msgs, time_check, all_status)
     cmp.problems.extend(agi_problems_eof)
     if server is not None:
         await server.stop()
