@@ -411,6 +411,11 @@ class Engine:
         prompt = self.sounds.lookup(name, ch.language)
         if prompt is None:
             return False, None, 0.0
+        return await self.play_prompt(ch, prompt, escape)
+
+    async def play_prompt(
+        self, ch: Channel, prompt: Prompt, escape: str | None = None
+    ) -> tuple[bool, str | None, float]:
         start = self.clock.now()
         target = ch.other
         if target is not None:
@@ -787,9 +792,14 @@ async def app_playback(e: Engine, ch: Channel, data: str) -> None:
     args = split_args(data)
     files = [f for f in args[0].split("&") if f]
     ok = True
-    for f in files:
-        found, _, _ = await e.play(ch, f)
-        ok = ok and found
+    try:
+        for f in files:
+            found, _, _ = await e.play(ch, f)
+            ok = ok and found
+    except ChannelHungup:
+        # app_playback reports SUCCESS when the caller hangs up mid-prompt (recorded)
+        e.setvar(ch, "PLAYBACKSTATUS", "SUCCESS" if ok else "FAILED")
+        raise
     e.setvar(ch, "PLAYBACKSTATUS", "SUCCESS" if ok else "FAILED")
 
 

@@ -10,6 +10,7 @@ SCENARIOS: list[tuple[str, dict[str, object]]] = [
     ("ami-queue-2s-rule", {}),
     ("ami-queue-agent-noanswer", {}),
     ("ami-queue-wrapup", {}),
+    ("ami-amd", {}),
     # recorded before "agi" was in the manager user's read classes (no AGIExec* events)
     ("ami-dtmflost", {"read_without": ("agi",)}),
     # two connections: the second (Events: off) is recorded in its own file
