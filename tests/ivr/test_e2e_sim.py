@@ -6,16 +6,19 @@ that listens to the prompts it hears and presses keys (SendDTMF timing as record
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from conftest import ID_LAST6, seed_attempt
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from dialer.store import Store
-from dialer.store.models import IvrSession
+from dialer.store.models import IvrSession, IvrStep
 from ivr.engine import Services
 from ivr.fastagi import FastAGIServer
 
@@ -24,14 +27,16 @@ sim_clock = pytest.importorskip("dialer.sim.clock")
 sim_engine = pytest.importorskip("dialer.sim.engine")
 
 HANGUP = "HANGUP"
+_phones = itertools.count(8613700000000)
 
 
 @dataclass
 class PromptPersona:
-    """``script``: (prompt heard, seconds into it, keys to press or HANGUP)."""
+    """``script``: (prompt heard, seconds into it, keys to press or HANGUP).
+    ``hangup_at``: hang up 0.2 s into the n-th prompt heard (whatever the script says)."""
 
     script: list[tuple[str, float, str]]
-    lost_ok: bool = False
+    hangup_at: int | None = None
 
     async def run(self, e: Any, ch: Any, number: str) -> None:
         e.ringing(ch)
@@ -41,6 +46,7 @@ class PromptPersona:
             seen = 0
             for trigger, delay, keys in self.script:
                 while True:
+                    await self._maybe_hang_up(e, ch)
                     log = ch.media_log
                     hit = next(
                         (i for i in range(seen, len(log)) if log[i][1].name == f"dialer/{trigger}"),
@@ -55,9 +61,21 @@ class PromptPersona:
                     e.request_hangup(ch)
                     return
                 await e.send_dtmf(ch, keys)
-            await e.wait(ch, None)
-        except sim_engine.ChannelHungup:
+            while True:
+                await self._maybe_hang_up(e, ch)
+                await e.wait(ch, 0.1)
+        except (sim_engine.ChannelHungup, _HungUp):
             return
+
+    async def _maybe_hang_up(self, e: Any, ch: Any) -> None:
+        if self.hangup_at is not None and len(ch.media_log) >= self.hangup_at:
+            await e.wait(ch, 0.2)
+            e.request_hangup(ch)
+            raise _HungUp
+
+
+class _HungUp(Exception):
+    pass
 
 
 @pytest.fixture
@@ -71,7 +89,7 @@ async def ivr_server(services: Services) -> AsyncIterator[FastAGIServer]:
 async def call(
     srv: FastAGIServer, store: Store, flow: str, persona: PromptPersona, *, lang: str = "zh"
 ) -> IvrSession:
-    aid = seed_attempt(store, flow, language=lang)
+    aid = seed_attempt(store, flow, language=lang, phone=f"+{next(_phones)}")
     pbx = sim_pbx.SimPbx(clock=sim_clock.VirtualClock())
     pbx.engine.party_model = persona
     req = sim_engine.OriginateRequest(
@@ -156,3 +174,169 @@ async def test_transfer_returns_to_dialplan_queue(ivr_server: FastAGIServer, sto
         "transferred",
         "queue:campaign-agents",
     )
+
+
+def P(*steps: tuple[str, float, str]) -> list[tuple[str, float, str]]:
+    return list(steps)
+
+
+ID = ("enter-id-last6", 0.5, ID_LAST6)
+CONFIRM = ("confirm-customer", 0.5, "1")
+
+#: flow, persona name, script, (status, result, next)
+TABLE = [
+    (
+        "card_activation",
+        "right digits",
+        P(ID, ("ca-offer", 0.5, "1")),
+        ("completed", "activated", "hangup"),
+    ),
+    (
+        "card_activation",
+        "wrong digits 3x",
+        P(*[("enter-id-last6", 0.5, d * 6) for d in "123"]),
+        ("completed", "locked", "hangup"),
+    ),
+    ("card_activation", "no input", P(), ("completed", "no_input", "hangup")),
+    (
+        "card_activation",
+        "invalid key",
+        P(ID, *[("ca-offer", 0.5, "7")] * 3),
+        ("completed", "no_input", "hangup"),
+    ),
+    (
+        "card_activation",
+        "early digits",
+        P(("ca-greeting", 0.3, ID_LAST6)),
+        ("completed", "no_input", "hangup"),
+    ),
+    (
+        "repayment_reminder",
+        "right party, promise",
+        P(CONFIRM, ("rr-options", 0.5, "2"), ("rr-enter-date", 0.5, "1210")),
+        ("completed", "promised_to_pay", "hangup"),
+    ),
+    (
+        "repayment_reminder",
+        "wrong party",
+        P(("confirm-customer", 0.5, "2")),
+        ("completed", "wrong_party", "hangup"),
+    ),
+    ("repayment_reminder", "no input", P(), ("completed", "no_input", "hangup")),
+    (
+        "repayment_reminder",
+        "invalid key",
+        P(*[("confirm-customer", 0.5, "5")] * 3),
+        ("completed", "no_input", "hangup"),
+    ),
+    (
+        "repayment_reminder",
+        "early digits",
+        P(("rr-greeting", 0.3, "1")),
+        ("completed", "no_input", "hangup"),
+    ),
+    (
+        "transaction_alert",
+        "not me",
+        P(CONFIRM, ("ta-ask", 0.5, "2")),
+        ("completed", "denied", "queue:fraud"),
+    ),
+    (
+        "transaction_alert",
+        "it was me",
+        P(CONFIRM, ("ta-ask", 0.5, "1")),
+        ("completed", "confirmed", "hangup"),
+    ),
+    ("transaction_alert", "no input", P(), ("completed", "no_input", "hangup")),
+    (
+        "transaction_alert",
+        "invalid key",
+        P(CONFIRM, *[("ta-ask", 0.5, "7")] * 3),
+        ("completed", "no_input", "hangup"),
+    ),
+    (
+        "transaction_alert",
+        "early digits",
+        P(("ta-greeting", 0.3, "1")),
+        ("completed", "no_input", "hangup"),
+    ),
+    ("satisfaction_survey", "rates 4", P(("ss-ask", 1.0, "4")), ("completed", "rated_4", "hangup")),
+    (
+        "satisfaction_survey",
+        "invalid keys",
+        P(("ss-ask", 0.5, "9"), ("ss-ask", 0.5, "0"), ("ss-ask", 0.5, "7")),
+        ("completed", "no_rating", "hangup"),
+    ),
+    ("satisfaction_survey", "no input", P(), ("completed", "no_rating", "hangup")),
+    (
+        "satisfaction_survey",
+        "early digits",
+        P(("ss-greeting", 0.3, "5")),
+        ("completed", "no_rating", "hangup"),
+    ),
+    (
+        "notice",
+        "repeat then agent",
+        P(("notice-options", 0.5, "1"), ("notice-options", 0.5, "0")),
+        ("completed", "transferred", "queue:campaign-agents"),
+    ),
+    ("notice", "no input", P(), ("completed", "notified", "hangup")),
+    ("notice", "invalid key", P(("notice-options", 0.5, "5")), ("completed", "notified", "hangup")),
+    ("notice", "early digits", P(("notice-body", 0.3, "0")), ("completed", "notified", "hangup")),
+    ("opt_out", "presses 9", P(("oo-how", 0.5, "9")), ("completed", "opted_out", "hangup")),
+    ("opt_out", "no input", P(), ("completed", "heard", "hangup")),
+    ("opt_out", "invalid key", P(("oo-how", 0.5, "1")), ("completed", "heard", "hangup")),
+]
+
+
+@pytest.mark.parametrize(
+    ("flow", "who", "script", "expected"), TABLE, ids=[f"{t[0]}: {t[1]}" for t in TABLE]
+)
+async def test_every_flow_and_persona_through_the_simulator(
+    ivr_server: FastAGIServer,
+    store: Store,
+    flow: str,
+    who: str,
+    script: list[tuple[str, float, str]],
+    expected: tuple[str, str, str],
+) -> None:
+    row = await call(ivr_server, store, flow, PromptPersona(script))
+    assert (row.status, row.result, row.next) == expected
+
+
+HAPPY = {
+    flow: script
+    for flow, who, script, _ in TABLE
+    if who
+    in (
+        "right digits",
+        "right party, promise",
+        "not me",
+        "rates 4",
+        "repeat then agent",
+        "presses 9",
+    )
+}
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(flow=st.sampled_from(sorted(HAPPY)), k=st.integers(1, 14))
+async def test_hangup_at_any_prompt_through_the_simulator(
+    ivr_server: FastAGIServer, store: Store, flow: str, k: int
+) -> None:
+    row = await call(ivr_server, store, flow, PromptPersona(HAPPY[flow], hangup_at=k))
+    assert row.ended_at is not None
+    assert row.status in ("hangup", "completed")
+    if k <= 2:  # hung up while the flow was still speaking its first prompts
+        assert row.status == "hangup"
+    with store.session() as s:
+        steps = list(
+            s.scalars(select(IvrStep).where(IvrStep.session_id == row.id).order_by(IvrStep.seq))
+        )
+    assert [x.seq for x in steps] == list(range(1, len(steps) + 1))
+    if row.status == "hangup" and steps and steps[-1].kind not in ("hangup", "transfer"):
+        assert steps[-1].outcome == "hangup"
