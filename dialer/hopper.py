@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select, tuple_
+from sqlalchemy import and_, case, func, literal, literal_column, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from dialer.campaigns import spec_of
@@ -487,7 +487,8 @@ def explain(
             func.count(),
         )
         .where(Contact.campaign_id == cid)
-        .group_by(*keys)
+        # by position: PostgreSQL would see two CASE expressions with different parameters
+        .group_by(*(literal_column(str(i + 1)) for i in range(len(keys))))
     )
     for tz, region, status, attempts, valid_until, _l, _k, nxt, abandoned, n in session.execute(q):
         # every member compares with ``at`` like these representatives do
