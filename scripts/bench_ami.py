@@ -176,6 +176,7 @@ async def bench_live(args: argparse.Namespace) -> None:
         t_dial = time.perf_counter() - t0
         cpu_dial = cpu_s() - cpu0
         sim_dial = proc_cpu_s(sim.pid) - sim0
+        ev_dial = client.events_in - ev0
         while len(finished) < n:
             await asyncio.sleep(0.2)
             peak = max(peak, core.live_calls())
@@ -188,6 +189,8 @@ async def bench_live(args: argparse.Namespace) -> None:
         print(f"peak live calls        : {peak}")
         print(f"AMI events received    : {events} ({events / n:.1f} per call)")
         print(f"AMI events/s (whole run): {events / t_all:8.1f}  over {t_all:.1f} s")
+        print(f"AMI events/s (dialling): {ev_dial / t_dial:8.1f}")
+        print(f"dialer CPU per 1000 AMI events: {1000 * cpu_all / events:.3f} s (all work incl. DB)")
         print(
             f"dialer CPU             : {cpu_all:.2f} s = {1000 * cpu_all / n:.2f} ms per call"
             f" (dialling phase {cpu_dial:.2f} s)"
