@@ -156,6 +156,137 @@ def summarise(store: Store) -> DemoResult:
     return res
 
 
+class SimFloor:
+    """The simulated PBX, the IVR's FastAGI server and the dialer, wired on free ports.
+
+    Used by ``dialer demo`` and by the end-to-end tests: ``async with SimFloor(...) as f:``
+    then ``await f.dialer.run(until_idle=True)``. One clock serves all three.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        start: dt.datetime,
+        speed: float = 40.0,
+        scenario: Path | dict[str, Any] | None = None,
+        seed: int = 7,
+        tick_s: float = 1.0,
+        http_port: int | None = None,
+        http_host: str = "127.0.0.1",
+        max_channels: int = 500,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.start_at = start
+        self.speed = speed
+        self.scenario = scenario
+        self.seed = seed
+        self.tick_s = tick_s
+        self.http_port = http_port
+        self.http_host = http_host
+        self.max_channels = max_channels
+        self.console: tuple[Any, int] | None = None
+
+    async def __aenter__(self) -> SimFloor:
+        from dialer.ami.adapter import AMIClient
+        from dialer.dialer_core import DialerCore
+        from dialer.runner import Dialer
+        from dialer.sim.clock import RealClock
+        from dialer.sim.pbx import SimPbx
+        from ivr.engine import Services
+        from ivr.fastagi import FastAGIServer
+        from ivr.flow import FlowLibrary
+        from ivr.record import StoreRecorder
+
+        os.environ.setdefault("DIALER_AMI_SECRET", secrets.token_hex(16))
+        self.clock = RealClock(speed=self.speed, start_epoch=self.start_at.timestamp())
+        self.pbx = SimPbx(clock=self.clock, scenario=self.scenario, seed=self.seed)
+        self.ami_port = await self.pbx.start("127.0.0.1", 0)
+        clock = self.clock
+
+        def now_dt() -> dt.datetime:
+            return dt.datetime.fromtimestamp(clock.epoch(), dt.UTC)
+
+        services = Services(
+            library=FlowLibrary.load(None),
+            recorder=StoreRecorder(self.store, now_dt),
+            store=self.store,
+            clock=now_dt,
+        )
+        self.ivr = FastAGIServer(services, host="127.0.0.1", port=0)
+        await self.ivr.start()
+        client = AMIClient(
+            "127.0.0.1", self.ami_port, self.settings.ami.username, os.environ["DIALER_AMI_SECRET"]
+        )
+        self.core = DialerCore(
+            self.store, client, agi_url=f"agi://127.0.0.1:{self.ivr.port}", clock=clock.epoch
+        )
+        self.dialer = Dialer(
+            self.store,
+            self.core,
+            self.settings,
+            clock=_SimClockAdapter(clock, self.speed),
+            tick_s=self.tick_s,
+            max_channels=self.max_channels,
+        )
+        await self.core.start()
+        if self.http_port is not None:
+            from dialer.console.app import start_console
+
+            self.console = await start_console(
+                self.dialer, host=self.http_host, port=self.http_port, store=self.store
+            )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.core.stop(grace_s=5.0)
+        if self.console is not None:
+            with contextlib.suppress(Exception):
+                await self.console[0].cleanup()
+        await self.ivr.close(grace=1.0)
+        await self.pbx.stop()
+
+    @property
+    def elapsed_s(self) -> float:
+        return float(self.clock.epoch()) - self.start_at.timestamp()
+
+
+def prepare_store(
+    store: Store,
+    settings: Settings,
+    campaign_files: list[Path],
+    *,
+    contacts_per_campaign: int,
+    start: dt.datetime,
+    seed: int,
+    workdir: Path,
+) -> None:
+    """Apply the campaign files and import generated contacts for each."""
+    rng = random.Random(seed)
+    with store.session() as s:
+        for i, f in enumerate(campaign_files):
+            spec = load_campaign_file(f)
+            row, _ = apply_campaign(s, spec, source=str(f), actor="demo")
+            csv_path = workdir / f"{spec.name}.csv"
+            generate_contacts(
+                csv_path,
+                spec_of(row).to_document().get("fields", {}),
+                contacts_per_campaign,
+                rng,
+                base=10_000 * (i + 1),
+            )
+            report = import_contacts(
+                s,
+                row,
+                csv_path,
+                default_region=settings.default_region,
+                now=start.astimezone(dt.UTC),
+            )
+            log.info("demo: %s: imported %d contacts", spec.name, report.imported)
+
+
 async def run_demo(
     *,
     speed: float = 40.0,
@@ -172,16 +303,6 @@ async def run_demo(
     """Run the demo and return its figures (the caller prints them)."""
     import time
 
-    from dialer.ami.adapter import AMIClient
-    from dialer.dialer_core import DialerCore
-    from dialer.runner import Dialer
-    from dialer.sim.clock import RealClock
-    from dialer.sim.pbx import SimPbx
-    from ivr.engine import Services
-    from ivr.fastagi import FastAGIServer
-    from ivr.flow import FlowLibrary
-    from ivr.record import StoreRecorder
-
     wall0 = time.monotonic()
     tmp_ctx = (
         tempfile.TemporaryDirectory(prefix="dialer-demo-")
@@ -191,78 +312,50 @@ async def run_demo(
     with tmp_ctx as tmp:
         tmpdir = Path(tmp)
         os.environ.setdefault("DIALER_SECRET_KEY", secrets.token_hex(32))
-        os.environ.setdefault("DIALER_AMI_SECRET", secrets.token_hex(16))
         os.environ.setdefault("DIALER_API_TOKEN", secrets.token_urlsafe(24))
         store = open_store(f"sqlite:///{tmpdir / 'demo.db'}")
         settings = Settings()
         start = demo_start(dt.datetime.now(DEMO_TZ).date())
-        rng = random.Random(seed)
-        with store.session() as s:
-            for i, f in enumerate(sorted((CONFIG_DIR / "campaigns").glob("*.yaml"))):
-                spec = load_campaign_file(f)
-                row, _ = apply_campaign(s, spec, source=str(f), actor="demo")
-                csv_path = tmpdir / f"{spec.name}.csv"
-                generate_contacts(
-                    csv_path,
-                    spec_of(row).to_document().get("fields", {}),
-                    contacts_per_campaign,
-                    rng,
-                    base=10_000 * (i + 1),
-                )
-                report = import_contacts(
-                    s,
-                    row,
-                    csv_path,
-                    default_region=settings.default_region,
-                    now=start.astimezone(dt.UTC),
-                )
-                log.info("demo: %s: imported %d contacts", spec.name, report.imported)
-
-        clock = RealClock(speed=speed, start_epoch=start.timestamp())
+        prepare_store(
+            store,
+            settings,
+            sorted((CONFIG_DIR / "campaigns").glob("*.yaml")),
+            contacts_per_campaign=contacts_per_campaign,
+            start=start,
+            seed=seed,
+            workdir=tmpdir,
+        )
         scenario = scenario or (CONFIG_DIR / "scenarios" / "sim-floor.yaml")
-        pbx = SimPbx(clock=clock, scenario=scenario if scenario.exists() else None, seed=seed)
-        ami_port = await pbx.start("127.0.0.1", 0)
-
-        now_dt = lambda: dt.datetime.fromtimestamp(clock.epoch(), dt.UTC)  # noqa: E731
-        services = Services(
-            library=FlowLibrary.load(None),
-            recorder=StoreRecorder(store, now_dt),
-            store=store,
-            clock=now_dt,
+        floor = SimFloor(
+            store,
+            settings,
+            start=start,
+            speed=speed,
+            scenario=scenario if scenario.exists() else None,
+            seed=seed,
+            http_port=http_port,
+            http_host=http_host,
         )
-        ivr = FastAGIServer(services, host="127.0.0.1", port=0)
-        await ivr.start()
-
-        client = AMIClient(
-            "127.0.0.1", ami_port, settings.ami.username, os.environ["DIALER_AMI_SECRET"]
-        )
-        core = DialerCore(store, client, agi_url=f"agi://127.0.0.1:{ivr.port}", clock=clock.epoch)
-        dialer = Dialer(store, core, settings, clock=_SimClockAdapter(clock, speed), tick_s=1.0)
-        console = None
-        try:
-            await core.start()
-            if http_port is not None:
-                from dialer.console.app import start_console
-
-                console = await start_console(dialer, host=http_host, port=http_port)
+        async with floor:
             if on_ready is not None:
-                on_ready({"ami_port": ami_port, "agi_port": ivr.port, "console": console})
-            if keep_running:
-                await dialer.run(until_idle=False)
-            else:
-                await asyncio.wait_for(dialer.run(until_idle=True), timeout_s)
-        except TimeoutError:
-            log.warning("demo: time limit of %s s reached; stopping", timeout_s)
-        finally:
-            await core.stop(grace_s=5.0)
-            if console is not None:
-                with contextlib.suppress(Exception):
-                    await console[0].cleanup()
-            await ivr.close(grace=1.0)
-            await pbx.stop()
+                on_ready(
+                    {
+                        "ami_port": floor.ami_port,
+                        "agi_port": floor.ivr.port,
+                        "console": floor.console,
+                    }
+                )
+            try:
+                if keep_running:
+                    await floor.dialer.run(until_idle=False)
+                else:
+                    await asyncio.wait_for(floor.dialer.run(until_idle=True), timeout_s)
+            except TimeoutError:
+                log.warning("demo: time limit of %s s reached; stopping", timeout_s)
+            simulated = floor.elapsed_s
         result = summarise(store)
-        result.occupancy = dialer.occupancy
-        result.simulated_s = clock.epoch() - start.timestamp()
+        result.occupancy = floor.dialer.occupancy
+        result.simulated_s = simulated
         result.wall_s = time.monotonic() - wall0
         store.dispose()
         return result
