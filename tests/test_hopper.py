@@ -316,14 +316,12 @@ def test_paused_campaign_leases_nothing(store: Store, tmp_path: Path) -> None:
         assert lease(s, s.get(Campaign, cid), at("2026-12-01T04:00:00+00:00"), 5, "w") == []
 
 
-@pytest.mark.parametrize("purpose", ["service", "marketing"])
-def test_grouped_explain_agrees_with_rowwise(store: Store, tmp_path: Path, purpose: str) -> None:
-    """Random contact states, DNC entries and attempt histories; both explains agree."""
+def random_world(store: Store, tmp_path: Path, purpose: str, seed: int) -> tuple[int, dt.datetime]:
+    """A campaign of 300 contacts in random states, plus DNC entries and attempt histories
+    (some live) of the same numbers in another campaign."""
     import random
 
-    from dialer.hopper import explain_rowwise
-
-    rng = random.Random(7 if purpose == "service" else 8)
+    rng = random.Random(seed)
     cid = setup(store, tmp_path, purpose=purpose)
     other = setup(store, tmp_path, name="hop-other")
     base = at("2026-10-01T00:00:00+00:00")
@@ -338,6 +336,7 @@ def test_grouped_explain_agrees_with_rowwise(store: Store, tmp_path: Path, purpo
                     phone=f"+86137{i:08d}",
                     region=region,
                     timezone=tz,
+                    priority=rng.randrange(3),
                     status=rng.choice(["active"] * 5 + ["done"]),
                     attempts=rng.randrange(5),
                     next_attempt_at=rng.choice([None, None, when]),
@@ -362,14 +361,59 @@ def test_grouped_explain_agrees_with_rowwise(store: Store, tmp_path: Path, purpo
             add_entry(s, f"+86137{i:08d}", scope=rng.choice(list(DncScope)))
         add_entry(s, "+861370000002", prefix=True, scope=DncScope.MARKETING)
         add_entry(s, "+861370000010", prefix=True, scope=DncScope.ALL)
+    return cid, base
+
+
+INSTANTS = [dt.timedelta(hours=h, minutes=(h * 37) % 60) for h in range(-30, 40, 7)]
+
+
+@pytest.mark.parametrize("purpose", ["service", "marketing"])
+def test_grouped_explain_agrees_with_rowwise(store: Store, tmp_path: Path, purpose: str) -> None:
+    from dialer.hopper import explain_rowwise
+
+    cid, base = random_world(store, tmp_path, purpose, 7 if purpose == "service" else 8)
     with store.session() as s:
         camp = s.get(Campaign, cid)
-        for hours in range(-30, 40, 7):
-            when = base + dt.timedelta(hours=hours, minutes=rng.randrange(60))
-            fast = explain(s, camp, when, daily_cap=2)
-            slow = explain_rowwise(s, camp, when, daily_cap=2)
-            assert fast.to_json() == slow.to_json(), when
-            assert fast.total == slow.total
+        for delta in INSTANTS:
+            fast = explain(s, camp, base + delta, daily_cap=2)
+            slow = explain_rowwise(s, camp, base + delta, daily_cap=2)
+            assert fast.to_json() == slow.to_json(), base + delta
+
+
+@pytest.mark.parametrize("purpose", ["service", "marketing"])
+def test_lease_takes_exactly_the_contacts_the_oracle_allows(
+    store: Store, tmp_path: Path, purpose: str
+) -> None:
+    """Lease everything at an instant: the leased set is exactly the contacts that break no
+    rule according to the independent oracle of test_compliance, in priority order."""
+    from dialer.compliance import ContactState, NumberFacts, Policy
+    from dialer.dnc import DncMatcher
+    from tests.test_compliance import broken_rules
+
+    cid, base = random_world(store, tmp_path, purpose, 11 if purpose == "service" else 12)
+    for delta in INSTANTS:
+        now = base + delta
+        with store.session() as s:
+            camp = s.get(Campaign, cid)
+            pol = Policy.of(parse_campaign({**BASE, "purpose": purpose}), daily_cap=2)
+            dnc = DncMatcher.load(s)
+            allowed = set()
+            for c in s.scalars(select(Contact).where(Contact.campaign_id == cid)):
+                atts = s.execute(
+                    select(Attempt.created_at, Attempt.outcome).where(Attempt.phone == c.phone)
+                ).all()
+                facts = NumberFacts(
+                    dnc=dnc.blocks(c.phone, purpose),
+                    attempt_times=tuple(t for t, _ in atts),
+                    in_flight=any(o is None for _, o in atts),
+                )
+                if not broken_rules(ContactState.of(c), pol, now, facts):
+                    allowed.add(c.phone)
+            got = lease(s, camp, now, 1000, "w", daily_cap=2, max_batches=1000)
+            assert {c.phone for c in got} == allowed, now
+            prios = [c.priority for c in got]
+            assert prios == sorted(prios, reverse=True)
+            s.rollback()  # leave the leases unwritten for the next instant
 
 
 def test_lease_pages_past_ineligible_candidates(store: Store, tmp_path: Path) -> None:
