@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -13,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from dialer.console import DialerMetrics, start_console
 from dialer.store import Store
 
-from .floorkit import T0, TOKEN, Clock, Console, StoreFloor, seed
+from .floorkit import CHROMEDRIVER, CHROMIUM, FLAGS, T0, TOKEN, Clock, Console, StoreFloor, seed
 
 
 @pytest.fixture
@@ -38,3 +39,24 @@ async def console(floor: StoreFloor, store: Store) -> AsyncIterator[Console]:
     async with aiohttp.ClientSession() as http:
         yield Console(f"http://127.0.0.1:{port}", floor, registry, metrics, http, [])
     await runner.cleanup()
+
+
+@pytest.fixture
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("needs Debian's chromium and chromium-driver")
+    from selenium.webdriver.chrome.service import Service
+
+    monkeypatch.setenv("SE_OFFLINE", "true")  # selenium-manager must not fetch anything
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for flag in FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=opts)
+    driver.set_page_load_timeout(20)
+    try:
+        yield driver
+    finally:
+        driver.quit()

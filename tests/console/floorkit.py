@@ -49,6 +49,19 @@ from dialer.stats import abandon_rates, outcome_counts
 from dialer.store import Store
 from dialer.store.models import Attempt, AuditEntry, Campaign, Contact, IvrSession, IvrStep
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--window-size=1366,900",
+)
 TOKEN = "test-console-token-1234"
 CARD = "6222021234567890"
 ID_NUMBER = "110101199003071234"

@@ -157,4 +157,4 @@ def test_config_paths_follow_the_settings_file(tmp_path: Path) -> None:
     f = tmp_path / "settings.yaml"
     f.write_text("campaigns_dir: campaigns\n", encoding="utf-8")
     assert config_paths(load_settings(f)) == [tmp_path / "campaigns", f]
-    assert config_paths(Settings()) == [CONFIG_DIR / "campaigns"]
+    assert config_paths(Settings.model_validate({})) == [CONFIG_DIR / "campaigns"]
