@@ -36,7 +36,7 @@ class AppContext:
 pass_app = click.make_pass_decorator(AppContext)
 
 
-def db_option(f):  # type: ignore[no-untyped-def]
+def db_option(f):
     return click.option(
         "--db",
         "db_url",

@@ -89,7 +89,7 @@ class Weekday(enum.StrEnum):
     SUN = "sun"
 
     @property
-    def index(self) -> int:  # Monday == 0, as datetime.weekday()
+    def index(self) -> int:  # type: ignore[override]  # Monday == 0, as datetime.weekday()
         return list(Weekday).index(self)
 
 

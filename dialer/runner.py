@@ -274,7 +274,9 @@ class Dialer:
                 break
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick_s / getattr(self.clock, "speed", 1.0))
+                await asyncio.wait_for(
+                    self._wake.wait(), self.tick_s / getattr(self.clock, "speed", 1.0)
+                )
 
     def stop(self) -> None:
         self._stop.set()
@@ -447,7 +449,7 @@ class Dialer:
             self.pool.on_event(name, fields, self.clock.time())
             if name == "AgentComplete":
                 with contextlib.suppress(ValueError):
-                    talk = float(fields.get("TalkTime", "0"))
+                    talk = float(fields.get("TalkTime") or 0)
                     for run in self.runs.values():
                         if run.spec.queue == fields.get("Queue"):
                             run.estimator.observe_talk(talk)

@@ -40,7 +40,7 @@ def apply(app: AppContext, files: tuple[Path, ...]) -> None:
             click.echo(f"{'created' if created else 'updated'} campaign {spec.name}")
 
 
-def _summary(s, row: Campaign) -> dict:  # type: ignore[no-untyped-def]
+def _summary(s, row: Campaign) -> dict:
     contacts = s.scalar(
         select(func.count()).select_from(Contact).where(Contact.campaign_id == row.id)
     )

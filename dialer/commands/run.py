@@ -69,16 +69,14 @@ def run(
         console = None
         await core.start()
         if not no_console:
-            try:
-                from dialer.console.app import start_console
-            except ImportError:
-                start_console = None
-            if start_console is not None:
-                console = await start_console(
-                    dialer,
-                    host=http_host or settings.http.host,
-                    port=settings.http.port if http_port is None else http_port,
-                )
+            from dialer.console.app import start_console
+
+            console = await start_console(
+                dialer,
+                host=http_host or settings.http.host,
+                port=settings.http.port if http_port is None else http_port,
+                store=store,
+            )
         try:
             await dialer.run()
         finally:
