@@ -179,6 +179,34 @@ def flows(app: IvrApp) -> None:
         raise click.exceptions.Exit(1)
 
 
+@cli.command(name="install-sounds")
+@click.argument("astsounds", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--sounds",
+    "src",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Rendered prompts (default: the project's sounds/).",
+)
+def install_sounds(astsounds: Path, src: Path | None) -> None:
+    """Copy the prompts where Asterisk plays them as dialer/<name>:
+    ASTSOUNDS/<lang>/dialer/<name>.wav (e.g. ivr install-sounds /var/lib/asterisk/sounds)."""
+    import shutil
+
+    from ivr.prompts import sounds_dir
+    from ivr.say import LANGS
+
+    root = src or sounds_dir()
+    count = 0
+    for lang in LANGS:
+        dest = astsounds / lang / "dialer"
+        dest.mkdir(parents=True, exist_ok=True)
+        for wav in sorted((root / lang).glob("*.wav")):
+            shutil.copyfile(wav, dest / wav.name)
+            count += 1
+    click.echo(f"installed {count} prompt(s) under {astsounds}/<lang>/dialer/")
+
+
 @cli.command(name="say")
 @click.argument("kind", type=click.Choice([k.value for k in SayKind]))
 @click.argument("value")

@@ -203,10 +203,18 @@ class _Run:
                 f"node {self.node_name!r} would disclose account data before identity is confirmed"
             )
 
+    def _note_missing(self, name: str, reply: Reply) -> None:
+        """``result=-1 endpos=0``: the prompt is not installed (the channel is alive)."""
+        if reply.failed and reply.endpos == 0:
+            missing = self.data.setdefault("missing_prompts", [])
+            if name not in missing:
+                missing.append(name)
+
     def _play(self, names: list[str]) -> Generator[Effect, Any, None]:
         """Non-interruptible: digits pressed now are lost (Asterisk README item 6)."""
         for name in names:
-            yield from self._cmd(agi.stream_file(f"{SOUND_DIR}/{name}", ""))
+            reply = yield from self._cmd(agi.stream_file(f"{SOUND_DIR}/{name}", ""))
+            self._note_missing(name, reply)
 
     def _ask(self, names: list[str]) -> Generator[Effect, Any, str | None]:
         """Interruptible prompts; returns the key that interrupted, if any."""
@@ -214,6 +222,7 @@ class _Run:
             reply = yield from self._cmd(agi.stream_file(f"{SOUND_DIR}/{name}", agi.ESCAPE_ALL))
             if reply.digit:
                 return reply.digit
+            self._note_missing(name, reply)
         return None
 
     def _first_key(self, names: list[str], timeout_s: float) -> Generator[Effect, Any, str | None]:

@@ -37,6 +37,7 @@ class Persona:
     early: str = ""
     hangup_after: int | None = None
     hangup_mode: str = "between"
+    not_installed: frozenset[str] = frozenset()  # prompts Asterisk cannot find
 
 
 def header(
@@ -127,6 +128,8 @@ class FakeAsterisk:
                 return USAGE
             prompt, escape = words[2], words[3]
             self.played.append(prompt)
+            if prompt in self.persona.not_installed:
+                return b"200 result=-1 endpos=0\n"  # recorded: missing file, channel alive
             if not escape:
                 if self.persona.early and not self._early_used:
                     self._early_used = True

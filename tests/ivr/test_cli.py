@@ -68,3 +68,13 @@ def test_flows_and_say_commands(db_url: str) -> None:
         "num-5",
         "cur-fen",
     ]
+
+
+def test_install_sounds(tmp_path: object) -> None:
+    from pathlib import Path
+
+    dest = Path(str(tmp_path))
+    r = CliRunner().invoke(cli, ["install-sounds", str(dest)])
+    assert r.exit_code == 0, r.output
+    assert (dest / "zh" / "dialer" / "safe-harbour.wav").is_file()
+    assert (dest / "en" / "dialer" / "machine-message.wav").is_file()

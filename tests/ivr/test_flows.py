@@ -457,3 +457,13 @@ def test_custom_flow_with_say_node_collect_and_custom_hook(store: Store) -> None
     with store.session() as s:
         assert "987654" not in repr(s.scalars(select(IvrSession)).one().data)
         assert all("987654" not in repr(st.detail) for st in s.scalars(select(IvrStep)))
+
+
+def test_missing_prompt_is_noted_and_the_flow_goes_on(store: Store, run_flow: RunFn) -> None:
+    """Asterisk answers ``200 result=-1 endpos=0`` for a prompt that is not installed."""
+    aid = seed_attempt(store, "satisfaction_survey")
+    persona = Persona(answers=["5"], not_installed=frozenset({"dialer/ss-greeting"}))
+    r = run_flow("satisfaction_survey", persona, attempt=aid)
+    assert r.outcome.result == "rated_5"
+    row, _ = session_row(store, r.outcome.session_id)
+    assert row.data["missing_prompts"] == ["ss-greeting"]
