@@ -264,8 +264,15 @@ class DialerCore:
     # -- AMI side --------------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
+        # Asterisk stamps events (timestampevents=yes): the call's facts use its time, not
+        # the moment we happened to read them; without a stamp, our clock.
+        stamp = event.headers.get("Timestamp")
         try:
-            updates = self.tracker.feed(event, self.clock())
+            now = float(stamp) if stamp else self.clock()
+        except ValueError:
+            now = self.clock()
+        try:
+            updates = self.tracker.feed(event, now)
         except IllegalTransition as exc:
             # Asterisk said something our table does not allow: keep the call, log the fact
             self.illegal_transitions += 1

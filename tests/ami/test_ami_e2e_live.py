@@ -1,0 +1,150 @@
+"""Answered calls end to end: the dialer core, the simulated PBX (its dialplan, app_queue with
+simulated agents, AMD from the far side's audio) and our FastAGI IVR server, over loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sim_harness import SECRET, attempts, campaign, collector, make_core, run_until
+from sqlalchemy import select
+
+from dialer.outcomes import Outcome
+from dialer.sim import SimPbx, VirtualClock
+from dialer.sim.engine import ChannelHungup
+from dialer.sim.queues import AgentBehaviour
+from dialer.sim.sounds import Media, Prompt
+from dialer.store import Store
+from dialer.store.models import Attempt, IvrSession
+
+ivr_engine = pytest.importorskip("ivr.engine")
+ivr_fastagi = pytest.importorskip("ivr.fastagi")
+ivr_flow = pytest.importorskip("ivr.flow")
+ivr_record = pytest.importorskip("ivr.record")
+
+QUEUE = "activation-agents"
+AGENTS = ["PJSIP/agent101", "PJSIP/agent102", "PJSIP/agent103"]
+
+
+class Party:
+    """The called party, chosen by the number's last three digits."""
+
+    async def run(self, e: Any, ch: Any, number: str) -> None:
+        kind = number[-3:]
+        try:
+            e.ringing(ch)
+            await e.wait(ch, 1.0)
+            e.answer(ch)
+            if kind == "222":  # hangs up one second after answering
+                await e.wait(ch, 1.0)
+                e.request_hangup(ch)
+                return
+            if kind == "777":  # an answering machine: a long greeting
+                await e.play_prompt(ch, Prompt("greeting", 6.0, Media.SPEECH))
+            elif kind == "888":  # a person: "hello?", then silence
+                await e.play_prompt(ch, Prompt("hello", 0.6, Media.SPEECH))
+                await e.play_prompt(ch, Prompt("quiet", 6.0, Media.SILENCE))
+            await e.wait(ch, None)  # stays until the other side hangs up
+        except ChannelHungup:
+            return
+
+
+@pytest.fixture
+async def pbx() -> AsyncIterator[SimPbx]:
+    p = SimPbx(clock=VirtualClock(), secret=SECRET, record=True)
+    p.engine.party_model = Party()
+    # agents answer in half a second and talk for five
+    p.engine.queues.default_behaviour = AgentBehaviour(ring_s=lambda r: 0.5, talk_s=lambda r: 5.0)
+    await p.start(ami_port=0)
+    yield p
+    await p.stop()
+
+
+async def dial(store: Store, pbx: SimPbx, phones: list[str], agi_port: int = 4573, **spec: Any):  # type: ignore[no-untyped-def]
+    cid = campaign(store, name=f"c{len(phones)}{abs(hash(tuple(phones))) % 9999}", **spec)
+    ids = attempts(store, cid, phones)
+    core = make_core(store, pbx)
+    core.agi_url = f"agi://127.0.0.1:{agi_port}"
+    done = collector(core)
+    await core.start()
+    await core.wait_ready(5)
+    for a in ids:
+        await core.originate(a)
+    await run_until(pbx, core, lambda: len(done) == len(ids), step=0.5, limit=300)
+    await core.stop(grace_s=0)
+    with store.session() as s:
+        rows = {r.id: r for r in s.scalars(select(Attempt).where(Attempt.id.in_(ids)))}
+    return [rows[a] for a in ids]
+
+
+async def test_queue_agent_handled_and_customer_gone_before_the_agent(
+    store: Store, pbx: SimPbx
+) -> None:
+    (handled,) = await dial(store, pbx, ["+8613800005111"])
+    assert handled.outcome == Outcome.AGENT_HANDLED
+    assert handled.queue == QUEUE and handled.agent and handled.live_answer
+    assert handled.answered_at <= handled.queued_at <= handled.bridged_at <= handled.ended_at
+    assert handled.bridged_at - handled.queued_at < dt.timedelta(seconds=2)
+    assert handled.next_attempt_at is None  # agent_handled has no retry: final
+
+
+async def test_queue_timeout_is_an_abandon_with_the_safe_harbour_message(
+    store: Store, pbx: SimPbx
+) -> None:
+    for iface in AGENTS:
+        pbx.engine.queues.pause_member(QUEUE, iface, True, "lunch")
+    timeout, gone = await dial(store, pbx, ["+8613800006111", "+8613800006222"])
+    assert timeout.outcome == Outcome.ABANDONED and timeout.bridged_at is None
+    assert timeout.message_played_at is not None  # DIALER_MSG=played after the prompt
+    assert timeout.message_played_at - timeout.queued_at >= dt.timedelta(seconds=2)
+    assert timeout.detail.get("QUEUESTATUS") == "TIMEOUT"
+    # a caller hanging up while queued is an abandon too (DESIGN section 9)
+    assert gone.outcome == Outcome.ABANDONED and gone.message_played_at is None
+    assert gone.next_attempt_at == gone.ended_at + dt.timedelta(days=3)  # retry.abandoned
+
+
+async def test_amd_machine_and_human(store: Store, pbx: SimPbx) -> None:
+    machine, human = await dial(store, pbx, ["+8613800007777", "+8613800007888"], amd="hangup")
+    assert machine.outcome == Outcome.MACHINE and machine.amd_status == "MACHINE"
+    assert not machine.live_answer and machine.queued_at is None
+    assert human.amd_status == "HUMAN" and human.live_answer
+    assert human.outcome == Outcome.AGENT_HANDLED
+    assert human.greeting_end_at > human.answered_at  # AMD took its time
+
+
+async def test_ivr_flow_completed_and_customer_hangup(store: Store, pbx: SimPbx) -> None:
+    def now() -> dt.datetime:
+        return dt.datetime.fromtimestamp(pbx.clock.epoch(), dt.UTC)
+
+    services = ivr_engine.Services(
+        library=ivr_flow.FlowLibrary.load(None),
+        recorder=ivr_record.StoreRecorder(store, now),
+        store=store,
+        clock=now,
+    )
+    server = ivr_fastagi.FastAGIServer(services, host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        silent, gone = await dial(
+            store,
+            pbx,
+            ["+8613800008111", "+8613800008222"],
+            agi_port=server.port,
+            mode="broadcast",
+            flow="notice",
+            queue=None,
+        )
+    finally:
+        await server.close(grace=1.0)
+    assert silent.outcome == Outcome.COMPLETED and silent.result == "notified"
+    assert gone.outcome == Outcome.CUSTOMER_HANGUP
+    with store.session() as s:
+        statuses = {
+            r.attempt_id: r.status
+            for r in s.scalars(
+                select(IvrSession).where(IvrSession.attempt_id.in_([silent.id, gone.id]))
+            )
+        }
+    assert statuses == {silent.id: "completed", gone.id: "hangup"}
