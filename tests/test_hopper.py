@@ -398,10 +398,13 @@ def test_lease_takes_exactly_the_contacts_the_oracle_allows(
             pol = Policy.of(parse_campaign({**BASE, "purpose": purpose}), daily_cap=2)
             dnc = DncMatcher.load(s)
             allowed = set()
+            history: dict[str, list[tuple[dt.datetime, str | None]]] = {}
+            for phone, t, o in s.execute(
+                select(Attempt.phone, Attempt.created_at, Attempt.outcome)
+            ):
+                history.setdefault(phone, []).append((t, o))
             for c in s.scalars(select(Contact).where(Contact.campaign_id == cid)):
-                atts = s.execute(
-                    select(Attempt.created_at, Attempt.outcome).where(Attempt.phone == c.phone)
-                ).all()
+                atts = history.get(c.phone, [])
                 facts = NumberFacts(
                     dnc=dnc.blocks(c.phone, purpose),
                     attempt_times=tuple(t for t, _ in atts),
