@@ -10,7 +10,7 @@ Wiring it into the dialer is one call inside the running loop::
 """
 
 from dialer.console.app import make_app, start_console
-from dialer.console.metrics import DialerMetrics, FloorCollector
+from dialer.console.metrics import DialerMetrics, FloorCollector, outcome_recorder
 from dialer.console.reload import FileWatcher, ReloadLog, SighupReloader, config_paths
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "ReloadLog",
     "SighupReloader",
     "config_paths",
+    "outcome_recorder",
     "make_app",
     "start_console",
 ]

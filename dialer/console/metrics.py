@@ -16,7 +16,7 @@ call id or an agent's name, which would leak data and blow up cardinality.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -24,6 +24,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from dialer.dialer_core import FinishedAttempt
     from dialer.floor import Floor
 
 #: Answer-to-agent time buckets (seconds). 2.0 is the hold limit of DESIGN.md section 9.
@@ -190,3 +191,20 @@ def register_floor(registry: CollectorRegistry, floor: Floor) -> FloorCollector:
     collector = FloorCollector(floor)
     registry.register(collector)
     return collector
+
+
+def outcome_recorder(metrics: DialerMetrics) -> Callable[[str, FinishedAttempt], None]:
+    """A ``Dialer.on_outcome`` callback: counts each final outcome and, for a call bridged to
+    an agent, observes answer-to-agent time (bridge minus greeting/AMD end, else answer)::
+
+        dialer.on_outcome.append(outcome_recorder(metrics))
+    """
+
+    def record(campaign: str, item: FinishedAttempt) -> None:
+        metrics.count_outcome(campaign, item.outcome.value)
+        f = item.facts
+        start = f.greeting_end_at if f.greeting_end_at is not None else f.answered_at
+        if f.bridged_at is not None and start is not None:
+            metrics.observe_answer_to_agent(campaign, f.bridged_at - start)
+
+    return record

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from dialer.console import DialerMetrics
+from dialer.console import DialerMetrics, outcome_recorder
 from dialer.console.metrics import register_floor
 
 from .floorkit import Console, StoreFloor
@@ -94,3 +94,57 @@ def test_registry_is_injected_not_global(floor: StoreFloor) -> None:
     assert a.get_sample_value("dialer_dials_total", {"campaign": "x"}) == 1.0
     assert b.get_sample_value("dialer_dials_total", {"campaign": "x"}) is None
     assert b.get_sample_value("dialer_campaign_contacts", {"campaign": "preview-test"}) == 6.0
+
+
+def test_outcome_recorder_for_the_runner() -> None:
+    from dialer.dialer_core import FinishedAttempt
+    from dialer.outcomes import Outcome
+    from dialer.tracker import Finished
+
+    def finished(outcome: Outcome, **times: float | None) -> FinishedAttempt:
+        base: dict[str, float | None] = dict(
+            answered_at=None,
+            greeting_end_at=None,
+            queued_at=None,
+            bridged_at=None,
+            message_played_at=None,
+        )
+        base.update(times)
+        facts = Finished(
+            attempt_id=1,
+            outcome=outcome,
+            end_reason="hangup",
+            originated_at=100.0,
+            ended_at=200.0,
+            originate_reason=4,
+            hangup_cause=16,
+            amd_status=None,
+            queue="q",
+            agent=None,
+            result=None,
+            live_answer=True,
+            resynced=False,
+            detail={},
+            **base,
+        )
+        return FinishedAttempt(attempt_id=1, outcome=outcome, facts=facts, next_attempt_at=None)
+
+    registry = CollectorRegistry()
+    record = outcome_recorder(DialerMetrics(registry))
+    record(
+        "c",
+        finished(Outcome.AGENT_HANDLED, answered_at=110.0, greeting_end_at=111.0, bridged_at=112.5),
+    )
+    record(
+        "c", finished(Outcome.AGENT_HANDLED, answered_at=110.0, bridged_at=113.0)
+    )  # no greeting end
+    record("c", finished(Outcome.ABANDONED, answered_at=110.0, greeting_end_at=111.0))
+    record("c", finished(Outcome.BUSY))
+    get = registry.get_sample_value
+    assert (
+        get("dialer_attempt_outcomes_total", {"campaign": "c", "outcome": "agent_handled"}) == 2.0
+    )
+    assert get("dialer_attempt_outcomes_total", {"campaign": "c", "outcome": "busy"}) == 1.0
+    assert get("dialer_answer_to_agent_seconds_count", {"campaign": "c"}) == 2.0
+    assert get("dialer_answer_to_agent_seconds_sum", {"campaign": "c"}) == 1.5 + 3.0
+    assert get("dialer_answer_to_agent_seconds_bucket", {"campaign": "c", "le": "2.0"}) == 1.0
