@@ -250,10 +250,10 @@ class SighupReloader:
             await asyncio.gather(t, return_exceptions=True)
 
 
-def config_paths(settings: Settings) -> list[Path]:
+def config_paths(settings: Settings, *, include_settings: bool = True) -> list[Path]:
     """What to watch for a running dialer: the campaigns folder and the settings file."""
     base = Path(settings.source).parent if settings.source else CONFIG_DIR
     paths = [base / settings.campaigns_dir]
-    if settings.source:
+    if settings.source and include_settings:
         paths.append(Path(settings.source))
     return [p for p in paths if p.exists()]

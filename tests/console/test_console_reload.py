@@ -158,3 +158,4 @@ def test_config_paths_follow_the_settings_file(tmp_path: Path) -> None:
     f.write_text("campaigns_dir: campaigns\n", encoding="utf-8")
     assert config_paths(load_settings(f)) == [tmp_path / "campaigns", f]
     assert config_paths(Settings.model_validate({})) == [CONFIG_DIR / "campaigns"]
+    assert config_paths(load_settings(f), include_settings=False) == [tmp_path / "campaigns"]
