@@ -15,7 +15,7 @@ from dialer.compliance import Reason
 from dialer.contacts import import_contacts
 from dialer.dnc import DncScope, add_entry
 from dialer.errors import ComplianceError, IllegalTransition
-from dialer.hopper import explain, finish_attempt, lease, start_attempt
+from dialer.hopper import explain, finish_attempt, lease, release, start_attempt
 from dialer.outcomes import Outcome
 from dialer.store import Store
 from dialer.store.models import Attempt, Campaign, Contact
@@ -206,6 +206,8 @@ def test_lease_order_exclusivity_and_expiry(store: Store, tmp_path: Path) -> Non
         got = lease(s, camp, now, 10, "w2", daily_cap=3)
         assert [c.phone for c in got] == [CN[1]]  # the rest are leased or outside
         assert lease(s, camp, now, 10, "w3", daily_cap=3) == []
+        release(s, got)  # given back without a dial: free at once
+        assert [c.phone for c in lease(s, camp, now, 10, "w3", daily_cap=3)] == [CN[1]]
     later = now + dt.timedelta(minutes=2)  # the leases expired
     with store.session() as s:
         got = lease(s, s.get(Campaign, cid), later, 10, "w4", daily_cap=3)
