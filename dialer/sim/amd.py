@@ -51,7 +51,8 @@ def decide(log: list[tuple[float, float, Media]], t0: float) -> tuple[float, str
 
     ``log`` holds (start, duration, media) of the far side's prompts since ``t0``.
     """
-    entries = sorted((s, d, m) for s, d, m in log if s >= t0 - 1e-9)
+    # what is still playing when AMD starts counts from t0 (a greeting AMD joins late is heard)
+    entries = sorted((max(s, t0), d - max(0.0, t0 - s), m) for s, d, m in log if s + d > t0 + 1e-9)
     if not entries:
         return None
     start, dur, media = entries[0]
