@@ -37,6 +37,8 @@ from dialer.store.models import Attempt, Campaign
 log = logging.getLogger(__name__)
 
 DEMO_TZ = ZoneInfo("Asia/Shanghai")
+DEMO_FLOOR = CONFIG_DIR / "demo" / "floor.yaml"
+DEMO_QUEUES = CONFIG_DIR / "demo" / "queues.conf"
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛"]
 #: Deterministic test numbers of the simulated PBX (last three digits), and their share.
@@ -171,6 +173,7 @@ class SimFloor:
         start: dt.datetime,
         speed: float = 40.0,
         scenario: Path | dict[str, Any] | None = None,
+        queues: Path | None = None,
         seed: int = 7,
         tick_s: float = 1.0,
         http_port: int | None = None,
@@ -182,6 +185,7 @@ class SimFloor:
         self.start_at = start
         self.speed = speed
         self.scenario = scenario
+        self.queues = queues
         self.seed = seed
         self.tick_s = tick_s
         self.http_port = http_port
@@ -202,7 +206,9 @@ class SimFloor:
 
         os.environ.setdefault("DIALER_AMI_SECRET", secrets.token_hex(16))
         self.clock = RealClock(speed=self.speed, start_epoch=self.start_at.timestamp())
-        self.pbx = SimPbx(clock=self.clock, scenario=self.scenario, seed=self.seed)
+        self.pbx = SimPbx(
+            clock=self.clock, scenario=self.scenario, queues=self.queues or True, seed=self.seed
+        )
         self.ami_port = await self.pbx.start("127.0.0.1", 0)
         clock = self.clock
 
@@ -325,13 +331,13 @@ async def run_demo(
             seed=seed,
             workdir=tmpdir,
         )
-        scenario = scenario or (CONFIG_DIR / "scenarios" / "sim-floor.yaml")
         floor = SimFloor(
             store,
             settings,
             start=start,
             speed=speed,
-            scenario=scenario if scenario.exists() else None,
+            scenario=scenario or DEMO_FLOOR,
+            queues=DEMO_QUEUES,
             seed=seed,
             http_port=http_port,
             http_host=http_host,

@@ -109,20 +109,21 @@ def _dt(epoch: float) -> dt.datetime:
 
 
 class RateLimiter:
-    """Token bucket for ``calls_per_second`` (burst of one second's worth)."""
+    """``calls_per_second`` as a sliding window: at most ``rate`` dials in any one second
+    (below one per second: one dial per ``1/rate`` seconds). No bursts."""
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self.tokens = rate
-        self.at: float | None = None
+        self.window = 1.0 if rate >= 1 else 1.0 / rate
+        self.cap = max(1, int(rate))
+        self.sent: deque[float] = deque()
 
     def take(self, want: int, now: float) -> int:
-        if self.at is not None:
-            self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        n = min(want, int(self.tokens))
-        self.tokens -= n
-        return max(n, 0)
+        while self.sent and now - self.sent[0] >= self.window:
+            self.sent.popleft()
+        n = max(0, min(want, self.cap - len(self.sent)))
+        self.sent.extend([now] * n)
+        return n
 
 
 @dataclass

@@ -39,7 +39,7 @@ def _print_report(res: Any) -> None:
     "--scenario",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Simulated floor (default config/scenarios/sim-floor.yaml).",
+    help="Simulated floor (default config/demo/floor.yaml).",
 )
 @click.option(
     "--keep-running", is_flag=True, help="Keep the floor and the console up until interrupted."
