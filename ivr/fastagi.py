@@ -99,7 +99,7 @@ class FastAGIServer:
         header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         reply_timeout: float = DEFAULT_REPLY_TIMEOUT_S,
-        workers: int = 16,
+        workers: int = 8,
         blocking_in_threads: bool = True,
     ) -> None:
         self.services = services

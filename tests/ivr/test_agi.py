@@ -331,3 +331,13 @@ def test_process_agi_request_path() -> None:
 def test_transition_table_is_total_for_eof() -> None:
     for state in agi.State:
         assert (state, agi.Input.EOF) in agi.TRANSITIONS
+
+
+def test_provisional_100_then_final_reply() -> None:
+    conn = AGIConnection()
+    conn.receive_data(b"agi_network: yes\n\n")
+    conn.next_event()
+    conn.send(agi.exec_app("Wait", "1"))
+    conn.receive_data(b"100 result=0 Trying...\n200 result=0\n")
+    assert conn.next_event() == agi.Provisional("result=0 Trying...")
+    assert conn.next_event() == Reply(Status.SUCCESS, result="0")

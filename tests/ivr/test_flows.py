@@ -467,3 +467,11 @@ def test_missing_prompt_is_noted_and_the_flow_goes_on(store: Store, run_flow: Ru
     assert r.outcome.result == "rated_5"
     row, _ = session_row(store, r.outcome.session_id)
     assert row.data["missing_prompts"] == ["ss-greeting"]
+
+
+def test_a_caller_repeating_forever_still_ends(store: Store, run_flow: RunFn) -> None:
+    aid = seed_attempt(store, "notice")
+    r = run_flow("notice", Persona(answers=["1"] * 500), attempt=aid)
+    assert r.outcome.status is SessionStatus.ERROR and "too many nodes" in (r.outcome.error or "")
+    assert r.pbx.variables["IVR_NEXT"] == "hangup"
+    assert r.outcome.result == "notified"  # what was reached is kept
