@@ -1,0 +1,162 @@
+"""Distributions and estimators: the numbers pacing relies on, checked against closed forms and
+Monte Carlo."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from dialer.campaigns import Pacing
+from dialer.pacing.dists import DistKind, DistSpec, GridDist, norm_cdf
+from dialer.pacing.estimators import PacingEstimator, cold_start
+
+
+def test_norm_cdf_matches_erf() -> None:
+    xs = np.linspace(-6, 6, 241)
+    exact = np.array([0.5 * (1 + math.erf(x / math.sqrt(2))) for x in xs])
+    assert np.max(np.abs(norm_cdf(xs) - exact)) < 2e-7
+
+
+@pytest.mark.parametrize(
+    ("spec", "mean"),
+    [
+        (DistSpec(dist=DistKind.LOGNORMAL, mean=90, cv=1.0), 90.0),
+        (DistSpec(dist=DistKind.GAMMA, shape=4, scale=2.5, offset=2), 12.0),
+        (DistSpec(dist=DistKind.EXPONENTIAL, mean=30), 30.0),
+        (DistSpec(dist=DistKind.UNIFORM, low=10, high=30), 20.0),
+        (DistSpec(dist=DistKind.CONST, value=25), 25.0),
+    ],
+)
+def test_grid_cdf_agrees_with_sampling(spec: DistSpec, mean: float) -> None:
+    grid = spec.to_grid()
+    assert grid.mean == pytest.approx(mean, rel=0.02)
+    draws = spec.sample(np.random.default_rng(7), 40000)
+    assert draws.mean() == pytest.approx(mean, rel=0.03)
+    qs = np.quantile(draws, [0.1, 0.5, 0.9])
+    # The grid CDF at the sample quantiles is the quantile level (Kolmogorov-style check).
+    if spec.dist is not DistKind.CONST:
+        assert np.allclose(grid.at(qs), [0.1, 0.5, 0.9], atol=0.015)
+
+
+def test_max_clips_draws_and_cdf() -> None:
+    spec = DistSpec(dist=DistKind.GAMMA, shape=4, scale=2.5, offset=2, max=24)
+    assert spec.sample(np.random.default_rng(1), 100000).max() <= 24
+    assert spec.to_grid().at(24.0) == pytest.approx(1.0)
+
+
+def test_dist_spec_errors_are_clear() -> None:
+    with pytest.raises(ValidationError, match="gamma needs scale"):
+        DistSpec(dist=DistKind.GAMMA, shape=2)
+    with pytest.raises(ValidationError, match="high must be above low"):
+        DistSpec(dist=DistKind.UNIFORM, low=5, high=3)
+
+
+def test_finish_within_is_memoryless_for_exponential() -> None:
+    g = DistSpec(dist=DistKind.EXPONENTIAL, mean=60).to_grid()
+    for e in (0.0, 30.0, 120.0):
+        assert g.finish_within(np.array([e]), 20.0)[0] == pytest.approx(
+            1 - math.exp(-20 / 60), abs=0.01
+        )
+
+
+def test_finish_within_long_tail_and_wrapup() -> None:
+    talk = DistSpec(dist=DistKind.LOGNORMAL, mean=90, cv=1.0).to_grid()
+    e = np.array([5.0, 80.0, 400.0])
+    p = talk.finish_within(e, 15.0, extra=10.0)
+    # Conditional on time spent, from the CDF directly.
+    expect = (talk.at(e + 5.0) - talk.at(e)) / talk.sf(e)
+    assert np.allclose(p, expect)
+    # Wrap-up of 10 s leaves only 5 s of a 15 s horizon; a horizon under the wrap-up: never.
+    assert talk.finish_within(e, 9.0, extra=10.0).max() == 0.0
+    # Past the end of the grid the tail is memoryless with the mean, not 0 or 1.
+    far = talk.finish_within(np.array([talk.x[-1] + 100.0]), 30.0)[0]
+    assert far == pytest.approx(1 - math.exp(-30 / talk.mean), rel=1e-6)
+
+
+def test_constant_wrap_finishes_exactly() -> None:
+    wrap = DistSpec(dist=DistKind.CONST, value=10).to_grid()
+    p = wrap.finish_within(np.array([2.0, 2.0, 9.5]), np.array([7.0, 8.5, 1.0]))
+    assert list(p) == [0.0, 1.0, 1.0]
+
+
+def test_answer_given_age_matches_monte_carlo() -> None:
+    est = cold_start(Pacing(ring_timeout_s=25))
+    rng = np.random.default_rng(3)
+    n = 200000
+    answered = rng.random(n) < est.answer_prob
+    ring = DistSpec(dist=DistKind.GAMMA, shape=4, scale=2.5, offset=2, max=24).sample(rng, n)
+    for age, h in ((0.0, 8.0), (10.0, 5.0), (18.0, 30.0)):
+        alive = ~answered | (ring > age)  # still ringing at `age` (timeout is 25 s)
+        hit = answered & (ring > age) & (ring <= age + h)
+        mc = hit[alive].mean()
+        assert est.answer_given_age(np.array([age]), h)[0] == pytest.approx(mc, abs=0.01)
+    # A call that has rung past every live answer's ring time will not be answered.
+    assert est.answer_given_age(np.array([24.5]), 10.0)[0] == 0.0
+    # Older calls are less likely to be answered within the same horizon.
+    q = est.answer_given_age(np.array([0.0, 8.0, 14.0, 20.0]), 25.0)
+    assert np.all(np.diff(q) < 0)
+
+
+def test_cold_start_takes_the_campaign_settings() -> None:
+    est = cold_start(Pacing(ring_timeout_s=30, wrapup_s=15))
+    assert est.answer_prob == pytest.approx(0.30)
+    assert est.wrap.mean == pytest.approx(15, abs=0.1)
+    assert est.ring_unanswered.sf(29.9) == pytest.approx(1.0)
+    assert est.ring_unanswered.sf(30.1) == pytest.approx(0.0)
+
+
+def test_answer_rate_window_prior_and_bands() -> None:
+    prior = cold_start(Pacing())
+    e = PacingEstimator(prior, answer_window=400, answer_prior_weight=40, band_min_samples=500)
+    assert e.snapshot(0.0).answer_prob == pytest.approx(0.30)
+    for i in range(400):
+        e.observe_ring(float(i), 10.0, live=i % 2 == 0)  # 50% over 400 outcomes
+    p, n = e.answer_prob(400.0)
+    assert n == 400
+    assert p == pytest.approx((40 * 0.30 + 200) / 440)  # shrunk towards the cold start
+    for i in range(400, 600):
+        e.observe_ring(float(i), 10.0, live=i % 2 == 0)
+    # The recent window is count- and time-limited: an hour later, with nothing new, only the
+    # prior is left, and for band 0 the prior is now the band's own history (600 samples).
+    assert e.answer_prob(600.0)[1] == 400
+    p_later, n_later = e.answer_prob(600.0 + 1800.5)
+    assert n_later == 0
+    assert p_later == pytest.approx(0.5)
+    assert e.answer_prob(3 * 3600.0)[0] == pytest.approx(0.30)  # another band: cold start
+
+
+def test_distributions_learn_and_machine_share() -> None:
+    prior = cold_start(Pacing())
+    e = PacingEstimator(prior, dist_prior_weight=60, refresh_s=0.0)
+    rng = np.random.default_rng(5)
+    talks = rng.exponential(40.0, 1000)
+    for t in talks:
+        e.observe_talk(float(t))
+    for i in range(300):
+        machine = i % 3 == 0
+        e.observe_ring(float(i), 6.0, live=not machine, machine=machine)
+    snap = e.snapshot(1000.0)
+    blended = (60 * 90.0 + 1000 * talks.mean()) / 1060
+    assert snap.talk.mean == pytest.approx(blended, rel=0.05)
+    assert snap.machine_share == pytest.approx((40 * 0 + 100) / 340, abs=1e-9)
+    with pytest.raises(ValueError):
+        e.observe_ring(1.0, 5.0, live=True, machine=True)
+
+
+def test_snapshot_is_cached_between_refreshes() -> None:
+    e = PacingEstimator(cold_start(Pacing()), refresh_s=30.0)
+    a = e.snapshot(10.0)
+    e.observe_ring(11.0, 9.0, live=True)
+    assert e.snapshot(20.0) is a
+    b = e.snapshot(41.0)
+    assert b is not a and b.samples == 1
+
+
+def test_grid_mix_weights_prior_and_samples() -> None:
+    prior = DistSpec(dist=DistKind.CONST, value=10).to_grid()
+    mixed = GridDist.mix(prior, np.array([20.0, 20.0]), prior_weight=2.0)
+    assert mixed.at(15.0) == pytest.approx(0.5)
+    assert mixed.mean == pytest.approx(15.0, abs=0.2)

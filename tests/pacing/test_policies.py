@@ -1,0 +1,249 @@
+"""Policies: the guards, the shared limits, and what the predictive model reacts to."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from dialer.campaigns import CampaignSpec, Mode, Pacing
+from dialer.errors import ConfigError
+from dialer.pacing import (
+    AbandonCounts,
+    AdaptiveBaseline,
+    AgentState,
+    CallInFlight,
+    PacingInput,
+    Predictive,
+    PredictiveTuning,
+    cold_start,
+    make_policy,
+    policy_for_campaign,
+)
+from dialer.pacing.policies import ErlangC, erlang_c
+
+IDLE, TALK, WRAP, PAUSED, RINGING = (
+    AgentState.IDLE,
+    AgentState.TALKING,
+    AgentState.WRAPUP,
+    AgentState.PAUSED,
+    AgentState.RINGING,
+)
+
+
+def make_input(
+    agents: list[tuple[AgentState, float]],
+    calls: list[CallInFlight] = (),  # type: ignore[assignment]
+    *,
+    now: float = 0.0,
+    settings: Pacing | None = None,
+    abandons: AbandonCounts | None = None,
+    samples: int = 400,
+    **kw: int,
+) -> PacingInput:
+    s = settings or Pacing(calls_per_second=1000, max_lines_per_agent=5)
+    est = dataclasses.replace(cold_start(s), samples=samples)  # past the warm-up
+    return PacingInput.build(now, agents, list(calls), est, s, abandons=abandons, **kw)
+
+
+def test_input_validation_and_counts() -> None:
+    inp = make_input(
+        [(IDLE, 3), (TALK, 40), (PAUSED, 100), (WRAP, 2)],
+        [CallInFlight(5), CallInFlight(2, answered=True)],
+    )
+    assert (inp.active_agents, inp.idle_agents, inp.calls_in_flight, inp.callers_waiting) == (
+        3,
+        1,
+        2,
+        1,
+    )
+    assert not inp.agent_state.flags.writeable
+    with pytest.raises(ValueError, match="differ in length"):
+        PacingInput(
+            now=0,
+            agent_state=np.zeros(2, dtype=np.int8),
+            agent_elapsed_s=np.zeros(3),
+            call_age_s=np.zeros(0),
+            call_answered=np.zeros(0, dtype=bool),
+            estimates=inp.estimates,
+            settings=inp.settings,
+        )
+    with pytest.raises(ValueError, match="subset"):
+        AbandonCounts(window_live=2, window_abandoned=3)
+
+
+def test_progressive_one_call_per_uncovered_idle_agent() -> None:
+    pol = make_policy("progressive")
+    inp = make_input([(IDLE, 0)] * 5 + [(PAUSED, 0)] * 3 + [(TALK, 10)], [CallInFlight(3)] * 2)
+    assert pol.decide(inp) == 3
+    assert make_policy("progressive").decide(make_input([(TALK, 5)], [CallInFlight(1)])) == 0
+
+
+def test_power_ratio_per_idle_agent() -> None:
+    s = Pacing(power_ratio=2.5, calls_per_second=1000, max_lines_per_agent=5)
+    inp = make_input([(IDLE, 0)] * 4 + [(TALK, 9)] * 4, [CallInFlight(3)] * 2, settings=s)
+    assert make_policy("power").decide(inp) == 10 - 2
+
+
+def test_max_lines_per_agent_caps_every_agent_policy() -> None:
+    s = Pacing(power_ratio=10, max_lines_per_agent=1.5, calls_per_second=1000)
+    inp = make_input([(IDLE, 0)] * 4, [CallInFlight(1)] * 2, settings=s)
+    assert make_policy("power").decide(inp) == 6 - 2
+    assert make_policy("predictive").decide(inp) <= 4
+
+
+def test_calls_per_second_token_bucket() -> None:
+    s = Pacing(calls_per_second=5, max_lines_per_agent=5)
+    pol = make_policy("progressive")
+    agents = [(IDLE, 0.0)] * 20
+    assert pol.decide(make_input(agents, settings=s, now=100.0)) == 5
+    assert pol.decide(make_input(agents, settings=s, now=100.4)) == 2
+    assert pol.decide(make_input(agents, settings=s, now=100.4)) == 0
+    assert pol.decide(make_input(agents, settings=s, now=110.0)) == 5
+
+
+def test_dialable_limits_the_answer() -> None:
+    inp = make_input([(IDLE, 0)] * 6, dialable=2)
+    assert make_policy("progressive").decide(inp) == 2
+
+
+def test_broadcast_keeps_channels_busy() -> None:
+    s = Pacing(channels=30, calls_per_second=1000)
+    inp = make_input([], [CallInFlight(2)] * 8, settings=s, other_live_calls=12)
+    assert make_policy("broadcast").decide(inp) == 10
+
+
+def busy_floor(elapsed: float, n: int = 20) -> list[tuple[AgentState, float]]:
+    """``n`` agents in wrap-up ``elapsed`` seconds into a 10 s wrap-up."""
+    return [(WRAP, elapsed)] * n
+
+
+def test_predictive_dials_for_agents_about_to_free_up() -> None:
+    # Every agent is 9 s into a 10 s wrap-up: progressive sees nobody idle, predictive knows
+    # they are all free in 1 s, long before any answer.
+    inp = make_input(busy_floor(9.0))
+    assert make_policy("progressive").decide(inp) == 0
+    n = make_policy("predictive").decide(inp)
+    assert n >= 20
+    # Agents that have only just started talking (~90 s left) justify nothing.
+    assert make_policy("predictive").decide(make_input([(TALK, 1.0)] * 20)) == 0
+
+
+def test_predictive_weights_ringing_calls_by_age() -> None:
+    agents = [(IDLE, 0.0)] * 10 + [(TALK, 60.0)] * 10
+    young = make_input(agents, [CallInFlight(1.0)] * 25)
+    old = make_input(agents, [CallInFlight(23.0)] * 25)  # past most live answers' ring times
+    n_young = make_policy("predictive").decide(young)
+    n_old = make_policy("predictive").decide(old)
+    assert n_old > n_young
+
+
+def test_predictive_is_deterministic_and_monotone_in_threshold() -> None:
+    inp = make_input([(IDLE, 0.0)] * 6 + [(TALK, 80.0)] * 14, [CallInFlight(4.0)] * 8)
+    a = make_policy("predictive").decide(inp)
+    assert a == make_policy("predictive").decide(inp)
+    lo = Predictive(PredictiveTuning(threshold=0.002)).decide(inp)
+    hi = Predictive(PredictiveTuning(threshold=0.2)).decide(inp)
+    assert lo <= a <= hi and lo < hi
+
+
+def test_predictive_never_dials_less_than_progressive() -> None:
+    inp = make_input([(IDLE, 0.0)] * 8, abandons=AbandonCounts(100, 10))  # far over the cap
+    assert make_policy("predictive").decide(inp) == 8
+
+
+@pytest.mark.parametrize(
+    ("abandons", "mode"),
+    [
+        (AbandonCounts(1000, 20, short_live=10, short_abandoned=3), "brake"),
+        (AbandonCounts(1000, 31, short_live=10, short_abandoned=0), "cap-guard"),
+        (AbandonCounts(1000, 20, short_live=10, short_abandoned=1), "predictive"),
+    ],
+)
+def test_predictive_guards(abandons: AbandonCounts, mode: str) -> None:
+    agents = busy_floor(9.0)
+    pol = Predictive()
+    n = pol.decide(make_input(agents, abandons=abandons))
+    assert pol.last_mode == mode
+    assert (n == 0) == (mode != "predictive")
+
+
+def test_predictive_warms_up_progressively() -> None:
+    pol = Predictive()
+    assert pol.decide(make_input(busy_floor(9.0), samples=5)) == 0
+    assert pol.last_mode == "warm-up"
+
+
+def test_predictive_min_team_dials_progressively() -> None:
+    s = Pacing(min_agents_predictive=5, calls_per_second=1000, max_lines_per_agent=5)
+    agents = [(WRAP, 9.0)] * 4 + [(PAUSED, 0.0)] * 3
+    pol = Predictive()
+    assert pol.decide(make_input(agents, settings=s)) == 0
+    assert pol.last_mode == "min-team"
+    assert Predictive().decide(make_input(agents + [(WRAP, 9.0)], settings=s)) > 0
+
+
+def test_feedback_moves_the_threshold_with_the_realised_rate() -> None:
+    pol = Predictive()
+    agents = [(IDLE, 0.0)] * 20
+    ths = []
+    for abandons in (AbandonCounts(1000, 10), AbandonCounts(1000, 26), AbandonCounts(1000, 29)):
+        pol.decide(make_input(agents, abandons=abandons))
+        ths.append(pol.last_threshold)
+    assert ths[0] > ths[1] > ths[2]
+
+
+def test_adaptive_baseline_raises_level_when_agents_wait_and_drops_on_limit() -> None:
+    pol = AdaptiveBaseline()
+    agents = [(IDLE, 0.0)] * 10 + [(TALK, 30.0)] * 10
+    for t in range(0, 16):
+        pol.decide(make_input(agents, now=float(t)))
+    assert pol.level == pytest.approx(1.5)  # 1 * (1 + 10 idle / 20 agents)
+    for t in range(16, 61):
+        pol.decide(make_input(agents, now=float(t)))
+    assert pol.level == pytest.approx(3.0)  # clipped at the maximum level
+    # Lines are level x (idle + in-call agents), counting calls with agents.
+    assert pol.want(make_input(agents, now=61.0)) == 60 - 10
+    pol.decide(make_input(agents, now=80.0, abandons=AbandonCounts(100, 4)))
+    assert pol.level == 1.0  # over the 3% drop limit: hard limit
+
+
+def test_erlang_c_formula() -> None:
+    assert erlang_c(1, 0.5) == pytest.approx(0.5)  # M/M/1: P(wait) = rho
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
+    pol = ErlangC()
+    load = pol.load_for(20, 100.0, 2.0, 0.03)
+    assert 10 < load < 20
+    p = erlang_c(20, load) * np.exp(-(20 - load) * 2.0 / 100.0)
+    assert p == pytest.approx(0.03, abs=1e-6)
+
+
+def test_erlang_c_paces_at_a_rate() -> None:
+    pol = make_policy("erlang-c")
+    agents = [(TALK, 30.0)] * 20
+    total = sum(pol.decide(make_input(agents, now=float(t))) for t in range(0, 601))
+    est = cold_start(Pacing())
+    handle = est.talk.mean + est.wrap.mean
+    rate = ErlangC().load_for(20, handle, 2.0, 0.03) / handle / est.answer_prob
+    assert total == pytest.approx(rate * 600, abs=2)
+
+
+def test_policy_registry_and_campaign_modes() -> None:
+    with pytest.raises(ConfigError, match="unknown pacing policy"):
+        make_policy("magic")
+    base = {"name": "c1", "queue": "q", "flow": "f"}
+    for mode, name in (
+        (Mode.PREDICTIVE, "predictive"),
+        (Mode.PROGRESSIVE, "progressive"),
+        (Mode.POWER, "power"),
+        (Mode.BROADCAST, "broadcast"),
+    ):
+        pol = policy_for_campaign(CampaignSpec.model_validate({**base, "mode": mode.value}))
+        assert pol is not None and pol.name == name
+    assert policy_for_campaign(CampaignSpec.model_validate({**base, "mode": "preview"})) is None
+
+
+def test_ringing_agent_counts_as_busy() -> None:
+    inp = make_input([(RINGING, 0.0)] + [(IDLE, 0.0)] * 2)
+    assert make_policy("progressive").decide(inp) == 2
