@@ -183,7 +183,7 @@ class DialerCore:
             raise DialerError("the dialer is stopping: no new calls")
         req = await self._prepare_batched(attempt_id)
         deadline = time.monotonic() + self.ready_timeout_s
-        while not self.client.ready.is_set() or self._stopping:
+        while not (self.client.ready.is_set() and self.client.connected) or self._stopping:
             remaining = deadline - time.monotonic()
             if self._stopping or remaining <= 0:
                 # never sent: close the row now so it is not left open
@@ -200,6 +200,9 @@ class DialerCore:
                 if self._stopping:
                     return OriginateStatus.REJECTED
                 raise AMIError(f"AMI not ready after {self.ready_timeout_s} s")
+            if self.client.ready.is_set():  # gate open but the socket just died
+                await asyncio.sleep(0.01)
+                continue
             with contextlib.suppress(AMIError):
                 await self.client.wait_ready(remaining)
         # from here to the write there is no await: the gate cannot close in between

@@ -257,7 +257,9 @@ class AMIClient:
         self._writer = writer
         framing = AMIFraming()
         banner: asyncio.Future[Banner] = asyncio.get_running_loop().create_future()
-        reader_task = asyncio.create_task(self._read(reader, framing, banner), name="ami-reader")
+        reader_task = asyncio.create_task(
+            self._read(reader, writer, framing, banner), name="ami-reader"
+        )
         pinger: asyncio.Task[None] | None = None
         try:
             waiters: set[asyncio.Future[Any]] = {banner, reader_task}
@@ -300,6 +302,10 @@ class AMIClient:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+            if reader_task.done() and not reader_task.cancelled():
+                reader_error = reader_task.exception()  # retrieved here, raised below
+            else:
+                reader_error = None
             if not banner.done():
                 banner.cancel()
             self._fail_pending(AMIDisconnected("AMI connection lost"))
@@ -308,8 +314,8 @@ class AMIClient:
                     listener()
                 except Exception:  # a listener's bug must not stop the reconnects
                     log.exception("AMI disconnect listener failed")
-        if reader_task.done() and not reader_task.cancelled() and reader_task.exception():
-            raise reader_task.exception()  # type: ignore[misc]
+        if reader_error is not None:
+            raise reader_error
 
     async def _ping_loop(self) -> None:
         while True:
@@ -324,12 +330,20 @@ class AMIClient:
                 return
 
     async def _read(
-        self, reader: asyncio.StreamReader, framing: AMIFraming, banner: asyncio.Future[Banner]
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        framing: AMIFraming,
+        banner: asyncio.Future[Banner],
     ) -> None:
         try:
             await self._read_loop(reader, framing, banner)
         finally:
-            # wake every caller at once instead of at its timeout
+            # the connection is gone: nothing more may be written to it (an action sent now
+            # would wait for a reply that cannot come), and every caller wakes at once
+            if self._writer is writer:
+                self._writer = None
+                self.ready.clear()
             self._fail_pending(AMIDisconnected("AMI connection lost"))
 
     async def _read_loop(
