@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 from click.testing import CliRunner
-from conftest import seed_attempt
 from ivr_fakepbx import FakeAsterisk, Persona, header, run_tcp
+from ivr_testkit import seed_attempt
 from sqlalchemy import select
 
 from dialer.store import Store

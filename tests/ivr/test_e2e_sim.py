@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import ID_LAST6, seed_attempt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ivr_testkit import ID_LAST6, seed_attempt
 from sqlalchemy import select
 
 from dialer.store import Store

@@ -11,8 +11,8 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import ID_LAST6, seed_attempt
 from ivr_fakepbx import FakeAsterisk, Persona, header, run_tcp
+from ivr_testkit import ID_LAST6, seed_attempt
 from sqlalchemy import select
 
 from dialer.store import Store

@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import ID_LAST6, NOW, RunFn, seed_attempt
 from ivr_fakepbx import Persona
+from ivr_testkit import ID_LAST6, NOW, RunFn, seed_attempt
 from sqlalchemy import select
 
 from dialer.store import Store
@@ -396,8 +396,8 @@ def test_shipped_flows_load(library: FlowLibrary) -> None:
 
 def test_custom_flow_with_say_node_collect_and_custom_hook(store: Store) -> None:
     """A bank's own flow: say node, sensitive collect, a hook named by dotted path."""
-    from conftest import clock
     from ivr_fakepbx import FakeAsterisk, header, memory_io
+    from ivr_testkit import clock
 
     from ivr.driver import BlockingAGI, drive_sync
     from ivr.engine import Services, run_session

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import itertools
 
-from conftest import ID_LAST6, RunFn, seed_attempt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ivr_fakepbx import Persona
+from ivr_testkit import ID_LAST6, RunFn, seed_attempt
 from sqlalchemy import select
 
 from dialer.store import Store

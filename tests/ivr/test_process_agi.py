@@ -7,8 +7,8 @@ import signal
 import subprocess
 import sys
 
-from conftest import ID_LAST6, seed_attempt
 from ivr_fakepbx import FakeAsterisk, Persona, header
+from ivr_testkit import ID_LAST6, seed_attempt
 from sqlalchemy import select
 
 from dialer.store import Store
