@@ -38,7 +38,14 @@ from dialer import hopper
 from dialer.ami.adapter import AMIClient
 from dialer.ami.messages import Event
 from dialer.campaigns import spec_of
-from dialer.errors import AMIDisconnected, AMIError, DialerError, IllegalTransition
+from dialer.errors import (
+    AMIDisconnected,
+    AMIError,
+    ConfigError,
+    DialerError,
+    IllegalTransition,
+    LocalProtocolError,
+)
 from dialer.originate import OriginateRequest, build_originate
 from dialer.outcomes import AttemptState, Outcome
 from dialer.store import Store
@@ -61,6 +68,15 @@ class OriginateStatus(enum.StrEnum):
     QUEUED = "queued"  # Asterisk accepted it; events will follow
     REJECTED = "rejected"  # Response: Error - nothing was dialled; the attempt is `failed`
     IN_DOUBT = "in_doubt"  # connection lost or no reply: the resync will tell (never re-sent)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotDialled:
+    """An attempt that cannot be dialled at all (a number that is not E.164, a bad campaign
+    template): it is ended at once with this outcome instead of being left open."""
+
+    outcome: Outcome
+    reason: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,7 +140,7 @@ class DialerCore:
         self._idle = asyncio.Event()
         self._idle.set()
         self._db = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dialer-db")
-        self._prep_queue: list[tuple[int, asyncio.Future[OriginateRequest]]] = []
+        self._prep_queue: list[tuple[int, asyncio.Future[OriginateRequest | NotDialled]]] = []
         self._prep_task: asyncio.Task[None] | None = None
         self._specs: dict[tuple[Any, ...], Any] = {}
         self.originates_sent = 0
@@ -182,6 +198,10 @@ class DialerCore:
         if self._stopping:
             raise DialerError("the dialer is stopping: no new calls")
         req = await self._prepare_batched(attempt_id)
+        if isinstance(req, NotDialled):
+            self.tracker.register(attempt_id, f"not-dialled-{attempt_id}", now=self.clock())
+            self._apply(self.tracker.end(attempt_id, req.outcome, self.clock(), req.reason))
+            return OriginateStatus.REJECTED
         deadline = time.monotonic() + self.ready_timeout_s
         while not (self.client.ready.is_set() and self.client.connected) or self._stopping:
             remaining = deadline - time.monotonic()
@@ -316,8 +336,10 @@ class DialerCore:
             spec = self._specs[key] = spec_of(campaign)
         return spec
 
-    async def _prepare_batched(self, attempt_id: int) -> OriginateRequest:
-        fut: asyncio.Future[OriginateRequest] = asyncio.get_running_loop().create_future()
+    async def _prepare_batched(self, attempt_id: int) -> OriginateRequest | NotDialled:
+        fut: asyncio.Future[OriginateRequest | NotDialled] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._prep_queue.append((attempt_id, fut))
         if self._prep_task is None or self._prep_task.done():
             self._prep_task = asyncio.create_task(self._prep_runner(), name="dialer-core-prep")
@@ -342,14 +364,20 @@ class DialerCore:
                 else:
                     fut.set_result(res)
 
-    def _prepare_many(self, attempt_ids: list[int]) -> list[OriginateRequest | Exception]:
+    def _prepare_many(
+        self, attempt_ids: list[int]
+    ) -> list[OriginateRequest | NotDialled | Exception]:
         """Build the Originates and write their ids to the rows, in one transaction."""
-        out: list[OriginateRequest | Exception] = []
+        out: list[OriginateRequest | NotDialled | Exception] = []
         with self.store.session() as s, s.no_autoflush:
             _keep = _preload(s, attempt_ids)  # s.get() below then hits the identity map
             for attempt_id in attempt_ids:
                 try:
                     out.append(self._prepare_one(s, attempt_id))
+                except LocalProtocolError as exc:  # the number is not E.164
+                    out.append(NotDialled(Outcome.INVALID_NUMBER, f"not dialled: {exc}"))
+                except ConfigError as exc:  # the campaign cannot produce a dial string
+                    out.append(NotDialled(Outcome.FAILED, f"not dialled: {exc}"))
                 except DialerError as exc:
                     out.append(exc)
         return out

@@ -73,6 +73,24 @@ async def test_every_failure_class_and_next_attempt(store: Store, pbx: SimPbx) -
     assert all(n == 1 for n in originated(pbx).values())
 
 
+async def test_a_number_that_cannot_be_dialled_is_ended_not_left_open(
+    store: Store, pbx: SimPbx
+) -> None:
+    cid = campaign(store)
+    [a] = attempts(store, cid, ["13800000000"])  # not E.164
+    core = make_core(store, pbx)
+    done = collector(core)
+    await core.start()
+    await core.wait_ready(5)
+    assert await core.originate(a) is OriginateStatus.REJECTED
+    await core.stop(grace_s=0)
+    assert [f.outcome for f in done] == [Outcome.INVALID_NUMBER]
+    assert not [e for e in pbx.events if e.name == "Newchannel"]  # nothing was dialled
+    with store.session() as s:
+        row = s.get(Attempt, a)
+        assert row is not None and row.outcome == "invalid_number" and row.channel_id is None
+
+
 async def test_answered_call_is_followed_to_its_end(store: Store, pbx: SimPbx) -> None:
     """Default called party and agents: answered, queued, bridged, ended; and a Chinese
     value set on the live channel comes back through the adapter intact."""
