@@ -386,8 +386,8 @@ class _Run:
             raise FlowRuntimeError("transfer without a queue (node, campaign and flow name none)")
         if node.result:
             self.result = node.result
-        self.next = f"queue:{queue}"
         yield from self._play(list(node.prompts))
+        self.next = f"queue:{queue}"  # only once the caller heard they are being transferred
         yield from self._record("transfer", {"queue": queue})
         return None
 
