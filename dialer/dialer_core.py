@@ -480,6 +480,8 @@ class DialerCore:
         detail.update({"end_reason": f.end_reason, **f.detail})
         if f.resynced:
             detail["resynced"] = True
+        if f.ringing_at is not None:  # no column for it; pacing's ring-time estimate reads it
+            detail["ringing_at"] = f.ringing_at
         try:
             decision = hopper.finish_attempt(
                 s,

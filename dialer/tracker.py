@@ -267,6 +267,7 @@ class Finished:
     outcome: Outcome
     end_reason: str
     originated_at: float
+    ringing_at: float | None
     answered_at: float | None
     greeting_end_at: float | None
     queued_at: float | None
@@ -601,6 +602,7 @@ class CallTracker:
                 outcome=call.outcome,
                 end_reason=reason,
                 originated_at=call.originated_at,
+                ringing_at=call.ringing_at,
                 answered_at=call.answered_at,
                 greeting_end_at=call.greeting_end_at,
                 queued_at=call.queued_at,
