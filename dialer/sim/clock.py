@@ -116,17 +116,30 @@ class VirtualClock:
         with self.external_sleep():
             await self.sleep(delay)
 
+    async def _drain_ready(self) -> None:
+        """Yield until no other callback is ready to run (the loop is quiescent)."""
+        loop = asyncio.get_running_loop()
+        ready = getattr(loop, "_ready", None)
+        if ready is None:  # pragma: no cover - another loop implementation
+            for _ in range(8):
+                await asyncio.sleep(0)
+            return
+        for _ in range(10_000):
+            await asyncio.sleep(0)
+            if not ready:
+                # one more round: a callback may have scheduled another task step
+                await asyncio.sleep(0)
+                if not ready:
+                    return
+
     async def settle(self) -> None:
         """Let every task run until all wait on the clock and no I/O is in flight."""
-        for _ in range(5):
-            await asyncio.sleep(0)
+        await self._drain_ready()
         deadline = time.monotonic() + self.io_grace
         while self._io > self._sleepers and time.monotonic() < deadline:
             await asyncio.sleep(0.0005)
-            for _ in range(3):
-                await asyncio.sleep(0)
-        for _ in range(3):
-            await asyncio.sleep(0)
+            await self._drain_ready()
+        await self._drain_ready()
 
     def next_deadline(self) -> float | None:
         while self._heap and self._heap[0].cancelled:
@@ -140,9 +153,12 @@ class VirtualClock:
             nxt = self.next_deadline()
             if nxt is None or nxt > t:
                 break
-            h = heapq.heappop(self._heap)
-            self._now = max(self._now, h.when)
-            h.callback(*h.args)
+            # fire every timer due at this instant, then let the tasks run
+            self._now = max(self._now, nxt)
+            while self._heap and self._heap[0].when <= nxt:
+                h = heapq.heappop(self._heap)
+                if not h.cancelled:
+                    h.callback(*h.args)
             await self.settle()
         self._now = max(self._now, t)
         await self.settle()

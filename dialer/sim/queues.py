@@ -11,8 +11,8 @@ What is modelled (``tests/fixtures/asterisk/transcripts/ami-queue*.txt``):
   ``setqueuevar``/``setinterfacevar``/``setqueueentryvar`` are set.
 - Members: ``Local/<exten>@<context>[/n]`` runs that dialplan (a ringing Local member shows
   ``Status: 2``, never 6, as recorded); any other interface (``PJSIP/agent101``) is a
-  *simulated agent* played by ``AgentBehaviour`` (scenario-driven; default: answers after
-  2 s, talks 30 s).
+  *simulated agent* played by ``AgentBehaviour`` (scenario-driven; default: answers after 0.5 s
+  (auto-answer, as on a predictive floor), talks 30 s).
 - Actions: QueueStatus, QueueSummary, QueueAdd, QueueRemove, QueuePause.
 """
 
@@ -154,13 +154,15 @@ class Caller:
     position: int
     original_position: int
     options: str = ""
+    give_up: Any = None
+    ringing: bool = False
 
 
 @dataclass
 class AgentBehaviour:
     """How a simulated (non-Local) agent answers and talks; the scenario replaces it."""
 
-    ring_s: Callable[[random.Random], float] = lambda r: 2.0
+    ring_s: Callable[[random.Random], float] = lambda r: 0.5
     talk_s: Callable[[random.Random], float] = lambda r: 30.0
     answers: Callable[[random.Random], bool] = lambda r: True
 
@@ -417,6 +419,11 @@ class QueueManager:
             start + float(timeout_s) if timeout_s.strip().replace(".", "", 1).isdigit() else None
         )
         ch.app, ch.appdata = "Queue", data
+        from dialer.sim.scenario import customer_gives_up, queue_patience
+
+        patience = queue_patience(e, ch)
+        if patience is not None:
+            caller.give_up = e.clock.call_later(patience, customer_gives_up, e, ch)
         outcome = "timeout"
         try:
             outcome = await self._serve(q, caller, deadline)
@@ -442,10 +449,13 @@ class QueueManager:
     def _leave(self, q: Queue, caller: Caller) -> None:
         e = self.engine
         pos = caller.position
+        if caller.give_up is not None:
+            caller.give_up.cancel()
         if caller in q.callers:
             q.callers.remove(caller)
         for i, c in enumerate(q.callers, 1):
             c.position = i
+        q.wake.set()  # the callers behind move up
         if not q.callers:
             e.device_state(f"Queue:{q.name}", "NOT_INUSE")
         e.chan_event(
@@ -527,10 +537,7 @@ class QueueManager:
             now = e.clock.now()
             if deadline is not None and now >= deadline:
                 return "timeout"
-            # only the head caller rings agents when nobody else can be served (autofill)
-            members = (
-                self._pick(q) if q.callers and q.callers.index(caller) < self._free_count(q) else []
-            )
+            members = self._pick(q) if self._our_turn(q, caller) else []
             if not members:
                 q.wake.clear()
                 wait_for = None if deadline is None else deadline - now
@@ -549,7 +556,12 @@ class QueueManager:
             ring_for = float(q.timeout)
             if deadline is not None:
                 ring_for = min(ring_for, deadline - now)
-            result = await self._ring(q, caller, members, ring_for)
+            caller.ringing = True
+            try:
+                result = await self._ring(q, caller, members, ring_for)
+            finally:
+                caller.ringing = False
+                q.wake.set()
             if result == "connected":
                 return "connected"
             if result == "hangup":
@@ -562,6 +574,17 @@ class QueueManager:
             if deadline is not None:
                 pause = min(pause, deadline - now)
             await e.wait(ch, pause)
+
+    def _our_turn(self, q: Queue, caller: Caller) -> bool:
+        """app_queue's is_our_turn with autofill: callers ahead that are not ringing
+        anyone yet each take one free member first."""
+        ahead = 0
+        for c in q.callers:
+            if c is caller:
+                break
+            if not c.ringing:
+                ahead += 1
+        return ahead < self._free_count(q)
 
     def _free_count(self, q: Queue) -> int:
         return sum(1 for m in q.members.values() if self.available(q, m))
@@ -704,6 +727,10 @@ class QueueManager:
                 self._cancel_leg(q, caller, m, one, t0, noanswer=True)
             return "noanswer"
         m_win, one_win = winner
+        if q.strategy in ("rrmemory", "roundrobin", "rrordered"):
+            order = list(q.members)
+            if m_win.interface in order:
+                q.rr_next = order.index(m_win.interface) + 1
         for m, one, _two, t0 in legs:
             if one is not one_win:
                 self._cancel_leg(q, caller, m, one, t0, noanswer=False)
