@@ -8,9 +8,8 @@ session limit is closed at once (Asterisk then continues the dialplan with
 
 Embedding (e.g. ``dialer demo`` on port 0)::
 
-    server = FastAGIServer(Services(library=FlowLibrary.load(), recorder=..., store=store),
-                           port=0)
-    await server.start()          # server.port is the bound port
+    server = await start_in_process(store)        # flows from config/flows, port 0
+    agi_url = f"agi://127.0.0.1:{server.port}"    # -> the campaign's DIALER_AGI
     ...
     await server.close(grace=5)   # stop accepting, let live sessions end, then interrupt
 """
@@ -19,13 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from dialer.errors import ProtocolError
 from dialer.privacy import scrub
+from dialer.store import Store
 from ivr.agi import AGIConnection, AGIEnvironment, Command, Reply
 from ivr.driver import READ_SIZE, drive_async, poll_environment, poll_reply, precheck
 from ivr.engine import Services, SessionOutcome, run_session
@@ -239,3 +243,34 @@ class FastAGIServer:
             time.monotonic() - started,
             f" error={scrub(outcome.error)[:120]}" if outcome.error else "",
         )
+
+
+async def start_in_process(
+    store: Store,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    flows_dir: Path | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
+    **options: Any,
+) -> FastAGIServer:
+    """One call for another asyncio program (e.g. ``dialer demo``): load the flows, record
+    to ``store``, listen (port 0 = any free port). ``server.port`` is the bound port; pass
+    ``f"agi://{host}:{server.port}"`` as ``DIALER_AGI``; ``await server.close()`` at the end."""
+    from ivr.flow import FlowLibrary
+    from ivr.record import StoreRecorder
+
+    now = clock or _utc_now
+    services = Services(
+        library=FlowLibrary.load(flows_dir),
+        recorder=StoreRecorder(store, now),
+        store=store,
+        clock=now,
+    )
+    server = FastAGIServer(services, host=host, port=port, **options)
+    await server.start()
+    return server
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -261,3 +261,16 @@ async def test_session_log_masks_personal_data(
     assert "status=completed result=activated" in text
     assert "8613800000486" not in text and ID_LAST6 not in text
     assert "0486" in text  # the masked channel keeps the last four
+
+
+async def test_start_in_process_for_other_programs(store: Store) -> None:
+    from ivr.fastagi import start_in_process
+
+    srv = await start_in_process(store, header_timeout=1.0)
+    try:
+        aid = seed_attempt(store, "opt_out")
+        pbx = await session(srv, f"opt_out?attempt={aid}", Persona(answers=["9"]))
+        assert pbx.variables["IVR_RESULT"] == "opted_out"
+    finally:
+        await srv.close(grace=1)
+    assert sessions(store)[0].result == "opted_out"
