@@ -341,3 +341,45 @@ def test_provisional_100_then_final_reply() -> None:
     conn.receive_data(b"100 result=0 Trying...\n200 result=0\n")
     assert conn.next_event() == agi.Provisional("result=0 Trying...")
     assert conn.next_event() == Reply(Status.SUCCESS, result="0")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(min_size=1, max_size=64),
+            st.sampled_from(
+                [
+                    b"agi_network: yes\n",
+                    b"\n",
+                    b"200 result=1\n",
+                    b"HANGUP\n",
+                    b"520-x\n",
+                    b"520 End\n",
+                    b"511 x\n",
+                ]
+            ),
+        ),
+        max_size=30,
+    ),
+    st.lists(st.booleans(), max_size=30),
+)
+def test_arbitrary_bytes_never_crash_the_core(chunks: list[bytes], sends: list[bool]) -> None:
+    """Whatever a peer sends: typed events or a RemoteProtocolError, never anything else,
+    and end-of-stream always ends in ConnectionClosed."""
+    conn = AGIConnection()
+    try:
+        for i, chunk in enumerate(chunks):
+            conn.receive_data(chunk)
+            while (ev := conn.next_event()) is not NEED_DATA:
+                assert isinstance(ev, (AGIEnvironment, Reply, HangupRequested, agi.Provisional))
+            if i < len(sends) and sends[i] and conn.state is agi.State.IDLE:
+                conn.send(agi.answer())
+        conn.receive_data(b"")
+        events = []
+        while (ev := conn.next_event()) is not NEED_DATA:
+            events.append(ev)
+        assert isinstance(events[-1], ConnectionClosed)
+        assert conn.state is agi.State.CLOSED
+    except RemoteProtocolError:
+        pass
