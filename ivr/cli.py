@@ -100,7 +100,10 @@ def cli(ctx: click.Context, db_url: str | None, flows_dir: Path | None, verbose:
 def serve(
     app: IvrApp, host: str, port: int, header_timeout: float, max_sessions: int, grace: float
 ) -> None:
-    """Run the FastAGI server (AGI(agi://host:port/<flow>?attempt=<id>))."""
+    """Run the FastAGI server (AGI(agi://host:port/<flow>?attempt=<id>)).
+
+    SIGTERM/SIGINT: graceful shutdown. SIGHUP: reload the flows (an invalid file is refused
+    and the running flows stay)."""
     services = app.services()
 
     async def main() -> None:
@@ -117,6 +120,16 @@ def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+
+        def reload() -> None:
+            try:
+                names = server.reload_flows(app.flows_dir)
+                click.echo(f"ivr: flows reloaded: {', '.join(names)}", err=True)
+            except DialerError as exc:
+                click.echo(f"ivr: reload refused, flows unchanged: {exc}", err=True)
+
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGHUP, reload)
         serving = asyncio.create_task(server.serve_forever())
         await stop.wait()
         click.echo(

@@ -169,6 +169,18 @@ class FastAGIServer:
             self._executor.shutdown(wait=True)
         log.info("FastAGI closed")
 
+    def reload_flows(self, directory: Path | None = None) -> list[str]:
+        """Load the flows again and swap the whole library; live sessions keep the flow they
+        started with. An invalid file is refused with the reason and the old library stays
+        (raises ``FlowDefinitionError``). Returns the flow names now served."""
+        from ivr.flow import FlowLibrary
+
+        extra = {k: v for k, v in self.services.library.hooks.items()}
+        library = FlowLibrary.load(directory, hooks=extra)
+        self.services.library = library
+        log.info("flows reloaded: %s", ", ".join(sorted(library.flows)))
+        return sorted(library.flows)
+
     async def __aenter__(self) -> FastAGIServer:
         await self.start()
         return self

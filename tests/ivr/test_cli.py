@@ -38,6 +38,9 @@ async def test_serve_port_zero_then_sigterm(store: Store, db_url: str) -> None:
         pbx = FakeAsterisk(Persona(answers=["2"]))
         await run_tcp(port, pbx, header(f"satisfaction_survey?attempt={aid}"))
         assert pbx.variables["IVR_RESULT"] == "rated_2"
+        proc.send_signal(signal.SIGHUP)  # reload the flows; the server keeps running
+        while "flows reloaded" not in (line := await asyncio.to_thread(proc.stderr.readline)):
+            assert line, "server exited on SIGHUP"
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 20) == 0
         rest = proc.stderr.read()

@@ -9,6 +9,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from ivr_fakepbx import FakeAsterisk, Persona, header, run_tcp
@@ -274,3 +275,29 @@ async def test_start_in_process_for_other_programs(store: Store) -> None:
     finally:
         await srv.close(grace=1)
     assert sessions(store)[0].result == "opted_out"
+
+
+async def test_reload_flows_swaps_whole_library_or_refuses(
+    services: Services, tmp_path: Path
+) -> None:
+    from ivr.errors import FlowDefinitionError
+    from ivr.flow import default_flows_dir
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "notice.yaml").write_text(
+        (default_flows_dir() / "notice.yaml").read_text(encoding="utf-8")
+    )
+    srv = FastAGIServer(services, port=0)
+    await srv.start()
+    try:
+        assert srv.reload_flows(flows) == ["notice"]
+        pbx = await session(srv, "satisfaction_survey", Persona())
+        assert pbx.commands == []  # no longer served
+        (flows / "broken.yaml").write_text("name: broken\nstart: nowhere\nnodes: {}\n")
+        with pytest.raises(FlowDefinitionError):
+            srv.reload_flows(flows)
+        pbx = await session(srv, "notice", Persona())
+        assert pbx.variables["IVR_RESULT"] == "notified"  # old library still serving
+    finally:
+        await srv.close(grace=1)
