@@ -39,11 +39,13 @@ async def test_serve_port_zero_then_sigterm(store: Store, db_url: str) -> None:
         await run_tcp(port, pbx, header(f"satisfaction_survey?attempt={aid}"))
         assert pbx.variables["IVR_RESULT"] == "rated_2"
         proc.send_signal(signal.SIGHUP)  # reload the flows; the server keeps running
+        seen = []
         while "flows reloaded" not in (line := await asyncio.to_thread(proc.stderr.readline)):
             assert line, "server exited on SIGHUP"
+            seen.append(line)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 20) == 0
-        rest = proc.stderr.read()
+        rest = "".join(seen) + proc.stderr.read()
         assert "shutting down" in rest and "FastAGI closed" in rest
         assert "session flow=satisfaction_survey" in rest
     finally:
