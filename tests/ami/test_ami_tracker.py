@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from ami_replay import fixture, parse, replay
+from ami_replay import Register, fixture, parse, replay, run_steps, steps
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dialer.ami.messages import Event, Headers
 from dialer.ami.transcript import read_transcript
@@ -265,3 +267,50 @@ def test_signals_cover_every_state() -> None:
             continue
         assert (state, Signal.END) in TRANSITIONS
     assert not [k for k in TRANSITIONS if k[0] is AttemptState.ENDED]
+
+
+# -- order independence --------------------------------------------------------------------
+
+CASES = {
+    "ami-failures.txt": None,
+    "ami-amd.txt": [AMD] * 6,
+    "ami-queue-2s-rule.txt": [QUEUE] * 3,
+    "ami-queue.txt": [QUEUE],
+    "ami-queue-wrapup.txt": [QUEUE] * 3,
+    "ami-noagi.txt": [IVR],
+    "ami-extras.txt": [CallPlan(), IVR] + [CallPlan()] * 2,
+}
+STEPS = {name: steps(name) for name in CASES}
+EXPECTED = {name: run_steps(seq, CASES[name]) for name, seq in STEPS.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_originate_response_anywhere_after_the_first_event_gives_the_same_outcome(
+    data: st.DataObject,
+) -> None:
+    """Asterisk sends OriginateResponse after the call's first events, but how long after
+    races with the legs (recorded: before DialBegin, between the two Hangups, at the end).
+    Wherever it lands, the outcome and the timestamps of the answer must not change."""
+    name = data.draw(st.sampled_from(sorted(STEPS)))
+    seq = list(STEPS[name])
+    ors = [i for i, m in enumerate(seq) if isinstance(m, Event) and m.name == "OriginateResponse"]
+    i = data.draw(st.sampled_from(ors))
+    orr = seq[i]
+    assert isinstance(orr, Event)
+    reg = max(j for j in range(i) if isinstance(seq[j], Register))
+    firsts = [
+        j
+        for j in range(reg, i)
+        if isinstance(seq[j], Event) and seq[j].name == "Newchannel"  # type: ignore[union-attr]
+    ]
+    if not firsts:
+        return
+    k = data.draw(st.integers(firsts[0] + 1, i))
+    moved = seq[:i] + seq[i + 1 :]
+    moved.insert(k, orr)
+    got = run_steps(moved, CASES[name])
+    want = EXPECTED[name]
+    assert [f.outcome for f in sorted(got.finished, key=lambda f: f.attempt_id)] == [
+        f.outcome for f in sorted(want.finished, key=lambda f: f.attempt_id)
+    ]
