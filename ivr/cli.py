@@ -148,7 +148,10 @@ def serve(
 @click.argument("args", nargs=-1)
 @pass_ivr
 def agi_command(app: IvrApp, flow: str, args: tuple[str, ...]) -> None:
-    """Process AGI over stdin/stdout: exten => s,n,AGI(ivr,agi,FLOW,attempt=ID)."""
+    """Process AGI over stdin/stdout, for AGI(ivr-agi,FLOW,attempt=ID).
+
+    ``ivr-agi`` is a two-line wrapper in Asterisk's agi-bin that sets DIALER_DB and
+    DIALER_SECRET_KEY and runs ``ivr agi "$@"`` (see ivr/README.md)."""
     # Asterisk signals a hang-up with SIGHUP *and* the HANGUP line; the line is what we
     # act on, so the signal must not kill the process before the result is recorded.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
