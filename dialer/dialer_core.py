@@ -135,6 +135,7 @@ class DialerCore:
         self._queue_status_cbs: list[Callable[[Sequence[Event]], None]] = []
         self._writes: list[Update] = []
         self._write_wakeup = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._idle = asyncio.Event()
@@ -275,10 +276,12 @@ class DialerCore:
                 )
             )
         await self._flush()
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        async with self._flush_lock:  # never cancel the writer in the middle of a batch
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks = []
         await self._flush()
         await self.client.close()
@@ -416,6 +419,10 @@ class DialerCore:
             await self._flush()
 
     async def _flush(self) -> None:
+        async with self._flush_lock:
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
         if not self._writes:
             return
         batch, self._writes = self._writes, []

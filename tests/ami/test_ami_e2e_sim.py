@@ -145,3 +145,27 @@ async def test_graceful_stop_ends_live_calls_interrupted(store: Store, pbx: SimP
         await core.originate(ids[0])
     with store.session() as s:
         assert {r.outcome for r in s.scalars(select(Attempt))} == {"interrupted"}
+
+
+async def test_originate_waits_at_the_gate_through_an_outage(store: Store, pbx: SimPbx) -> None:
+    """The PBX refuses connections for a while: nothing is dialled until the client is back,
+    logged in and resynced; then the Originate goes out exactly once."""
+    cid = campaign(store)
+    [a] = attempts(store, cid, ["+8613800009486"])
+    core = make_core(store, pbx)
+    done = collector(core)
+    await core.start()
+    await core.wait_ready(5)
+    pbx.faults.refuse_for(3.0)
+    pbx.faults.drop_all()
+    task = asyncio.create_task(core.originate(a))
+    await asyncio.sleep(0.3)  # the client retries and is refused meanwhile
+    assert not task.done() and not core.ready
+    assert not [e for e in pbx.events if e.name == "Newchannel"]
+    await pbx.clock.advance(4)
+    assert await asyncio.wait_for(task, 5) is OriginateStatus.QUEUED
+    assert core.client.connections >= 2 and core.last_resync["channels"] == 0
+    await run_until(pbx, core, lambda: bool(done))
+    await core.stop(grace_s=0)
+    assert [f.outcome for f in done] == [Outcome.BUSY]
+    assert all(n == 1 for n in originated(pbx).values())
