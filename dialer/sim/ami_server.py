@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dialer.sim.engine import Engine, OriginateRequest, parse_callerid
 from dialer.sim.events import AmiEvent, format_event, format_message
@@ -118,6 +119,7 @@ class AmiServer:
         self.timestamps = timestamps
         self.sessions: set[Session] = set()
         self._order: list[Session] = []
+        self._handlers: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
         self._refuse_until: float = -1.0
         self.port: int = 0
@@ -136,6 +138,9 @@ class AmiServer:
 
     async def stop(self) -> None:
         self.drop_all()
+        handlers = [t for t in self._handlers if not t.done()]
+        if handlers:
+            await asyncio.wait(handlers, timeout=1.0)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -170,6 +175,10 @@ class AmiServer:
         if self.engine.clock.now() < self._refuse_until:
             writer.transport.abort()
             return
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
         peer = str(writer.get_extra_info("peername"))
         s = Session(writer, peer, read=self.read)
         self.sessions.add(s)
