@@ -50,7 +50,7 @@ from dialer.originate import OriginateRequest, build_originate
 from dialer.outcomes import AttemptState, Outcome
 from dialer.store import Store
 from dialer.store.models import Attempt, Campaign, Contact, IvrSession
-from dialer.tracker import CallTracker, Finished, Transition, Update
+from dialer.tracker import CallPlan, CallTracker, Finished, Transition, Update
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,10 @@ class DialerCore:
         tick_s: float = 0.5,
         ready_timeout_s: float = 30.0,
         flush_s: float = 0.05,
+        owner: str = "dialer",
     ) -> None:
         self.store = store
+        self.owner = owner
         self.client = client
         self.agi_url = agi_url
         self.clock = clock
@@ -148,6 +150,7 @@ class DialerCore:
         self.illegal_transitions = 0
         self.finished_count = 0
         self.last_resync: dict[str, int] = {}
+        self.recovered = 0
         client.on_connect = self._resync
         client.add_listener(self._on_event)
         client.add_disconnect_listener(self._on_disconnect)
@@ -181,6 +184,24 @@ class DialerCore:
         return len(self.tracker.calls)
 
     async def start(self) -> None:
+        """Recover this owner's open attempts from the store, then connect.
+
+        A dialer that died (kill -9, power) left attempts with a ``channel_id`` and no
+        outcome. They are followed again: the first resync after login keeps those whose
+        channels are still live and ends the others ``unknown``.
+        """
+        loop = asyncio.get_running_loop()
+        open_calls = await loop.run_in_executor(self._db, self._open_attempts)
+        for attempt_id, channel_id, other, plan, originated in open_calls:
+            if attempt_id not in self.tracker.calls:
+                self.tracker.register(
+                    attempt_id, channel_id, other_channel_id=other, plan=plan, now=originated
+                )
+                self.recovered += 1
+        if open_calls:
+            log.warning("recovered %d open attempts; the first resync decides", len(open_calls))
+            self.tracker.mark_disconnected(self.clock())
+            self._idle.clear()
         self._tasks = [
             asyncio.create_task(self._writer(), name="dialer-core-writer"),
             asyncio.create_task(self._ticker(), name="dialer-core-ticker"),
@@ -339,6 +360,32 @@ class DialerCore:
             spec = self._specs[key] = spec_of(campaign)
         return spec
 
+    def _open_attempts(self) -> list[tuple[int, str, str | None, CallPlan, float]]:
+        out = []
+        with self.store.session() as s:
+            rows = s.scalars(
+                select(Attempt).where(Attempt.outcome.is_(None), Attempt.channel_id.is_not(None))
+            ).all()
+            for row in rows:
+                detail = row.detail or {}
+                if detail.get("owner", self.owner) != self.owner or row.channel_id is None:
+                    continue
+                campaign = s.get(Campaign, row.campaign_id)
+                if campaign is None:
+                    continue
+                spec = self._spec(campaign)
+                plan = CallPlan(
+                    amd=spec.amd,
+                    flow=spec.flow,
+                    queue=spec.queue,
+                    ring_timeout_s=spec.pacing.ring_timeout_s,
+                )
+                originated = (row.originated_at or row.created_at).timestamp()
+                out.append(
+                    (row.id, row.channel_id, detail.get("other_channel_id"), plan, originated)
+                )
+        return out
+
     async def _prepare_batched(self, attempt_id: int) -> OriginateRequest | NotDialled:
         fut: asyncio.Future[OriginateRequest | NotDialled] = (
             asyncio.get_running_loop().create_future()
@@ -405,7 +452,11 @@ class DialerCore:
         attempt.channel_id = req.channel_id
         attempt.state = AttemptState.DIALING.value
         attempt.originated_at = _ts(self.clock())
-        attempt.detail = {**(attempt.detail or {}), "other_channel_id": req.other_channel_id}
+        attempt.detail = {
+            **(attempt.detail or {}),
+            "other_channel_id": req.other_channel_id,
+            "owner": self.owner,
+        }
         return req
 
     def _apply(self, updates: list[Update]) -> None:

@@ -3,6 +3,7 @@ simulated agents, AMD from the far side's audio) and our FastAGI IVR server, ove
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
@@ -148,3 +149,41 @@ async def test_ivr_flow_completed_and_customer_hangup(store: Store, pbx: SimPbx)
             )
         }
     assert statuses == {silent.id: "completed", gone.id: "hangup"}
+
+
+async def test_a_dialer_killed_mid_calls_is_recovered_by_the_next_one(
+    store: Store, pbx: SimPbx
+) -> None:
+    """kill -9 of the dialer with calls live: the next process reads the open attempts from the
+    store, resyncs, follows the live calls to their real outcome and ends the gone ones
+    `unknown`. Nothing is dialled again."""
+    cid = campaign(store, name="recover")
+    ids = attempts(store, cid, ["+8613800010480", "+8613800010111", "+8613800010222"])
+    first = make_core(store, pbx)
+    await first.start()
+    await first.wait_ready(5)
+    for a in ids:
+        await first.originate(a)
+    await pbx.clock.advance(1.5)  # rung, answered; nobody has hung up yet
+    await asyncio.sleep(0.05)
+    assert first.live_calls() == 3
+    # the process dies: its connection goes, its memory goes, nothing is written
+    for task in first._tasks:
+        task.cancel()
+    first.client._closing = True
+    first.client.drop()
+    await asyncio.sleep(0.05)
+    await pbx.clock.advance(2)  # ...222 hangs up while no dialer is running
+    second = make_core(store, pbx)
+    done = collector(second)
+    await second.start()
+    assert second.recovered == 3
+    await second.wait_ready(5)
+    await run_until(pbx, second, lambda: len(done) == 3, step=0.5)
+    await second.stop(grace_s=0)
+    by = {f.attempt_id: f for f in done}
+    assert by[ids[0]].outcome is Outcome.NO_ANSWER  # still ringing at the resync: followed
+    assert by[ids[1]].outcome is Outcome.AGENT_HANDLED and by[ids[1]].facts.resynced
+    assert by[ids[2]].outcome is Outcome.UNKNOWN  # ended with no dialer watching
+    newchannels = [e.get("Uniqueid") for e in pbx.events if e.name == "Newchannel"]
+    assert len(newchannels) == len(set(newchannels))
