@@ -49,7 +49,7 @@ from dialer.errors import (
 from dialer.originate import OriginateRequest, build_originate
 from dialer.outcomes import AttemptState, Outcome
 from dialer.store import Store
-from dialer.store.models import Attempt, Campaign, Contact, IvrSession
+from dialer.store.models import Attempt, CallEvent, Campaign, Contact, IvrSession
 from dialer.tracker import CallPlan, CallTracker, Finished, Transition, Update
 
 log = logging.getLogger(__name__)
@@ -123,9 +123,11 @@ class DialerCore:
         ready_timeout_s: float = 30.0,
         flush_s: float = 0.05,
         owner: str = "dialer",
+        trail: bool = False,
     ) -> None:
         self.store = store
         self.owner = owner
+        self.trail = trail  # write each transition as a CallEvent row
         self.client = client
         self.agi_url = agi_url
         self.clock = clock
@@ -507,6 +509,15 @@ class DialerCore:
                 if isinstance(u, Transition):
                     if u.after is not AttemptState.ENDED:
                         states[u.attempt_id] = u.after
+                    if self.trail and s.get(Attempt, u.attempt_id) is not None:
+                        s.add(
+                            CallEvent(
+                                attempt_id=u.attempt_id,
+                                at=_ts(u.at),
+                                kind=u.after.value,
+                                detail={"signal": u.signal.value, "from": u.before.value},
+                            )
+                        )
                     continue
                 states.pop(u.attempt_id, None)
                 item = self._finish_row(s, u)

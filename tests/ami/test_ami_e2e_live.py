@@ -18,7 +18,7 @@ from dialer.sim.engine import ChannelHungup
 from dialer.sim.queues import AgentBehaviour
 from dialer.sim.sounds import Media, Prompt
 from dialer.store import Store
-from dialer.store.models import Attempt, IvrSession
+from dialer.store.models import Attempt, CallEvent, IvrSession
 
 ivr_engine = pytest.importorskip("ivr.engine")
 ivr_fastagi = pytest.importorskip("ivr.fastagi")
@@ -63,10 +63,17 @@ async def pbx() -> AsyncIterator[SimPbx]:
     await p.stop()
 
 
-async def dial(store: Store, pbx: SimPbx, phones: list[str], agi_port: int = 4573, **spec: Any):  # type: ignore[no-untyped-def]
+async def dial(  # type: ignore[no-untyped-def]
+    store: Store,
+    pbx: SimPbx,
+    phones: list[str],
+    agi_port: int = 4573,
+    trail: bool = False,
+    **spec: Any,
+):
     cid = campaign(store, name=f"c{len(phones)}{abs(hash(tuple(phones))) % 9999}", **spec)
     ids = attempts(store, cid, phones)
-    core = make_core(store, pbx)
+    core = make_core(store, pbx, trail=trail)
     core.agi_url = f"agi://127.0.0.1:{agi_port}"
     done = collector(core)
     await core.start()
@@ -83,12 +90,20 @@ async def dial(store: Store, pbx: SimPbx, phones: list[str], agi_port: int = 457
 async def test_queue_agent_handled_and_customer_gone_before_the_agent(
     store: Store, pbx: SimPbx
 ) -> None:
-    (handled,) = await dial(store, pbx, ["+8613800005111"])
+    (handled,) = await dial(store, pbx, ["+8613800005111"], trail=True)
     assert handled.outcome == Outcome.AGENT_HANDLED
     assert handled.queue == QUEUE and handled.agent and handled.live_answer
     assert handled.answered_at <= handled.queued_at <= handled.bridged_at <= handled.ended_at
     assert handled.bridged_at - handled.queued_at < dt.timedelta(seconds=2)
     assert handled.next_attempt_at is None  # agent_handled has no retry: final
+    with store.session() as s:
+        trail = [
+            e.kind
+            for e in s.scalars(
+                select(CallEvent).where(CallEvent.attempt_id == handled.id).order_by(CallEvent.id)
+            )
+        ]
+    assert trail == ["ringing", "answered", "queued", "with_agent", "ended"]
 
 
 async def test_queue_timeout_is_an_abandon_with_the_safe_harbour_message(
