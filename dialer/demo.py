@@ -179,7 +179,9 @@ class SimFloor:
         http_port: int | None = None,
         http_host: str = "127.0.0.1",
         max_channels: int = 500,
+        record: bool = False,
     ) -> None:
+        self.record = record
         self.store = store
         self.settings = settings
         self.start_at = start
@@ -207,7 +209,11 @@ class SimFloor:
         os.environ.setdefault("DIALER_AMI_SECRET", secrets.token_hex(16))
         self.clock = RealClock(speed=self.speed, start_epoch=self.start_at.timestamp())
         self.pbx = SimPbx(
-            clock=self.clock, scenario=self.scenario, queues=self.queues or True, seed=self.seed
+            clock=self.clock,
+            scenario=self.scenario,
+            queues=self.queues or True,
+            seed=self.seed,
+            record=self.record,
         )
         self.ami_port = await self.pbx.start("127.0.0.1", 0)
         clock = self.clock

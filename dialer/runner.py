@@ -109,21 +109,18 @@ def _dt(epoch: float) -> dt.datetime:
 
 
 class RateLimiter:
-    """``calls_per_second`` as a sliding window: at most ``rate`` dials in any one second
-    (below one per second: one dial per ``1/rate`` seconds). No bursts."""
+    """``calls_per_second`` as a pacer: Originates leave at least ``1/rate`` seconds apart, so
+    no second ever holds more than ``rate`` of them (no bursts)."""
 
     def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.window = 1.0 if rate >= 1 else 1.0 / rate
-        self.cap = max(1, int(rate))
-        self.sent: deque[float] = deque()
+        self.interval = 1.0 / rate
+        self.next_at = float("-inf")
 
-    def take(self, want: int, now: float) -> int:
-        while self.sent and now - self.sent[0] >= self.window:
-            self.sent.popleft()
-        n = max(0, min(want, self.cap - len(self.sent)))
-        self.sent.extend([now] * n)
-        return n
+    def reserve(self, now: float) -> float:
+        """The clock time at which one more call may be sent (``now`` or later)."""
+        at = max(now, self.next_at)
+        self.next_at = at + self.interval
+        return at
 
 
 @dataclass
@@ -198,6 +195,8 @@ class Dialer:
         self._occ_mark: tuple[float, float, float] | None = None  # (at, busy, logged) at last point
         self._occ_at: float | None = None
         self.on_outcome: list[Callable[[str, FinishedAttempt], None]] = []
+        #: observers of every pacing decision: (campaign run, input, calls to place)
+        self.on_decision: list[Callable[[CampaignRun, PacingInput, int], None]] = []
         core.subscribe(self._on_ami_event)
         core.on_queue_status(self._on_queue_status)
         core.on_finished(self._on_finished)
@@ -351,7 +350,10 @@ class Dialer:
         room = (
             self.max_channels - self.core.live_calls() - sum(r.pending for r in self.runs.values())
         )
-        return max(0, min(n, room))
+        n = max(0, min(n, room))
+        for cb in self.on_decision:
+            cb(run, inp, n)
+        return n
 
     @property
     def _progressive(self) -> Policy:
@@ -369,9 +371,7 @@ class Dialer:
             while run.preview_requests:
                 wants.append(run.preview_requests.popleft())
         else:
-            n = self.decide(run, now)
-            n = run.limiter.take(n, now)
-            wants = [None] * n
+            wants = [None] * self.decide(run, now)
         if not wants:
             return
         run.pending += len(wants)
@@ -415,6 +415,9 @@ class Dialer:
 
     async def _originate(self, run: CampaignRun, attempt_id: int, agent: str | None) -> None:
         try:
+            slot = run.limiter.reserve(self.clock.time())
+            while (wait := slot - self.clock.time()) > 0:
+                await self.clock.sleep(wait)
             status = await self.core.originate(attempt_id)
             run.dialled += 1
             if status is OriginateStatus.REJECTED:
