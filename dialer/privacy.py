@@ -30,7 +30,9 @@ def keyed_hash(value: str, *, purpose: str, env: Mapping[str, str] | None = None
     return _PREFIX + mac.hexdigest()
 
 
-def matches_hash(value: str, stored: str, *, purpose: str, env: Mapping[str, str] | None = None) -> bool:
+def matches_hash(
+    value: str, stored: str, *, purpose: str, env: Mapping[str, str] | None = None
+) -> bool:
     """Constant-time check of typed digits against a stored keyed hash."""
     return hmac.compare_digest(keyed_hash(value, purpose=purpose, env=env), stored)
 
