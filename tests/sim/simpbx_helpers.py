@@ -1,9 +1,14 @@
-"""Helpers for the simulated-PBX tests: a raw-socket AMI client."""
+"""Helpers for the simulated-PBX tests: a raw-socket AMI client, a tiny FastAGI server,
+the dialer's Originate."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
+
+from dialer.sim.engine import OriginateRequest
+from dialer.sim.events import AmiEvent
 
 SECRET = os.environ.get("DIALER_AMI_SECRET", "test-only-ami-secret")
 
@@ -77,3 +82,84 @@ class RawAmi:
             await self.writer.wait_closed()
         except (ConnectionError, OSError):
             pass
+
+
+Script = Callable[[Callable[[str], Awaitable[str]]], Awaitable[None]]
+
+
+class FastAgi:
+    """A tiny FastAGI server for tests: runs ``script(cmd)`` for each session."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.replies: list[tuple[str, str]] = []
+        self.port = 0
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while (await r.readline()).strip():
+            pass
+
+        async def cmd(line: str) -> str:
+            w.write((line + "\n").encode())
+            while True:
+                reply = (await r.readline()).decode().strip()
+                if reply != "HANGUP":
+                    break
+            self.replies.append((line, reply))
+            return reply
+
+        try:
+            await self.script(cmd)
+        finally:
+            w.close()
+
+
+def outbound(
+    number: str, cid: str, agi_port: int = 0, flow: str = "", queue: str = "", hold: int = 2
+) -> OriginateRequest:
+    """The dialer's Originate (notes/contracts.md)."""
+    return OriginateRequest(
+        channel=f"Local/{number}@customer",
+        context="dialer-outbound",
+        exten="s",
+        priority="1",
+        timeout_ms=30000,
+        callerid=("95588", "95588"),
+        channel_id=cid,
+        other_channel_id=cid + "-2",
+        variables=(
+            ("DIALER_ATTEMPT", "1"),
+            ("DIALER_CAMPAIGN", "test"),
+            ("DIALER_FLOW", flow),
+            ("DIALER_QUEUE", queue),
+            ("DIALER_HOLD", str(hold)),
+            ("DIALER_AMD", "off"),
+            ("DIALER_AGI", f"agi://127.0.0.1:{agi_port}"),
+            ("DIALER_LANG", "zh"),
+        ),
+        action_id="a1",
+        is_async=True,
+    )
+
+
+def names(events: list[AmiEvent], uid: str) -> list[str]:
+    return [e.name for e in events if e.get("Uniqueid") == uid]
+
+
+def varsets(events: list[AmiEvent], uid: str) -> dict[str, str]:
+    return {
+        str(e.get("Variable")): str(e.get("Value"))
+        for e in events
+        if e.name == "VarSet" and e.get("Uniqueid") == uid
+    }
