@@ -245,10 +245,10 @@ class SimFloor:
         )
         await self.core.start()
         if self.http_port is not None:
-            from dialer.console.app import start_console
+            from dialer.runner import serve_console
 
-            self.console = await start_console(
-                self.dialer, host=self.http_host, port=self.http_port, store=self.store
+            self.console = await serve_console(
+                self.dialer, host=self.http_host, port=self.http_port, sighup=False
             )
         return self
 

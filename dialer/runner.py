@@ -57,7 +57,7 @@ from dialer.pacing.policies import Policy, make_policy, policy_for_campaign
 from dialer.pacing.types import AbandonCounts, CallInFlight, PacingInput
 from dialer.pacing.types import AgentState as PAgent
 from dialer.privacy import mask_phone
-from dialer.settings import Settings
+from dialer.settings import Settings, load_settings
 from dialer.stats import abandon_rates, outcome_counts
 from dialer.store import Store
 from dialer.store.models import Attempt, AuditEntry, Campaign, Contact
@@ -195,6 +195,7 @@ class Dialer:
         self._occ_mark: tuple[float, float, float] | None = None  # (at, busy, logged) at last point
         self._occ_at: float | None = None
         self.on_outcome: list[Callable[[str, FinishedAttempt], None]] = []
+        self.metrics: Any = None  # dialer.console.DialerMetrics, when the console runs
         #: observers of every pacing decision: (campaign run, input, calls to place)
         self.on_decision: list[Callable[[CampaignRun, PacingInput, int], None]] = []
         core.subscribe(self._on_ami_event)
@@ -420,6 +421,8 @@ class Dialer:
                 await self.clock.sleep(wait)
             status = await self.core.originate(attempt_id)
             run.dialled += 1
+            if self.metrics is not None and status is not OriginateStatus.REJECTED:
+                self.metrics.count_dial(run.spec.name)
             if status is OriginateStatus.REJECTED:
                 log.info("attempt %s: Originate rejected", attempt_id)
         except DialerError as exc:
@@ -558,7 +561,7 @@ class Dialer:
                     abandon_cap=run.spec.pacing.abandon_cap,
                     hopper_eligible=int(run.hopper.get("eligible", 0)),
                     hopper_reasons=dict(run.hopper.get("reasons", {})),
-                    pacing=run.spec.pacing.model_dump(mode="json"),
+                    pacing=run.spec.to_document()["pacing"],
                     outcomes=cache["outcomes"],
                     last_error=run.last_error,
                 )
@@ -711,7 +714,7 @@ class Dialer:
         await asyncio.to_thread(write)
         self._respec(run, new.model_copy(update={"state": run.spec.state}))
         self._wake.set()
-        return new.pacing.model_dump(mode="json")
+        return new.to_document()["pacing"]
 
     async def preview_next(
         self, campaign: str, agent: str, *, actor: str
@@ -750,11 +753,18 @@ class Dialer:
             }
 
     async def reload(self, path: str | None = None, *, actor: str) -> list[str]:
-        """Re-apply campaign files (one, or every campaign's recorded source)."""
+        """Re-apply campaign files (one, or every campaign's recorded source), or swap the
+        settings when ``path`` is the settings file. Invalid input changes nothing."""
+        from pathlib import Path
+
+        if path is not None and self.settings.source is not None:
+            if Path(path).resolve() == Path(self.settings.source).resolve():
+                new = await asyncio.to_thread(load_settings, Path(path))
+                changed = ["settings"] if new != self.settings else []
+                self.settings = new
+                return changed
 
         def work() -> list[str]:
-            from pathlib import Path
-
             with self.store.session() as s:
                 sources = (
                     [Path(path)]
@@ -790,6 +800,38 @@ class Dialer:
         await self.load_campaigns()
         self._wake.set()
         return changed
+
+
+async def serve_console(
+    dialer: Dialer,
+    *,
+    host: str,
+    port: int,
+    watch_config: bool = True,
+    sighup: bool = True,
+) -> tuple[Any, int]:
+    """Start the supervisor console in this loop, with metrics and hot reload wired in."""
+    from prometheus_client import CollectorRegistry
+
+    from dialer.console import DialerMetrics, config_paths, outcome_recorder, start_console
+
+    metrics = DialerMetrics(CollectorRegistry())
+    dialer.metrics = metrics
+    dialer.on_outcome.append(outcome_recorder(metrics))
+    watch = (
+        config_paths(dialer.settings, include_settings=dialer.settings.source is not None)
+        if watch_config
+        else ()
+    )
+    return await start_console(
+        dialer,
+        host=host,
+        port=port,
+        metrics=metrics,
+        watch=watch,
+        sighup=sighup,
+        store=dialer.store,
+    )
 
 
 def request_preview(dialer: Dialer, campaign: str, agent: str) -> None:

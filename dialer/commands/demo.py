@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +69,17 @@ def demo(
         console = info.get("console")
         if console is not None and not as_json:
             click.echo(f"console: http://{http_host}:{console[1]}/", err=True)
+            if generated_token:
+                # a throw-away token made for this demo only, so a newcomer can sign in
+                click.echo(f"console token for this demo: {generated_token}", err=True)
+            else:
+                click.echo("console token: your DIALER_API_TOKEN", err=True)
 
     if keep_running and http_port is None:
         http_port = 8080
+    generated_token = None
+    if http_port is not None and not os.environ.get("DIALER_API_TOKEN"):
+        generated_token = os.environ["DIALER_API_TOKEN"] = secrets.token_urlsafe(18)
     res = asyncio.run(
         run_demo(
             speed=speed,

@@ -69,13 +69,16 @@ def run(
         console = None
         await core.start()
         if not no_console:
-            from dialer.console.app import start_console
+            from dialer.runner import serve_console
 
-            console = await start_console(
+            console = await serve_console(
                 dialer,
                 host=http_host or settings.http.host,
                 port=settings.http.port if http_port is None else http_port,
-                store=store,
+            )
+            click.echo(
+                f"dialer: console on http://{http_host or settings.http.host}:{console[1]}/",
+                err=True,
             )
         try:
             await dialer.run()
