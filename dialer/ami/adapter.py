@@ -233,9 +233,9 @@ class AMIClient:
     async def _run(self) -> None:
         backoff = self.reconnect_min_s
         while not self._closing:
+            logins = self.connections
             try:
                 await self._session()
-                backoff = self.reconnect_min_s  # it had worked: start the back-off again
             except asyncio.CancelledError:
                 raise
             except (OSError, AMIError, ProtocolError, TimeoutError) as exc:
@@ -246,6 +246,8 @@ class AMIClient:
                 log.exception("AMI session failed")
             if self._closing:
                 break
+            if self.connections > logins:
+                backoff = self.reconnect_min_s  # it had worked: start the back-off again
             delay = backoff * (0.5 + self._rng.random())
             backoff = min(backoff * 2, self.reconnect_max_s)
             await asyncio.sleep(delay)
