@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 @click.option("--host", default="127.0.0.1", show_default=True, help="AMI listen address.")
 @click.option("--ami-port", default=5038, show_default=True, type=int, help="AMI port (0 = any).")
 @click.option(
-    "--speed", default=1.0, show_default=True, type=float, help="Time factor (10 = 10x faster)."
+    "--speed",
+    default=None,
+    type=float,
+    help="Time factor (10 = every duration ten times shorter); default: the scenario's, else 1.",
 )
 @click.option(
     "--dialplan",
@@ -45,7 +48,7 @@ def sim_pbx(
     app: AppContext,
     host: str,
     ami_port: int,
-    speed: float,
+    speed: float | None,
     dialplan: Path | None,
     queues: Path | None,
     scenario: Path | None,
@@ -53,14 +56,17 @@ def sim_pbx(
 ) -> None:
     """Run the simulated PBX until interrupted (Ctrl-C)."""
     from dialer.sim import RealClock, SimPbx
+    from dialer.sim.scenario import load_scenario
 
+    if speed is None:
+        speed = (load_scenario(scenario).speed if scenario else None) or 1.0
     if speed <= 0:
         raise click.BadParameter("must be > 0", param_hint="--speed")
     secret = get_secret("ami_secret")
     assert secret is not None
     username = app.settings.ami.username
 
-    async def run() -> None:
+    async def run(speed: float) -> None:
         pbx = SimPbx(
             clock=RealClock(speed),
             dialplan=dialplan,
@@ -82,7 +88,7 @@ def sim_pbx(
         await stop.wait()
         await pbx.stop()
 
-    asyncio.run(run())
+    asyncio.run(run(speed))
 
 
 COMMANDS = [sim_pbx]

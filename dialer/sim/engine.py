@@ -20,6 +20,7 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
 import random
@@ -216,6 +217,7 @@ class Engine:
         self.listeners: list[Listener] = []
         self.channels: dict[str, Channel] = {}
         self.by_uid: dict[str, Channel] = {}
+        self._sorted_uids: list[str] = []
         self._chan_seq = itertools.count()
         self._uid_seq = itertools.count(1)
         self._thread_seq = itertools.count(140633771603648, 512)
@@ -279,8 +281,12 @@ class Engine:
         return f"{int(self.clock.epoch())}.{next(self._uid_seq)}"
 
     def id_in_use(self, cid: str) -> bool:
-        """Asterisk matches ChannelIds by prefix against live channels (recorded quirk)."""
-        return any(uid.startswith(cid) or cid.startswith(uid) for uid in self.by_uid)
+        """Asterisk matches ChannelIds by prefix against live channels (recorded quirk):
+        ``conc-1`` collides with a live ``conc-10;2``. O(log n + len(cid)), not a scan."""
+        i = bisect.bisect_left(self._sorted_uids, cid)
+        if i < len(self._sorted_uids) and self._sorted_uids[i].startswith(cid):
+            return True
+        return any(cid[:k] in self.by_uid for k in range(1, len(cid) + 1))
 
     def new_channel(
         self, name: str, uniqueid: str, linkedid: str, device: str, state: ChannelState
@@ -288,7 +294,15 @@ class Engine:
         ch = Channel(name, uniqueid, linkedid, device, self.clock.now(), state=state)
         self.channels[name] = ch
         self.by_uid[uniqueid] = ch
+        bisect.insort(self._sorted_uids, uniqueid)
         return ch
+
+    def _forget(self, ch: Channel) -> None:
+        self.channels.pop(ch.name, None)
+        if self.by_uid.pop(ch.uniqueid, None) is not None:
+            i = bisect.bisect_left(self._sorted_uids, ch.uniqueid)
+            if i < len(self._sorted_uids) and self._sorted_uids[i] == ch.uniqueid:
+                del self._sorted_uids[i]
 
     def find_channel(self, ident: str) -> Channel | None:
         ch = self.channels.get(ident) or self.by_uid.get(ident)
@@ -464,8 +478,7 @@ class Engine:
             (("Cause", str(ch.hangupcause)), ("Cause-txt", cause_text(ch.hangupcause))),
         )
         self.device_state(ch.device, "NOT_INUSE")
-        self.channels.pop(ch.name, None)
-        self.by_uid.pop(ch.uniqueid, None)
+        self._forget(ch)
         b = ch.bridged
         if b is not None and b.alive and b.bridged is ch:
             b.bridged = None
@@ -587,8 +600,7 @@ class Engine:
             one.alive = False
             self.chan_event("Hangup", one, (("Cause", "0"), ("Cause-txt", cause_text(0))))
             for c in (one, two):
-                self.channels.pop(c.name, None)
-                self.by_uid.pop(c.uniqueid, None)
+                self._forget(c)
             self.device_state(one.device, "INVALID")
             self.device_state(one.device, "INVALID")
             self.calls_processed += 1

@@ -156,6 +156,7 @@ class Caller:
     options: str = ""
     give_up: Any = None
     ringing: bool = False
+    wake_fut: asyncio.Future[tuple[str, str | None]] | None = None
 
 
 @dataclass
@@ -198,7 +199,6 @@ class Queue:
         self.abandoned = 0
         self.completed_in_sl = 0
         self.rr_next = 0
-        self.wake: asyncio.Event = asyncio.Event()
 
     # ------------------------------------------------------------------ stats
     def srvlevelperf(self) -> str:
@@ -314,7 +314,26 @@ class QueueManager:
 
     def _wake_all(self) -> None:
         for q in self.queues.values():
-            q.wake.set()
+            self._notify(q)
+
+    def _notify(self, q: Queue) -> None:
+        """Wake as many waiting callers (from the head, skipping those already ringing an
+        agent) as there are free members: O(free), not one task per waiting caller."""
+        free = self._free_count(q)
+        n = 0
+        for c in q.callers:
+            if n >= free:
+                break
+            if c.ringing:
+                continue
+            if c.wake_fut is not None:
+                _resolve(c.wake_fut, ("wake", None))
+            n += 1
+
+    def _wrapup_over(self, iface: str) -> None:
+        for q in self.queues.values():
+            if iface in q.members:
+                self._notify(q)
 
     # ------------------------------------------------------------------ public API (scenario)
     def add_member(
@@ -329,7 +348,7 @@ class QueueManager:
             f"Queue:{q.name}_pause_{iface}", "INUSE" if paused else "NOT_INUSE"
         )
         self.member_event("QueueMemberAdded", q, m)
-        q.wake.set()
+        self._notify(q)
         return True
 
     def remove_member(self, queue: str, iface: str) -> bool:
@@ -356,7 +375,7 @@ class QueueManager:
                 f"Queue:{q.name}_pause_{iface}", "INUSE" if paused else "NOT_INUSE"
             )
             self.member_event("QueueMemberPause", q, m)
-            q.wake.set()
+            self._notify(q)
         return found
 
     def set_unavailable(self, iface: str, unavailable: bool) -> None:
@@ -365,7 +384,7 @@ class QueueManager:
             if m is not None and m.unavailable != unavailable:
                 m.unavailable = unavailable
                 self.member_event("QueueMemberStatus", q, m)
-                q.wake.set()
+                self._notify(q)
 
     # ------------------------------------------------------------------ the application
     async def run_queue_app(self, ch: Channel, data: str) -> None:
@@ -455,7 +474,7 @@ class QueueManager:
             q.callers.remove(caller)
         for i, c in enumerate(q.callers, 1):
             c.position = i
-        q.wake.set()  # the callers behind move up
+        self._notify(q)  # the callers behind move up
         if not q.callers:
             e.device_state(f"Queue:{q.name}", "NOT_INUSE")
         e.chan_event(
@@ -539,12 +558,8 @@ class QueueManager:
                 return "timeout"
             members = self._pick(q) if self._our_turn(q, caller) else []
             if not members:
-                q.wake.clear()
                 wait_for = None if deadline is None else deadline - now
-                nxt = self._next_wrapup_end(q)
-                if nxt is not None:
-                    wait_for = nxt - now if wait_for is None else min(wait_for, nxt - now)
-                await self._wait_wake(q, ch, wait_for)
+                await self._wait_wake(caller, wait_for)
                 # app_queue re-checks a waiting caller once a second (from its join time)
                 now = e.clock.now()
                 tick = (1.0 - ((now - caller.joined) % 1.0)) % 1.0
@@ -561,7 +576,7 @@ class QueueManager:
                 result = await self._ring(q, caller, members, ring_for)
             finally:
                 caller.ringing = False
-                q.wake.set()
+                self._notify(q)
             if result == "connected":
                 return "connected"
             if result == "hangup":
@@ -589,27 +604,21 @@ class QueueManager:
     def _free_count(self, q: Queue) -> int:
         return sum(1 for m in q.members.values() if self.available(q, m))
 
-    def _next_wrapup_end(self, q: Queue) -> float | None:
-        now = self.engine.clock.now()
-        ends = [t for iface, t in self.wrapup_until.items() if t > now and iface in q.members]
-        return min(ends) if ends else None
-
-    async def _wait_wake(self, q: Queue, ch: Channel, timeout: float | None) -> None:
+    async def _wait_wake(self, caller: Caller, timeout: float | None) -> None:
         e = self.engine
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[tuple[str, str | None]] = loop.create_future()
+        ch = caller.ch
+        fut: asyncio.Future[tuple[str, str | None]] = asyncio.get_running_loop().create_future()
         ch.waiter = fut
+        caller.wake_fut = fut
         h = (
             e.clock.call_later(timeout, _resolve, fut, ("timeout", None))
             if timeout is not None
             else None
         )
-        waker = loop.create_task(q.wake.wait())
-        waker.add_done_callback(lambda _t: _resolve(fut, ("wake", None)))
         try:
             res = await fut
         finally:
-            waker.cancel()
+            caller.wake_fut = None
             if ch.waiter is fut:
                 ch.waiter = None
             if h is not None:
@@ -951,7 +960,9 @@ class QueueManager:
         wrap = m.wrapuptime or q.wrapuptime
         if wrap > 0:
             # app_queue compares whole time_t seconds: free once now - lastcall >= wrapuptime
-            self.wrapup_until[m.interface] = m.last_call + wrap - e.clock.epoch() + e.clock.now()
+            until = m.last_call + wrap - e.clock.epoch() + e.clock.now()
+            self.wrapup_until[m.interface] = until
+            e.clock.call_later(until - e.clock.now(), self._wrapup_over, m.interface)
         self._set_busy(m.interface, False)
         if reason == "caller" or "c" not in caller_options:
             # without option c the caller is hung up when the agent hangs up (recorded)
