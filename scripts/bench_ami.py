@@ -100,10 +100,11 @@ async def bench_live(args: argparse.Namespace) -> None:
     import re
     import subprocess
     import tempfile
+    from collections import Counter
 
     from dialer.ami.adapter import AMIClient
     from dialer.campaigns import CampaignSpec, apply_campaign
-    from dialer.dialer_core import DialerCore
+    from dialer.dialer_core import DialerCore, FinishedAttempt
     from dialer.store import open_store
     from dialer.store.models import Attempt, Contact
 
@@ -140,8 +141,12 @@ async def bench_live(args: argparse.Namespace) -> None:
             row, _ = apply_campaign(s, spec, source=None, actor="bench")
             ids = []
             for i in range(n):
-                # ...480 rings until the Originate timeout: every call stays live `ring` s
-                c = Contact(campaign_id=row.id, phone=f"+86139{i:05d}480", timezone="Asia/Shanghai")
+                # ...480 rings until the Originate timeout: every call stays live `ring` s;
+                # --answer: that share answers (sim default party) and goes to the queue
+                suffix = "111" if (i % 100) < args.answer * 100 else "480"
+                c = Contact(
+                    campaign_id=row.id, phone=f"+86139{i:05d}{suffix}", timezone="Asia/Shanghai"
+                )
                 s.add(c)
                 s.flush()
                 a = Attempt(campaign_id=row.id, contact_id=c.id, phone=c.phone, seq=1, detail={})
@@ -150,7 +155,7 @@ async def bench_live(args: argparse.Namespace) -> None:
                 ids.append(a.id)
         client = AMIClient("127.0.0.1", port, "dialer", secret, action_timeout_s=30)
         core = DialerCore(store, client, agi_url="agi://127.0.0.1:4573")
-        finished: list[object] = []
+        finished: list[FinishedAttempt] = []
         core.on_finished(finished.append)
         await core.start()
         await core.wait_ready(10)
@@ -184,13 +189,19 @@ async def bench_live(args: argparse.Namespace) -> None:
         cpu_all = cpu_s() - cpu0
         events = client.events_in - ev0
         await core.stop(grace_s=0)
-        print(f"calls: {n}, ring {args.ring:g} s each (numbers ...480), asked {args.rate:g}/s")
+        print(
+            f"calls: {n}, {100 * args.answer:.0f}% answered into the queue, the rest ring"
+            f" {args.ring:g} s (numbers ...480); asked {args.rate:g}/s"
+        )
+        print(f"outcomes: {dict(Counter(f.outcome.value for f in finished))}")
         print(f"originates/s sustained : {n / t_dial:8.1f}  ({t_dial:.2f} s to dial all)")
         print(f"peak live calls        : {peak}")
         print(f"AMI events received    : {events} ({events / n:.1f} per call)")
         print(f"AMI events/s (whole run): {events / t_all:8.1f}  over {t_all:.1f} s")
         print(f"AMI events/s (dialling): {ev_dial / t_dial:8.1f}")
-        print(f"dialer CPU per 1000 AMI events: {1000 * cpu_all / events:.3f} s (all work incl. DB)")
+        print(
+            f"dialer CPU per 1000 AMI events: {1000 * cpu_all / events:.3f} s (all work incl. DB)"
+        )
         print(
             f"dialer CPU             : {cpu_all:.2f} s = {1000 * cpu_all / n:.2f} ms per call"
             f" (dialling phase {cpu_dial:.2f} s)"
@@ -225,6 +236,7 @@ def main() -> None:
     lv.add_argument("--rate", type=float, default=200.0, help="originates per second asked")
     lv.add_argument("--ring", type=float, default=20.0, help="ring timeout (s) of every call")
     lv.add_argument("--inflight", type=int, default=64, help="Originates awaiting a reply")
+    lv.add_argument("--answer", type=float, default=0.0, help="share of calls that answer")
     args = ap.parse_args()
     if args.cmd == "framing":
         bench_framing(args)
