@@ -194,6 +194,7 @@ async def bench_live(args: argparse.Namespace) -> None:
             f" {args.ring:g} s (numbers ...480); asked {args.rate:g}/s"
         )
         print(f"outcomes: {dict(Counter(f.outcome.value for f in finished))}")
+        print(f"illegal transitions: {core.illegal_transitions}")
         print(f"originates/s sustained : {n / t_dial:8.1f}  ({t_dial:.2f} s to dial all)")
         print(f"peak live calls        : {peak}")
         print(f"AMI events received    : {events} ({events / n:.1f} per call)")

@@ -105,6 +105,7 @@ async def test_cuts_lose_nothing_dial_nothing_twice_and_reconcile(
     await run_until(pbx, core, lambda: len(done) == len(ids), step=0.5, on_step=maybe_cut)
     await core.stop(grace_s=0)
 
+    assert core.illegal_transitions == 0
     by_id = {f.attempt_id: f for f in done}
     assert len(done) == len(ids) == len(by_id)  # exactly one outcome each, none lost
     assert sum(statuses.values()) == len(ids)

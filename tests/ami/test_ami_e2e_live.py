@@ -82,6 +82,7 @@ async def dial(  # type: ignore[no-untyped-def]
         await core.originate(a)
     await run_until(pbx, core, lambda: len(done) == len(ids), step=0.5, limit=300)
     await core.stop(grace_s=0)
+    assert core.illegal_transitions == 0
     with store.session() as s:
         rows = {r.id: r for r in s.scalars(select(Attempt).where(Attempt.id.in_(ids)))}
     return [rows[a] for a in ids]
