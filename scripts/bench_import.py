@@ -219,6 +219,8 @@ PHASES = {
 def child(phase: str, csv_path: Path, db: Path) -> None:
     res = PHASES[phase](csv_path, db)
     res["peak_mb"] = peak_mb()
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    res["cpu_s"] = ru.ru_utime + ru.ru_stime  # of the whole child (imports included)
     print(json.dumps(res))
 
 
@@ -264,7 +266,9 @@ def main() -> None:
         results[phase] = run_child(phase, csv_path, db)
     hop = run_child("hopper", csv_path, work / "import.db")
 
-    print(f"\n{'phase':28} {'seconds':>8} {'rows/s':>10} {'peak MB':>8} {'x parse':>8}")
+    print(
+        f"\n{'phase':28} {'seconds':>8} {'rows/s':>10} {'cpu s':>7} {'peak MB':>8} {'x parse':>8}"
+    )
     base = results["parse"]["seconds"]
     labels = {
         "parse": "csv parse only (baseline)",
@@ -274,7 +278,8 @@ def main() -> None:
     for phase, r in results.items():
         rate = r["rows"] / r["seconds"] if r["seconds"] else 0.0
         print(
-            f"{labels[phase]:28} {r['seconds']:>8.1f} {rate:>10,.0f} {r['peak_mb']:>8.0f} "
+            f"{labels[phase]:28} {r['seconds']:>8.1f} {rate:>10,.0f} {r['cpu_s']:>7.1f} "
+            f"{r['peak_mb']:>8.0f} "
             f"{r['seconds'] / base:>8.1f}"
         )
     imp = results["import"]
@@ -290,6 +295,7 @@ def main() -> None:
     )
     ok = imp["seconds"] < 90 and imp["peak_mb"] < 500
     print(f"aim (< 90 s, < 500 MB): {'met' if ok else 'NOT met'}")
+    print(f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     if args.keep is None:
         for f in work.iterdir():
             f.unlink()
