@@ -44,6 +44,11 @@ class Party:
                 return
             if kind == "777":  # an answering machine: a long greeting
                 await e.play_prompt(ch, Prompt("greeting", 6.0, Media.SPEECH))
+            elif kind == "990":  # asks for an agent: "0" at the notice's options prompt
+                while not any(p.name == "dialer/notice-options" for _, p in ch.media_log):
+                    await e.wait(ch, 0.1)
+                await e.wait(ch, 0.5)
+                await e.send_dtmf(ch, "0")
             elif kind == "888":  # a person: "hello?", then silence
                 await e.play_prompt(ch, Prompt("hello", 0.6, Media.SPEECH))
                 await e.play_prompt(ch, Prompt("quiet", 6.0, Media.SILENCE))
@@ -144,10 +149,10 @@ async def test_ivr_flow_completed_and_customer_hangup(store: Store, pbx: SimPbx)
     server = ivr_fastagi.FastAGIServer(services, host="127.0.0.1", port=0)
     await server.start()
     try:
-        silent, gone = await dial(
+        silent, gone, agent = await dial(
             store,
             pbx,
-            ["+8613800008111", "+8613800008222"],
+            ["+8613800008111", "+8613800008222", "+8613800008990"],
             agi_port=server.port,
             mode="broadcast",
             flow="notice",
@@ -157,6 +162,9 @@ async def test_ivr_flow_completed_and_customer_hangup(store: Store, pbx: SimPbx)
         await server.close(grace=1.0)
     assert silent.outcome == Outcome.COMPLETED and silent.result == "notified"
     assert gone.outcome == Outcome.CUSTOMER_HANGUP
+    # the flow transferred to its queue (an IVR transfer, not hold-limited) and an agent took it
+    assert agent.outcome == Outcome.AGENT_HANDLED and agent.result == "transferred"
+    assert agent.queue == "service-agents" and agent.bridged_at is not None
     with store.session() as s:
         statuses = {
             r.attempt_id: r.status
