@@ -47,6 +47,7 @@ def scenario(agents: int) -> dict[str, Any]:
                 "answer_s": 0.5,
                 "talk_s": TALK_S,
                 "wrapup_s": 2,
+                "exclusive": True,
             }
         ],
     }
@@ -141,8 +142,6 @@ async def run(
     clock = RealClock(speed)
     pbx = SimPbx(clock=clock, scenario=scenario(agents), secret=SECRET)
     qm = pbx.engine.queues
-    for iface in list(qm.queues["activation-agents"].members):
-        qm.remove_member("activation-agents", iface)
     meter = Meter()
     pbx.engine.listeners.append(meter)
     port = await pbx.start()

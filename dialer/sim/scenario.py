@@ -37,6 +37,7 @@ Schema (all durations in seconds; a distribution is a number or
         no_answer_probability: 0.0
         talk_s: {dist: lognormal, mean: 90, sd: 30}
         wrapup_s: 5              # member wrap-up (null: the queue's wrapuptime)
+        exclusive: true          # the queue's static members (queues.conf) are not used
         login_at_s: 0
         logout_at_s: null
         breaks: [{at_s: 3600, duration_s: 600, reason: lunch}]
@@ -151,6 +152,8 @@ class AgentGroup(_Frozen):
     login_at_s: float = 0.0
     logout_at_s: float | None = None
     breaks: tuple[Break, ...] = ()
+    #: the queue's static members from queues.conf leave: this group is the whole floor
+    exclusive: bool = False
 
 
 class Scenario(_Frozen):
@@ -371,6 +374,8 @@ class ScenarioRuntime:
         for g in sc.agents:
             if qm is None or g.queue not in qm.queues:
                 raise ConfigError(f"agents: no queue {g.queue!r} in queues.conf")
+            if g.exclusive:
+                qm.queues[g.queue].members.clear()
             for n in range(1, g.count + 1):
                 iface = g.interface.format(queue=g.queue, n=n)
                 name = g.name.format(queue=g.queue, n=n)

@@ -135,13 +135,12 @@ async def test_long_run_agents_and_answer_rate_match_scenario() -> None:
                 "talk_s": {"dist": "normal", "mean": 60, "sd": 6, "min": 5},
                 "answer_s": 1,
                 "wrapup_s": 20,
+                "exclusive": True,
             }
         ],
     }
     pbx = SimPbx(clock=VirtualClock(), scenario=sc, record=True)
-    qm = pbx.engine.queues
-    for iface in list(qm.queues["service-agents"].members):  # only the scenario's agents
-        qm.remove_member("service-agents", iface)
+    assert len(pbx.engine.queues.queues["service-agents"].members) == 0  # exclusive: only ours
     await pbx.start()
     e = pbx.engine
     n_calls = 520
