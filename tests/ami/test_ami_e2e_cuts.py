@@ -16,9 +16,8 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
-from sim_harness import SECRET, attempts, campaign, collector, make_core, run_until
+from sim_harness import SECRET, Party, attempts, campaign, collector, make_core, run_until
 from sqlalchemy import select
-from test_ami_e2e_live import Party
 
 from dialer.ami.messages import Event, Headers
 from dialer.dialer_core import FinishedAttempt

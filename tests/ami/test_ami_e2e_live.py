@@ -9,14 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sim_harness import SECRET, attempts, campaign, collector, make_core, run_until
+from sim_harness import SECRET, Party, attempts, campaign, collector, make_core, run_until
 from sqlalchemy import select
 
 from dialer.outcomes import Outcome
 from dialer.sim import SimPbx, VirtualClock
-from dialer.sim.engine import ChannelHungup
 from dialer.sim.queues import AgentBehaviour
-from dialer.sim.sounds import Media, Prompt
 from dialer.store import Store
 from dialer.store.models import Attempt, CallEvent, IvrSession
 
@@ -27,34 +25,6 @@ ivr_record = pytest.importorskip("ivr.record")
 
 QUEUE = "activation-agents"
 AGENTS = ["PJSIP/agent101", "PJSIP/agent102", "PJSIP/agent103"]
-
-
-class Party:
-    """The called party, chosen by the number's last three digits."""
-
-    async def run(self, e: Any, ch: Any, number: str) -> None:
-        kind = number[-3:]
-        try:
-            e.ringing(ch)
-            await e.wait(ch, 1.0)
-            e.answer(ch)
-            if kind == "222":  # hangs up one second after answering
-                await e.wait(ch, 1.0)
-                e.request_hangup(ch)
-                return
-            if kind == "777":  # an answering machine: a long greeting
-                await e.play_prompt(ch, Prompt("greeting", 6.0, Media.SPEECH))
-            elif kind == "990":  # asks for an agent: "0" at the notice's options prompt
-                while not any(p.name == "dialer/notice-options" for _, p in ch.media_log):
-                    await e.wait(ch, 0.1)
-                await e.wait(ch, 0.5)
-                await e.send_dtmf(ch, "0")
-            elif kind == "888":  # a person: "hello?", then silence
-                await e.play_prompt(ch, Prompt("hello", 0.6, Media.SPEECH))
-                await e.play_prompt(ch, Prompt("quiet", 6.0, Media.SILENCE))
-            await e.wait(ch, None)  # stays until the other side hangs up
-        except ChannelHungup:
-            return
 
 
 @pytest.fixture
