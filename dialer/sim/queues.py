@@ -234,6 +234,8 @@ class QueueManager:
         #: interfaces currently in a call or ringing (shared by every queue: ringinuse=no)
         self.busy: dict[str, int] = {}
         self.wrapup_until: dict[str, float] = {}
+        #: simulated (non-Local) agents' phones ringing now
+        self.ringing_ifaces: set[str] = set()
         self.behaviour: dict[str, AgentBehaviour] = {}
         self.default_behaviour = AgentBehaviour()
         self._chan_seq = itertools.count(1)
@@ -250,6 +252,9 @@ class QueueManager:
         if m.unavailable:
             return MemberStatus.UNAVAILABLE
         if self.busy.get(m.interface):
+            # a Local member shows "in use" while it rings (recorded); a phone shows ringing
+            if m.interface in self.ringing_ifaces:
+                return MemberStatus.RINGING
             return MemberStatus.INUSE
         if m.interface.lower().startswith("local/"):
             mm = re.match(r"^Local/([^@]+)@([^/]+)", m.interface, re.I)
@@ -677,6 +682,8 @@ class QueueManager:
         legs: list[tuple[Member, Channel, Channel | None, float]] = []
         for m in members:
             one, two = self._member_channel(q, caller, m)
+            if not m.interface.lower().startswith("local/"):
+                self.ringing_ifaces.add(m.interface)
             self._set_busy(m.interface, True)
             one.dial = Dialing(loop.create_future(), started=e.clock.now())
             # recorded quirk: AgentCalled already shows the member leg at the caller's exten
@@ -802,6 +809,7 @@ class QueueManager:
         one.dial = None
         one.dialplan_mode = False
         e.destroy(one)
+        self.ringing_ifaces.discard(m.interface)
         self._set_busy(m.interface, False)
 
     async def _connect(
@@ -837,6 +845,11 @@ class QueueManager:
             one.conn_num, one.conn_name = ch.cid_num, ch.cid_name
             e.chan_event("NewConnectedLine", one)
         e.emit("DialEnd", ch.header() + one.header("Dest") + (("DialStatus", "ANSWER"),))
+        if m.interface in self.ringing_ifaces:
+            self.ringing_ifaces.discard(m.interface)
+            for qq in self.queues.values():  # the phone goes from ringing to in use
+                if m.interface in qq.members:
+                    self.member_event("QueueMemberStatus", qq, qq.members[m.interface])
         e.chan_event("MusicOnHoldStop", ch)
         if q.setinterfacevar:
             for target in (ch, one):

@@ -91,6 +91,12 @@ async def test_free_agent_answers_and_completes() -> None:
     # fraud-agents rings all (two static members): both are called, one connects
     assert kinds[:3] == ["AgentCalled", "AgentCalled", "AgentConnect"] and "AgentComplete" in kinds
     done = [e for e in ev if e.name == "AgentComplete"][0]
+    # a simulated agent's phone: ringing (6), in use (2), free again (1)
+    iface = done.get("Interface")
+    statuses = [
+        e.get("Status") for e in ev if e.name == "QueueMemberStatus" and e.get("Interface") == iface
+    ]
+    assert statuses == ["6", "2", "1"]
     assert done.get("Reason") == "agent" and done.get("TalkTime") in ("29", "30", "31")
 
 
