@@ -103,6 +103,7 @@ def test_outcome_recorder_for_the_runner() -> None:
 
     def finished(outcome: Outcome, **times: float | None) -> FinishedAttempt:
         base: dict[str, float | None] = dict(
+            ringing_at=None,
             answered_at=None,
             greeting_end_at=None,
             queued_at=None,
