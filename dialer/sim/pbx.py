@@ -2,12 +2,31 @@
 
 In-process use (tests)::
 
-    pbx = SimPbx(clock=VirtualClock())          # default: config/asterisk/ files
-    port = await pbx.start(ami_port=0)          # bound port
-    ...                                         # connect an AMI client to 127.0.0.1:port
-    await pbx.clock.advance(5)                  # or run_until(t) / run_until_true(pred)
-    pbx.faults.drop_all()                       # faults: drop_all / drop(i) / refuse_for(s)
+    from dialer.sim import SimPbx, VirtualClock
+
+    pbx = SimPbx(clock=VirtualClock(), secret="s3cret", record=True)
+    # defaults: config/asterisk/extensions.conf (+ #include extensions_dialer.conf),
+    # config/asterisk/sim/customer.conf, config/asterisk/queues.conf, sounds/;
+    # secret defaults to $DIALER_AMI_SECRET, user "dialer"
+    port = await pbx.start(ami_port=0)          # 127.0.0.1, returns the bound port
+    ...                                         # an AMI client connects to 127.0.0.1:port
+    await pbx.clock.advance(5)                  # move simulated time (fires due timers)
+    await pbx.clock.run_until(t)                # ... to simulated time t (seconds)
+    await pbx.clock.run_until_true(pred, 60)    # ... timer by timer until pred() holds
+    pbx.clock.start_auto()                      # or: jump whenever nothing is pending
+    pbx.faults.drop_all() / drop(0) / refuse_for(10)
+    pbx.events                                  # every AmiEvent emitted (record=True)
     await pbx.stop()
+
+Time never moves by itself on a ``VirtualClock`` unless ``start_auto()`` runs; while an AGI
+command is in flight to a FastAGI server the clock waits for the reply (up to
+``io_grace`` seconds of real time). A test FastAGI server that wants to idle in simulated
+time uses ``await pbx.clock.peer_sleep(s)``. ``RealClock(speed)`` runs in wall time.
+
+Other entry points: ``pbx.engine.originate(OriginateRequest(...))`` (no AMI needed),
+``pbx.engine.queues`` (``add_member``/``remove_member``/``pause_member``, per-interface
+``behaviour[iface] = AgentBehaviour(...)``, ``default_behaviour``), ``pbx.engine.party_model``
+(set by a scenario), ``pbx.engine.agi_port_map[(host, port)] = (host, real_port)``.
 """
 
 from __future__ import annotations
