@@ -20,12 +20,14 @@ import os
 import resource
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dialer.ami.framing import AMIFraming  # noqa: E402
+from dialer.ami.messages import Event  # noqa: E402
 from dialer.ami.transcript import read_transcript  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "ami"
@@ -87,6 +89,103 @@ def bench_framing(args: argparse.Namespace) -> None:
         f"AMIFraming (64K) : {t_framed:.3f} s  {mb / t_framed:7.1f} MB/s  {n_msgs / t_framed:>10,.0f} msg/s"
     )
     print(f"ratio framing/plain: {t_framed / t_plain:.2f}x the time")
+
+
+def bench_core(args: argparse.Namespace) -> None:
+    """Framing + tracker alone on the simulated PBX's own bytes for many calls (no network, no
+    database): the events/s one core of the dialer's AMI side can take."""
+    import logging
+    import uuid
+
+    from dialer.campaigns import CampaignSpec
+    from dialer.originate import build_originate
+    from dialer.sim import SimPbx, VirtualClock
+    from dialer.sim.engine import OriginateRequest
+    from dialer.sim.events import format_event
+    from dialer.sim.queues import AgentBehaviour
+    from dialer.tracker import CallTracker, Finished
+
+    logging.basicConfig(level=logging.ERROR)
+    spec = CampaignSpec.model_validate(
+        {"name": "bench", "queue": "activation-agents", "caller_id": "95588"}
+    )
+    reqs = []
+    for i in range(args.calls):
+        suffix = ("486", "503", "480", "404", "111", "111")[i % 6]
+        reqs.append(
+            build_originate(
+                attempt_id=i + 1,
+                phone=f"+86139{i:05d}{suffix}",
+                spec=spec,
+                language="zh",
+                agi_url="agi://127.0.0.1:4573",
+                new_id=lambda: str(uuid.uuid4()),
+            )
+        )
+
+    async def record() -> bytes:
+        pbx = SimPbx(clock=VirtualClock(), secret="x", record=True)
+        pbx.engine.queues.default_behaviour = AgentBehaviour(
+            ring_s=lambda r: 1.0, talk_s=lambda r: 20.0
+        )
+        for r in reqs:
+            f = dict(r.fields)
+            pbx.engine.spawn(
+                pbx.engine.originate(
+                    OriginateRequest(
+                        channel=f["Channel"],
+                        context=f["Context"],
+                        exten=f["Exten"],
+                        priority=f["Priority"],
+                        timeout_ms=int(f["Timeout"]),
+                        callerid=("张伟明", "95588"),
+                        channel_id=r.channel_id,
+                        other_channel_id=r.other_channel_id,
+                        variables=tuple(
+                            tuple(v.split("=", 1)) for k, v in r.fields if k == "Variable"
+                        ),  # type: ignore[arg-type]
+                        action_id=r.action_id,
+                        is_async=True,
+                    )
+                )
+            )
+        await pbx.clock.run_until_idle(limit=600)
+        return b"Asterisk Call Manager/11.0.0\r\n" + b"".join(format_event(e) for e in pbx.events)
+
+    data = asyncio.run(record())
+    best = float("inf")
+    outcomes: Counter[str] = Counter()
+    n_events = 0
+    for _ in range(args.runs):
+        tracker = CallTracker()
+        for r in reqs:
+            tracker.register(
+                r.attempt_id,
+                r.channel_id,
+                other_channel_id=r.other_channel_id,
+                action_id=r.action_id,
+                plan=r.plan,
+                now=0.0,
+            )
+        framing = AMIFraming()
+        outcomes = Counter()
+        n_events = 0
+        t0 = time.perf_counter()
+        for i in range(0, len(data), 65536):
+            for msg in framing.receive_data(data[i : i + 65536]):
+                if isinstance(msg, Event):
+                    n_events += 1
+                    stamp = msg.headers.get("Timestamp")
+                    for u in tracker.feed(msg, float(stamp) if stamp else 0.0):
+                        if isinstance(u, Finished):
+                            outcomes[u.outcome.value] += 1
+        best = min(best, time.perf_counter() - t0)
+    print(f"{args.calls} calls, {n_events} events, {len(data) / 1e6:.1f} MB (simulated PBX bytes)")
+    print(f"outcomes: {dict(outcomes)}")
+    print(
+        f"framing + tracker: {best:.3f} s = {n_events / best:,.0f} events/s,"
+        f" {1e6 * best / args.calls:.0f} us per call (one core, no DB, no network)"
+    )
 
 
 def cpu_s() -> float:
@@ -232,6 +331,9 @@ def main() -> None:
     fr = sub.add_parser("framing")
     fr.add_argument("--mb", type=float, default=20.0)
     fr.add_argument("--runs", type=int, default=3)
+    co = sub.add_parser("core")
+    co.add_argument("--calls", type=int, default=2000)
+    co.add_argument("--runs", type=int, default=3)
     lv = sub.add_parser("live")
     lv.add_argument("--calls", type=int, default=2000)
     lv.add_argument("--rate", type=float, default=200.0, help="originates per second asked")
@@ -241,6 +343,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.cmd == "framing":
         bench_framing(args)
+    elif args.cmd == "core":
+        bench_core(args)
     else:
         asyncio.run(bench_live(args))
 

@@ -40,10 +40,8 @@ class Headers(Mapping[str, str]):
 
     def _folded(self) -> dict[str, str]:
         if self._lower is None:
-            lower: dict[str, str] = {}
-            for key, value in self._pairs:
-                lower.setdefault(key.lower(), value)
-            self._lower = lower
+            # reversed: the first line of a repeated key wins, as in ``_first``
+            self._lower = {key.lower(): value for key, value in reversed(self._pairs)}
         return self._lower
 
     def __getitem__(self, key: str) -> str:
