@@ -182,3 +182,41 @@ async def test_long_run_agents_and_answer_rate_match_scenario() -> None:
     assert len(gaps) > 150
     assert abs(statistics.mean(gaps) - 20) / 20 < 0.02
     await pbx.stop()
+
+
+async def test_agent_shift_breaks_and_logout() -> None:
+    sc = {
+        "agents": [
+            {
+                "queue": "collections-agents",
+                "count": 2,
+                "interface": "PJSIP/shift-{n}",
+                "login_at_s": 10,
+                "logout_at_s": 40,
+                "breaks": [{"at_s": 20, "duration_s": 10, "reason": "lunch"}],
+                "exclusive": True,
+            }
+        ]
+    }
+    pbx = SimPbx(clock=VirtualClock(), scenario=sc, record=True)
+    await pbx.start()
+    await pbx.clock.advance(60)
+    t0 = pbx.clock.start_epoch
+    got = [
+        (
+            round(e.timestamp - t0),
+            e.name,
+            e.get("Interface"),
+            e.get("Paused"),
+            e.get("PausedReason"),
+        )
+        for e in pbx.events
+        if e.name.startswith("QueueMember") and e.get("Interface") == "PJSIP/shift-1"
+    ]
+    assert got == [
+        (10, "QueueMemberAdded", "PJSIP/shift-1", "0", ""),
+        (20, "QueueMemberPause", "PJSIP/shift-1", "1", "lunch"),
+        (30, "QueueMemberPause", "PJSIP/shift-1", "0", ""),
+        (40, "QueueMemberRemoved", "PJSIP/shift-1", "0", ""),
+    ]
+    await pbx.stop()
