@@ -42,7 +42,7 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from dialer.campaigns import CampaignSpec, FieldSpec, FieldType
-from dialer.compliance import is_valid_zone
+from dialer.compliance import ContactStatus, is_valid_zone
 from dialer.errors import ImportRejected
 from dialer.privacy import keyed_hash
 from dialer.settings import SECRET_ENV, get_secret
@@ -488,7 +488,10 @@ def import_contacts(
     created_at = now or utcnow()
     # the columns every row shares are bound once, not per row
     stmt = insert(_CONTACT_TABLE).values(
-        campaign_id=campaign.id, status="active", attempts=0, created_at=created_at
+        campaign_id=campaign.id,
+        status=ContactStatus.ACTIVE.value,
+        attempts=0,
+        created_at=created_at,
     )
     chunk: list[dict[str, Any]] = []
 
