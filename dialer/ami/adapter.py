@@ -383,7 +383,8 @@ class AMIClient:
 
     def _on_event(self, msg: Event) -> None:
         self.events_in += 1
-        aid = msg.headers.get("ActionID")
+        # Asterisk always spells it ActionID; exact lookup keeps the per-event cost low
+        aid = msg.headers.get_exact("ActionID")
         if aid is not None:
             pending = self._pending.get(aid)
             if pending is not None and pending.is_list:

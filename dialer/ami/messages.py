@@ -56,6 +56,10 @@ class Headers(Mapping[str, str]):
             return self._folded().get(key.lower(), default)
         return value
 
+    def get_exact(self, key: str) -> str | None:
+        """First value of ``key`` spelt exactly so (no case folding: the hot path)."""
+        return self._first.get(key)
+
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
