@@ -314,3 +314,18 @@ def test_originate_response_anywhere_after_the_first_event_gives_the_same_outcom
     assert [f.outcome for f in sorted(got.finished, key=lambda f: f.attempt_id)] == [
         f.outcome for f in sorted(want.finished, key=lambda f: f.attempt_id)
     ]
+
+
+def test_watchdog_and_missing_hangups() -> None:
+    t = CallTracker()
+    t.register(1, "d" * 36, plan=CallPlan(ring_timeout_s=20), now=0.0)  # never a word
+    t.register(2, "e" * 36, action_id="o-2", now=0.0)
+    t.feed(_ev("Newchannel", Uniqueid="e" * 36, ChannelState="0"), 0.1)
+    t.feed(_ev("OriginateResponse", ActionID="o-2", Response="Failure", Reason="8"), 1.0)
+    assert t.tick(5.0) == []  # within the grace
+    [f2] = [u for u in t.tick(6.5) if isinstance(u, Finished)]
+    assert f2.attempt_id == 2 and f2.outcome is Outcome.CONGESTION
+    assert t.tick(79.0) == []
+    [f1] = [u for u in t.tick(80.0) if isinstance(u, Finished)]
+    assert f1.outcome is Outcome.UNKNOWN and f1.end_reason == "watchdog"
+    assert t.counts() == dict.fromkeys(t.counts(), 0)
