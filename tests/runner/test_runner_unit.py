@@ -1,0 +1,123 @@
+"""The runner's own rules, without a PBX: the cap fall-back, the pacer, abandon windows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+from typing import Any
+
+from dialer.campaigns import parse_campaign
+from dialer.floor import AgentState
+from dialer.pacing.estimators import PacingEstimator, cold_start
+from dialer.pacing.policies import policy_for_campaign
+from dialer.runner import CampaignRun, Dialer, RateLimiter
+from dialer.settings import Settings
+from dialer.stats import abandon_rates
+from dialer.store import Store
+from dialer.store.models import Attempt, Campaign
+
+
+class _Core:
+    """Just enough of DialerCore for the runner to decide (no calls in flight)."""
+
+    def __init__(self) -> None:
+        self.tracker = SimpleNamespace(calls={})
+        self.ready = True
+
+    def subscribe(self, _cb: Any) -> None: ...
+    def on_queue_status(self, _cb: Any) -> None: ...
+    def on_finished(self, _cb: Any) -> None: ...
+
+    def live_calls(self) -> int:
+        return 0
+
+
+def make_run(mode: str, **pacing: Any) -> CampaignRun:
+    spec = parse_campaign({"name": "c", "mode": mode, "queue": "q", "pacing": pacing})
+    return CampaignRun(
+        id=1,
+        spec=spec,
+        policy=policy_for_campaign(spec),
+        estimator=PacingEstimator(cold_start(spec.pacing)),
+        limiter=RateLimiter(spec.pacing.calls_per_second),
+    )
+
+
+def dialer_with_idle_agents(store: Store, n: int) -> Dialer:
+    d = Dialer(store, _Core(), Settings())  # type: ignore[arg-type]
+    d.pool.load_status(
+        [
+            {
+                "Queue": "q",
+                "Name": f"a{i}",
+                "StateInterface": f"PJSIP/a{i}",
+                "Status": "1",
+                "Paused": "0",
+            }
+            for i in range(n)
+        ],
+        now=0.0,
+    )
+    return d
+
+
+def test_power_falls_back_to_progressive_over_the_cap(store: Store) -> None:
+    d = dialer_with_idle_agents(store, 4)
+    assert d.pool.count(AgentState.IDLE, "q") == 4
+    run = make_run("power", power_ratio=3.0, abandon_cap=0.03, calls_per_second=50)
+    assert d.decide(run, now=10.0) == 12 and run.effective_mode == "power"
+    run.base_live, run.base_abandoned = 100, 3  # at the cap over its window
+    assert d.decide(run, now=11.0) == 4 and run.effective_mode == "progressive"
+    run.base_live = 200  # under again
+    assert d.decide(run, now=12.0) == 12 and run.effective_mode == "power"
+
+
+def test_paused_campaign_dials_nothing(store: Store) -> None:
+    d = dialer_with_idle_agents(store, 4)
+    run = make_run("progressive")
+    run.spec = run.spec.model_copy(update={"state": "paused"})
+    assert d.decide(run, now=1.0) == 0
+
+
+def test_rate_limiter_paces_calls() -> None:
+    lim = RateLimiter(2.0)
+    slots = [lim.reserve(10.0) for _ in range(5)]
+    assert slots == [10.0, 10.5, 11.0, 11.5, 12.0]
+    assert lim.reserve(20.0) == 20.0  # idle time is not banked into a burst
+
+
+def test_abandon_windows_from_attempt_rows(store: Store) -> None:
+    now = dt.datetime(2026, 12, 1, 4, 0, tzinfo=dt.UTC)  # 12:00 in Beijing
+    with store.session() as s:
+        c = Campaign(name="c", state="running", purpose="service", mode="power", spec={})
+        s.add(c)
+        s.flush()
+        rows = [
+            # (ended minutes ago, live, outcome)
+            (0.5, True, "abandoned"),
+            (0.5, True, "agent_handled"),
+            (30, True, "agent_handled"),
+            (30, False, "machine"),
+            (300, True, "abandoned"),  # 07:00 Beijing: today, not in the last hour
+            (60 * 24 * 3, True, "agent_handled"),
+            (60 * 24 * 40, True, "abandoned"),  # outside 30 days
+        ]
+        for ago, live, outcome in rows:
+            s.add(
+                Attempt(
+                    campaign_id=c.id,
+                    phone="+8613800000000",
+                    outcome=outcome,
+                    live_answer=live,
+                    ended_at=now - dt.timedelta(minutes=ago),
+                )
+            )
+        s.flush()
+        w = abandon_rates(s, c.id, now, cap_window=dt.timedelta(days=30))
+    assert (w["1m"].live_answers, w["1m"].abandoned) == (2, 1)
+    assert (w["1h"].live_answers, w["1h"].abandoned) == (3, 1)
+    assert (w["today"].live_answers, w["today"].abandoned) == (4, 2)
+    assert (w["30d"].live_answers, w["30d"].abandoned) == (5, 2)
+    assert w["cap_window"] == w["30d"]
+    assert (w["to_date"].live_answers, w["to_date"].abandoned) == (6, 3)
+    assert w["to_date"].rate == 0.5
