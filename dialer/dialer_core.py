@@ -50,7 +50,14 @@ from dialer.originate import OriginateRequest, build_originate
 from dialer.outcomes import AttemptState, Outcome
 from dialer.store import Store
 from dialer.store.models import Attempt, CallEvent, Campaign, Contact, IvrSession
-from dialer.tracker import CallPlan, CallTracker, Finished, Transition, Update
+from dialer.tracker import (
+    RESYNC_VARIABLES,
+    CallPlan,
+    CallTracker,
+    Finished,
+    Transition,
+    Update,
+)
 
 log = logging.getLogger(__name__)
 
@@ -336,8 +343,16 @@ class DialerCore:
     async def _resync(self, client: AMIClient) -> None:
         """Runs after every login, before the ready gate opens."""
         channels = await client.action("CoreShowChannels")
+        variables: dict[str, dict[str, str]] = {}
+        if self.tracker.calls and channels.events:
+            # what VarSets we may have missed: AMD, IVR result, queue status, safe harbour
+            status = await client.action("Status", [("Variables", ",".join(RESYNC_VARIABLES))])
+            for ev in status.events:
+                uid = ev.headers.get("Uniqueid")
+                if uid:
+                    variables[uid] = {k: v for k, v in ev.headers.variables().items() if v}
         queues = await client.action("QueueStatus")
-        updates = self.tracker.reconcile(channels.events, self.clock())
+        updates = self.tracker.reconcile(channels.events, self.clock(), variables)
         finished = sum(isinstance(u, Finished) for u in updates)
         self.last_resync = {
             "channels": len(channels.events),

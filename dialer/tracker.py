@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from dialer.ami.messages import Event
 from dialer.errors import IllegalTransition
@@ -635,14 +635,20 @@ class CallTracker:
         """The AMI connection dropped: events from here to the resync may be lost."""
         self.reconnect_epoch = now
 
-    def reconcile(self, channels: Sequence[Event], now: float) -> list[Update]:
+    def reconcile(
+        self,
+        channels: Sequence[Event],
+        now: float,
+        variables: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> list[Update]:
         """Resync from a ``CoreShowChannels`` listing taken after a reconnect.
 
         An attempt with a leg in the listing is followed again (its state caught up from the
         listing: ``Up``, the application ``AGI``/``Queue``, a bridge). One with no leg listed
         and no event since the disconnect is gone without a trace: ``unknown`` - unless its
         ``OriginateResponse`` had already said it was never answered, which is enough to
-        know its outcome.
+        know its outcome. ``variables`` (uniqueid -> name -> value, from ``Status`` with
+        ``Variables:``) restores facts whose ``VarSet`` was lost (AMD, IVR result, ...).
         """
         listed: dict[str, Event] = {}
         for ev in channels:
@@ -655,6 +661,9 @@ class CallTracker:
             mine = [ev for uid, ev in listed.items() if self._by_uid.get(uid) == call.attempt_id]
             if mine:
                 self._catch_up(call, mine, now, out)
+                for ev in mine:
+                    uid = ev.headers.get("Uniqueid") or ""
+                    self._catch_up_vars(call, (variables or {}).get(uid, {}), now)
                 self._maybe_end(call, now, out)
                 continue
             if call.last_event_at is not None and call.last_event_at >= epoch:
@@ -699,6 +708,35 @@ class CallTracker:
             wanted.append(Signal.AGENT_CONNECT)
         for signal in wanted:
             self._step(call, signal, now, out)
+
+    def _catch_up_vars(self, call: Call, values: Mapping[str, str], now: float) -> None:
+        """Facts from channel variables, for what happened while we were away."""
+        amd = values.get("AMDSTATUS")
+        if amd and call.amd_status is None:
+            call.amd_status = amd
+            call.greeting_end_at = call.greeting_end_at or now
+        if values.get("AMDCAUSE") and call.amd_cause is None:
+            call.amd_cause = values["AMDCAUSE"]
+        if values.get("IVR_RESULT") and call.ivr_result is None:
+            call.ivr_result = values["IVR_RESULT"]
+            call.via_ivr = True
+        if values.get("DIALER_MSG") == "played" and call.message_played_at is None:
+            call.message_played_at = now
+        for name in KEPT_VARS:
+            if values.get(name) and name not in call.vars:
+                call.vars[name] = values[name]
+
+
+#: Channel variables a resync asks ``Status`` for (``Variables:``).
+RESYNC_VARIABLES = (
+    "AMDSTATUS",
+    "AMDCAUSE",
+    "IVR_RESULT",
+    "IVR_NEXT",
+    "QUEUESTATUS",
+    "DIALER_MSG",
+    "AGISTATUS",
+)
 
 
 def _int(value: str | None) -> int | None:

@@ -329,3 +329,24 @@ def test_watchdog_and_missing_hangups() -> None:
     [f1] = [u for u in t.tick(80.0) if isinstance(u, Finished)]
     assert f1.outcome is Outcome.UNKNOWN and f1.end_reason == "watchdog"
     assert t.counts() == dict.fromkeys(t.counts(), 0)
+
+
+def test_reconcile_restores_facts_from_channel_variables() -> None:
+    """VarSets lost while disconnected (AMD verdict, IVR result) come back from ``Status``
+    with ``Variables:``; the call then ends with the outcome it really had."""
+    listing = _listing()
+    ivr_id = "83f5b147-87a3-4209-8938-019627f8d9c8"
+    t = CallTracker()
+    t.register(1, ivr_id, plan=CallPlan(amd="hangup", flow="notice"), now=0.0)
+    t.mark_disconnected(1.0)
+    t.reconcile(
+        listing,
+        now=2.0,
+        variables={ivr_id: {"AMDSTATUS": "HUMAN", "IVR_RESULT": "notified", "IVR_NEXT": "hangup"}},
+    )
+    [call] = t.live()
+    assert call.state is AttemptState.IN_IVR and call.amd_status == "HUMAN"
+    t.feed(_ev("Hangup", Uniqueid=ivr_id + ";2", Cause="16"), 3.0)
+    [fin] = t.feed(_ev("Hangup", Uniqueid=ivr_id, Cause="16"), 3.0)[-1:]
+    assert isinstance(fin, Finished)
+    assert fin.outcome is Outcome.COMPLETED and fin.result == "notified" and fin.live_answer
