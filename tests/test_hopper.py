@@ -443,3 +443,30 @@ def test_lease_pages_past_ineligible_candidates(store: Store, tmp_path: Path) ->
         assert bounded == []  # the work per call is bounded: 2 batches of DNC'd numbers
         got = lease(s, camp, now, 2, "w", daily_cap=3, batch=40)
         assert [c.phone for c in got] == [CN[2], CN[0]]
+
+
+def test_live_calls_and_dnc_numbers_do_not_starve_the_lease(store: Store, tmp_path: Path) -> None:
+    cid = setup(store, tmp_path)
+    now = at("2026-12-01T04:00:00+00:00")
+    with store.session() as s:
+        for i in range(150):  # top priority, but 100 on a live call and 50 on the DNC list
+            phone = f"+86171{i:08d}"
+            s.add(
+                Contact(
+                    campaign_id=cid,
+                    phone=phone,
+                    region="CN",
+                    timezone="Asia/Shanghai",
+                    priority=50,
+                    fields={},
+                )
+            )
+            if i < 100:
+                s.add(Attempt(campaign_id=cid, phone=phone, created_at=now, outcome=None))
+            else:
+                add_entry(s, phone)
+    with store.session() as s:
+        got = lease(s, s.get(Campaign, cid), now, 2, "w", daily_cap=3, batch=40, max_batches=2)
+        assert [c.phone for c in got] == [CN[2], CN[0]]
+        e = explain(s, s.get(Campaign, cid), now, daily_cap=3)
+        assert e.reasons[Reason.SCHEDULED_LATER] == 100 and e.reasons[Reason.DNC] == 50
