@@ -543,7 +543,7 @@ def explain(
             live.add(phone)
         if lo <= created <= hi:
             times[phone].append(created)
-    dnc = DncMatcher.load(session)
+    prefixes = DncMatcher.for_numbers(session, ()).prefixes  # the (few) prefix entries
     special: dict[int, Any] = {}
     phones = sorted(set(times) | live)
     for part in _chunks(phones):
@@ -557,7 +557,7 @@ def explain(
         .where(Contact.campaign_id == cid)
     ):
         special[row[0]] = row
-    for prefix in dnc.prefixes:
+    for prefix in prefixes:
         for row in session.execute(
             select(*_STATE_COLS).where(
                 Contact.campaign_id == cid,
@@ -566,6 +566,7 @@ def explain(
             )
         ):
             special[row[0]] = row
+    dnc = DncMatcher.for_numbers(session, [row[1] for row in special.values()])
     for row in special.values():
         state = _state(row)
         phone = state.phone
