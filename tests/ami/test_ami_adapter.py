@@ -135,9 +135,11 @@ async def test_chinese_name_intact_over_tcp_in_tiny_writes(peer: Peer, chunk: in
     peer.on_login = recorded_events_with_chinese()
     c = client(peer.server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
     names: list[str] = []
+    seen: list[str] = []
     done = asyncio.Event()
 
     def listener(e: Event) -> None:
+        seen.append(e.name)
         if e.get("CallerIDName"):
             names.append(e.headers["CallerIDName"])
         if e.name == "Hangup" and e.get("Uniqueid", "").endswith("-2"):
@@ -149,6 +151,7 @@ async def test_chinese_name_intact_over_tcp_in_tiny_writes(peer: Peer, chunk: in
     await c.close()
     assert CHINESE in names and all("\ufffd" not in n for n in names)
     # and the async OriginateResponse reached the listeners (panoramisk swallows it)
+    assert "OriginateResponse" in seen
 
 
 async def test_ready_gate_waits_for_the_resync_hook(peer: Peer) -> None:
