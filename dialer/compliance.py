@@ -275,16 +275,24 @@ def is_eligible(
 
 @dataclass
 class ReasonCounts:
-    """Eligible contacts plus, for the rest, how many are held back by each first rule."""
+    """Eligible contacts plus, for the rest, how many are held back by each first rule.
+
+    ``by_zone`` splits the same counts by the contacts' time zone (None = eligible), which is
+    what tells an operator *why* nothing dials (every open zone is outside its window...).
+    """
 
     eligible: int = 0
     reasons: dict[Reason, int] = field(default_factory=lambda: dict.fromkeys(Reason, 0))
+    by_zone: dict[str, dict[Reason | None, int]] = field(default_factory=dict)
 
-    def add(self, reason: Reason | None) -> None:
+    def add(self, reason: Reason | None, n: int = 1, zone: str | None = None) -> None:
         if reason is None:
-            self.eligible += 1
+            self.eligible += n
         else:
-            self.reasons[reason] += 1
+            self.reasons[reason] += n
+        if zone is not None:
+            per = self.by_zone.setdefault(zone, {})
+            per[reason] = per.get(reason, 0) + n
 
     @property
     def total(self) -> int:

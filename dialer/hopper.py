@@ -525,11 +525,7 @@ def explain(
             abandoned_at=abandoned,
             valid_until=valid_until,
         )
-        reason = first_broken_rule(rep, policy, at, _NO, calendar)
-        if reason is None:
-            counts.eligible += n
-        else:
-            counts.reasons[reason] += n
+        counts.add(first_broken_rule(rep, policy, at, _NO, calendar), n, tz)
 
     # 2. the numbers with facts: re-judge each one, moving it from its class's verdict
     lo, hi = at - _DAY_REACH, at + _DAY_REACH
@@ -578,11 +574,8 @@ def explain(
         before = first_broken_rule(state, policy, at, _NO, calendar)
         after = first_broken_rule(state, policy, at, facts, calendar)
         if before != after:
-            if before is None:
-                counts.eligible -= 1
-            else:
-                counts.reasons[before] -= 1
-            counts.add(after)
+            counts.add(before, -1, state.timezone)
+            counts.add(after, 1, state.timezone)
     return counts
 
 
@@ -609,7 +602,8 @@ def explain_rowwise(
     for part in result.partitions():
         facts = number_facts(session, [r[1] for r in part], at, policy.purpose, dnc)
         for row in part:
-            counts.add(first_broken_rule(_state(row), policy, at, facts[row[1]], calendar))
+            reason = first_broken_rule(_state(row), policy, at, facts[row[1]], calendar)
+            counts.add(reason, 1, row[2])
     return counts
 
 

@@ -381,6 +381,11 @@ def test_grouped_explain_agrees_with_rowwise(store: Store, tmp_path: Path, purpo
             slow = explain_rowwise(s, camp, base + delta, daily_cap=2)
             assert fast.to_json() == slow.to_json(), base + delta
 
+            def nonzero(c: Any) -> dict[str, dict[Any, int]]:
+                return {z: {r: n for r, n in d.items() if n} for z, d in c.by_zone.items()}
+
+            assert nonzero(fast) == nonzero(slow)
+
 
 @pytest.mark.parametrize("purpose", ["service", "marketing"])
 def test_lease_takes_exactly_the_contacts_the_oracle_allows(
@@ -470,3 +475,18 @@ def test_live_calls_and_dnc_numbers_do_not_starve_the_lease(store: Store, tmp_pa
         assert [c.phone for c in got] == [CN[2], CN[0]]
         e = explain(s, s.get(Campaign, cid), now, daily_cap=3)
         assert e.reasons[Reason.SCHEDULED_LATER] == 100 and e.reasons[Reason.DNC] == 50
+
+
+def test_explain_splits_by_zone(store: Store, db_url: str, tmp_path: Path) -> None:
+    cid = setup(store, tmp_path)
+    with store.session() as s:
+        add_entry(s, NY[0])
+        c = explain(s, s.get(Campaign, cid), at("2026-12-01T04:00:00+00:00"), daily_cap=3)
+    assert c.by_zone["Asia/Shanghai"] == {None: 3}
+    assert c.by_zone["America/New_York"] == {Reason.DNC: 1, Reason.OUTSIDE_WINDOW: 1}
+    assert c.by_zone["Europe/London"] == {Reason.OUTSIDE_WINDOW: 2}
+    r = CliRunner().invoke(
+        cli, ["--db", db_url, "hopper", "explain", "hop", "--at", "2026-12-01T04:00:00Z"]
+    )
+    assert "America/New_York" in r.stdout and "Mon 23:00" in r.stdout
+    assert "Asia/Shanghai" in r.stdout and "Tue 12:00" in r.stdout

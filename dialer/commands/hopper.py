@@ -9,6 +9,7 @@ import click
 
 from dialer.appctx import AppContext, pass_app
 from dialer.campaigns import get_campaign
+from dialer.compliance import zone
 from dialer.hopper import explain
 
 
@@ -52,6 +53,17 @@ def explain_cmd(app: AppContext, campaign: str, at_text: str | None, as_json: bo
     for reason, n in counts.reasons.items():
         if n:
             click.echo(f"  {reason.value:20} {n:>9}")
+    if counts.by_zone:
+        click.echo("by time zone (local time at that instant):")
+        for tz in sorted(counts.by_zone, key=lambda z: -sum(counts.by_zone[z].values())):
+            per = counts.by_zone[tz]
+            local = at.astimezone(zone(tz)).strftime("%a %H:%M")
+            held = sorted(((n, r) for r, n in per.items() if r is not None and n), reverse=True)
+            why = ", ".join(f"{r.value} {n}" for n, r in held[:3])
+            click.echo(
+                f"  {tz:24} {local:9} {sum(per.values()):>9} contacts, "
+                f"{per.get(None, 0):>7} eligible{'; ' + why if why else ''}"
+            )
 
 
 COMMANDS = [hopper_group]
