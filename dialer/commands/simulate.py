@@ -18,8 +18,8 @@ SCENARIOS_DIR = CONFIG_DIR / "scenarios"
 
 
 def _table(scenario: Scenario, results: dict[str, Summary], reps: int, seed: int) -> str:
-    heads = ("policy", *METRICS)
-    rows = [heads]
+    heads: tuple[str, ...] = ("policy", *METRICS)
+    rows: list[tuple[str, ...]] = [heads]
     for name, s in results.items():
         d = s.as_dict()
         rows.append((name, *(_fmt(k, d[k]) for k in METRICS)))
@@ -55,15 +55,20 @@ def _plot(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5))
-    for name, (s, runs) in results.items():
-        pts = ax.scatter(
-            [r.abandon_rate for r in runs], [r.occupancy for r in runs], s=12, alpha=0.35
+    for i, (name, (s, runs)) in enumerate(results.items()):
+        colour = f"C{i % 10}"
+        ax.scatter(
+            [r.abandon_rate for r in runs],
+            [r.occupancy for r in runs],
+            s=12,
+            alpha=0.35,
+            color=colour,
         )
         ax.scatter(
             [s.abandon_rate],
             [s.occupancy],
             s=90,
-            color=pts.get_facecolor()[0][:3],
+            color=colour,
             edgecolors="black",
             label=f"{name} ({s.occupancy:.3f}, {s.abandon_rate:.2%})",
         )

@@ -89,9 +89,7 @@ class DistSpec(BaseModel):
             raise ValueError(f"dist {self.dist.value} needs {', '.join(missing)}")
         if self.dist is DistKind.UNIFORM and self.high <= self.low:  # type: ignore[operator]
             raise ValueError("uniform: high must be above low")
-        if self.dist is DistKind.EMPIRICAL and (
-            not self.samples or min(self.samples) < 0  # type: ignore[arg-type]
-        ):
+        if self.dist is DistKind.EMPIRICAL and (not self.samples or min(self.samples) < 0):
             raise ValueError("empirical: samples must be a non-empty list of durations >= 0")
         if self.max is not None and self.max <= self.offset:
             raise ValueError("max must be above offset")
@@ -104,11 +102,11 @@ class DistSpec(BaseModel):
         if k is DistKind.CONST:
             x = np.full(n, float(self.value or 0.0))
         elif k is DistKind.EXPONENTIAL:
-            x = rng.exponential(self.mean, n)
+            x = rng.exponential(float(self.mean or 1.0), n)
         elif k is DistKind.UNIFORM:
-            x = rng.uniform(self.low, self.high, n)
+            x = rng.uniform(float(self.low or 0.0), float(self.high or 1.0), n)
         elif k is DistKind.GAMMA:
-            x = rng.gamma(self.shape, self.scale, n)
+            x = rng.gamma(float(self.shape or 1.0), float(self.scale or 1.0), n)
         elif k is DistKind.LOGNORMAL:
             mu, sigma = _lognormal_params(float(self.mean or 1.0), float(self.cv or 1.0))
             x = rng.lognormal(mu, sigma, n)
@@ -268,7 +266,7 @@ class GridDist:
 
     def at(self, t: FloatArray | float) -> FloatArray:
         """CDF at ``t`` (0 below the grid, 1 above)."""
-        return _interp(t, self.x, self.cdf, 0.0, 1.0)  # type: ignore[no-any-return]
+        return np.asarray(_interp(t, self.x, self.cdf, 0.0, 1.0))
 
     def sf(self, t: FloatArray | float) -> FloatArray:
         return 1.0 - self.at(t)
@@ -294,7 +292,7 @@ class GridDist:
         num = _interp(e + reach, self.x, self.cdf, 0.0, 1.0) - f_e
         ok = s_e > TAIL_SURVIVAL
         if ok.all():
-            return num / s_e  # type: ignore[no-any-return]  # in [0, 1]: the CDF is monotone
+            return np.asarray(num / s_e)  # in [0, 1]: the CDF is monotone
         with np.errstate(divide="ignore", invalid="ignore"):
             p = np.where(ok, num / s_e, 1.0 - np.exp(-reach / max(self.mean, 1.0)))
         return np.asarray(np.minimum(np.maximum(p, 0.0), 1.0), dtype=np.float64)

@@ -46,6 +46,7 @@ _RINGING = int(AgentState.RINGING)
 _TALKING = int(AgentState.TALKING)
 _WRAPUP = int(AgentState.WRAPUP)
 _PAUSED = int(AgentState.PAUSED)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 #: New calls evaluated per block by the predictive policy (most decisions need one block).
 _K_BLOCK = 12
 
@@ -130,16 +131,17 @@ class Broadcast(Policy):
 class PredictiveTuning:
     """Knobs of :class:`Predictive`; the defaults are the tuned ones (scripts/bench_pacing.py)."""
 
-    threshold: float = 0.05  # marginal P(no agent | answered) accepted at zero slack
+    threshold: float = 0.045  # marginal P(no agent | answered) accepted at zero slack
     margin: float = 0.87  # the realised rate is steered to abandon_cap * margin
-    gain: float = 0.05  # log-threshold change per abandon of slack
+    gain: float = 0.1  # log-threshold change per abandon of slack
     slack_clip: float = 12.0  # anti wind-up, in abandons
     threshold_min: float = 0.002
     threshold_max: float = 0.6
     ring_points: int = 6  # quantiles of the ring-time distribution integrated over
     brake_min_abandons: int = 3  # short-window abandons before the brake may engage
     brake_factor: float = 3.0  # ... and a short-window rate above brake_factor * cap
-    guard_min_live: int = 100  # live answers in the cap window before the cap guard acts
+    brake_progressive: bool = False  # brake to progressive (else: to threshold_min)
+    guard_min_live: int = 500  # live answers in the cap window before the cap guard acts
     warmup_samples: int = 30  # recent dial outcomes before the answer rate is trusted
     future_weight: float = 1.0  # weight of calls this policy will dial before the new one answers
     rate_window_s: float = 120.0  # the policy's own dial rate is measured over this window
@@ -220,20 +222,31 @@ class Predictive(Policy):
             return prog
         ab = inp.abandons
         cap = s.abandon_cap
-        if ab.short_abandoned >= t.brake_min_abandons and ab.short_rate > t.brake_factor * cap:
+        brake = ab.short_abandoned >= t.brake_min_abandons and ab.short_rate > t.brake_factor * cap
+        if brake and t.brake_progressive:
             self.last_mode = "brake"
             return prog
-        if ab.window_live >= t.guard_min_live and ab.window_rate > cap:
-            self.last_mode = "cap-guard"
-            return prog
-        if inp.estimates.samples < t.warmup_samples:
-            self.last_mode = "warm-up"
-            return prog
-        self.last_mode = "predictive"
         limit = math.floor(s.max_lines_per_agent * active + 1e-9) - inp.calls_in_flight
         if limit <= max(prog, 0):
             return prog
-        theta = self.threshold(inp)
+        if inp.estimates.samples < t.warmup_samples:
+            # Cold start: the answer rate is still the prior's; dial cautiously until outcomes
+            # arrive (a wrong prior would otherwise flood the floor on the first decisions).
+            self.last_mode = "warm-up"
+            theta = t.threshold_min
+        elif brake:
+            # A spike: the most cautious model-based dialling until it leaves the short window
+            # (progressive would drain the pipeline and idle the floor for minutes).
+            self.last_mode = "brake"
+            theta = t.threshold_min
+        elif ab.window_live >= t.guard_min_live and ab.window_rate > cap:
+            # Over the cap: the most cautious model-based dialling. Abandons become rare, so
+            # the window rate falls back under the cap while agents keep working.
+            self.last_mode = "cap-guard"
+            theta = t.threshold_min
+        else:
+            self.last_mode = "predictive"
+            theta = self.threshold(inp)
         self.last_threshold = theta
         return max(prog, self._marginal(inp, theta, limit))
 
@@ -243,47 +256,70 @@ class Predictive(Policy):
         horizon = r + inp.settings.hold_limit_s  # (M,) an agent must be free by then
         states = inp.agent_state
         elapsed = inp.agent_elapsed_s
+        # X = supply - demand by the horizon, as mean, variance and third cumulant (skew):
+        # demand is a sum of many small chances (Poisson-like, right-skewed) and a plain
+        # normal approximation would understate its upper tail, which is where the decision is.
         # Supply: idle agents plus busy agents finishing (talk + wrap-up) by the horizon.
         mu = np.full(horizon.shape, float(np.count_nonzero(states == _IDLE)))
         var = np.zeros(horizon.shape)
+        k3 = np.zeros(horizon.shape)
         talking = (states == _TALKING) | (states == _RINGING)
         if talking.any():
             e = np.where(states[talking] == _RINGING, 0.0, elapsed[talking])
             p = est.talk.finish_within(e[:, None], horizon[None, :], extra=est.wrap_mean)
+            pq = p * (1.0 - p)
             mu += p.sum(axis=0)
-            var += (p * (1.0 - p)).sum(axis=0)
+            var += pq.sum(axis=0)
+            k3 += (pq * (1.0 - 2.0 * p)).sum(axis=0)
         wrapping = states == _WRAPUP
         if wrapping.any():
             p = est.wrap.finish_within(elapsed[wrapping][:, None], horizon[None, :])
+            pq = p * (1.0 - p)
             mu += p.sum(axis=0)
-            var += (p * (1.0 - p)).sum(axis=0)
+            var += pq.sum(axis=0)
+            k3 += (pq * (1.0 - 2.0 * p)).sum(axis=0)
         # Demand ahead of the new call: callers waiting, ringing calls answered before it.
         answered = inp.call_answered
         mu -= float(np.count_nonzero(answered))
         ringing_age = inp.call_age_s[~answered]
         if ringing_age.size:
             q = est.answer_given_age(ringing_age[:, None], r[None, :])
+            qq = q * (1.0 - q)
             mu -= q.sum(axis=0)
-            var += (q * (1.0 - q)).sum(axis=0)
-        # Calls this policy will dial in the meantime and that are answered before the new one.
+            var += qq.sum(axis=0)
+            k3 -= (qq * (1.0 - 2.0 * q)).sum(axis=0)
+        # Calls this policy will dial in the meantime and that are answered before the new one
+        # (Poisson at its own recent dial rate: every cumulant equals the mean).
         if self.tuning.future_weight > 0:
             future = self.tuning.future_weight * self.dial_rate(inp.now) * g_int
             mu -= future
             var += future
+            k3 -= future
         # The k earlier calls of this batch, each answered before r with probability g.
         # P(no agent | answered) for the (k+1)-th new call, k = 0, 1, ...; it grows with k, so
         # look at a first block and only go further when the whole block is acceptable.
         gv = g * (1.0 - g)
+        g3 = gv * (1.0 - 2.0 * g)
         start = 0
         while start < kmax:
             stop = min(kmax, start + _K_BLOCK if start else _K_BLOCK)
             k = np.arange(start, stop, dtype=np.float64)[:, None]
-            z = (0.5 - mu + k * g) / np.sqrt(var + k * gv + 1e-3)
-            over = norm_cdf(z).mean(axis=1) > theta
+            over = _p_nonpositive(mu - k * g, var + k * gv, k3 - k * g3).mean(axis=1) > theta
             if over.any():
                 return start + int(np.argmax(over))
             start = stop
         return kmax
+
+
+def _p_nonpositive(mu: FloatArray, var: FloatArray, k3: FloatArray) -> FloatArray:
+    """P(X <= 0) for an integer X with these cumulants: normal with continuity correction and a
+    first Edgeworth (skewness) term, clipped to [0, 1]."""
+    sd = np.sqrt(var + 1e-3)
+    z = (0.5 - mu) / sd
+    gamma = k3 / (sd * sd * sd)
+    dens = np.exp(-0.5 * z * z) * _INV_SQRT_2PI
+    p = norm_cdf(z) - dens * (gamma / 6.0) * (z * z - 1.0)
+    return np.minimum(np.maximum(p, 0.0), 1.0)
 
 
 class AdaptiveBaseline(Policy):

@@ -141,18 +141,22 @@ def test_distributions_learn_and_machine_share() -> None:
     snap = e.snapshot(1000.0)
     blended = (60 * 90.0 + 1000 * talks.mean()) / 1060
     assert snap.talk.mean == pytest.approx(blended, rel=0.05)
-    assert snap.machine_share == pytest.approx((40 * 0 + 100) / 340, abs=1e-9)
+    assert snap.machine_share == pytest.approx((20 * 0 + 100) / 320, abs=1e-9)
     with pytest.raises(ValueError):
         e.observe_ring(1.0, 5.0, live=True, machine=True)
 
 
-def test_snapshot_is_cached_between_refreshes() -> None:
+def test_snapshot_follows_outcomes_and_refreshes_distributions() -> None:
     e = PacingEstimator(cold_start(Pacing()), refresh_s=30.0)
     a = e.snapshot(10.0)
+    assert e.snapshot(12.0) is a  # nothing new: the same snapshot
     e.observe_ring(11.0, 9.0, live=True)
-    assert e.snapshot(20.0) is a
-    b = e.snapshot(41.0)
-    assert b is not a and b.samples == 1
+    b = e.snapshot(20.0)
+    # The answer probability follows every outcome; distributions wait for the refresh.
+    assert b is not a and b.samples == 1 and b.answer_prob > a.answer_prob
+    assert b.ring_answered is a.ring_answered
+    c = e.snapshot(41.0)
+    assert c.ring_answered is not a.ring_answered
 
 
 def test_grid_mix_weights_prior_and_samples() -> None:

@@ -149,30 +149,55 @@ def test_predictive_is_deterministic_and_monotone_in_threshold() -> None:
 
 
 def test_predictive_never_dials_less_than_progressive() -> None:
-    inp = make_input([(IDLE, 0.0)] * 8, abandons=AbandonCounts(100, 10))  # far over the cap
-    assert make_policy("predictive").decide(inp) == 8
+    rng = np.random.default_rng(8)
+    states = [IDLE, TALK, WRAP, PAUSED, RINGING]
+    for _ in range(200):
+        n_agents = int(rng.integers(1, 30))
+        agents = [
+            (states[int(rng.choice(5, p=[0.3, 0.4, 0.15, 0.1, 0.05]))], float(rng.uniform(0, 200)))
+            for _ in range(n_agents)
+        ]
+        calls = [
+            CallInFlight(float(rng.uniform(0, 25)), bool(rng.random() < 0.1))
+            for _ in range(int(rng.integers(0, 20)))
+        ]
+        ab = AbandonCounts(1000, int(rng.integers(0, 60)), 10, int(rng.integers(0, 5)))
+        inp = make_input(agents, calls, abandons=ab)
+        pred = make_policy("predictive").decide(inp)
+        assert pred >= make_policy("progressive").decide(inp)
 
 
 @pytest.mark.parametrize(
-    ("abandons", "mode"),
+    ("abandons", "samples", "mode"),
     [
-        (AbandonCounts(1000, 20, short_live=10, short_abandoned=3), "brake"),
-        (AbandonCounts(1000, 31, short_live=10, short_abandoned=0), "cap-guard"),
-        (AbandonCounts(1000, 20, short_live=10, short_abandoned=1), "predictive"),
+        (AbandonCounts(1000, 20, short_live=10, short_abandoned=3), 400, "brake"),
+        (AbandonCounts(1000, 31, short_live=10, short_abandoned=0), 400, "cap-guard"),
+        (AbandonCounts(400, 13, short_live=10, short_abandoned=0), 400, "predictive"),
+        (AbandonCounts(1000, 20, short_live=10, short_abandoned=1), 5, "warm-up"),
+        (AbandonCounts(1000, 20, short_live=10, short_abandoned=1), 400, "predictive"),
     ],
 )
-def test_predictive_guards(abandons: AbandonCounts, mode: str) -> None:
-    agents = busy_floor(9.0)
+def test_predictive_guards(abandons: AbandonCounts, samples: int, mode: str) -> None:
+    # Half the floor idle, half about to finish wrap-up, 30 young calls ringing.
+    agents = [(IDLE, 0.0)] * 10 + [(WRAP, 8.0)] * 10
+    calls = [CallInFlight(3.0)] * 30
     pol = Predictive()
-    n = pol.decide(make_input(agents, abandons=abandons))
+    n = pol.decide(make_input(agents, calls, abandons=abandons, samples=samples))
     assert pol.last_mode == mode
-    assert (n == 0) == (mode != "predictive")
+    normal = Predictive().decide(make_input(agents, calls, abandons=AbandonCounts(1000, 26)))
+    if mode == "predictive":
+        assert pol.last_threshold > pol.tuning.threshold_min
+    else:
+        # Guards switch to the most cautious threshold, not off: the floor keeps working.
+        assert pol.last_threshold == pol.tuning.threshold_min
+        assert 0 <= n < normal
 
 
-def test_predictive_warms_up_progressively() -> None:
-    pol = Predictive()
-    assert pol.decide(make_input(busy_floor(9.0), samples=5)) == 0
-    assert pol.last_mode == "warm-up"
+def test_brake_can_fall_back_to_progressive() -> None:
+    pol = Predictive(PredictiveTuning(brake_progressive=True))
+    ab = AbandonCounts(1000, 20, short_live=10, short_abandoned=3)
+    assert pol.decide(make_input(busy_floor(9.0), abandons=ab)) == 0
+    assert pol.last_mode == "brake"
 
 
 def test_predictive_min_team_dials_progressively() -> None:
