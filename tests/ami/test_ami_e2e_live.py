@@ -97,13 +97,26 @@ async def test_queue_timeout_is_an_abandon_with_the_safe_harbour_message(
     assert gone.next_attempt_at == gone.ended_at + dt.timedelta(days=3)  # retry.abandoned
 
 
-async def test_amd_machine_and_human(store: Store, pbx: SimPbx) -> None:
-    machine, human = await dial(store, pbx, ["+8613800007777", "+8613800007888"], amd="hangup")
+async def test_amd_machine_human_and_notsure(store: Store, pbx: SimPbx) -> None:
+    machine, human, silent = await dial(
+        store, pbx, ["+8613800007777", "+8613800007888", "+8613800007111"], amd="hangup"
+    )
     assert machine.outcome == Outcome.MACHINE and machine.amd_status == "MACHINE"
     assert not machine.live_answer and machine.queued_at is None
     assert human.amd_status == "HUMAN" and human.live_answer
     assert human.outcome == Outcome.AGENT_HANDLED
     assert human.greeting_end_at > human.answered_at  # AMD took its time
+    # no audio at all: NOTSURE after the 5 s analysis, treated as a live answer
+    assert silent.amd_status == "NOTSURE" and silent.live_answer
+    assert silent.outcome == Outcome.AGENT_HANDLED
+    assert silent.greeting_end_at - silent.answered_at >= dt.timedelta(seconds=4.5)
+
+
+async def test_amd_message_mode_leaves_the_message_then_hangs_up(store: Store, pbx: SimPbx) -> None:
+    (machine,) = await dial(store, pbx, ["+8613800009777"], amd="message")
+    assert machine.outcome == Outcome.MACHINE and machine.queued_at is None
+    # the machine-message prompt ran before the hang-up
+    assert machine.ended_at - machine.greeting_end_at >= dt.timedelta(seconds=1)
 
 
 async def test_ivr_flow_completed_and_customer_hangup(store: Store, pbx: SimPbx) -> None:

@@ -139,8 +139,13 @@ async def test_graceful_stop_ends_live_calls_interrupted(store: Store, pbx: SimP
     await pbx.clock.advance(1)
     await asyncio.sleep(0.05)
     assert sum(core.counts().values()) == 2
+    channel_ids = [c.channel_id for c in core.tracker.live()]
     await core.stop(grace_s=0.2)
     assert sorted(f.outcome for f in done) == [Outcome.INTERRUPTED] * 2
+    # the two calls were still ringing: cancelled at the PBX, not left to be answered
+    await pbx.clock.advance(1)
+    hung = {e.get("Uniqueid") for e in pbx.events if e.name == "Hangup"}
+    assert set(channel_ids) <= hung
     with pytest.raises(Exception, match="stopping"):
         await core.originate(ids[0])
     with store.session() as s:
