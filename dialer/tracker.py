@@ -596,6 +596,10 @@ class CallTracker:
         detail = {k: v for k, v in call.vars.items() if v}
         if call.amd_cause:
             detail["AMDCAUSE"] = call.amd_cause
+        if call.bridged_at is not None and call.greeting_end_at is not None and not call.via_ivr:
+            # answer-to-agent delay (the 2-second rule is enforced by the queue timeout; this
+            # lets the abandon statistics audit it)
+            detail["bridge_delay_s"] = f"{call.bridged_at - call.greeting_end_at:.3f}"
         out.append(
             Finished(
                 attempt_id=call.attempt_id,

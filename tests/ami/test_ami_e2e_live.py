@@ -71,6 +71,7 @@ async def test_queue_agent_handled_and_customer_gone_before_the_agent(
     assert handled.queue == QUEUE and handled.agent and handled.live_answer
     assert handled.answered_at <= handled.queued_at <= handled.bridged_at <= handled.ended_at
     assert handled.bridged_at - handled.queued_at < dt.timedelta(seconds=2)
+    assert 0 < float(handled.detail["bridge_delay_s"]) < 2
     assert handled.next_attempt_at is None  # agent_handled has no retry: final
     with store.session() as s:
         trail = [
