@@ -350,3 +350,40 @@ def test_reconcile_restores_facts_from_channel_variables() -> None:
     [fin] = t.feed(_ev("Hangup", Uniqueid=ivr_id, Cause="16"), 3.0)[-1:]
     assert isinstance(fin, Finished)
     assert fin.outcome is Outcome.COMPLETED and fin.result == "notified" and fin.live_answer
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_lossy_streams_still_give_exactly_one_outcome_per_attempt(data: st.DataObject) -> None:
+    """Drop any events (a lossy link, a missing read class): the tracker may refuse some
+    (IllegalTransition, which the service logs and skips) but after the timers and a resync
+    every attempt has ended exactly once."""
+    name = data.draw(st.sampled_from(sorted(STEPS)))
+    seq = STEPS[name]
+    keep = data.draw(st.lists(st.booleans(), min_size=len(seq), max_size=len(seq)))
+    plans = CASES[name]
+    t = CallTracker()
+    finished: list[Finished] = []
+    now = 0.0
+    for step, kept in zip(seq, keep, strict=True):
+        if isinstance(step, Register):
+            t.register(
+                step.attempt_id,
+                step.channel_id,
+                other_channel_id=step.other_channel_id,
+                action_id=step.action_id,
+                plan=plans[step.attempt_id - 1] if plans else CallPlan(),
+                now=now,
+            )
+        elif isinstance(step, Event) and kept:
+            now = max(now, float(step.headers.get("Timestamp") or now))
+            try:
+                finished += [u for u in t.feed(step, now) if isinstance(u, Finished)]
+            except IllegalTransition:
+                pass
+    finished += [u for u in t.tick(now + 1000) if isinstance(u, Finished)]
+    t.mark_disconnected(now + 1000)
+    finished += [u for u in t.reconcile([], now + 1001) if isinstance(u, Finished)]
+    ids = [f.attempt_id for f in finished]
+    registered = [s.attempt_id for s in seq if isinstance(s, Register)]
+    assert sorted(ids) == sorted(registered)
