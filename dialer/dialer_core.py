@@ -239,14 +239,7 @@ class DialerCore:
             if self._stopping or remaining <= 0:
                 # never sent: close the row now so it is not left open
                 now = self.clock()
-                self.tracker.register(
-                    attempt_id,
-                    req.channel_id,
-                    other_channel_id=req.other_channel_id,
-                    action_id=req.action_id,
-                    plan=req.plan,
-                    now=now,
-                )
+                self._register(req, now)
                 self._apply(self.tracker.originate_rejected(attempt_id, "AMI not ready", now))
                 if self._stopping:
                     return OriginateStatus.REJECTED
@@ -257,15 +250,7 @@ class DialerCore:
             with contextlib.suppress(AMIError):
                 await self.client.wait_ready(remaining)
         # from here to the write there is no await: the gate cannot close in between
-        now = self.clock()
-        self.tracker.register(
-            attempt_id,
-            req.channel_id,
-            other_channel_id=req.other_channel_id,
-            action_id=req.action_id,
-            plan=req.plan,
-            now=now,
-        )
+        self._register(req, self.clock())
         self._idle.clear()
         self.originates_sent += 1
         try:
@@ -281,6 +266,16 @@ class DialerCore:
             )
             return OriginateStatus.REJECTED
         return OriginateStatus.QUEUED
+
+    def _register(self, req: OriginateRequest, now: float) -> None:
+        self.tracker.register(
+            req.attempt_id,
+            req.channel_id,
+            other_channel_id=req.other_channel_id,
+            action_id=req.action_id,
+            plan=req.plan,
+            now=now,
+        )
 
     async def stop(self, grace_s: float = 30.0, *, hangup_unanswered: bool = True) -> None:
         """SIGTERM semantics: no new dials; live calls get ``grace_s`` to end by themselves;

@@ -13,6 +13,7 @@ from dialer.campaigns import CampaignSpec, apply_campaign
 from dialer.dialer_core import DialerCore, FinishedAttempt
 from dialer.sim import SimPbx, VirtualClock
 from dialer.sim.engine import ChannelHungup
+from dialer.sim.queues import AgentBehaviour
 from dialer.sim.sounds import Media, Prompt
 from dialer.store import Store
 from dialer.store.models import Attempt, Contact
@@ -67,6 +68,17 @@ def attempts(
             s.flush()
             ids.append(a.id)
     return ids
+
+
+async def party_pbx(talk_s: float = 5.0) -> SimPbx:
+    """A started PBX whose called parties are ``Party`` and whose agents answer in 0.5 s."""
+    p = SimPbx(clock=VirtualClock(), secret=SECRET, record=True)
+    p.engine.party_model = Party()
+    p.engine.queues.default_behaviour = AgentBehaviour(
+        ring_s=lambda r: 0.5, talk_s=lambda r: talk_s
+    )
+    await p.start(ami_port=0)
+    return p
 
 
 def make_core(store: Store, pbx: SimPbx, **kw: Any) -> DialerCore:

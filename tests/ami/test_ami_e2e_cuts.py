@@ -16,14 +16,13 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
-from sim_harness import SECRET, Party, attempts, campaign, collector, make_core, run_until
+from sim_harness import attempts, campaign, collector, make_core, party_pbx, run_until
 from sqlalchemy import select
 
 from dialer.ami.messages import Event, Headers
 from dialer.dialer_core import FinishedAttempt
 from dialer.outcomes import Outcome
-from dialer.sim import SimPbx, VirtualClock
-from dialer.sim.queues import AgentBehaviour
+from dialer.sim import SimPbx
 from dialer.store import Store
 from dialer.store.models import Attempt
 from dialer.tracker import CallPlan, CallTracker, Finished
@@ -33,10 +32,7 @@ SUFFIXES = ["486", "503", "480", "404", "111", "111", "222", "000"]
 
 @pytest.fixture
 async def pbx() -> AsyncIterator[SimPbx]:
-    p = SimPbx(clock=VirtualClock(), secret=SECRET, record=True)
-    p.engine.party_model = Party()
-    p.engine.queues.default_behaviour = AgentBehaviour(ring_s=lambda r: 0.5, talk_s=lambda r: 4.0)
-    await p.start(ami_port=0)
+    p = await party_pbx(talk_s=4.0)
     yield p
     await p.stop()
 

@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sim_harness import SECRET, Party, attempts, campaign, collector, make_core, run_until
+from sim_harness import attempts, campaign, collector, make_core, party_pbx, run_until
 from sqlalchemy import select
 
 from dialer.outcomes import Outcome
-from dialer.sim import SimPbx, VirtualClock
-from dialer.sim.queues import AgentBehaviour
+from dialer.sim import SimPbx
 from dialer.store import Store
 from dialer.store.models import Attempt, CallEvent, IvrSession
 
@@ -29,11 +28,7 @@ AGENTS = ["PJSIP/agent101", "PJSIP/agent102", "PJSIP/agent103"]
 
 @pytest.fixture
 async def pbx() -> AsyncIterator[SimPbx]:
-    p = SimPbx(clock=VirtualClock(), secret=SECRET, record=True)
-    p.engine.party_model = Party()
-    # agents answer in half a second and talk for five
-    p.engine.queues.default_behaviour = AgentBehaviour(ring_s=lambda r: 0.5, talk_s=lambda r: 5.0)
-    await p.start(ami_port=0)
+    p = await party_pbx(talk_s=5.0)
     yield p
     await p.stop()
 
