@@ -269,3 +269,10 @@ def mixed_file(
                 values["timezone"] = "Mars/Olympus_Mons"
             emit(values, rng.choice(num.spellings), f"invalid_field:{which}")
     return GeneratedFile(list(HEADER), rows, exp)
+
+
+if __name__ == "__main__":  # a sample file for a walk-through: python tests/data_gen.py 200
+    import sys
+
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    sys.stdout.write(mixed_file(n).text())
