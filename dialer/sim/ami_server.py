@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dialer.sim.dialplan import split_args
 from dialer.sim.engine import Engine, OriginateRequest, parse_callerid
 from dialer.sim.events import AmiEvent, format_event, format_message
 
@@ -384,10 +385,12 @@ async def a_originate(srv: AmiServer, s: Session, a: Action, base: Base) -> None
         return
     cid_raw = header(a, "CallerID")
     variables: list[tuple[str, str]] = []
-    for v in headers(a, "Variable"):
-        if "=" in v:
-            k, val = v.split("=", 1)
-            variables.append((k.strip(), val))
+    for header_value in headers(a, "Variable"):
+        # astman_get_variables splits each header on commas (outside quotes), as Asterisk does
+        for v in split_args(header_value):
+            if "=" in v:
+                k, val = v.split("=", 1)
+                variables.append((k.strip(), val))
     is_async = (header(a, "Async") or "").lower() in ("true", "yes", "1", "on")
     req = OriginateRequest(
         channel=channel,

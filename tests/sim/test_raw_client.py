@@ -177,3 +177,23 @@ async def test_misc_actions(pbx: SimPbx, ami: RawAmi) -> None:
     assert by["o2"]["Message"] == "Invalid timeout"
     assert ami.events("CoreShowChannelsComplete")[0]["ListItems"] == "0"
     assert by["g1"]["Value"].isdigit()
+
+
+async def test_variable_header_with_commas_sets_several(pbx: SimPbx, ami: RawAmi) -> None:
+    ami.send(
+        ("Action", "Originate"),
+        ("Channel", "Local/+8613800000123@customer"),
+        ("Context", "park"),
+        ("Exten", "s"),
+        ("Priority", "1"),
+        ("Async", "true"),
+        ("ChannelId", "v-1"),
+        ("Variable", "A=1,B=2"),
+        ("Variable", "C=3"),
+    )
+    await pbx.clock.advance(1)
+    await ami.pump()
+    one = [(v["Variable"], v["Value"]) for v in ami.events("VarSet") if v["Uniqueid"] == "v-1"]
+    two = [(v["Variable"], v["Value"]) for v in ami.events("VarSet") if v["Uniqueid"] == "v-1;2"]
+    assert one == [("C", "3"), ("B", "2"), ("A", "1")]  # the ;1 leg lists them last-first
+    assert two == [("A", "1"), ("B", "2"), ("C", "3")]
