@@ -31,7 +31,8 @@ from dialer.pacing.dists import FloatArray
 from dialer.pacing.estimators import PacingEstimator, cold_start
 from dialer.pacing.policies import Policy, make_policy
 from dialer.pacing.scenario import Scenario
-from dialer.pacing.types import SHORT_WINDOW_S, AbandonCounts, AgentState, PacingInput
+from dialer.pacing.types import AgentState, PacingInput
+from dialer.pacing.windows import AbandonTracker
 
 #: Parties drawn per block (the block layout is part of the common-random-numbers contract).
 BLOCK = 4096
@@ -97,37 +98,6 @@ class RunResult:
         return self.abandoned / self.live if self.live else 0.0
 
 
-class _Window:
-    """Live answers and abandons in a trailing window (``None``: since the start)."""
-
-    def __init__(self, length_s: float | None) -> None:
-        self.length = length_s
-        self.live: deque[float] = deque()
-        self.ab: deque[float] = deque()
-        self.n_live = 0
-        self.n_ab = 0
-
-    def add(self, t: float, abandoned: bool) -> None:
-        if abandoned:
-            self.n_ab += 1
-            if self.length is not None:
-                self.ab.append(t)
-        else:
-            self.n_live += 1
-            if self.length is not None:
-                self.live.append(t)
-
-    def counts(self, now: float) -> tuple[int, int]:
-        if self.length is None:
-            return self.n_live, self.n_ab
-        cut = now - self.length
-        while self.live and self.live[0] < cut:
-            self.live.popleft()
-        while self.ab and self.ab[0] < cut:
-            self.ab.popleft()
-        return len(self.live), min(len(self.ab), len(self.live))
-
-
 def run_once(
     scenario: Scenario,
     policy: Policy | str,
@@ -178,10 +148,9 @@ def run_once(
     waiting: deque[int] = deque()
     waits: list[float] = []
 
-    cap_window = _Window(
+    tracker = AbandonTracker(
         None if sc.abandon_window_s is None or sc.abandon_window_s >= T else sc.abandon_window_s
     )
-    short_window = _Window(SHORT_WINDOW_S)
 
     heap: list[tuple[float, int, int, int]] = []
     seq = 0
@@ -270,8 +239,6 @@ def run_once(
             elapsed = now - a_since
         active = np.flatnonzero(c_status)
         answered = c_status[active] == _WAIT
-        live_w, ab_w = cap_window.counts(now)
-        live_s, ab_s = short_window.counts(now)
         inp = PacingInput(
             now=now,
             agent_state=states,
@@ -280,7 +247,7 @@ def run_once(
             call_answered=answered,
             estimates=estimator.snapshot(now),
             settings=settings,
-            abandons=AbandonCounts(live_w, ab_w, live_s, ab_s),
+            abandons=tracker.counts(now),
         )
         n = pol.decide(inp)
         res.decisions += 1
@@ -309,8 +276,7 @@ def run_once(
             res.live += 1
             if traced is not None:
                 traced.append(p)
-            cap_window.add(now, False)
-            short_window.add(now, False)
+            tracker.live_answer(now)
             c_answer_t[slot] = now
             if idle:
                 connect(now, slot, idle.pop())
@@ -331,8 +297,7 @@ def run_once(
                 continue  # already with an agent
             waiting.remove(slot)
             res.abandoned += 1
-            cap_window.add(now, True)
-            short_window.add(now, True)
+            tracker.abandon(now)
             waits.append(hold)
             c_status[slot] = _FREE
             free_slots.append(slot)

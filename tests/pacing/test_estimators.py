@@ -164,3 +164,26 @@ def test_grid_mix_weights_prior_and_samples() -> None:
     mixed = GridDist.mix(prior, np.array([20.0, 20.0]), prior_weight=2.0)
     assert mixed.at(15.0) == pytest.approx(0.5)
     assert mixed.mean == pytest.approx(15.0, abs=0.2)
+
+
+def test_abandon_tracker_windows() -> None:
+    from dialer.pacing.windows import AbandonTracker
+
+    tr = AbandonTracker(window_s=3600.0, short_s=60.0)
+    for t in range(0, 100):
+        tr.live_answer(float(t))
+    tr.abandon(50.0)
+    tr.abandon(99.0)
+    c = tr.counts(100.0)
+    assert (c.window_live, c.window_abandoned) == (100, 2)
+    assert (c.short_live, c.short_abandoned) == (60, 2)  # from t=40 on
+    later = tr.counts(3650.5)  # answers 0..50 and the abandon at 50 have left the window
+    assert (later.window_live, later.window_abandoned, later.short_live) == (49, 1, 0)
+    tr.rebase(10000, 250)
+    assert tr.counts(3650.5).window_live == 10049
+    forever = AbandonTracker(window_s=None)
+    forever.live_answer(0.0)
+    forever.abandon(2.0)
+    assert forever.counts(1e9).window_rate == 1.0
+    with pytest.raises(ValueError):
+        tr.rebase(1, 2)
