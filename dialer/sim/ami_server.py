@@ -167,9 +167,27 @@ class AmiServer:
         self._close(s, abort=True)
         return True
 
-    def refuse_for(self, seconds: float) -> None:
-        """Refuse (accept and close at once) new connections for ``seconds`` of PBX time."""
+    def refuse_for(self, seconds: float, mode: str = "accept_close") -> None:
+        """Refuse new connections for ``seconds`` of PBX time.
+
+        ``accept_close``: accept and close at once (the client reads EOF before any banner);
+        ``unlisten``: stop listening, so connecting fails with "connection refused", and
+        listen again on the same port afterwards (existing connections are not touched).
+        """
         self._refuse_until = self.engine.clock.now() + seconds
+        if mode == "unlisten" and self._server is not None:
+            self._server.close()
+            self._server = None
+            self.engine.clock.call_later(seconds, self._relisten)
+        elif mode not in ("accept_close", "unlisten"):
+            raise ValueError(f"unknown refuse mode {mode!r}")
+
+    def _relisten(self) -> None:
+        self.engine.spawn(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port)
 
     # ------------------------------------------------------------------ connections
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

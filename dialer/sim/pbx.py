@@ -14,7 +14,7 @@ In-process use (tests)::
     await pbx.clock.run_until(t)                # ... to simulated time t (seconds)
     await pbx.clock.run_until_true(pred, 60)    # ... timer by timer until pred() holds
     pbx.clock.start_auto()                      # or: jump whenever nothing is pending
-    pbx.faults.drop_all() / drop(0) / refuse_for(10)
+    pbx.faults.drop_all() / drop(0) / refuse_for(10[, mode="unlisten"])
     pbx.events                                  # every AmiEvent emitted (record=True)
     await pbx.stop()
 
@@ -65,9 +65,10 @@ class Faults:
         """Close one AMI connection (index in connection order, oldest = 0)."""
         return self._ami.drop(which)
 
-    def refuse_for(self, seconds: float) -> None:
-        """Accept-and-close every new AMI connection for ``seconds`` of PBX time."""
-        self._ami.refuse_for(seconds)
+    def refuse_for(self, seconds: float, mode: str = "accept_close") -> None:
+        """Refuse new AMI connections for ``seconds`` of PBX time: ``accept_close`` (EOF
+        before the banner) or ``unlisten`` (connection refused, then listening again)."""
+        self._ami.refuse_for(seconds, mode)
 
 
 class SimPbx:

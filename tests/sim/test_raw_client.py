@@ -197,3 +197,18 @@ async def test_variable_header_with_commas_sets_several(pbx: SimPbx, ami: RawAmi
     two = [(v["Variable"], v["Value"]) for v in ami.events("VarSet") if v["Uniqueid"] == "v-1;2"]
     assert one == [("C", "3"), ("B", "2"), ("A", "1")]  # the ;1 leg lists them last-first
     assert two == [("A", "1"), ("B", "2"), ("C", "3")]
+
+
+async def test_refuse_by_unlistening(pbx: SimPbx) -> None:
+    a = await RawAmi.connect(pbx.port)
+    await a.login()
+    pbx.faults.refuse_for(5, mode="unlisten")
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", pbx.port)
+    a.send(Action="Ping", ActionID="p")  # the existing connection still works
+    assert (await a.pump())[0]["Ping"] == "Pong"
+    await pbx.clock.advance(6)
+    b = await RawAmi.connect(pbx.port)
+    assert b.banner == "Asterisk Call Manager/11.0.0"
+    for c in (a, b):
+        await c.close()
