@@ -11,7 +11,7 @@ STREAM = (
     "Action: Login\r\nUsername: dialer\r\nSecret: s\r\n\r\n"
     "Action: Originate\r\nChannel: Local/+8613800000123@customer\r\nVariable: NAME=张三\r\n"
     "Variable: A=1\r\n\r\nAction: Ping\nActionID: lf-only\n\n"
-).encode("utf-8")
+).encode()
 
 WANT = [
     [("Action", "Login"), ("Username", "dialer"), ("Secret", "s")],
