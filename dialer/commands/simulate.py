@@ -54,7 +54,7 @@ def _plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     for i, (name, (s, runs)) in enumerate(results.items()):
         colour = f"C{i % 10}"
         ax.scatter(
@@ -77,7 +77,7 @@ def _plot(
     ax.set_ylabel("occupancy ((talk + wrap-up) / logged-in time)")
     ax.set_title(f"{scenario.name}: occupancy against abandon rate (large = pooled)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -134,7 +134,9 @@ class PredictiveTuning:
     threshold: float = 0.045  # marginal P(no agent | answered) accepted at zero slack
     margin: float = 0.87  # the realised rate is steered to abandon_cap * margin
     gain: float = 0.1  # log-threshold change per abandon of slack
-    slack_clip: float = 12.0  # anti wind-up, in abandons
+    slack_clip: float = 12.0  # anti wind-up, in abandons (at the reference team size)
+    gain_team_ref: float = 20.0  # teams of this size or more use ``gain`` as is; smaller ...
+    gain_scale_max: float = 4.0  # ... ones ``gain * ref / team``, at most this many times
     threshold_min: float = 0.002
     threshold_max: float = 0.6
     ring_points: int = 6  # quantiles of the ring-time distribution integrated over
@@ -170,8 +172,12 @@ class Predictive(Policy):
         ab = inp.abandons
         setpoint = inp.settings.abandon_cap * t.margin
         slack = setpoint * ab.window_live - ab.window_abandoned
-        slack = min(max(slack, -t.slack_clip), t.slack_clip)
-        th = t.threshold * math.exp(t.gain * slack)
+        # One abandon weighs more in a small team's rate: the gain grows as the team shrinks.
+        active = max(int(np.count_nonzero(inp.agent_state != _PAUSED)), 1)
+        scale = min(max(t.gain_team_ref / active, 1.0), t.gain_scale_max)
+        clip = t.slack_clip / scale
+        slack = min(max(slack, -clip), clip)
+        th = t.threshold * math.exp(t.gain * scale * slack)
         return min(max(th, t.threshold_min), t.threshold_max)
 
     def _tables(self, est: Estimates) -> tuple[FloatArray, FloatArray, FloatArray]:

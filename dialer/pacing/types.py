@@ -95,7 +95,8 @@ class PacingInput:
     - ``agent_state`` / ``agent_elapsed_s``: one entry per logged-in agent (codes of
       :class:`AgentState`; seconds in that state).
     - ``call_age_s`` / ``call_answered``: one entry per call in flight that needs an agent and
-      has none: ringing (``False``) or answered and waiting in the queue (``True``).
+      has none: ringing (``False``) or answered and waiting in the queue (``True``). A call
+      still being screened by AMD counts as ringing; ages are seconds since the Originate.
     - ``estimates``: the estimator snapshot (answer probability, ring, talk, wrap-up).
     - ``settings``: the campaign's pacing settings (hot-reloaded settings arrive here).
     - ``abandons``: live answers and abandons over the cap window and the short window.

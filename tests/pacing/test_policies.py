@@ -272,3 +272,11 @@ def test_policy_registry_and_campaign_modes() -> None:
 def test_ringing_agent_counts_as_busy() -> None:
     inp = make_input([(RINGING, 0.0)] + [(IDLE, 0.0)] * 2)
     assert make_policy("progressive").decide(inp) == 2
+
+
+def test_feedback_is_stronger_for_small_teams() -> None:
+    ab = AbandonCounts(300, 10)  # 10 abandons where the setpoint allows ~7.8
+    small, large = Predictive(), Predictive()
+    small.decide(make_input([(IDLE, 0.0)] * 5, abandons=ab))
+    large.decide(make_input([(IDLE, 0.0)] * 20, abandons=ab))
+    assert small.last_threshold < large.last_threshold < large.tuning.threshold
