@@ -35,6 +35,7 @@ from dialer.sim.events import (
     SOFTHANGUP_EXPLICIT,
     STATE_DESC,
     AmiEvent,
+    Cause,
     ChannelState,
     OriginateReason,
     cause_text,
@@ -540,7 +541,7 @@ class Engine:
             ch.soft16_emitted = True
             self.chan_event("SoftHangupRequest", ch, (("Cause", str(SOFTHANGUP_EXPLICIT)),))
         if not ch.soft_hangup and ch.hangupcause == 0:
-            ch.hangupcause = 16
+            ch.hangupcause = Cause.NORMAL_CLEARING
         self.destroy(ch)
 
     def start_pbx(self, ch: Channel) -> None:
@@ -680,7 +681,7 @@ class Engine:
         elif outcome in (DialOutcome.HANGUP, DialOutcome.CANCEL):
             self.emit("DialEnd", one.header("Dest") + (("DialStatus", "NOANSWER"),))
         elif outcome == DialOutcome.TIMEOUT:
-            one.hangupcause = 19
+            one.hangupcause = Cause.NO_ANSWER
         one.dialplan_mode = False
         self.destroy(one)
         self._originate_response(req, None, False, reason)
@@ -746,7 +747,7 @@ class Engine:
                 cb(peer)
 
     def busy(self, ch: Channel, congestion: bool) -> None:
-        ch.hangupcause = 34 if congestion else 17
+        ch.hangupcause = Cause.CONGESTION if congestion else Cause.USER_BUSY
         self.set_state(ch, ChannelState.BUSY)
         if not congestion:
             self.device_state(ch.device, "INUSE")
@@ -841,7 +842,7 @@ async def app_congestion(e: Engine, ch: Channel, data: str) -> None:
 
 
 async def app_hangup(e: Engine, ch: Channel, data: str) -> None:
-    cause = int(data) if data.strip().isdigit() else 16
+    cause = int(data) if data.strip().isdigit() else Cause.NORMAL_CLEARING
     if ch.hangupcause == 0 or data.strip():
         ch.hangupcause = cause
     ch.soft16_emitted = True

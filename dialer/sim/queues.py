@@ -40,7 +40,7 @@ from dialer.sim.engine import (
     Engine,
     _resolve,
 )
-from dialer.sim.events import ChannelState, cause_text
+from dialer.sim.events import Cause, ChannelState, cause_text
 
 log = logging.getLogger(__name__)
 
@@ -959,7 +959,7 @@ class QueueManager:
         e.emit("BridgeLeave", bfields(0) + second.header())
         e.emit("BridgeDestroy", bfields(0))
         if reason == "caller" and one.alive:
-            one.hangupcause = one.hangupcause or 16
+            one.hangupcause = one.hangupcause or Cause.NORMAL_CLEARING
             e.destroy(one)
         one.bridge_id = ch.bridge_id = ""
         q.stats_vars(ch)
@@ -980,7 +980,7 @@ class QueueManager:
         if reason == "caller" or "c" not in caller_options:
             # without option c the caller is hung up when the agent hangs up (recorded)
             if ch.hangupcause == 0:
-                ch.hangupcause = 16
+                ch.hangupcause = Cause.NORMAL_CLEARING
             ch.soft_hangup = True
             raise ChannelHungup
 
@@ -1005,8 +1005,10 @@ class QueueManager:
             agent.answered_at = e.clock.now()
             agent.dial.future.set_result(DialOutcome.ANSWER)
             await e.wait(agent, max(0.0, b.talk_s(self.rng)))
-            agent.hangupcause = 16
-            e.request_hangup(agent, 16)  # the bridge (AgentComplete) tears the leg down
+            agent.hangupcause = Cause.NORMAL_CLEARING
+            e.request_hangup(
+                agent, Cause.NORMAL_CLEARING
+            )  # the bridge (AgentComplete) tears the leg down
         except ChannelHungup:
             pass
         finally:

@@ -55,6 +55,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dialer.errors import ConfigError
+from dialer.sim.events import Cause
 from dialer.sim.queues import AgentBehaviour
 from dialer.sim.sounds import Media, Prompt
 
@@ -266,7 +267,7 @@ class PartyModel:
         if isinstance(d, str):
             self._count(d)
             if d == "invalid":
-                ch.hangupcause = 1
+                ch.hangupcause = Cause.UNALLOCATED
                 ch.soft16_emitted = True
                 e.chan_event("SoftHangupRequest", ch, (("Cause", "16"),))
                 ch.soft_hangup = True
@@ -347,8 +348,8 @@ def queue_patience(e: Engine, caller: Channel) -> float | None:
 def customer_gives_up(e: Engine, caller: Channel) -> None:
     peer = caller.peer
     if peer is not None and peer.alive:
-        peer.hangupcause = 16
-        e.request_hangup(peer, 16)
+        peer.hangupcause = Cause.NORMAL_CLEARING
+        e.request_hangup(peer, Cause.NORMAL_CLEARING)
 
 
 # ====================================================================== the floor
