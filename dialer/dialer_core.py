@@ -192,6 +192,23 @@ class DialerCore:
     def live_calls(self) -> int:
         return len(self.tracker.calls)
 
+    def stats(self) -> dict[str, Any]:
+        """Counters for metrics and the console (all monotonic except the gauges)."""
+        return {
+            "ami_ready": self.client.ready.is_set(),
+            "ami_connections": self.client.connections,
+            "ami_events": self.client.events_in,
+            "ami_bytes": self.client.bytes_in,
+            "ami_last_error": self.client.last_error,
+            "originates_sent": self.originates_sent,
+            "finished": self.finished_count,
+            "illegal_transitions": self.illegal_transitions,
+            "recovered": self.recovered,
+            "live_calls": len(self.tracker.calls),
+            "calls_by_state": self.counts(),
+            "last_resync": dict(self.last_resync),
+        }
+
     async def start(self) -> None:
         """Recover this owner's open attempts from the store, then connect.
 

@@ -170,6 +170,8 @@ async def test_originate_waits_at_the_gate_through_an_outage(store: Store, pbx: 
     await pbx.clock.advance(4)
     assert await asyncio.wait_for(task, 5) is OriginateStatus.QUEUED
     assert core.client.connections >= 2 and core.last_resync["channels"] == 0
+    st = core.stats()
+    assert st["ami_ready"] and st["originates_sent"] == 1 and st["live_calls"] == 1
     await run_until(pbx, core, lambda: bool(done))
     await core.stop(grace_s=0)
     assert [f.outcome for f in done] == [Outcome.BUSY]
