@@ -51,13 +51,16 @@ class DistKind(enum.StrEnum):
     GAMMA = "gamma"
     LOGNORMAL = "lognormal"
     EMPIRICAL = "empirical"
+    MIXTURE = "mixture"
 
 
 class DistSpec(BaseModel):
     """A duration distribution as written in a scenario: ``{dist: gamma, shape: 4, scale: 2.5}``.
 
-    ``offset`` is added to every draw; ``max`` clips draws (and the CDF) from above. A bare number
-    in YAML means a constant (see :func:`as_dist_spec`).
+    ``offset`` is added to every draw; ``min`` / ``max`` clip draws (and the CDF). A lognormal
+    takes ``mean`` and ``cv`` or ``sd``. A mixture is ``{dist: mixture, parts: [{weight: 0.2,
+    dist: const, value: 1}, ...]}``. A bare number in YAML means a constant
+    (see :func:`as_dist_spec`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -66,12 +69,15 @@ class DistSpec(BaseModel):
     value: float | None = Field(None, ge=0)  # const
     mean: float | None = Field(None, gt=0)  # exponential, lognormal
     cv: float | None = Field(None, gt=0)  # lognormal
+    sd: float | None = Field(None, gt=0)  # lognormal (instead of cv)
     shape: float | None = Field(None, gt=0)  # gamma
     scale: float | None = Field(None, gt=0)  # gamma
     low: float | None = Field(None, ge=0)  # uniform
     high: float | None = Field(None, gt=0)  # uniform
     samples: tuple[float, ...] | None = None  # empirical
+    parts: tuple[MixPart, ...] | None = None  # mixture
     offset: float = Field(0.0, ge=0)
+    min: float | None = Field(None, ge=0)
     max: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
@@ -81,8 +87,9 @@ class DistSpec(BaseModel):
             DistKind.EXPONENTIAL: ("mean",),
             DistKind.UNIFORM: ("low", "high"),
             DistKind.GAMMA: ("shape", "scale"),
-            DistKind.LOGNORMAL: ("mean", "cv"),
+            DistKind.LOGNORMAL: ("mean", "cv" if self.sd is None else "sd"),
             DistKind.EMPIRICAL: ("samples",),
+            DistKind.MIXTURE: ("parts",),
         }[self.dist]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
@@ -93,7 +100,21 @@ class DistSpec(BaseModel):
             raise ValueError("empirical: samples must be a non-empty list of durations >= 0")
         if self.max is not None and self.max <= self.offset:
             raise ValueError("max must be above offset")
+        if self.min is not None and self.max is not None and self.max <= self.min:
+            raise ValueError("max must be above min")
+        if self.dist is DistKind.MIXTURE and not self.parts:
+            raise ValueError("mixture: give at least one part")
         return self
+
+    @property
+    def _cv(self) -> float:
+        if self.sd is not None:
+            return float(self.sd) / float(self.mean or 1.0)
+        return float(self.cv or 1.0)
+
+    def _weights(self) -> NDArray[np.float64]:
+        w = np.array([p.weight for p in self.parts or ()], dtype=np.float64)
+        return np.asarray(w / w.sum(), dtype=np.float64)
 
     # --- sampling (the rehearsal) -------------------------------------------------------
 
@@ -108,20 +129,31 @@ class DistSpec(BaseModel):
         elif k is DistKind.GAMMA:
             x = rng.gamma(float(self.shape or 1.0), float(self.scale or 1.0), n)
         elif k is DistKind.LOGNORMAL:
-            mu, sigma = _lognormal_params(float(self.mean or 1.0), float(self.cv or 1.0))
+            mu, sigma = _lognormal_params(float(self.mean or 1.0), self._cv)
             x = rng.lognormal(mu, sigma, n)
+        elif k is DistKind.MIXTURE:
+            parts = self.parts or ()
+            which = rng.choice(len(parts), n, p=self._weights())
+            draws = np.stack([p.spec().sample(rng, n) for p in parts])
+            x = draws[which, np.arange(n)]
         else:
             x = rng.choice(np.asarray(self.samples, dtype=np.float64), n)
         x = x + self.offset
+        if self.min is not None:
+            x = np.maximum(x, self.min)
         if self.max is not None:
             x = np.minimum(x, self.max)
         return np.asarray(x, dtype=np.float64)
 
     def mean_value(self) -> float:
         """The distribution's mean (exact where a formula exists, else from the grid)."""
-        if self.max is not None:
+        if self.max is not None or self.min is not None:
             return self.to_grid().mean
         k = self.dist
+        if k is DistKind.MIXTURE:
+            parts = self.parts or ()
+            m = float(np.dot(self._weights(), [p.spec().mean_value() for p in parts]))
+            return m + self.offset
         if k is DistKind.CONST:
             m = float(self.value or 0.0)
         elif k is DistKind.UNIFORM:
@@ -150,8 +182,10 @@ class DistSpec(BaseModel):
             sd = math.sqrt(float(self.shape or 1.0)) * float(self.scale or 1.0)
             base = m + 12.0 * sd
         elif k is DistKind.LOGNORMAL:
-            mu, sigma = _lognormal_params(float(self.mean or 1.0), float(self.cv or 1.0))
+            mu, sigma = _lognormal_params(float(self.mean or 1.0), self._cv)
             base = math.exp(mu + 4.5 * sigma)
+        elif k is DistKind.MIXTURE:
+            base = max(p.spec().upper() for p in self.parts or ())
         else:
             base = max(self.samples or (1.0,)) * 1.2 + 1.0
         top = base + self.offset
@@ -165,7 +199,11 @@ class DistSpec(BaseModel):
             x = np.unique(np.concatenate((x, [self.max])))
         y = x - self.offset  # the un-shifted variable
         k = self.dist
-        if k is DistKind.CONST:
+        if k is DistKind.MIXTURE:
+            parts = self.parts or ()
+            cdfs = np.stack([p.spec().to_grid().at(y) for p in parts])
+            cdf = self._weights() @ cdfs
+        elif k is DistKind.CONST:
             cdf = (y >= float(self.value or 0.0)).astype(np.float64)
         elif k is DistKind.EXPONENTIAL:
             cdf = np.where(y > 0, 1.0 - np.exp(-np.maximum(y, 0.0) / float(self.mean or 1.0)), 0.0)
@@ -173,7 +211,7 @@ class DistSpec(BaseModel):
             lo, hi = float(self.low or 0.0), float(self.high or 1.0)
             cdf = np.clip((y - lo) / (hi - lo), 0.0, 1.0)
         elif k is DistKind.LOGNORMAL:
-            mu, sigma = _lognormal_params(float(self.mean or 1.0), float(self.cv or 1.0))
+            mu, sigma = _lognormal_params(float(self.mean or 1.0), self._cv)
             with np.errstate(divide="ignore"):
                 z = (np.log(np.maximum(y, 1e-300)) - mu) / sigma
             cdf = np.where(y > 0, norm_cdf(z), 0.0)
@@ -182,11 +220,29 @@ class DistSpec(BaseModel):
         else:
             s = np.sort(np.asarray(self.samples, dtype=np.float64)) + self.offset
             return GridDist.from_samples(s, x)
+        if self.min is not None:
+            cdf = np.where(x < self.min, 0.0, cdf)
         if self.max is not None:
             cdf = np.where(x >= self.max, 1.0, cdf)
         cdf = np.maximum.accumulate(np.clip(cdf, 0.0, 1.0))
         cdf[-1] = 1.0
         return GridDist(x, cdf)
+
+
+class MixPart(BaseModel):
+    """One weighted part of a mixture: ``{weight: 0.2, dist: const, value: 1}``."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    weight: float = Field(gt=0)
+
+    def spec(self) -> DistSpec:
+        return DistSpec.model_validate(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _valid_part(self) -> MixPart:
+        self.spec()  # raises a ValidationError naming the problem
+        return self
 
 
 def as_dist_spec(value: Any) -> Any:
@@ -296,3 +352,6 @@ class GridDist:
         with np.errstate(divide="ignore", invalid="ignore"):
             p = np.where(ok, num / s_e, 1.0 - np.exp(-reach / max(self.mean, 1.0)))
         return np.asarray(np.minimum(np.maximum(p, 0.0), 1.0), dtype=np.float64)
+
+
+DistSpec.model_rebuild()

@@ -141,7 +141,9 @@ class Scenario(_Frozen):
                 "abandon_target": p.abandon_cap,
                 "hold_s": p.hold_limit_s,
                 "wrap_s": DistSpec(dist=DistKind.CONST, value=p.wrapup_s),
-                "no_answer_release_s": DistSpec(dist=DistKind.CONST, value=p.ring_timeout_s),
+                "no_answer_release_s": _with_timeout(
+                    self.no_answer_release_s, self.ring_timeout_s, p.ring_timeout_s
+                ),
                 "max_lines_per_agent": p.max_lines_per_agent,
                 "calls_per_second": p.calls_per_second,
                 "min_agents_predictive": p.min_agents_predictive,
@@ -151,7 +153,31 @@ class Scenario(_Frozen):
         )
 
 
+def _with_timeout(d: DistSpec, old: float, new: float) -> DistSpec:
+    """The release distribution under another ring timeout: what rang until the old timeout
+    now rings until the new one; earlier releases (busy, invalid...) are kept, clipped."""
+    if d.dist is DistKind.CONST:
+        return DistSpec(dist=DistKind.CONST, value=new)
+    if d.dist is DistKind.MIXTURE:
+        parts = []
+        for part in d.parts or ():
+            spec = part.spec()
+            doc = spec.model_dump(exclude_none=True)
+            if spec.dist is DistKind.CONST and _timeout_of(spec) == old:
+                doc = {"dist": "const", "value": new}
+            elif spec.max is None or spec.max > new:
+                doc["max"] = new
+            parts.append({"weight": part.weight, **doc})
+        return DistSpec.model_validate({"dist": "mixture", "parts": parts})
+    return d.model_copy(update={"max": new})
+
+
 def _timeout_of(d: DistSpec) -> float:
+    """A constant release time; a mixture's longest constant part; else the distribution's max."""
+    if d.dist is DistKind.MIXTURE:
+        specs = [p.spec() for p in d.parts or ()]
+        consts = [_timeout_of(x) for x in specs if x.dist is DistKind.CONST]
+        return max(consts) if consts else max(_timeout_of(x) for x in specs)
     if d.dist is DistKind.CONST:
         return float(d.value or 0.0) + d.offset
     return float(d.max) if d.max is not None else math.inf
@@ -176,7 +202,11 @@ def find_scenario(name_or_path: str, scenarios_dir: Path) -> Path:
     for cand in (scenarios_dir / f"{name_or_path}.yaml", scenarios_dir / f"{name_or_path}.yml"):
         if cand.is_file():
             return cand
-    known = sorted(x.stem for x in scenarios_dir.glob("*.yaml")) if scenarios_dir.is_dir() else []
+    known = (
+        sorted(x.stem for x in scenarios_dir.glob("*.yaml") if not x.name.startswith("sim-"))
+        if scenarios_dir.is_dir()
+        else []
+    )
     raise ConfigError(
         f"no scenario {name_or_path!r} (a file, or one of: {', '.join(known) or 'none'})"
     )

@@ -187,3 +187,26 @@ def test_abandon_tracker_windows() -> None:
     assert forever.counts(1e9).window_rate == 1.0
     with pytest.raises(ValueError):
         tr.rebase(1, 2)
+
+
+def test_mixture_and_lognormal_with_sd_and_min() -> None:
+    mix = DistSpec.model_validate(
+        {
+            "dist": "mixture",
+            "parts": [
+                {"weight": 1, "dist": "uniform", "low": 0.2, "high": 1.5},
+                {"weight": 3, "dist": "const", "value": 25},
+            ],
+        }
+    )
+    draws = mix.sample(np.random.default_rng(2), 40000)
+    assert np.mean(draws == 25.0) == pytest.approx(0.75, abs=0.01)
+    assert mix.mean_value() == pytest.approx(0.25 * 0.85 + 0.75 * 25)
+    assert mix.to_grid().at(2.0) == pytest.approx(0.25, abs=0.01)
+    ln = DistSpec.model_validate({"dist": "lognormal", "mean": 9, "sd": 5, "min": 1.5, "max": 45})
+    x = ln.sample(np.random.default_rng(3), 40000)
+    assert x.min() >= 1.5 and x.max() <= 45
+    assert np.std(x) == pytest.approx(5, rel=0.1)
+    assert ln.to_grid().at(1.4) == 0.0
+    with pytest.raises(ValidationError, match="weight"):
+        DistSpec.model_validate({"dist": "mixture", "parts": [{"dist": "const", "value": 1}]})

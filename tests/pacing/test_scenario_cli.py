@@ -101,6 +101,20 @@ def test_campaign_pacing_replaces_the_scenario_keys(tmp_path: Path) -> None:
     assert sc.pacing().wrapup_s == pytest.approx(20, abs=0.1)
 
 
+def test_campaign_ring_timeout_keeps_early_releases() -> None:
+    sc = load_scenario(SCENARIOS / "pbx-floor20.yaml")
+    assert sc.ring_timeout_s == 25
+    camp = load_campaign_file(CONFIG_DIR / "campaigns" / "card-activation-dec.yaml")
+    longer = camp.model_copy(
+        update={"pacing": camp.pacing.model_copy(update={"ring_timeout_s": 30.0})}
+    )
+    sc2 = sc.with_campaign(longer)
+    assert sc2.ring_timeout_s == 30
+    grid = sc2.no_answer_release_s.to_grid()
+    assert grid.at(2.0) == pytest.approx(0.245, abs=0.01)  # busy/invalid still released early
+    assert grid.at(29.9) == pytest.approx(0.245, abs=0.01)  # the rest ring until 30 s
+
+
 def test_simulate_json_shape(tmp_path: Path) -> None:
     plot = tmp_path / "p.png"
     res = CliRunner().invoke(
