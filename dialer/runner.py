@@ -56,6 +56,7 @@ from dialer.pacing.estimators import PacingEstimator, cold_start
 from dialer.pacing.policies import Policy, make_policy, policy_for_campaign
 from dialer.pacing.types import AbandonCounts, CallInFlight, PacingInput
 from dialer.pacing.types import AgentState as PAgent
+from dialer.pacing.windows import AbandonTracker
 from dialer.privacy import mask_phone
 from dialer.settings import Settings, load_settings
 from dialer.stats import abandon_rates, outcome_counts
@@ -132,11 +133,8 @@ class CampaignRun:
     policy: Policy | None
     estimator: PacingEstimator
     limiter: RateLimiter
-    base_live: int = 0  # live answers / abandons in the cap window before this run
-    base_abandoned: int = 0
-    finished: deque[tuple[float, bool, bool]] = field(
-        default_factory=deque
-    )  # (at, live, abandoned)
+    #: live answers and abandons over the cap window (and the short window), for pacing
+    abandon_counts: AbandonTracker = field(default_factory=lambda: AbandonTracker(None))
     pending: int = 0  # leased and being originated, not yet followed by the tracker
     dialled: int = 0
     effective_mode: str = ""
@@ -146,15 +144,8 @@ class CampaignRun:
     last_error: str | None = None
     preview_requests: deque[str] = field(default_factory=deque)
 
-    def abandons(self, now: float, short_s: float = 60.0) -> AbandonCounts:
-        wl, wa, sl, sa = self.base_live, self.base_abandoned, 0, 0
-        for at, live, ab in self.finished:
-            wl += live
-            wa += ab
-            if now - at <= short_s:
-                sl += live
-                sa += ab
-        return AbandonCounts(window_live=wl, window_abandoned=wa, short_live=sl, short_abandoned=sa)
+    def abandons(self, now: float) -> AbandonCounts:
+        return self.abandon_counts.counts(now)
 
 
 class Dialer:
@@ -219,9 +210,10 @@ class Dialer:
                     policy=policy_for_campaign(spec),
                     estimator=PacingEstimator(prior),
                     limiter=RateLimiter(spec.pacing.calls_per_second),
-                    base_live=live,
-                    base_abandoned=abandoned,
+                    abandon_counts=AbandonTracker(spec.pacing.abandon_window.total_seconds()),
                 )
+                # what the store holds for the cap window before this run (never expires here)
+                run.abandon_counts.rebase(live, abandoned)
                 self.runs[cid] = run
             else:
                 self._respec(run, spec)
@@ -476,7 +468,10 @@ class Dialer:
         f = item.facts
         live = f.live_answer
         abandoned = item.outcome is Outcome.ABANDONED
-        run.finished.append((f.ended_at, live, abandoned))
+        if live:
+            run.abandon_counts.live_answer(f.ended_at)
+        if abandoned:
+            run.abandon_counts.abandon(f.ended_at)
         ring_end = f.answered_at if f.answered_at is not None else f.ended_at
         if item.outcome not in (Outcome.INTERRUPTED, Outcome.UNKNOWN, Outcome.FAILED):
             run.estimator.observe_ring(

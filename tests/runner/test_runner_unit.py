@@ -66,9 +66,9 @@ def test_power_falls_back_to_progressive_over_the_cap(store: Store) -> None:
     assert d.pool.count(AgentState.IDLE, "q") == 4
     run = make_run("power", power_ratio=3.0, abandon_cap=0.03, calls_per_second=50)
     assert d.decide(run, now=10.0) == 12 and run.effective_mode == "power"
-    run.base_live, run.base_abandoned = 100, 3  # at the cap over its window
+    run.abandon_counts.rebase(100, 3)  # at the cap over its window
     assert d.decide(run, now=11.0) == 4 and run.effective_mode == "progressive"
-    run.base_live = 200  # under again
+    run.abandon_counts.rebase(200, 3)  # under again
     assert d.decide(run, now=12.0) == 12 and run.effective_mode == "power"
 
 
