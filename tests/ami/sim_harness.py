@@ -81,6 +81,30 @@ async def party_pbx(talk_s: float = 5.0) -> SimPbx:
     return p
 
 
+_CORES: list[DialerCore] = []
+
+
+async def stop_cores() -> None:
+    """Stop every core a test made (a failed test never reached its own ``stop``); run it
+    before the PBX stops, or the PBX waits on the client's reconnected socket."""
+    while _CORES:
+        core = _CORES.pop()
+        if core._tasks or core.client._task is not None:
+            await asyncio.wait_for(core.stop(grace_s=0), 10)
+
+
+async def kill_core(core: DialerCore) -> None:
+    """As kill -9 would: the socket drops, the tasks vanish, nothing more is written."""
+    _CORES.remove(core)
+    core.client._closing = True
+    tasks = [*core._tasks, *([core.client._task] if core.client._task else [])]
+    for task in tasks:
+        task.cancel()
+    core.client.drop()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    core._db.shutdown(wait=False)
+
+
 def make_core(store: Store, pbx: SimPbx, **kw: Any) -> DialerCore:
     client = AMIClient(
         "127.0.0.1",
@@ -92,7 +116,7 @@ def make_core(store: Store, pbx: SimPbx, **kw: Any) -> DialerCore:
         ping_interval_s=3600,
         action_timeout_s=5.0,
     )
-    return DialerCore(
+    core = DialerCore(
         store,
         client,
         agi_url="agi://127.0.0.1:4573",
@@ -102,6 +126,8 @@ def make_core(store: Store, pbx: SimPbx, **kw: Any) -> DialerCore:
         flush_s=0.01,
         **kw,
     )
+    _CORES.append(core)
+    return core
 
 
 async def settle(core: DialerCore, polls: int = 500) -> None:

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
-from sim_harness import attempts, campaign, collector, make_core, party_pbx, run_until
+from sim_harness import attempts, campaign, collector, make_core, party_pbx, run_until, stop_cores
 from sqlalchemy import select
 
 from dialer.ami.messages import Event, Headers
@@ -34,6 +34,7 @@ SUFFIXES = ["486", "503", "480", "404", "111", "111", "222", "000"]
 async def pbx() -> AsyncIterator[SimPbx]:
     p = await party_pbx(talk_s=4.0)
     yield p
+    await stop_cores()
     await p.stop()
 
 

@@ -9,7 +9,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sim_harness import attempts, campaign, collector, make_core, party_pbx, run_until
+from sim_harness import (
+    attempts,
+    campaign,
+    collector,
+    kill_core,
+    make_core,
+    party_pbx,
+    run_until,
+    stop_cores,
+)
 from sqlalchemy import select
 
 from dialer.outcomes import Outcome
@@ -30,6 +39,7 @@ AGENTS = ["PJSIP/agent101", "PJSIP/agent102", "PJSIP/agent103"]
 async def pbx() -> AsyncIterator[SimPbx]:
     p = await party_pbx(talk_s=5.0)
     yield p
+    await stop_cores()
     await p.stop()
 
 
@@ -170,12 +180,7 @@ async def test_a_dialer_killed_mid_calls_is_recovered_by_the_next_one(
     await pbx.clock.advance(1.5)  # rung, answered; nobody has hung up yet
     await asyncio.sleep(0.05)
     assert first.live_calls() == 3
-    # the process dies: its connection goes, its memory goes, nothing is written
-    for task in first._tasks:
-        task.cancel()
-    first.client._closing = True
-    first.client.drop()
-    await asyncio.sleep(0.05)
+    await kill_core(first)  # its connection goes, its memory goes, nothing is written
     await pbx.clock.advance(2)  # ...222 hangs up while no dialer is running
     second = make_core(store, pbx)
     done = collector(second)

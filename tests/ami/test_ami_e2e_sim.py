@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
-from sim_harness import SECRET, attempts, campaign, collector, make_core, run_until
+from sim_harness import SECRET, attempts, campaign, collector, make_core, run_until, stop_cores
 from sqlalchemy import select
 
 from dialer.dialer_core import OriginateStatus
@@ -36,6 +36,7 @@ async def pbx() -> AsyncIterator[SimPbx]:
     p = SimPbx(clock=VirtualClock(), secret=SECRET, record=True)
     await p.start(ami_port=0)
     yield p
+    await stop_cores()
     await p.stop()
 
 
@@ -171,7 +172,7 @@ async def test_originate_waits_at_the_gate_through_an_outage(store: Store, pbx: 
     assert await asyncio.wait_for(task, 5) is OriginateStatus.QUEUED
     assert core.client.connections >= 2 and core.last_resync["channels"] == 0
     st = core.stats()
-    assert st["ami_ready"] and st["originates_sent"] == 1 and st["live_calls"] == 1
+    assert st["ami_ready"] and st["originates_sent"] == 1 and st["ami_connections"] >= 2
     await run_until(pbx, core, lambda: bool(done))
     await core.stop(grace_s=0)
     assert [f.outcome for f in done] == [Outcome.BUSY]
