@@ -104,11 +104,16 @@ class Peer:
             await self._write(w, f"Response: Success\r\nActionID: {aid}\r\n\r\n".encode())
 
 
+_CLIENTS: list[AMIClient] = []
+
+
 @pytest.fixture
 async def peer() -> AsyncIterator[Peer]:
     p = Peer()
     await p.start()
     yield p
+    while _CLIENTS:  # a failed test never reached its own close()
+        await asyncio.wait_for(_CLIENTS.pop().close(), 5)
     await p.stop()
 
 
@@ -120,7 +125,9 @@ def client(port: int, **kw: object) -> AMIClient:
         "ping_interval_s": 3600,
     }
     opts.update(kw)
-    return AMIClient("127.0.0.1", port, "dialer", SECRET, **opts)  # type: ignore[arg-type]
+    c = AMIClient("127.0.0.1", port, "dialer", SECRET, **opts)  # type: ignore[arg-type]
+    _CLIENTS.append(c)
+    return c
 
 
 def recorded_events_with_chinese() -> bytes:
@@ -214,6 +221,7 @@ async def test_wrong_secret_backs_off_and_never_opens_the_gate(peer: Peer) -> No
         reconnect_max_s=0.08,
         rng=random.Random(1),
     )
+    _CLIENTS.append(c)
     await c.start()
     with pytest.raises(AMIError, match="not ready"):
         await c.wait_ready(0.5)
