@@ -47,6 +47,7 @@ class Estimates:
     wrap: GridDist
     hour_band: int | None = None
     samples: int = 0  # outcomes behind answer_prob's recent window (0 = pure prior)
+    agent_answer_s: float = 0.0  # mean time an agent's phone rings before the bridge
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.answer_prob <= 1.0:
@@ -150,6 +151,7 @@ class PacingEstimator:
         self._ring_un: deque[float] = deque(maxlen=dist_window)
         self._talk: deque[float] = deque(maxlen=dist_window)
         self._wrap: deque[float] = deque(maxlen=dist_window)
+        self._agent_answer: deque[float] = deque(maxlen=200)
         self._cache: Estimates | None = None
         self._cache_at = -math.inf
         self._dirty_dists = True
@@ -178,6 +180,10 @@ class PacingEstimator:
     def observe_talk(self, talk_s: float) -> None:
         self._talk.append(max(float(talk_s), 0.0))
         self._dirty_dists = True
+
+    def observe_agent_answer(self, ring_s: float) -> None:
+        """An agent answered ``ring_s`` after the queue rang them (AMI AgentConnect RingTime)."""
+        self._agent_answer.append(max(float(ring_s), 0.0))
 
     def observe_wrap(self, wrap_s: float) -> None:
         self._wrap.append(max(float(wrap_s), 0.0))
@@ -240,6 +246,11 @@ class PacingEstimator:
             wrap=wrap,
             hour_band=band,
             samples=n,
+            agent_answer_s=(
+                sum(self._agent_answer) / len(self._agent_answer)
+                if self._agent_answer
+                else self.prior.agent_answer_s
+            ),
         )
         self._new_outcomes = False
         return self._cache

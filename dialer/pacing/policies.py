@@ -259,7 +259,8 @@ class Predictive(Policy):
     def _marginal(self, inp: PacingInput, theta: float, kmax: int) -> int:
         est = inp.estimates
         r, g, g_int = self._tables(est)
-        horizon = r + inp.settings.hold_limit_s  # (M,) an agent must be free by then
+        # An agent must be free by then (and answer their phone within the hold limit).
+        horizon = r + max(inp.settings.hold_limit_s - est.agent_answer_s, 0.0)
         states = inp.agent_state
         elapsed = inp.agent_elapsed_s
         # X = supply - demand by the horizon, as mean, variance and third cumulant (skew):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dialer.pacing.dists import FloatArray
+from dialer.pacing.dists import DistKind, FloatArray
 from dialer.pacing.estimators import PacingEstimator, cold_start
 from dialer.pacing.policies import Policy, make_policy
 from dialer.pacing.scenario import Scenario
@@ -44,8 +44,10 @@ _WRAPUP = int(AgentState.WRAPUP)
 # Event kinds (heap entries are (time, seq, kind, arg)).
 _ANSWER, _RELEASE, _ABANDON, _TALK_END, _WRAP_END, _TICK, _SHIFT = range(7)
 
-# Call slot status.
-_FREE, _RING, _WAIT = 0, 1, 2
+# Call slot status (assigned: an agent's phone rings with it).
+_FREE, _RING, _WAIT, _ASSIGNED = 0, 1, 2, 3
+_RINGING = int(AgentState.RINGING)
+_BRIDGE, _RING_FAIL = 7, 8
 
 
 class PartyStream:
@@ -133,7 +135,20 @@ def run_once(
     a_leaving = np.zeros(n_max, dtype=bool)
     a_talk = np.zeros(n_max)
     a_wrap = np.zeros(n_max)
+    a_slot = np.full(n_max, -1, dtype=np.int64)  # the caller an agent's phone rings with
     idle: list[int] = []  # idle agents, most recently freed last
+    # Agents' answer delays: their own stream, so scenarios without one draw exactly as before.
+    answer_delay: FloatArray | None = None
+    delay_spec = sc.agent_answer_s
+    delay_rng = np.random.default_rng([seed, rep, 1])
+
+    def extend_answer_delay() -> None:
+        nonlocal answer_delay
+        more = delay_spec.sample(delay_rng, BLOCK)
+        answer_delay = more if answer_delay is None else np.concatenate((answer_delay, more))
+
+    if not (delay_spec.dist is DistKind.CONST and not delay_spec.value and not delay_spec.offset):
+        extend_answer_delay()
     logged = 0
     logged_since = 0.0
     churn = len(sc.agent_steps) > 1
@@ -189,6 +204,34 @@ def run_once(
                 a_leaving[i] = True
 
     def connect(now: float, slot: int, agent: int) -> None:
+        """Give the caller in ``slot`` to ``agent``: bridged after the agent answers, unless the
+        hold limit runs out first (then the caller is abandoned and the agent freed)."""
+        if answer_delay is None:
+            bridge(now, slot, agent)
+            return
+        k = res.connects + res.abandoned
+        while k >= len(answer_delay):
+            extend_answer_delay()
+        d = float(answer_delay[k])
+        a_state[agent] = _RINGING
+        a_since[agent] = now
+        a_slot[agent] = slot
+        c_status[slot] = _ASSIGNED
+        deadline = c_answer_t[slot] + hold
+        if now + d <= deadline:
+            push(now + d, _BRIDGE, agent)
+        else:
+            push(deadline, _RING_FAIL, agent)
+
+    def agent_free(now: float, agent: int) -> None:
+        if waiting:
+            connect(now, waiting.popleft(), agent)
+        else:
+            a_state[agent] = _IDLE
+            a_since[agent] = now
+            idle.append(agent)
+
+    def bridge(now: float, slot: int, agent: int) -> None:
         p = int(c_party[slot])
         a_state[agent] = _TALKING
         a_since[agent] = now
@@ -237,7 +280,11 @@ def run_once(
         else:
             states = a_state
             elapsed = now - a_since
-        active = np.flatnonzero(c_status)
+        active = (
+            np.flatnonzero(c_status)
+            if answer_delay is None
+            else np.flatnonzero((c_status == _RING) | (c_status == _WAIT))
+        )
         answered = c_status[active] == _WAIT
         inp = PacingInput(
             now=now,
@@ -316,12 +363,21 @@ def run_once(
                 a_logged[agent] = False
                 a_state[agent] = _IDLE
                 set_logged(now, logged - 1)
-            elif waiting:
-                connect(now, waiting.popleft(), agent)
             else:
-                a_state[agent] = _IDLE
-                a_since[agent] = now
-                idle.append(agent)
+                agent_free(now, agent)
+        elif kind == _BRIDGE:
+            agent = arg
+            estimator.observe_agent_answer(now - a_since[agent])
+            bridge(now, int(a_slot[agent]), agent)
+        elif kind == _RING_FAIL:
+            agent = arg
+            slot = int(a_slot[agent])
+            res.abandoned += 1
+            tracker.abandon(now)
+            waits.append(hold)
+            c_status[slot] = _FREE
+            free_slots.append(slot)
+            agent_free(now, agent)
         elif kind == _TICK:
             push(now + sc.tick_s, _TICK, 0)
         elif kind == _SHIFT:

@@ -51,6 +51,7 @@ class Scenario(_Frozen):
     no_answer_release_s: Dist
     talk_s: Dist
     wrap_s: Dist
+    agent_answer_s: Dist = DistSpec(dist=DistKind.CONST, value=0.0)  # agent's phone rings
     hold_s: float = Field(gt=0, le=60)
     abandon_target: float = Field(gt=0, le=0.5)
     max_lines_per_agent: float = Field(5.0, ge=1, le=10)

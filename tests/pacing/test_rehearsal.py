@@ -110,3 +110,19 @@ def test_shipped_scenarios_run_and_stay_under_cap(path: Path) -> None:
     pred, prog = res["predictive"][0], res["progressive"][0]
     assert pred.occupancy >= prog.occupancy - 0.01
     assert pred.abandon_rate <= 0.06  # 15 minutes is noisy; the full check is the benchmark
+
+
+def test_agents_answer_delay_counts_against_the_hold_limit() -> None:
+    from dialer.pacing.dists import DistSpec
+
+    delay = DistSpec.model_validate({"dist": "const", "value": 1.5})
+    sc = scenario(duration_s=900, agent_answer_s=delay)
+    seen: list[float] = []
+    r = run_once(
+        sc, "predictive", seed=1, observer=lambda inp, n: seen.append(inp.estimates.agent_answer_s)
+    )
+    assert r.waits.min() >= 1.5  # every bridge waits for the agent's phone
+    assert seen[0] == 0.0 and seen[-1] == pytest.approx(1.5)  # learned from the bridges
+    # Without the delay the same parties see shorter waits.
+    r0 = run_once(scenario(duration_s=900), "predictive", seed=1)
+    assert r0.waits.mean() < r.waits.mean()
