@@ -1,0 +1,215 @@
+"""The live dialer against its rehearsal: same settings, same world, two engines.
+
+Runs one predictive (or any) campaign on the simulated PBX - 20 agents, answer rate 0.30,
+anchor20's talk and wrap-up times - through the real runner, AMI adapter, tracker and store,
+at ``--speed`` times real time; then rehearses the same settings with ``dialer simulate``'s
+engine (virtual time, same distributions) and prints both side by side with the differences.
+
+    .venv/bin/python scripts/bench_live_vs_rehearsal.py [--minutes 30] [--speed 10] [--policy predictive]
+
+Both start cold (every agent idle at t=0, estimators at the campaign's cold start) and are
+measured over the whole run. Occupancy is (talk + wrap-up) / logged-in time in both; the live
+figure also counts the agent's ring time, which is ~0 here (auto-answer agents).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DIALER_SECRET_KEY", "bench-only-key")
+
+from sqlalchemy import select  # noqa: E402
+
+from dialer.campaigns import apply_campaign, parse_campaign  # noqa: E402
+from dialer.contacts import import_contacts  # noqa: E402
+from dialer.demo import SimFloor, demo_start  # noqa: E402
+from dialer.pacing.rehearsal import rehearse  # noqa: E402
+from dialer.pacing.scenario import parse_scenario  # noqa: E402
+from dialer.settings import Settings  # noqa: E402
+from dialer.store import open_store  # noqa: E402
+from dialer.store.models import Attempt  # noqa: E402
+
+AGENTS = 20
+ANSWER = 0.30
+RING = {"mean": 12.0, "sd": 5.0, "min": 2.0, "max": 24.0}  # ~ anchor20's gamma(4, 2.5) + 2
+TALK = {"mean": 90.0, "sd": 90.0}
+WRAP = 10.0
+HOLD = 2
+RING_TIMEOUT = 25
+
+
+def campaign_doc(mode: str) -> dict[str, Any]:
+    return {
+        "name": "live-vs-rehearsal",
+        "mode": mode,
+        "queue": "sales",
+        "channel": "Local/{number}@customer",
+        "max_attempts": 1,
+        "pacing": {
+            "abandon_cap": 0.03,
+            "hold_limit_s": HOLD,
+            "ring_timeout_s": RING_TIMEOUT,
+            "wrapup_s": WRAP,
+            "max_lines_per_agent": 5.0,
+            "calls_per_second": 50,
+        },
+    }
+
+
+def sim_scenario() -> dict[str, Any]:
+    return {
+        "seed": 4242,
+        "called_party": {
+            "invalid_share": 0.0,
+            "busy_share": 0.0,
+            "congestion_share": 0.0,
+            "answer_probability": ANSWER,
+            "ring_s": {"dist": "lognormal", **RING},
+            "machine_share": 0.0,
+            "hangup_after_s": None,
+            "queue_patience_s": None,
+        },
+        "agents": [
+            {
+                "queue": "sales",
+                "count": AGENTS,
+                "interface": "PJSIP/bench-{n:02d}",
+                "answer_s": 0.0,
+                "no_answer_probability": 0.0,
+                "talk_s": {"dist": "lognormal", **TALK, "min": 1.0},
+                "wrapup_s": WRAP,
+            }
+        ],
+    }
+
+
+def rehearsal_scenario(duration_s: float) -> dict[str, Any]:
+    return {
+        "name": "live-twin",
+        "duration_s": duration_s,
+        "agents": AGENTS,
+        "answer_rate": ANSWER,
+        "ring_answered_s": {
+            "dist": "lognormal",
+            "mean": RING["mean"],
+            "sd": RING["sd"],
+            "min": RING["min"],
+            "max": RING["max"],
+        },
+        "no_answer_release_s": RING_TIMEOUT,
+        "talk_s": {"dist": "lognormal", "mean": TALK["mean"], "sd": TALK["sd"]},
+        "wrap_s": WRAP,
+        "hold_s": HOLD,
+        "abandon_target": 0.03,
+        "max_lines_per_agent": 5.0,
+    }
+
+
+async def live(minutes: float, speed: float, policy: str, workdir: Path) -> dict[str, Any]:
+    store = open_store(f"sqlite:///{workdir / 'live.db'}")
+    start = demo_start(dt.date(2026, 12, 1))
+    n_contacts = int(AGENTS * minutes * 6) + 200  # more than can be dialled in the run
+    path = workdir / "contacts.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["phone"])
+        for i in range(n_contacts):
+            w.writerow([f"+86137{i:05d}{(i % 7) + 1}{(i % 5) + 2}{(i % 3) + 5}"])
+    with store.session() as s:
+        row, _ = apply_campaign(s, parse_campaign(campaign_doc(policy)), source=None, actor="bench")
+        import_contacts(s, row, path, default_region="CN", now=start.astimezone(dt.UTC))
+    floor = SimFloor(
+        store,
+        Settings(),
+        start=start,
+        speed=speed,
+        scenario=sim_scenario(),
+        queues=ROOT / "tests" / "runner" / "queues.conf",
+        tick_s=1.0,
+    )
+    t0 = time.monotonic()
+    async with floor:
+        task = asyncio.create_task(floor.dialer.run())
+        while floor.elapsed_s < minutes * 60:
+            await asyncio.sleep(0.2)
+        occupancy = floor.dialer.occupancy
+        floor.dialer.stop()
+        await task
+    wall = time.monotonic() - t0
+    with store.session() as s:
+        rows = s.scalars(select(Attempt)).all()
+        live_n = sum(1 for r in rows if r.live_answer)
+        ab = sum(1 for r in rows if r.outcome == "abandoned")
+        dials = len(rows)
+    hours = AGENTS * minutes / 60
+    return {
+        "occupancy": occupancy,
+        "abandon_rate": ab / live_n if live_n else 0.0,
+        "live_answers": live_n,
+        "abandoned": ab,
+        "dials_per_agent_hour": dials / hours,
+        "connects_per_agent_hour": (live_n - ab) / hours,
+        "wall_s": wall,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--minutes", type=float, default=30.0, help="simulated minutes of the live run")
+    ap.add_argument("--speed", type=float, default=10.0)
+    ap.add_argument("--policy", default="predictive")
+    ap.add_argument("--reps", type=int, default=20, help="rehearsal replications")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
+        lv = asyncio.run(live(args.minutes, args.speed, args.policy, Path(tmp)))
+    t0 = time.monotonic()
+    sc = parse_scenario(rehearsal_scenario(args.minutes * 60), "live-twin")
+    summary, _ = rehearse(sc, [args.policy], reps=args.reps, seed=1)[args.policy]
+    rh = summary.as_dict()
+    rh_wall = time.monotonic() - t0
+    out = {
+        "policy": args.policy,
+        "minutes": args.minutes,
+        "speed": args.speed,
+        "live": {k: round(v, 4) if isinstance(v, float) else v for k, v in lv.items()},
+        "rehearsal": {**rh, "wall_s": round(rh_wall, 1)},
+        "diff_points": {
+            "occupancy": round(100 * (lv["occupancy"] - rh["occupancy"]), 2),
+            "abandon_rate": round(100 * (lv["abandon_rate"] - rh["abandon_rate"]), 2),
+        },
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(
+        f"policy {args.policy}, {AGENTS} agents, answer rate {ANSWER}, {args.minutes:g} simulated minutes"
+    )
+    print(f"{'':24}{'live (sim PBX)':>16}{'rehearsal':>12}{'diff (points)':>15}")
+    for k in ("occupancy", "abandon_rate"):
+        print(f"{k:24}{lv[k]:16.4f}{rh[k]:12.4f}{out['diff_points'][k]:15.2f}")
+    for k in ("dials_per_agent_hour", "connects_per_agent_hour"):
+        print(f"{k:24}{lv[k]:16.1f}{rh[k]:12.1f}")
+    print(
+        f"live: {lv['live_answers']} live answers, {lv['abandoned']} abandoned, {lv['wall_s']:.0f} s wall at speed {args.speed:g}"
+    )
+    print(f"rehearsal: {args.reps} replications in {rh_wall:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
