@@ -7,7 +7,7 @@ Why it is built this way:
   places reaches the n-th party - same answer draw, ring time, talk and wrap-up time - whatever
   the policy. Differences between policies are the policies, not the dice.
 - The policy under test is called exactly as the live runner calls it: a frozen
-  :class:`PacingInput` at every event and every ``tick_s``; it learns from a
+  :class:`PacingInput` at every event and at least every ``tick_s``; it learns from a
   :class:`PacingEstimator` that starts cold (the campaign's settings) and is fed the outcomes
   the run produces.
 - Measured from a cold start (every agent idle at t=0) over the whole duration. A live answer that
@@ -272,7 +272,10 @@ def run_once(
         else:
             push(now + parties.release[i], _RELEASE, slot)
 
+    last_decision = [0.0]
+
     def decide(now: float) -> None:
+        last_decision[0] = now
         if churn:
             sel = a_logged
             states = a_state[sel]
@@ -380,6 +383,8 @@ def run_once(
             agent_free(now, agent)
         elif kind == _TICK:
             push(now + sc.tick_s, _TICK, 0)
+            if now - last_decision[0] < sc.tick_s:
+                continue  # an event decided less than a tick ago: nothing new to look at
         elif kind == _SHIFT:
             target = steps[arg].agents
             current = logged - int(np.count_nonzero(a_leaving))

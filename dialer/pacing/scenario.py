@@ -61,7 +61,7 @@ class Scenario(_Frozen):
     machine_rate: float = Field(0.0, ge=0, lt=1)  # answering machines among answers
     amd_s: float = Field(3.0, ge=0, le=30)  # time to detect a machine and drop it
     abandon_window_s: float | None = Field(None, gt=0)  # None: the whole run
-    tick_s: float = Field(1.0, gt=0, le=10)  # decisions every tick besides every event
+    tick_s: float = Field(1.0, gt=0, le=10)  # a decision at every event and at least this often
 
     @field_validator("agents")
     @classmethod
