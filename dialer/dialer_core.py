@@ -8,7 +8,8 @@ What the campaign runner (``dialer run``) calls::
     core.on_queue_status(listener)      # QueueStatus list after each (re)connect
     await core.start()                  # connects, logs in, resyncs, opens the ready gate
     status = await core.originate(attempt_id)   # row from hopper.start_attempt
-    core.counts()                       # live calls by state
+    core.counts(), core.live_calls()    # live calls by state / in all
+    core.ready, core.stats()            # the gate; counters for metrics
     await core.stop(grace_s=30)         # SIGTERM: no new dials, wait, the rest `interrupted`
 
 Rules: an ``Originate`` is written to the socket at most once, after the attempt row holds its
@@ -69,6 +70,9 @@ IVR_STATUS_OUTCOME: dict[str, Outcome] = {
 }
 #: Outcomes the store's IvrSession may correct (the tracker only sees IVR_RESULT).
 _IVR_REFINABLE = frozenset({Outcome.COMPLETED, Outcome.CUSTOMER_HANGUP, Outcome.FAILED})
+
+
+S_DIALING, S_RINGING = AttemptState.DIALING, AttemptState.RINGING
 
 
 class OriginateStatus(enum.StrEnum):
@@ -304,19 +308,21 @@ class DialerCore:
             self._idle.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - time.monotonic()))
-        for call in list(self.tracker.calls.values()):
-            if (
-                hangup_unanswered
-                and call.state in (AttemptState.DIALING, AttemptState.RINGING)
-                and self.client.connected
-            ):
-                with contextlib.suppress(AMIError):
-                    await self.client.action("Hangup", [("Channel", call.channel_id)], timeout=2.0)
+        left = list(self.tracker.calls.values())
+        ringing = [c.channel_id for c in left if c.state in (S_DIALING, S_RINGING)]
+        for call in left:  # recorded first: the events of our own cancels must not decide
             self._apply(
                 self.tracker.end(
                     call.attempt_id, Outcome.INTERRUPTED, self.clock(), "dialer stopped"
                 )
             )
+        if hangup_unanswered and ringing and self.client.connected:
+
+            async def cancel(channel_id: str) -> None:
+                with contextlib.suppress(AMIError):
+                    await self.client.action("Hangup", [("Channel", channel_id)], timeout=2.0)
+
+            await asyncio.gather(*(cancel(c) for c in ringing))
         await self._flush()
         async with self._flush_lock:  # never cancel the writer in the middle of a batch
             for task in self._tasks:
