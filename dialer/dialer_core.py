@@ -300,8 +300,9 @@ class DialerCore:
 
     async def stop(self, grace_s: float = 30.0, *, hangup_unanswered: bool = True) -> None:
         """SIGTERM semantics: no new dials; live calls get ``grace_s`` to end by themselves;
-        the rest are recorded ``interrupted`` (calls still ringing are cancelled first, an
-        answered call is left to finish in Asterisk: cutting off a customer is worse)."""
+        the rest are recorded ``interrupted``; those still ringing are then cancelled at the
+        PBX, while an answered call is left to finish in Asterisk (cutting off a customer
+        mid-conversation is worse than losing sight of the end of the call)."""
         self._stopping = True
         deadline = time.monotonic() + grace_s
         while self.tracker.calls and time.monotonic() < deadline:
