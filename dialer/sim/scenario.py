@@ -16,6 +16,7 @@ Schema (all durations in seconds; a distribution is a number or
       congestion_share: 0.02     # congestion (Reason 8, cause 34)
       answer_probability: 0.7    # of the remaining calls; the others ring until timeout
       ring_s: {dist: lognormal, mean: 8, sd: 4}
+      no_answer_ring_s: 60       # unanswered: the network gives up (cause 19); null: never
       machine_share: 0.15        # of answered calls: an answering machine
       human_greeting_s: 0.8
       machine_greeting_s: {dist: normal, mean: 6, sd: 1}
@@ -124,6 +125,9 @@ class CalledParty(_Frozen):
     congestion_share: float = Field(0.0, ge=0, le=1)
     answer_probability: float = Field(1.0, ge=0, le=1)
     ring_s: Dist = Dist(mean=2.0)
+    #: an unanswered call stops ringing after this long (the network gives up, cause 19);
+    #: None: it rings until the dialer's Originate timeout
+    no_answer_ring_s: Dist | None = None
     machine_share: float = Field(0.0, ge=0, le=1)
     human_greeting_s: float = 0.8
     machine_greeting_s: Dist = Dist(mean=6.0)
@@ -169,6 +173,7 @@ def _prep(data: Any) -> Any:
     """Turn bare numbers into fixed distributions where a distribution is expected."""
     dist_keys = {
         "ring_s",
+        "no_answer_ring_s",
         "machine_greeting_s",
         "hangup_after_s",
         "queue_patience_s",
@@ -277,6 +282,10 @@ class PartyModel:
                 await e.wait(ch, None)
                 return
             e.ringing(ch)
+            cp = self.sc.called_party
+            if cp is not None and cp.no_answer_ring_s is not None:
+                await e.wait(ch, cp.no_answer_ring_s.sample(self.rng))
+                hang_up(e, ch, Cause.NO_ANSWER)
             await e.wait(ch, None)
             return
         p = d

@@ -220,3 +220,16 @@ async def test_agent_shift_breaks_and_logout() -> None:
         (40, "QueueMemberRemoved", "PJSIP/shift-1", "0", ""),
     ]
     await pbx.stop()
+
+
+async def test_unanswered_call_stops_ringing_when_the_network_gives_up() -> None:
+    sc = {"called_party": {"answer_probability": 0.0, "no_answer_ring_s": 12}}
+    pbx = SimPbx(clock=VirtualClock(), scenario=sc, record=True)
+    pbx.engine.spawn(pbx.engine.originate(outbound("+8613800005555", "n-1")))
+    await pbx.clock.advance(40)
+    hang = {e.get("Uniqueid"): e for e in pbx.events if e.name == "Hangup"}
+    assert hang["n-1"].get("Cause") == "19" and hang["n-1-2"].get("Cause") == "19"
+    assert round(hang["n-1"].timestamp - pbx.clock.start_epoch) == 12
+    orr = [e for e in pbx.events if e.name == "OriginateResponse"][0]
+    assert orr.get("Response") == "Failure" and orr.get("Reason") == "0"
+    await pbx.stop()
