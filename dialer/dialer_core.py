@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from dialer import hopper
 from dialer.ami.adapter import AMIClient
@@ -46,6 +47,7 @@ from dialer.errors import (
     DialerError,
     IllegalTransition,
     LocalProtocolError,
+    StoreError,
 )
 from dialer.originate import OriginateRequest, build_originate
 from dialer.outcomes import AttemptState, Outcome
@@ -73,6 +75,8 @@ _IVR_REFINABLE = frozenset({Outcome.COMPLETED, Outcome.CUSTOMER_HANGUP, Outcome.
 
 
 S_DIALING, S_RINGING = AttemptState.DIALING, AttemptState.RINGING
+#: Failures of the database itself (locked, gone): the write is retried, not dropped.
+StoreErrors = (OperationalError, StoreError)
 
 
 class OriginateStatus(enum.StrEnum):
@@ -164,6 +168,7 @@ class DialerCore:
         self.finished_count = 0
         self.last_resync: dict[str, int] = {}
         self.recovered = 0
+        self.write_errors = 0
         client.on_connect = self._resync
         client.add_listener(self._on_event)
         client.add_disconnect_listener(self._on_disconnect)
@@ -207,6 +212,7 @@ class DialerCore:
             "originates_sent": self.originates_sent,
             "finished": self.finished_count,
             "illegal_transitions": self.illegal_transitions,
+            "write_errors": self.write_errors,
             "recovered": self.recovered,
             "live_calls": len(self.tracker.calls),
             "calls_by_state": self.counts(),
@@ -514,16 +520,27 @@ class DialerCore:
             return
         batch, self._writes = self._writes, []
         self._write_wakeup.clear()
+        loop = asyncio.get_running_loop()
         try:
-            done = await asyncio.get_running_loop().run_in_executor(
-                self._db, self._write_batch, batch
-            )
+            done = await loop.run_in_executor(self._db, self._write_batch, batch)
         except Exception:
-            log.exception("writing %d tracker updates failed; retrying", len(batch))
-            self._writes[:0] = batch
-            self._write_wakeup.set()
-            await asyncio.sleep(0.5)
-            return
+            # one bad update must not hold back the others: write them one by one, and
+            # retry later only what failed for a reason other than the update itself
+            log.exception("writing %d tracker updates failed; one by one", len(batch))
+            done = []
+            retry: list[Update] = []
+            for u in batch:
+                try:
+                    done += await loop.run_in_executor(self._db, self._write_batch, [u])
+                except StoreErrors:
+                    retry.append(u)  # the database is away: keep it for later
+                except Exception:
+                    self.write_errors += 1
+                    log.exception("attempt %s: update dropped: %r", u.attempt_id, u)
+            if retry:
+                self._writes[:0] = retry
+                self._write_wakeup.set()
+                await asyncio.sleep(0.5)
         for item in done:
             self.finished_count += 1
             for cb in self._finished_cbs:
