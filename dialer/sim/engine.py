@@ -579,6 +579,7 @@ class Engine:
         exten, context, no_opt = m.group(1), m.group(2), bool(m.group(3))
         one, two = self.make_local_pair(exten, context, req.channel_id, req.other_channel_id)
         one.accountcode = two.accountcode = req.account
+        one.app, one.appdata = "AppDial2", "(Outgoing Line)"
         self.chan_event("Newchannel", one)
         self.chan_event("Newchannel", two)
         self.chan_event(
