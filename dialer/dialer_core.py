@@ -168,6 +168,7 @@ class DialerCore:
         self.finished_count = 0
         self.last_resync: dict[str, int] = {}
         self.recovered = 0
+        self._skew = 0.0  # PBX clock minus ours, from the last stamped event
         self.write_errors = 0
         client.on_connect = self._resync
         client.add_listener(self._on_event)
@@ -197,6 +198,11 @@ class DialerCore:
 
     def counts(self) -> dict[str, int]:
         return {state.value: n for state, n in self.tracker.counts().items()}
+
+    def now(self) -> float:
+        """Time on the PBX's clock (our clock plus the offset its event stamps show), so a
+        call's facts share one time base even when the two hosts' clocks differ."""
+        return self.clock() + self._skew
 
     def live_calls(self) -> int:
         return len(self.tracker.calls)
@@ -236,7 +242,7 @@ class DialerCore:
                 self.recovered += 1
         if open_calls:
             log.warning("recovered %d open attempts; the first resync decides", len(open_calls))
-            self.tracker.mark_disconnected(self.clock())
+            self.tracker.mark_disconnected(self.now())
             self._idle.clear()
         self._tasks = [
             asyncio.create_task(self._writer(), name="dialer-core-writer"),
@@ -257,15 +263,15 @@ class DialerCore:
             raise DialerError("the dialer is stopping: no new calls")
         req = await self._prepare_batched(attempt_id)
         if isinstance(req, NotDialled):
-            self.tracker.register(attempt_id, f"not-dialled-{attempt_id}", now=self.clock())
-            self._apply(self.tracker.end(attempt_id, req.outcome, self.clock(), req.reason))
+            self.tracker.register(attempt_id, f"not-dialled-{attempt_id}", now=self.now())
+            self._apply(self.tracker.end(attempt_id, req.outcome, self.now(), req.reason))
             return OriginateStatus.REJECTED
         deadline = time.monotonic() + self.ready_timeout_s
         while not (self.client.ready.is_set() and self.client.connected) or self._stopping:
             remaining = deadline - time.monotonic()
             if self._stopping or remaining <= 0:
                 # never sent: close the row now so it is not left open
-                now = self.clock()
+                now = self.now()
                 self._register(req, now)
                 self._apply(self.tracker.originate_rejected(attempt_id, "AMI not ready", now))
                 if self._stopping:
@@ -277,7 +283,7 @@ class DialerCore:
             with contextlib.suppress(AMIError):
                 await self.client.wait_ready(remaining)
         # from here to the write there is no await: the gate cannot close in between
-        self._register(req, self.clock())
+        self._register(req, self.now())
         self._idle.clear()
         self.originates_sent += 1
         try:
@@ -289,7 +295,7 @@ class DialerCore:
             return OriginateStatus.IN_DOUBT
         if not result.response.ok:
             self._apply(
-                self.tracker.originate_rejected(attempt_id, result.response.message, self.clock())
+                self.tracker.originate_rejected(attempt_id, result.response.message, self.now())
             )
             return OriginateStatus.REJECTED
         return OriginateStatus.QUEUED
@@ -319,9 +325,7 @@ class DialerCore:
         ringing = [c.channel_id for c in left if c.state in (S_DIALING, S_RINGING)]
         for call in left:  # recorded first: the events of our own cancels must not decide
             self._apply(
-                self.tracker.end(
-                    call.attempt_id, Outcome.INTERRUPTED, self.clock(), "dialer stopped"
-                )
+                self.tracker.end(call.attempt_id, Outcome.INTERRUPTED, self.now(), "dialer stopped")
             )
         if hangup_unanswered and ringing and self.client.connected:
 
@@ -347,11 +351,15 @@ class DialerCore:
     def _on_event(self, event: Event) -> None:
         # Asterisk stamps events (timestampevents=yes): the call's facts use its time, not
         # the moment we happened to read them; without a stamp, our clock.
-        stamp = event.headers.get("Timestamp")
-        try:
-            now = float(stamp) if stamp else self.clock()
-        except ValueError:
-            now = self.clock()
+        stamp = event.headers.get_exact("Timestamp")
+        now = self.now()
+        if stamp:
+            try:
+                now = float(stamp)
+            except ValueError:
+                pass
+            else:
+                self._skew = now - self.clock()
         try:
             updates = self.tracker.feed(event, now)
         except IllegalTransition as exc:
@@ -363,7 +371,7 @@ class DialerCore:
             self._apply(updates)
 
     def _on_disconnect(self) -> None:
-        self.tracker.mark_disconnected(self.clock())
+        self.tracker.mark_disconnected(self.now())
 
     async def _resync(self, client: AMIClient) -> None:
         """Runs after every login, before the ready gate opens."""
@@ -377,7 +385,7 @@ class DialerCore:
                 if uid:
                     variables[uid] = {k: v for k, v in ev.headers.variables().items() if v}
         queues = await client.action("QueueStatus")
-        updates = self.tracker.reconcile(channels.events, self.clock(), variables)
+        updates = self.tracker.reconcile(channels.events, self.now(), variables)
         finished = sum(isinstance(u, Finished) for u in updates)
         self.last_resync = {
             "channels": len(channels.events),
@@ -493,7 +501,7 @@ class DialerCore:
         )
         attempt.channel_id = req.channel_id
         attempt.state = AttemptState.DIALING.value
-        attempt.originated_at = _ts(self.clock())
+        attempt.originated_at = _ts(self.now())
         attempt.detail = {
             **(attempt.detail or {}),
             "other_channel_id": req.other_channel_id,
@@ -631,6 +639,6 @@ class DialerCore:
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self.tick_s)
-            updates = self.tracker.tick(self.clock())
+            updates = self.tracker.tick(self.now())
             if updates:
                 self._apply(updates)

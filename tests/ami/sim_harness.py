@@ -116,16 +116,14 @@ def make_core(store: Store, pbx: SimPbx, **kw: Any) -> DialerCore:
         ping_interval_s=3600,
         action_timeout_s=5.0,
     )
-    core = DialerCore(
-        store,
-        client,
-        agi_url="agi://127.0.0.1:4573",
-        clock=pbx.clock.epoch,
-        tick_s=0.05,
-        ready_timeout_s=10.0,
-        flush_s=0.01,
-        **kw,
-    )
+    opts: dict[str, Any] = {
+        "agi_url": "agi://127.0.0.1:4573",
+        "clock": pbx.clock.epoch,
+        "tick_s": 0.05,
+        "ready_timeout_s": 10.0,
+        "flush_s": 0.01,
+    }
+    core = DialerCore(store, client, **{**opts, **kw})
     _CORES.append(core)
     return core
 

@@ -177,3 +177,21 @@ async def test_originate_waits_at_the_gate_through_an_outage(store: Store, pbx: 
     await core.stop(grace_s=0)
     assert [f.outcome for f in done] == [Outcome.BUSY]
     assert all(n == 1 for n in originated(pbx).values())
+
+
+async def test_facts_share_the_pbx_time_base_when_clocks_differ(store: Store, pbx: SimPbx) -> None:
+    """Our clock is an hour behind the PBX's: the call's timestamps still line up."""
+    cid = campaign(store)
+    [a] = attempts(store, cid, ["+8613800012000"])
+    core = make_core(store, pbx, clock=lambda: pbx.clock.epoch() - 3600)
+    done = collector(core)
+    await core.start()
+    await core.wait_ready(5)
+    await pbx.clock.advance(0.1)  # a stamped event or two (FullyBooted) to learn the offset
+    await core.originate(a)
+    await run_until(pbx, core, lambda: bool(done))
+    await core.stop(grace_s=0)
+    [f] = done
+    assert f.facts.answered_at is not None
+    assert 0 < f.facts.answered_at - f.facts.originated_at < 10
+    assert abs(core.now() - pbx.clock.epoch()) < 1
