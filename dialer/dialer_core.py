@@ -30,7 +30,7 @@ import datetime as dt
 import enum
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -253,11 +253,15 @@ class DialerCore:
     async def wait_ready(self, timeout: float | None = None) -> None:
         await self.client.wait_ready(self.ready_timeout_s if timeout is None else timeout)
 
-    async def originate(self, attempt_id: int) -> OriginateStatus:
+    async def originate(
+        self, attempt_id: int, *, before_send: Callable[[], Awaitable[None]] | None = None
+    ) -> OriginateStatus:
         """Dial an attempt whose row exists (``hopper.start_attempt``). Sent once, never again.
 
         Waits for the ready gate (raises ``AMIError`` after ``ready_timeout_s``; the row is
-        then ended ``failed`` so it is never left open).
+        then ended ``failed`` so it is never left open). ``before_send`` is awaited once the
+        row is prepared, right before the gate: the runner's ``calls_per_second`` pacer, so
+        the pace holds where the Originate leaves, not where it was decided.
         """
         if self._stopping:
             raise DialerError("the dialer is stopping: no new calls")
@@ -266,6 +270,8 @@ class DialerCore:
             self.tracker.register(attempt_id, f"not-dialled-{attempt_id}", now=self.now())
             self._apply(self.tracker.end(attempt_id, req.outcome, self.now(), req.reason))
             return OriginateStatus.REJECTED
+        if before_send is not None:
+            await before_send()
         deadline = time.monotonic() + self.ready_timeout_s
         while not (self.client.ready.is_set() and self.client.connected) or self._stopping:
             remaining = deadline - time.monotonic()

@@ -9,8 +9,8 @@ attempt to the dialer core, which originates it once and reports its one outcome
 
 Rules of this file:
 - No pacing arithmetic here: modes are policies (``dialer.pacing``). The runner only applies
-  the limits that are not pacing: the channel cap, ``calls_per_second`` and the fall-back to
-  progressive while a campaign is over its abandon cap.
+  the limits that are not pacing: the channel cap, ``calls_per_second`` (a pacer at send time)
+  and power mode's fall-back to progressive while it is over its abandon cap.
 - Database work runs in threads (``asyncio.to_thread``) so AMI events never wait on it.
 - Time comes from an injected ``Clock`` (wall time live; a scaled clock in the demo).
 """
@@ -235,6 +235,37 @@ class Dialer:
                 out.append((row.id, spec, rate.live_answers, rate.abandoned))
         return out
 
+    def sweep_unsent(self, older_than: dt.timedelta = dt.timedelta(minutes=2)) -> int:
+        """End attempts a crashed dialer wrote but never sent (no ``channel_id``) as ``failed``.
+
+        An Originate only leaves after its ``channel_id`` is committed, so such a row was never
+        dialled; left open it would block its number in every campaign. Rows younger than
+        ``older_than`` may belong to another worker that is about to send them.
+        """
+        now = self.now()
+        ended = 0
+        with self.store.session() as s:
+            rows = s.scalars(
+                select(Attempt).where(
+                    Attempt.outcome.is_(None),
+                    Attempt.channel_id.is_(None),
+                    Attempt.created_at < now - older_than,
+                )
+            ).all()
+            for attempt in rows:
+                hopper.finish_attempt(
+                    s,
+                    attempt,
+                    Outcome.FAILED,
+                    now,
+                    ended_at=now,
+                    detail={**(attempt.detail or {}), "end_reason": "never sent: dialer restarted"},
+                )
+                ended += 1
+        if ended:
+            log.warning("ended %d attempt(s) a previous run wrote but never sent, as failed", ended)
+        return ended
+
     def _respec(self, run: CampaignRun, spec: CampaignSpec) -> None:
         if spec.mode != run.spec.mode:
             run.policy = policy_for_campaign(spec)
@@ -249,6 +280,7 @@ class Dialer:
         nothing dialled for ``quiet_s`` clock seconds (every campaign done, or waiting for
         retry times, windows or agents)."""
         await self.load_campaigns()
+        await asyncio.to_thread(self.sweep_unsent)
         await self.core.wait_ready()
         self._last_activity = self.clock.time()
         while not self._stop.is_set():
@@ -330,8 +362,11 @@ class Dialer:
         inp = self.pacing_input(run, now)
         policy = run.policy
         mode = spec.mode
+        # Power mode has no model of its own: at or over the cap it falls back to progressive
+        # until the window is under again. The predictive policy guards the cap itself (its
+        # feedback, brake and cap guard), exactly as it does in the rehearsal.
         over_cap = (
-            mode in (Mode.POWER, Mode.PREDICTIVE)
+            mode is Mode.POWER
             and inp.abandons.window_live > 0
             and inp.abandons.window_rate >= spec.pacing.abandon_cap
         )
@@ -407,11 +442,13 @@ class Dialer:
         return ids
 
     async def _originate(self, run: CampaignRun, attempt_id: int, agent: str | None) -> None:
-        try:
+        async def pace() -> None:
             slot = run.limiter.reserve(self.clock.time())
             while (wait := slot - self.clock.time()) > 0:
                 await self.clock.sleep(wait)
-            status = await self.core.originate(attempt_id)
+
+        try:
+            status = await self.core.originate(attempt_id, before_send=pace)
             run.dialled += 1
             if self.metrics is not None and status is not OriginateStatus.REJECTED:
                 self.metrics.count_dial(run.spec.name)

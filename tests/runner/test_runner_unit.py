@@ -6,6 +6,8 @@ import datetime as dt
 from types import SimpleNamespace
 from typing import Any
 
+from sqlalchemy import select
+
 from dialer.campaigns import parse_campaign
 from dialer.floor import AgentState
 from dialer.pacing.estimators import PacingEstimator, cold_start
@@ -121,3 +123,48 @@ def test_abandon_windows_from_attempt_rows(store: Store) -> None:
     assert w["cap_window"] == w["30d"]
     assert (w["to_date"].live_answers, w["to_date"].abandoned) == (6, 3)
     assert w["to_date"].rate == 0.5
+
+
+def test_sweep_ends_rows_a_crashed_dialer_never_sent(store: Store) -> None:
+    import datetime as dt
+
+    from dialer.outcomes import Outcome
+    from dialer.store.models import Contact
+
+    d = dialer_with_idle_agents(store, 0)
+    now = d.now()
+    with store.session() as s:
+        c = Campaign(
+            name="c",
+            state="running",
+            purpose="service",
+            mode="progressive",
+            spec=parse_campaign(
+                {"name": "c", "queue": "q", "retry": {"failed": "30m"}}
+            ).to_document(),
+        )
+        s.add(c)
+        s.flush()
+        contact = Contact(
+            campaign_id=c.id, phone="+8613800001234", timezone="Asia/Shanghai", attempts=1
+        )
+        s.add(contact)
+        s.flush()
+        old = now - dt.timedelta(minutes=10)
+        s.add_all(
+            [
+                Attempt(
+                    campaign_id=c.id, contact_id=contact.id, phone=contact.phone, created_at=old
+                ),
+                Attempt(
+                    campaign_id=c.id, phone="+8613800001235", created_at=now
+                ),  # another worker's
+                Attempt(campaign_id=c.id, phone="+8613800001236", created_at=old, channel_id="x"),
+            ]
+        )
+    assert d.sweep_unsent() == 1
+    with store.session() as s:
+        rows = s.scalars(select(Attempt).order_by(Attempt.id)).all()
+        assert [r.outcome for r in rows] == [Outcome.FAILED, None, None]
+        contact = s.scalars(select(Contact)).one()
+        assert contact.next_attempt_at is not None and contact.status == "active"
