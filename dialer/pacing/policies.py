@@ -15,10 +15,16 @@ Why the predictive policy looks the way it does (DESIGN.md section 3):
   adds ``setpoint`` to a slack, every abandon takes one away, and the threshold moves with
   ``exp(gain * slack)``. The model's bias is absorbed; the run's own rate hugs the setpoint
   (``abandon_cap * margin``), which is what keeps single runs under the cap.
-- Guards: fewer active agents than ``min_agents_predictive`` -> progressive; a short-window
-  abandon spike -> progressive (brake); the cap window at or over the cap -> progressive;
-  never more than ``max_lines_per_agent`` lines per active agent nor more than
-  ``calls_per_second``. Progressive is the floor: predictive never dials less than it.
+- Calls this policy will itself dial before the new call is answered compete with it: they
+  enter as a Poisson demand at the policy's own recent dial rate. Demand is right-skewed, so
+  the tail probability carries a skewness (Edgeworth) correction.
+- Guards: fewer active agents than ``min_agents_predictive`` -> progressive. A cold start
+  (fewer than ``warmup_samples`` recent outcomes), a short-window abandon spike (brake) and a
+  cap window over the cap (after ``guard_min_live`` live answers) switch to the most cautious
+  threshold, not to progressive: progressive drains the pipeline and idles the floor for
+  minutes, while the cautious model still keeps abandons rare. Never more than
+  ``max_lines_per_agent`` lines per active agent nor ``calls_per_second``; never fewer calls
+  than progressive.
 
 Baselines (for rehearsal comparisons): progressive, power (fixed ratio per idle agent), the
 adaptive method of the best-known open dialer (its "ADAPT_HARD_LIMIT" mode with published
