@@ -104,7 +104,7 @@ class Meter:
         self.events += 1
         if (
             ev.name == "DialBegin"
-            and ev.get("DestChannel", "").endswith(";1")
+            and (ev.get("DestChannel") or "").endswith(";1")
             and not ev.get("Channel")
         ):
             self.dial_begin[ev.get("DestUniqueid") or ""] = ev.timestamp
