@@ -54,7 +54,11 @@ def sim_pbx(
     scenario: Path | None,
     seed: int,
 ) -> None:
-    """Run the simulated PBX until interrupted (Ctrl-C)."""
+    """Run the simulated PBX until interrupted (Ctrl-C).
+
+    Faults on purpose: SIGUSR1 drops every AMI connection, SIGUSR2 refuses new ones for
+    10 s of PBX time; a scenario's ``faults:`` schedules them.
+    """
     from dialer.sim import RealClock, SimPbx
     from dialer.sim.scenario import load_scenario
 
@@ -85,6 +89,13 @@ def sim_pbx(
                 loop.add_signal_handler(sig, stop.set)
             except NotImplementedError:  # pragma: no cover
                 pass
+        # faults on purpose for an operator's rehearsal: kill -USR1 drops every AMI
+        # connection, kill -USR2 refuses new ones for 10 s of PBX time
+        try:
+            loop.add_signal_handler(signal.SIGUSR1, pbx.faults.drop_all)
+            loop.add_signal_handler(signal.SIGUSR2, pbx.faults.refuse_for, 10.0, "unlisten")
+        except (NotImplementedError, AttributeError):  # pragma: no cover
+            pass
         await stop.wait()
         await pbx.stop()
 

@@ -42,6 +42,9 @@ Schema (all durations in seconds; a distribution is a number or
         login_at_s: 0
         logout_at_s: null
         breaks: [{at_s: 3600, duration_s: 600, reason: lunch}]
+    faults:                      # on purpose, to rehearse the dialer's reconnects
+      - {at_s: 600, drop: all}             # close every AMI connection
+      - {at_s: 900, refuse_s: 20}          # refuse connections for 20 s (unlisten)
 """
 
 from __future__ import annotations
@@ -161,12 +164,22 @@ class AgentGroup(_Frozen):
     exclusive: bool = False
 
 
+class Fault(_Frozen):
+    """A fault on purpose at ``at_s``: drop AMI connections, or refuse new ones a while."""
+
+    at_s: float = Field(ge=0)
+    drop: Literal["all", "oldest"] | None = None
+    refuse_s: float | None = Field(None, gt=0)
+    refuse_mode: Literal["accept_close", "unlisten"] = "unlisten"
+
+
 class Scenario(_Frozen):
     seed: int | None = None
     speed: float | None = Field(None, gt=0)
     called_party: CalledParty | None = None
     personas: tuple[Persona, ...] = ()
     agents: tuple[AgentGroup, ...] = ()
+    faults: tuple[Fault, ...] = ()
 
 
 def _prep(data: Any) -> Any:
@@ -407,6 +420,18 @@ class ScenarioRuntime:
                 self.handles.append(
                     clock.call_later(b.at_s + b.duration_s, self._pause, g, iface, False, "")
                 )
+
+        for f in self.sc.faults:
+            self.handles.append(clock.call_later(f.at_s, self._fault, f))
+
+    def _fault(self, f: Fault) -> None:
+        faults = self.pbx.faults
+        if f.refuse_s is not None:
+            faults.refuse_for(f.refuse_s, f.refuse_mode)
+        if f.drop == "all":
+            faults.drop_all()
+        elif f.drop == "oldest":
+            faults.drop(0)
 
     def stop(self) -> None:
         for h in self.handles:

@@ -1,4 +1,5 @@
-"""``dialer sim-pbx`` as a process: binds port 0, logs in, answers at speed x20, stops on SIGTERM."""
+"""``dialer sim-pbx`` as a process: binds port 0, logs in, answers at speed x20, drops AMI
+connections on SIGUSR1, stops on SIGTERM."""
 
 from __future__ import annotations
 
@@ -58,6 +59,12 @@ async def test_sim_pbx_command_runs_a_scenario() -> None:
         await c.pump(0.2)
         summary = [m for m in c.events("QueueSummary")]
         assert summary and summary[0]["LoggedIn"] == "10"  # the floor's 10 agents
+        proc.send_signal(signal.SIGUSR1)  # an operator's fault: drop every AMI connection
+        for _ in range(40):
+            await c.pump(0.05)
+            if c.reader.at_eof():
+                break
+        assert c.reader.at_eof()
         await c.close()
     finally:
         proc.send_signal(signal.SIGTERM)

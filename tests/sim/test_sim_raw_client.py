@@ -212,3 +212,24 @@ async def test_refuse_by_unlistening(pbx: SimPbx) -> None:
     assert b.banner == "Asterisk Call Manager/11.0.0"
     for c in (a, b):
         await c.close()
+
+
+async def test_scenario_faults_on_schedule() -> None:
+    from dialer.sim import VirtualClock
+
+    sc = {"faults": [{"at_s": 5, "drop": "all"}, {"at_s": 8, "refuse_s": 4}]}
+    p = SimPbx(clock=VirtualClock(), scenario=sc, secret="x")
+    await p.start()
+    a = await RawAmi.connect(p.port)
+    await p.clock.advance(6)
+    await a.pump()
+    assert a.reader.at_eof()  # dropped at t=5
+    await p.clock.advance(3)  # t=9: refusing
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", p.port)
+    await p.clock.advance(4)  # t=13: listening again
+    b = await RawAmi.connect(p.port)
+    assert b.banner.startswith("Asterisk Call Manager")
+    for c in (a, b):
+        await c.close()
+    await p.stop()
