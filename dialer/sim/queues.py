@@ -262,6 +262,13 @@ class QueueManager:
                 return MemberStatus.INVALID
         return MemberStatus.NOT_INUSE
 
+    def _joinable(self, m: Member) -> bool:
+        """``joinempty=no`` (= penalty,paused,invalid,unavailable): a caller joins only if
+        some member is none of those; in use, ringing or in wrap-up still counts."""
+        if m.paused or m.unavailable:
+            return False
+        return self.member_status(m) not in (MemberStatus.INVALID, MemberStatus.UNAVAILABLE)
+
     def available(self, q: Queue, m: Member) -> bool:
         if m.paused or m.unavailable:
             return False
@@ -412,7 +419,7 @@ class QueueManager:
             e.setvar(ch, "QUEUESTATUS", "UNKNOWN")
             return
         if q.joinempty in ("no", "false", "0") and not any(
-            self.available(q, m) or self.busy.get(m.interface) for m in q.members.values()
+            self._joinable(m) for m in q.members.values()
         ):
             e.setvar(ch, "QUEUESTATUS", "JOINEMPTY")
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from simpbx_helpers import FastAgi, Script, outbound, varsets
@@ -232,4 +233,18 @@ async def test_unanswered_call_stops_ringing_when_the_network_gives_up() -> None
     assert round(hang["n-1"].timestamp - pbx.clock.start_epoch) == 12
     orr = [e for e in pbx.events if e.name == "OriginateResponse"][0]
     assert orr.get("Response") == "Failure" and orr.get("Reason") == "0"
+    await pbx.stop()
+
+
+async def test_joinempty_no_refuses_a_queue_of_paused_members(tmp_path: Path) -> None:
+    qconf = tmp_path / "queues.conf"
+    qconf.write_text(
+        "[fraud-agents]\nstrategy = ringall\njoinempty = no\nsetqueuevar = yes\n"
+        "member => PJSIP/a1,0,A1,,,,yes\n"
+    )
+    pbx = SimPbx(clock=VirtualClock(), queues=qconf, record=True)
+    pbx.engine.spawn(pbx.engine.originate(outbound("+8613800007777", "j-1", queue="fraud-agents")))
+    await pbx.clock.advance(20)
+    assert varsets(pbx.events, "j-1")["QUEUESTATUS"] == "JOINEMPTY"
+    assert not [e for e in pbx.events if e.name == "QueueCallerJoin"]
     await pbx.stop()
