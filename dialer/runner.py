@@ -483,12 +483,19 @@ class Dialer:
         if name.startswith(("Agent", "QueueMember")):
             fields = event.headers
             self.pool.on_event(name, fields, self.clock.time())
-            if name == "AgentComplete":
+            if name in ("AgentComplete", "AgentConnect"):
+                queue = fields.get("Queue")
                 with contextlib.suppress(ValueError):
-                    talk = float(fields.get("TalkTime") or 0)
+                    if name == "AgentComplete":
+                        talk = float(fields.get("TalkTime") or 0)
+                    else:  # RingTime: whole seconds the agent took to pick up
+                        ring = float(fields.get("RingTime") or 0)
                     for run in self.runs.values():
-                        if run.spec.queue == fields.get("Queue"):
-                            run.estimator.observe_talk(talk)
+                        if run.spec.queue == queue:
+                            if name == "AgentComplete":
+                                run.estimator.observe_talk(talk)
+                            else:
+                                run.estimator.observe_agent_answer(ring)
             self._wake.set()
 
     def _on_queue_status(self, events: Sequence[Event]) -> None:
