@@ -45,3 +45,24 @@ def db_option(f):
         metavar="URL",
         help="Store URL (default $DIALER_DB, else sqlite:///./dialer.db).",
     )(f)
+
+
+def run_cli(group: click.Group) -> None:
+    """Run a click group as a console script: our errors become one line and exit code 2."""
+    import sys
+
+    from dialer.errors import DialerError
+
+    try:
+        group.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except DialerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import click
 
-from dialer.appctx import AppContext, db_option
-from dialer.errors import DialerError
+from dialer.appctx import AppContext, db_option, run_cli
 from dialer.store import default_db_url
 
 #: Modules whose ``COMMANDS`` make up the CLI. Each is owned by one part of the project.
@@ -77,19 +76,7 @@ _register()
 
 
 def main() -> None:
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except DialerError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    run_cli(cli)
 
 
 if __name__ == "__main__":

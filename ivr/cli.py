@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from dialer.appctx import db_option
+from dialer.appctx import db_option, run_cli
 from dialer.errors import DialerError
 from dialer.settings import get_secret
 from dialer.store import Store, default_db_url, open_store
@@ -233,16 +233,4 @@ def say_command(kind: str, value: str, lang: str) -> None:
 
 
 def main() -> None:
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except DialerError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    run_cli(cli)
