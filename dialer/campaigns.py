@@ -263,7 +263,14 @@ def apply_campaign(
     if row is None:
         row = Campaign(name=spec.name)
         session.add(row)
-    changed = created or row.spec != doc
+    before = {} if created else {**(row.spec or {}), "state": row.state}
+    after = {**doc, "state": spec.state.value}
+    diff = {
+        k: [before.get(k), after.get(k)]
+        for k in sorted(set(before) | set(after))
+        if before.get(k) != after.get(k)
+    }
+    changed = created or bool(diff)
     row.state = spec.state.value
     row.purpose = spec.purpose.value
     row.mode = spec.mode.value
@@ -276,7 +283,7 @@ def apply_campaign(
                 actor=actor,
                 action="campaign.create" if created else "campaign.apply",
                 campaign_id=row.id,
-                detail={"source": source},
+                detail={"source": source, "changed": {} if created else diff},
             )
         )
     return row, created

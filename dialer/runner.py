@@ -141,7 +141,8 @@ class CampaignRun:
     hopper: dict[str, Any] = field(default_factory=lambda: {"eligible": 0, "reasons": {}})
     hopper_at: float = float("-inf")
     snapshot_cache: dict[str, Any] = field(default_factory=dict)
-    last_error: str | None = None
+    last_error: str | None = None  # the last dialling error
+    reload_error: str | None = None  # the last refused reload of this campaign's file
     preview_requests: deque[str] = field(default_factory=deque)
 
     def abandons(self, now: float) -> AbandonCounts:
@@ -602,7 +603,7 @@ class Dialer:
                     hopper_reasons=dict(run.hopper.get("reasons", {})),
                     pacing=run.spec.to_document()["pacing"],
                     outcomes=cache["outcomes"],
-                    last_error=run.last_error,
+                    last_error=run.reload_error or run.last_error,
                 )
             )
         return out
@@ -803,18 +804,25 @@ class Dialer:
                 self.settings = new
                 return changed
 
-        def work() -> list[str]:
+        def work() -> tuple[list[str], dict[str, str]]:
+            """Returns (campaigns changed, campaign name -> refusal). All files valid, or none
+            is applied."""
             with self.store.session() as s:
-                sources = (
-                    [Path(path)]
-                    if path
-                    else [
-                        Path(r.source)
-                        for r in s.scalars(select(Campaign))
-                        if r.source and Path(r.source).exists()
-                    ]
-                )
-            specs = [(p, load_campaign_file(p)) for p in sources]  # all valid, or nothing changes
+                rows = list(s.scalars(select(Campaign)))
+            by_source = {str(Path(r.source).resolve()): r.name for r in rows if r.source}
+            sources = (
+                [Path(path)]
+                if path
+                else [Path(r.source) for r in rows if r.source and Path(r.source).exists()]
+            )
+            specs, refused = [], {}
+            for p in sources:
+                try:
+                    specs.append((p, load_campaign_file(p)))
+                except ConfigError as exc:
+                    refused[by_source.get(str(p.resolve()), str(p))] = str(exc)
+            if refused:
+                return [], refused
             changed = []
             with self.store.session() as s:
                 for p, spec in specs:
@@ -825,17 +833,16 @@ class Dialer:
                     row, _ = apply_campaign(s, spec, source=str(p.resolve()), actor=actor)
                     if before != (row.spec, row.state):
                         changed.append(spec.name)
-            return changed
+            return changed, {}
 
-        try:
-            changed = await asyncio.to_thread(work)
-        except ConfigError as exc:
+        changed, refused = await asyncio.to_thread(work)
+        if refused:
             for run in self.runs.values():
-                if path is None or run.spec.name in str(path):
-                    run.last_error = f"reload refused: {exc}"
-            raise
+                if run.spec.name in refused:
+                    run.reload_error = f"reload refused: {refused[run.spec.name]}"
+            raise ConfigError("; ".join(refused.values()))
         for run in self.runs.values():
-            run.last_error = None
+            run.reload_error = None
         await self.load_campaigns()
         self._wake.set()
         return changed

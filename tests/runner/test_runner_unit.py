@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from dialer.campaigns import parse_campaign
@@ -168,3 +170,38 @@ def test_sweep_ends_rows_a_crashed_dialer_never_sent(store: Store) -> None:
         assert [r.outcome for r in rows] == [Outcome.FAILED, None, None]
         contact = s.scalars(select(Contact)).one()
         assert contact.next_attempt_at is not None and contact.status == "active"
+
+
+async def test_refused_reload_is_shown_on_the_campaign_whose_file_it_is(
+    store: Store, tmp_path: Path
+) -> None:
+    from dialer.campaigns import apply_campaign, load_campaign_file
+    from dialer.errors import ConfigError
+    from dialer.store.models import AuditEntry
+
+    f = tmp_path / "renamed.yaml"  # the file name does not name the campaign
+    f.write_text("name: probe\nmode: power\nqueue: q\npacing: {power_ratio: 1.0}\n")
+    other = tmp_path / "power.yaml"
+    other.write_text("name: power\nmode: power\nqueue: q\n")
+    with store.session() as s:
+        apply_campaign(s, load_campaign_file(f), source=str(f), actor="test")
+        apply_campaign(s, load_campaign_file(other), source=str(other), actor="test")
+    d = dialer_with_idle_agents(store, 1)
+    await d.load_campaigns()
+    await d.pause("probe", actor="api")
+    f.write_text("name: probe\nmode: power\nqueue: q\npacing: {power_ratio: 0.5}\n")
+    with pytest.raises(ConfigError, match="power_ratio"):
+        await d.reload(str(f), actor="watcher")
+    snaps = {c.name: c for c in d.campaigns()}
+    assert snaps["probe"].last_error and "power_ratio" in snaps["probe"].last_error
+    assert snaps["power"].last_error is None
+    assert snaps["probe"].pacing["power_ratio"] == 1.0 and snaps["probe"].state == "paused"
+    # a valid edit applies the file (the file is the source of definitions) and says what changed
+    f.write_text("name: probe\nmode: power\nqueue: q\npacing: {power_ratio: 2.0}\n")
+    assert await d.reload(str(f), actor="watcher") == ["probe"]
+    snaps = {c.name: c for c in d.campaigns()}
+    assert snaps["probe"].last_error is None and snaps["probe"].pacing["power_ratio"] == 2.0
+    with store.session() as s:
+        audit = s.scalars(select(AuditEntry).where(AuditEntry.actor == "watcher")).one()
+        assert set(audit.detail["changed"]) == {"pacing", "state"}
+        assert audit.detail["changed"]["state"] == ["paused", "running"]
