@@ -5,7 +5,7 @@ anchor20's talk and wrap-up times - through the real runner, AMI adapter, tracke
 at ``--speed`` times real time; then rehearses the same settings with ``dialer simulate``'s
 engine (virtual time, same distributions) and prints both side by side with the differences.
 
-    .venv/bin/python scripts/bench_live_vs_rehearsal.py [--minutes 30] [--speed 10] [--policy predictive]
+    .venv/bin/python scripts/bench_live_vs_rehearsal.py [--minutes 60] [--speed 10] [--policy predictive]
 
 Both start cold (every agent idle at t=0, estimators at the campaign's cold start) and are
 measured over the whole run. Occupancy is (talk + wrap-up) / logged-in time in both; the live
@@ -169,7 +169,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--minutes", type=float, default=30.0, help="simulated minutes of the live run")
+    ap.add_argument("--minutes", type=float, default=60.0, help="simulated minutes of the live run")
     ap.add_argument("--speed", type=float, default=10.0)
     ap.add_argument("--policy", default="predictive")
     ap.add_argument("--reps", type=int, default=20, help="rehearsal replications")
