@@ -101,6 +101,18 @@ class Session:
     def respond(self, pairs: list[tuple[str, str]]) -> None:
         self.send(format_message(pairs))
 
+    def list_start(self, base: list[tuple[str, str]], message: str) -> None:
+        """The reply that opens an AMI event list (CoreShowChannels, Status, QueueStatus...)."""
+        self.respond([("Response", "Success"), *base, ("EventList", "start"), ("Message", message)])
+
+    def list_complete(
+        self, event: str, base: list[tuple[str, str]], items: int, *extra: tuple[str, str]
+    ) -> None:
+        """The event that closes an AMI event list, with its item count."""
+        self.respond(
+            [("Event", event), *base, ("EventList", "Complete"), ("ListItems", str(items)), *extra]
+        )
+
 
 class AmiServer:
     def __init__(
@@ -491,14 +503,7 @@ def _duration(secs: float) -> str:
 
 async def a_coreshowchannels(srv: AmiServer, s: Session, a: Action, base: Base) -> None:
     e = srv.engine
-    s.respond(
-        [
-            ("Response", "Success"),
-            *base,
-            ("EventList", "start"),
-            ("Message", "Channels will follow"),
-        ]
-    )
+    s.list_start(base, "Channels will follow")
     chans = [c for c in reversed(list(e.channels.values())) if c.alive]
     for ch in chans:
         pairs = [("Event", "CoreShowChannel"), *base, *ch.header()]
@@ -509,14 +514,7 @@ async def a_coreshowchannels(srv: AmiServer, s: Session, a: Action, base: Base) 
             ("BridgeId", ch.bridge_id),
         ]
         s.respond(pairs)
-    s.respond(
-        [
-            ("Event", "CoreShowChannelsComplete"),
-            *base,
-            ("EventList", "Complete"),
-            ("ListItems", str(len(chans))),
-        ]
-    )
+    s.list_complete("CoreShowChannelsComplete", base, len(chans))
 
 
 async def a_status(srv: AmiServer, s: Session, a: Action, base: Base) -> None:
@@ -531,14 +529,7 @@ async def a_status(srv: AmiServer, s: Session, a: Action, base: Base) -> None:
     else:
         chans = [c for c in reversed(list(e.channels.values())) if c.alive]
     wanted = [v.strip() for v in (header(a, "Variables") or "").split(",") if v.strip()]
-    s.respond(
-        [
-            ("Response", "Success"),
-            *base,
-            ("EventList", "start"),
-            ("Message", "Channel status will follow"),
-        ]
-    )
+    s.list_start(base, "Channel status will follow")
     for ch in chans:
         pairs = [("Event", "Status"), ("Privilege", "Call"), *ch.header()]
         pairs += [
@@ -564,16 +555,7 @@ async def a_status(srv: AmiServer, s: Session, a: Action, base: Base) -> None:
             pairs.append(("Variable", f"{v}={resolve(v) or ''}"))
         pairs += base
         s.respond(pairs)
-    n = str(len(chans))
-    s.respond(
-        [
-            ("Event", "StatusComplete"),
-            *base,
-            ("EventList", "Complete"),
-            ("ListItems", n),
-            ("Items", n),
-        ]
-    )
+    s.list_complete("StatusComplete", base, len(chans), ("Items", str(len(chans))))
 
 
 async def a_command(srv: AmiServer, s: Session, a: Action, base: Base) -> None:

@@ -1068,14 +1068,7 @@ class QueueManager:
 
     def _queue_status(self, s: Any, base: list[tuple[str, str]], qname: str, member: str) -> None:
         e = self.engine
-        s.respond(
-            [
-                ("Response", "Success"),
-                *base,
-                ("EventList", "start"),
-                ("Message", "Queue status will follow"),
-            ]
-        )
+        s.list_start(base, "Queue status will follow")
         n = 0
         for q in self.queues.values():
             if qname and q.name != qname:
@@ -1124,25 +1117,11 @@ class QueueManager:
                     ]
                 )
                 n += 1
-        s.respond(
-            [
-                ("Event", "QueueStatusComplete"),
-                *base,
-                ("EventList", "Complete"),
-                ("ListItems", str(n)),
-            ]
-        )
+        s.list_complete("QueueStatusComplete", base, n)
 
     def _queue_summary(self, s: Any, base: list[tuple[str, str]], qname: str) -> None:
         e = self.engine
-        s.respond(
-            [
-                ("Response", "Success"),
-                *base,
-                ("EventList", "start"),
-                ("Message", "Queue summary will follow"),
-            ]
-        )
+        s.list_start(base, "Queue summary will follow")
         n = 0
         for q in self.queues.values():
             if qname and q.name != qname:
@@ -1172,14 +1151,7 @@ class QueueManager:
                 ]
             )
             n += 1
-        s.respond(
-            [
-                ("Event", "QueueSummaryComplete"),
-                *base,
-                ("EventList", "Complete"),
-                ("ListItems", str(n)),
-            ]
-        )
+        s.list_complete("QueueSummaryComplete", base, n)
 
 
 __all__ = ["AgentBehaviour", "QueueManager", "cause_text"]
