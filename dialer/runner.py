@@ -22,7 +22,6 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,6 +38,7 @@ from dialer.campaigns import (
     State,
     apply_campaign,
     load_campaign_file,
+    parse_campaign,
     spec_of,
 )
 from dialer.dialer_core import DialerCore, FinishedAttempt, OriginateStatus
@@ -59,7 +59,7 @@ from dialer.pacing.types import AgentState as PAgent
 from dialer.pacing.windows import AbandonTracker
 from dialer.privacy import mask_phone
 from dialer.settings import Settings, load_settings
-from dialer.stats import abandon_rates, outcome_counts
+from dialer.stats import abandon_rate, abandon_rates, outcome_counts
 from dialer.store import Store
 from dialer.store.models import Attempt, AuditEntry, Campaign, Contact
 
@@ -78,31 +78,22 @@ _BUSY_AGENT = frozenset({AgentState.TALKING, AgentState.WRAPUP, AgentState.RINGI
 
 
 class Clock(Protocol):
+    """Epoch time for the runner; ``speed`` clock seconds pass per real second."""
+
+    speed: float
+
     def time(self) -> float: ...  # epoch seconds
     async def sleep(self, seconds: float) -> None: ...
 
 
 class WallClock:
+    speed = 1.0
+
     def time(self) -> float:
         return time.time()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-
-
-class ScaledClock:
-    """Epoch time that starts at ``start_epoch`` and runs ``speed`` times faster than real."""
-
-    def __init__(self, start_epoch: float, speed: float = 1.0) -> None:
-        self.start_epoch = start_epoch
-        self.speed = speed
-        self._t0 = time.monotonic()
-
-    def time(self) -> float:
-        return self.start_epoch + (time.monotonic() - self._t0) * self.speed
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(seconds, 0.0) / self.speed)
 
 
 def _dt(epoch: float) -> dt.datetime:
@@ -136,14 +127,12 @@ class CampaignRun:
     #: live answers and abandons over the cap window (and the short window), for pacing
     abandon_counts: AbandonTracker = field(default_factory=lambda: AbandonTracker(None))
     pending: int = 0  # leased and being originated, not yet followed by the tracker
-    dialled: int = 0
     effective_mode: str = ""
     hopper: dict[str, Any] = field(default_factory=lambda: {"eligible": 0, "reasons": {}})
     hopper_at: float = float("-inf")
     snapshot_cache: dict[str, Any] = field(default_factory=dict)
     last_error: str | None = None  # the last dialling error
     reload_error: str | None = None  # the last refused reload of this campaign's file
-    preview_requests: deque[str] = field(default_factory=deque)
 
     def abandons(self, now: float) -> AbandonCounts:
         return self.abandon_counts.counts(now)
@@ -176,6 +165,7 @@ class Dialer:
         self.history_every_s = history_every_s
         self.pool = AgentPool()
         self.runs: dict[int, CampaignRun] = {}
+        self._fallback = make_policy("progressive")  # power mode over its abandon cap
         self.attempt_campaign: dict[int, int] = {}
         self.attempt_phone: dict[int, str] = {}
         self._wake = asyncio.Event()
@@ -230,8 +220,6 @@ class Dialer:
                 if self.only is not None and row.name not in self.only:
                     continue
                 spec = spec_of(row)
-                from dialer.stats import abandon_rate
-
                 rate = abandon_rate(s, row.id, since=now - spec.pacing.abandon_window)
                 out.append((row.id, spec, rate.live_answers, rate.abandoned))
         return out
@@ -300,9 +288,7 @@ class Dialer:
                 break
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), self.tick_s / getattr(self.clock, "speed", 1.0)
-                )
+                await asyncio.wait_for(self._wake.wait(), self.tick_s / self.clock.speed)
 
     def stop(self) -> None:
         self._stop.set()
@@ -372,7 +358,7 @@ class Dialer:
             and inp.abandons.window_rate >= spec.pacing.abandon_cap
         )
         if over_cap:
-            policy = self._progressive
+            policy = self._fallback
             mode = Mode.PROGRESSIVE
         run.effective_mode = mode.value
         n = policy.decide(inp)
@@ -384,37 +370,30 @@ class Dialer:
             cb(run, inp, n)
         return n
 
-    @property
-    def _progressive(self) -> Policy:
-        p = getattr(self, "_progressive_policy", None)
-        if p is None:
-            p = self._progressive_policy = make_policy("progressive")
-        return p
-
     async def _tick(self, run: CampaignRun, now: float) -> None:
         if not self.core.ready:
             return
         await self._refresh_hopper(run)
-        wants: list[str | None] = []
-        if run.spec.mode is Mode.PREVIEW:
-            while run.preview_requests:
-                wants.append(run.preview_requests.popleft())
-        else:
-            wants = [None] * self.decide(run, now)
-        if not wants:
-            return
-        run.pending += len(wants)
+        n = self.decide(run, now)  # 0 for preview: agents ask through preview_next
+        if n:
+            self._spawn(run, await self._lease(run, now, n))
+
+    async def _lease(self, run: CampaignRun, now: float, n: int) -> list[int]:
+        """Lease ``n`` contacts and write their attempt rows; they count as pending (in flight
+        for pacing) from now until the tracker follows them."""
+        run.pending += n
         try:
-            attempts = await asyncio.to_thread(self._lease_and_start, run, now, len(wants))
+            ids = await asyncio.to_thread(self._lease_and_start, run, now, n)
         except Exception:
-            run.pending -= len(wants)
+            run.pending -= n
             raise
-        run.pending -= len(wants) - len(attempts)
-        for attempt_id, agent in zip(attempts, wants, strict=False):
+        run.pending -= n - len(ids)
+        return ids
+
+    def _spawn(self, run: CampaignRun, attempt_ids: list[int]) -> None:
+        for attempt_id in attempt_ids:
             self.attempt_campaign[attempt_id] = run.id
-            asyncio.create_task(
-                self._originate(run, attempt_id, agent), name=f"originate-{attempt_id}"
-            )
+            asyncio.create_task(self._originate(run, attempt_id), name=f"originate-{attempt_id}")
 
     def _lease_and_start(self, run: CampaignRun, now: float, n: int) -> list[int]:
         when = _dt(now)
@@ -442,7 +421,7 @@ class Dialer:
         self.attempt_phone.update(phones)
         return ids
 
-    async def _originate(self, run: CampaignRun, attempt_id: int, agent: str | None) -> None:
+    async def _originate(self, run: CampaignRun, attempt_id: int) -> None:
         async def pace() -> None:
             slot = run.limiter.reserve(self.clock.time())
             while (wait := slot - self.clock.time()) > 0:
@@ -450,7 +429,6 @@ class Dialer:
 
         try:
             status = await self.core.originate(attempt_id, before_send=pace)
-            run.dialled += 1
             if self.metrics is not None and status is not OriginateStatus.REJECTED:
                 self.metrics.count_dial(run.spec.name)
             if status is OriginateStatus.REJECTED:
@@ -721,16 +699,7 @@ class Dialer:
         if unknown:
             raise ConfigError(f"unknown pacing keys: {', '.join(sorted(unknown))}", key="pacing")
         doc["pacing"] = {**doc["pacing"], **changes}
-        try:
-            new = CampaignSpec.model_validate(doc)
-        except Exception as exc:
-            from pydantic import ValidationError
-
-            from dialer.settings import format_validation_error
-
-            if isinstance(exc, ValidationError):
-                raise ConfigError(format_validation_error(f"campaign {campaign}", exc)) from exc
-            raise
+        new = parse_campaign(doc, f"campaign {campaign}")  # ConfigError: nothing changes
 
         def write() -> None:
             with self.store.session() as s:
@@ -762,20 +731,11 @@ class Dialer:
         run = self._run_named(campaign)
         if run.spec.mode is not Mode.PREVIEW:
             raise ConfigError(f"campaign {campaign} is not in preview mode")
-        now = self.clock.time()
-        run.pending += 1
-        try:
-            ids = await asyncio.to_thread(self._lease_and_start, run, now, 1)
-        except Exception:
-            run.pending -= 1
-            raise
+        ids = await self._lease(run, self.clock.time(), 1)
         if not ids:
-            run.pending -= 1
             return None
-        attempt_id = ids[0]
-        view = await asyncio.to_thread(self._preview_view, attempt_id, agent, actor)
-        self.attempt_campaign[attempt_id] = run.id
-        asyncio.create_task(self._originate(run, attempt_id, agent), name=f"originate-{attempt_id}")
+        view = await asyncio.to_thread(self._preview_view, ids[0], agent, actor)
+        self._spawn(run, ids)  # after the view's write: the core then owns the row
         return view
 
     def _preview_view(self, attempt_id: int, agent: str, actor: str) -> dict[str, Any]:
@@ -880,9 +840,4 @@ async def serve_console(
     )
 
 
-def request_preview(dialer: Dialer, campaign: str, agent: str) -> None:
-    """Queue a preview request for the next tick (CLI helper)."""
-    dialer._run_named(campaign).preview_requests.append(agent)
-
-
-__all__ = ["Clock", "Dialer", "ScaledClock", "WallClock", "request_preview"]
+__all__ = ["Clock", "Dialer", "WallClock", "serve_console"]
