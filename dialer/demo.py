@@ -32,7 +32,7 @@ from dialer.campaigns import apply_campaign, load_campaign_file, spec_of
 from dialer.contacts import import_contacts
 from dialer.settings import Settings
 from dialer.store import Store, open_store
-from dialer.store.models import Attempt, Campaign
+from dialer.store.models import Campaign
 
 log = logging.getLogger(__name__)
 
@@ -129,29 +129,24 @@ class DemoResult:
 
 
 def summarise(store: Store) -> DemoResult:
+    from dialer.stats import abandon_rate, outcome_counts
+
     res = DemoResult()
     with store.session() as s:
         for row in s.scalars(select(Campaign).order_by(Campaign.name)):
-            per: dict[str, int] = {}
-            live = 0
-            for outcome, live_answer in s.execute(
-                select(Attempt.outcome, Attempt.live_answer).where(Attempt.campaign_id == row.id)
-            ):
-                key = outcome or "unfinished"
-                per[key] = per.get(key, 0) + 1
-                live += bool(live_answer)
-            abandoned = per.get("abandoned", 0)
+            per = dict(sorted(outcome_counts(s, row.id).items()))
+            rate = abandon_rate(s, row.id, since=None)
             res.per_campaign[row.name] = {
                 "mode": row.mode,
                 "attempts": sum(per.values()),
-                "outcomes": dict(sorted(per.items())),
-                "live_answers": live,
-                "abandon_rate": round(abandoned / live, 4) if live else 0.0,
+                "outcomes": per,
+                "live_answers": rate.live_answers,
+                "abandon_rate": round(rate.rate, 4),
             }
             res.attempts += sum(per.values())
             res.unfinished += per.get("unfinished", 0)
-            res.live_answers += live
-            res.abandoned += abandoned
+            res.live_answers += rate.live_answers
+            res.abandoned += rate.abandoned
             for k, v in per.items():
                 if k != "unfinished":
                     res.outcomes[k] = res.outcomes.get(k, 0) + v
