@@ -24,7 +24,8 @@ from pydantic import (
 
 from dialer.errors import ConfigError
 from dialer.outcomes import Outcome
-from dialer.settings import format_validation_error, read_yaml
+from dialer.settings import format_validation_error
+from dialer.yamlfile import load_mapping
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -243,7 +244,7 @@ def parse_campaign(data: dict[str, Any], source: str | None = None) -> CampaignS
 
 
 def load_campaign_file(path: Path) -> CampaignSpec:
-    return parse_campaign(read_yaml(path), str(path))
+    return parse_campaign(load_mapping(path), str(path))
 
 
 # --- store side -------------------------------------------------------------------------

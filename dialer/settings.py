@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from dialer import CONFIG_DIR
 from dialer.errors import ConfigError, SecretMissing
+from dialer.yamlfile import load_mapping
 
 SECRET_ENV = {
     "ami_secret": "DIALER_AMI_SECRET",
@@ -72,22 +72,6 @@ def format_validation_error(file: str | os.PathLike[str] | None, exc: Validation
     return "\n".join(lines)
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError("expected a mapping at the top level", file=str(path))
-    return data
-
-
 def _refuse_secrets(data: Mapping[str, Any], file: str, prefix: str = "") -> None:
     for key, value in data.items():
         path = f"{prefix}{key}"
@@ -114,7 +98,7 @@ def load_settings(path: Path | None = None) -> Settings:
         if explicit:
             raise ConfigError("file not found", file=str(path))
         return Settings()
-    data = read_yaml(path)
+    data = load_mapping(path)
     _refuse_secrets(data, str(path))
     try:
         return Settings.model_validate({**data, "source": str(path)})

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dialer.yamlfile import YamlFileError, load_file
 from ivr.errors import FlowDefinitionError, UnknownFlow
 from ivr.say import SayKind
 
@@ -342,9 +342,9 @@ def parse_flow(data: Any, source: str) -> Flow:
 
 def load_flow_file(path: Path) -> Flow:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise FlowDefinitionError(f"cannot read flow: {exc}", file=str(path)) from None
+        data = load_file(path)
+    except YamlFileError as exc:
+        raise FlowDefinitionError(str(exc)) from None
     flow = parse_flow(data, str(path))
     if flow.name != path.stem:
         raise FlowDefinitionError(

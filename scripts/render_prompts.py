@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
+from dialer.yamlfile import load_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 SOUNDS = ROOT / "sounds"
@@ -34,7 +34,7 @@ RATE = 8000
 
 
 def load(path: Path = SOURCE) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_mapping(path)
     return data["prompts"], data.get("vars", {})
 
 

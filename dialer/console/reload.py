@@ -164,7 +164,8 @@ class FileWatcher:
 
     async def check_once(self) -> list[ReloadEvent]:
         events = []
-        for f in self.changed_files():
+        # listing, stat and hashing touch the disk: off the event loop, like the parsing
+        for f in await asyncio.to_thread(self.changed_files):
             events.append(
                 await reload_and_record(
                     self.floor,

@@ -17,7 +17,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from dialer.campaigns import CampaignSpec, Pacing
 from dialer.errors import ConfigError
 from dialer.pacing.dists import DistKind, DistSpec, as_dist_spec
-from dialer.settings import format_validation_error, read_yaml
+from dialer.settings import format_validation_error
+from dialer.yamlfile import load_mapping
 
 Dist = Annotated[DistSpec, BeforeValidator(as_dist_spec)]
 
@@ -192,7 +193,7 @@ def parse_scenario(data: dict[str, Any], source: str | None = None) -> Scenario:
 
 
 def load_scenario(path: Path) -> Scenario:
-    return parse_scenario(read_yaml(path), str(path))
+    return parse_scenario(load_mapping(path), str(path))
 
 
 def find_scenario(name_or_path: str, scenarios_dir: Path) -> Path:

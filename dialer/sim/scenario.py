@@ -55,13 +55,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dialer.errors import ConfigError
 from dialer.sim.events import Cause
 from dialer.sim.queues import AgentBehaviour
 from dialer.sim.sounds import Media, Prompt
+from dialer.yamlfile import load_mapping
 
 if TYPE_CHECKING:
     from dialer.sim.engine import Channel, Engine
@@ -212,10 +212,7 @@ def load_scenario(source: str | Path | dict[str, Any]) -> Scenario:
         data = source
     else:
         fname = str(source)
-        try:
-            data = yaml.safe_load(Path(source).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read scenario: {exc}", file=fname) from exc
+        data = load_mapping(Path(source))
     personas = data.get("personas") or []
     data = _prep({k: v for k, v in data.items() if k != "personas"})
     data["personas"] = personas

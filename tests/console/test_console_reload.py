@@ -159,3 +159,32 @@ def test_config_paths_follow_the_settings_file(tmp_path: Path) -> None:
     assert config_paths(load_settings(f)) == [tmp_path / "campaigns", f]
     assert config_paths(Settings.model_validate({})) == [CONFIG_DIR / "campaigns"]
     assert config_paths(load_settings(f), include_settings=False) == [tmp_path / "campaigns"]
+
+
+async def test_watcher_refuses_an_alias_bomb_without_stalling_the_loop(floor: StoreFloor) -> None:
+    path = floor.files[NAME]
+    log = ReloadLog()
+    w = FileWatcher(floor, [path.parent], reload_log=log)
+    w.baseline()
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(8):  # 9**9 items under plain yaml.safe_load
+        lines.append(f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append(loop.time() - t0 - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        [ev] = await asyncio.wait_for(w.check_once(), 2.0)
+    finally:
+        tick.cancel()
+    assert not ev.ok and "anchors are not accepted" in (ev.error or "")
+    assert "\n" not in (ev.error or "")
+    assert pacing(floor)["ring_timeout_s"] == 25.0
+    assert max(lags, default=0.0) < 0.2

@@ -8,8 +8,8 @@ import wave
 from pathlib import Path
 
 import pytest
-import yaml
 
+from dialer.yamlfile import load_mapping
 from ivr.flow import FlowLibrary
 from ivr.prompts import available, missing_prompts, needed, sounds_dir
 from ivr.say import LANGS
@@ -29,7 +29,7 @@ def test_dialplan_prompts_exist() -> None:
 
 
 def test_both_languages_have_the_same_prompts_and_texts_agree() -> None:
-    texts = yaml.safe_load((sounds_dir() / "prompts.yaml").read_text(encoding="utf-8"))["prompts"]
+    texts = load_mapping(sounds_dir() / "prompts.yaml")["prompts"]
     for lang in LANGS:
         assert available(lang) == set(texts)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dialer.yamlfile import load_mapping
 from ivr.prompts import sounds_dir
 from ivr.say import (
     MAX_NUMBER,
@@ -21,7 +21,7 @@ from ivr.say import (
     vocabulary,
 )
 
-PROMPTS = yaml.safe_load((sounds_dir() / "prompts.yaml").read_text(encoding="utf-8"))["prompts"]
+PROMPTS = load_mapping(sounds_dir() / "prompts.yaml")["prompts"]
 
 
 def zh(names: list[str]) -> str:
