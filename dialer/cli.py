@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "dialer.commands.report",
     "dialer.commands.simulate",
     "dialer.commands.sim_pbx",
+    "dialer.messaging.commands",
 )
 
 

@@ -13,7 +13,8 @@
     │   └── AMIDisconnected    the AMI connection is gone
     └── IllegalTransition      a state machine was fed an event it has no transition for
 
-IVR exceptions (``ivr.errors``) hang under ``DialerError`` as well.
+IVR exceptions (``ivr.errors``) and messaging exceptions (``dialer.messaging.errors``: templates,
+SMS gateway, SMTP) hang under ``DialerError`` as well.
 """
 
 from __future__ import annotations
