@@ -26,6 +26,12 @@ class AppContext:
             self._store = open_store(self.db_url)
         return self._store
 
+    def close(self) -> None:
+        """Dispose of the store's connections (called when the command ends)."""
+        if self._store is not None:
+            self._store.dispose()
+            self._store = None
+
     @property
     def settings(self) -> Settings:
         if self._settings is None:

@@ -58,7 +58,8 @@ def configure_logging(verbose: int) -> None:
 def cli(ctx: click.Context, db_url: str | None, settings_path: Path | None, verbose: int) -> None:
     """Outbound contact-centre server for banks: predictive dialer driving Asterisk."""
     configure_logging(verbose)
-    ctx.obj = AppContext(db_url=db_url or default_db_url(), settings_path=settings_path)
+    ctx.obj = app = AppContext(db_url=db_url or default_db_url(), settings_path=settings_path)
+    ctx.call_on_close(app.close)
 
 
 def _register() -> None:

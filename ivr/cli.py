@@ -48,6 +48,11 @@ class IvrApp:
             self._store = open_store(self.db_url)
         return self._store
 
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.dispose()
+            self._store = None
+
     def services(self) -> Services:
         # Verification compares typed digits with keyed hashes: without the key no call can
         # be verified, so refuse to start rather than fail on the first caller.
@@ -87,7 +92,8 @@ def cli(ctx: click.Context, db_url: str | None, flows_dir: Path | None, verbose:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    ctx.obj = IvrApp(db_url or default_db_url(), flows_dir)
+    ctx.obj = app = IvrApp(db_url or default_db_url(), flows_dir)
+    ctx.call_on_close(app.close)
 
 
 @cli.command()

@@ -18,8 +18,11 @@ def db() -> None:
 def upgrade(app: AppContext) -> None:
     """Upgrade the schema to the newest revision (Alembic)."""
     store = open_store(app.db_url, upgrade=False)
-    store.upgrade()
-    click.echo(f"{redact_url(store.url)}: at revision {store.current_revision()}")
+    try:
+        store.upgrade()
+        click.echo(f"{redact_url(store.url)}: at revision {store.current_revision()}")
+    finally:
+        store.dispose()
 
 
 @db.command("current")
@@ -27,7 +30,10 @@ def upgrade(app: AppContext) -> None:
 def current(app: AppContext) -> None:
     """Print the schema revision of the store."""
     store = open_store(app.db_url, upgrade=False)
-    click.echo(store.current_revision() or "(empty)")
+    try:
+        click.echo(store.current_revision() or "(empty)")
+    finally:
+        store.dispose()
 
 
 COMMANDS = [db]

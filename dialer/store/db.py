@@ -91,11 +91,14 @@ def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
         path = Path(url.removeprefix("sqlite:///"))
         if str(path) not in ("", ":memory:"):
             path.parent.mkdir(parents=True, exist_ok=True)
+    store: Store | None = None
     try:
         store = Store(url, make_engine(url))
         if upgrade and store.current_revision() != store.head_revision():
             store.upgrade()
     except Exception as exc:  # SQLAlchemy/driver errors become one clear error
+        if store is not None:
+            store.dispose()
         if isinstance(exc, StoreError):
             raise
         raise StoreError(f"cannot open store {redact_url(url)}: {exc}") from exc
