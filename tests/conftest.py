@@ -1,4 +1,9 @@
-"""Shared fixtures: a fresh SQLite store per test, a fixed hashing key."""
+"""Shared fixtures: a fresh store per test (SQLite, or PostgreSQL where a suite asks for both),
+a fixed hashing key, and one throw-away PostgreSQL cluster per session (``tests/pgcluster.py``).
+
+``db_url``/``store`` are SQLite unless a suite overrides ``db_url`` with ``store_url``, which
+runs each of its tests on both engines. ``pg_url`` is a fresh, migrated PostgreSQL database.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pgcluster import PgCluster, PgUnavailable, in_ci
 
 from dialer.store import Store, open_store
 
@@ -16,11 +22,80 @@ os.environ.setdefault("DIALER_API_TOKEN", "test-only-api-token")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+#: The migrated database every PostgreSQL test database is copied from.
+PG_TEMPLATE = "dialer_template"
+TESTS = Path(__file__).resolve().parent
+ENGINES = ("sqlite", "postgresql")
+#: Suites (paths under tests/) whose ``db_url``/``store`` run on SQLite and on PostgreSQL.
+BOTH_ENGINE_SUITES = (
+    "store/",
+    "test_campaigns.py",
+    "test_contacts.py",
+    "test_dnc.py",
+    "test_hopper.py",
+    "runner/",
+    "ivr/",
+    "console/",
+)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One PostgreSQL 15 cluster for the session, with a migrated template database."""
+    try:
+        cluster = PgCluster.start()
+    except PgUnavailable as exc:
+        if in_ci():
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(f"PostgreSQL not available: {exc}")
+    try:
+        cluster.create_database(PG_TEMPLATE)
+        open_store(cluster.url(PG_TEMPLATE)).dispose()  # Alembic upgrade to head
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
+def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """A fresh PostgreSQL database at the current schema, dropped after the test."""
+    name = pg_cluster.create_database(template=PG_TEMPLATE)
+    yield pg_cluster.url(name)
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``store_url`` runs a test on both engines; so does ``db_url`` in the suites listed."""
+    names = metafunc.fixturenames
+    if "store_engine" not in names:
+        return
+    path = Path(metafunc.definition.path).relative_to(TESTS).as_posix()
+    if "store_url" in names and (
+        "db_url" not in names or any(path.startswith(s) for s in BOTH_ENGINE_SUITES)
+    ):
+        metafunc.parametrize("store_engine", ENGINES, indirect=True)
+
+
+@pytest.fixture
+def store_engine(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, store_engine: str) -> str:
+    """A fresh store URL on ``store_engine``: a test that asks for it runs on both engines."""
+    return str(request.getfixturevalue("pg_url" if store_engine == "postgresql" else "sqlite_url"))
+
+
+@pytest.fixture
+def db_url(store_url: str) -> str:
+    """The store of the test: SQLite, or both engines in ``BOTH_ENGINE_SUITES``."""
+    return store_url
 
 
 @pytest.fixture
