@@ -231,11 +231,11 @@ class TemplateLibrary:
     @classmethod
     def load(cls, folder: Path) -> TemplateLibrary:
         """Every ``*.yaml`` in ``folder`` (none is an empty library)."""
-        from dialer.settings import read_yaml
+        from dialer.yamlfile import load_mapping
 
         templates: list[Template] = []
         for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-            templates.extend(cls.from_mapping(read_yaml(path), source=str(path))._by_name.values())
+            templates.extend(cls.from_mapping(load_mapping(path), source=str(path))._by_name.values())
         return cls(templates)
 
 
