@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -74,6 +75,17 @@ class Contact(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "phone", name="uq_contact_campaign_phone"),
         Index("ix_contact_due", "campaign_id", "status", "next_attempt_at"),
+        # The lease walks one priority level in (next_attempt_at NULLS FIRST, id) order: never
+        # tried first. SQLite sorts NULLs first anyway; PostgreSQL needs it said in the index.
+        Index(
+            "ix_contact_lease",
+            "campaign_id",
+            "status",
+            "priority",
+            "next_attempt_at",
+            "id",
+            postgresql_ops={"next_attempt_at": "NULLS FIRST"},
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -107,6 +119,15 @@ class Attempt(Base):
     __table_args__ = (
         Index("ix_attempt_phone_created", "phone", "created_at"),
         Index("ix_attempt_campaign_created", "campaign_id", "created_at"),
+        # abandon-rate windows count the attempts that ended since an instant
+        Index("ix_attempt_campaign_ended", "campaign_id", "ended_at"),
+        # the attempts still live (no outcome): the lease skips their numbers
+        Index(
+            "ix_attempt_live",
+            "phone",
+            sqlite_where=text("outcome IS NULL"),
+            postgresql_where=text("outcome IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
