@@ -11,7 +11,8 @@
     │   └── LocalProtocolError     ... our side's fault (a bug)
     ├── AMIError               an AMI action failed or timed out
     │   └── AMIDisconnected    the AMI connection is gone
-    └── IllegalTransition      a state machine was fed an event it has no transition for
+    ├── IllegalTransition      a state machine was fed an event it has no transition for
+    └── WorkerConflict         another live `dialer run` already has this worker id
 
 IVR exceptions (``ivr.errors``) and messaging exceptions (``dialer.messaging.errors``: templates,
 SMS gateway, SMTP) hang under ``DialerError`` as well.
@@ -82,3 +83,7 @@ class IllegalTransition(DialerError):
         self.state = state
         self.event = event
         super().__init__(f"{machine}: no transition from {state!r} on {event!r}")
+
+
+class WorkerConflict(DialerError):
+    """Another live process already runs under this worker id."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from dialer import CONFIG_DIR
 from dialer.errors import ConfigError, SecretMissing
@@ -32,12 +32,23 @@ class Frozen(BaseModel):
 
 
 class AMISettings(Frozen):
+    """One Asterisk server (one AMI connection). Its secret comes from
+    ``DIALER_AMI_SECRET_<NAME>`` (name upper-cased, ``-`` as ``_``), else ``DIALER_AMI_SECRET``."""
+
+    name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     host: str = "127.0.0.1"
     port: int = Field(5038, ge=0, le=65535)
     username: str = "dialer"
     connect_timeout_s: float = Field(5.0, gt=0)
     action_timeout_s: float = Field(10.0, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+
+
+class WorkerSettings(Frozen):
+    """How workers sharing one store see each other (DESIGN.md section 8)."""
+
+    heartbeat_s: float = Field(5.0, gt=0)  # how often a worker writes its heartbeat
+    dead_after_s: float = Field(30.0, gt=0)  # no heartbeat for this long: the worker is dead
 
 
 class ListenSettings(Frozen):
@@ -55,12 +66,29 @@ class Settings(Frozen):
     default_region: str = Field("CN", min_length=2, max_length=2)
     max_calls_per_number_per_day: int = Field(3, ge=1)
     ami: AMISettings = AMISettings()
+    #: several Asterisk servers, each served by one worker at a time; empty: ``ami`` alone
+    asterisk: tuple[AMISettings, ...] = ()
+    worker: WorkerSettings = WorkerSettings()
     fastagi: ListenSettings = ListenSettings(port=4573)
     http: ListenSettings = ListenSettings(port=8080)
     bank: BankSettings = BankSettings()
     campaigns_dir: str = "campaigns"  # relative to the settings file's folder
     flows_dir: str = "flows"
     source: str | None = None  # the file these settings came from
+
+    @model_validator(mode="after")
+    def _distinct_switches(self) -> Settings:
+        names = [a.name for a in self.asterisk]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"asterisk: server names must be distinct ({', '.join(dup)})")
+        if self.worker.dead_after_s <= 2 * self.worker.heartbeat_s:
+            raise ValueError("worker: dead_after_s must exceed two heartbeats")
+        return self
+
+    def switches(self) -> tuple[AMISettings, ...]:
+        """The Asterisk servers this deployment dials through."""
+        return self.asterisk or (self.ami,)
 
 
 def format_validation_error(file: str | os.PathLike[str] | None, exc: ValidationError) -> str:
@@ -106,16 +134,24 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigError(format_validation_error(path, exc)) from exc
 
 
+def ami_secret_var(server: AMISettings, env: Mapping[str, str] | None = None) -> str:
+    """The variable holding ``server``'s AMI secret: its own if set, else the common one."""
+    env = os.environ if env is None else env
+    own = f"{SECRET_ENV['ami_secret']}_{server.name.upper().replace('-', '_').replace('.', '_')}"
+    return own if env.get(own) or env.get(f"{own}_FILE") else SECRET_ENV["ami_secret"]
+
+
 def get_secret(
-    name: str, env: Mapping[str, str] | None = None, *, required: bool = True
+    name: str, env: Mapping[str, str] | None = None, *, required: bool = True, var: str = ""
 ) -> SecretStr | None:
     """Read secret ``name`` (``ami_secret``, ``api_token``, ``secret_key``).
 
     The value comes from ``$VAR`` or from the file named by ``$VAR_FILE``; it is wrapped
-    in ``SecretStr`` so that printing it shows ``**********``.
+    in ``SecretStr`` so that printing it shows ``**********``. ``var`` names another
+    variable for it (one AMI secret per server).
     """
     env = os.environ if env is None else env
-    var = SECRET_ENV[name]
+    var = var or SECRET_ENV[name]
     if env.get(var):
         return SecretStr(env[var])
     file_var = f"{var}_FILE"

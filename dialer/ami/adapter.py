@@ -43,7 +43,7 @@ from pydantic import SecretStr
 from dialer.ami.framing import AMIFraming
 from dialer.ami.messages import Action, Banner, Closed, Event, Response
 from dialer.errors import AMIDisconnected, AMIError, ProtocolError
-from dialer.settings import AMISettings, get_secret
+from dialer.settings import AMISettings, ami_secret_var, get_secret
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class AMIClient:
     def from_settings(
         cls, settings: AMISettings, env: Mapping[str, str] | None = None, **kwargs: object
     ) -> AMIClient:
-        secret = get_secret("ami_secret", env)
+        secret = get_secret("ami_secret", env, var=ami_secret_var(settings, env))
         assert secret is not None
         return cls(
             settings.host,

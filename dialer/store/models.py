@@ -128,6 +128,14 @@ class Attempt(Base):
             sqlite_where=text("outcome IS NULL"),
             postgresql_where=text("outcome IS NULL"),
         ),
+        # a worker reaching a switch adopts the open attempts a dead worker left there
+        Index(
+            "ix_attempt_open_server",
+            "server",
+            "owner",
+            sqlite_where=text("outcome IS NULL"),
+            postgresql_where=text("outcome IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -154,7 +162,34 @@ class Attempt(Base):
     queue: Mapped[str | None] = mapped_column(String(64))
     agent: Mapped[str | None] = mapped_column(String(128))
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column()  # what the retry rule set
+    owner: Mapped[str | None] = mapped_column(String(64))  # the worker following the call
+    server: Mapped[str | None] = mapped_column(String(64))  # the switch it was dialled on
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Worker(Base):
+    """One ``dialer run`` process: who it is and when it last said it was alive."""
+
+    __tablename__ = "worker"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # stable: host or --worker
+    instance: Mapped[str] = mapped_column(String(32))  # this start of it (a new one per start)
+    host: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column()
+    info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # per switch: AMI, calls
+
+
+class Switch(Base):
+    """An Asterisk server and the worker that serves it (one at a time)."""
+
+    __tablename__ = "switch"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(64))  # Worker.id
+    claimed_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class DncEntry(Base):
@@ -268,6 +303,8 @@ __all__ = [
     "IvrSession",
     "IvrStep",
     "Meta",
+    "Switch",
     "UTCDateTime",
+    "Worker",
     "utcnow",
 ]
