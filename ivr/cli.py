@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from dialer.appctx import db_option, run_cli
+from dialer.clirun import db_option, run_cli
 from dialer.errors import DialerError
 from dialer.settings import get_secret
 from dialer.store import Store, default_db_url, open_store

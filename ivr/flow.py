@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dialer import CONFIG_DIR
 from dialer.yamlfile import YamlFileError, load_file
 from ivr.errors import FlowDefinitionError, UnknownFlow
 from ivr.say import SayKind
@@ -354,13 +355,13 @@ def load_flow_file(path: Path) -> Flow:
 
 
 def default_flows_dir() -> Path:
-    """``$IVR_FLOWS``, else ``config/flows`` of the source tree, else of the working dir."""
+    """``$IVR_FLOWS``, else the shipped ``config/flows``, else of the working dir."""
     import os
 
     env = os.environ.get("IVR_FLOWS")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent.parent / "config" / "flows"
+    here = CONFIG_DIR / "flows"
     return here if here.is_dir() else Path.cwd() / "config" / "flows"
 
 

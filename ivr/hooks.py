@@ -14,15 +14,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from dialer.privacy import is_hashed, matches_hash
 from dialer.store import Store
 from dialer.store.models import Contact, DncEntry
-from ivr.context import CallContext
 from ivr.errors import HookError
+
+if TYPE_CHECKING:  # the context module imports flows, which load these hooks
+    from ivr.context import CallContext
 
 LOCK_FIELD = "ivr_verify_locked_until"
 LOCK_FOR = dt.timedelta(hours=24)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dialer import SOUNDS_DIR
 from ivr.flow import Flow
 from ivr.say import LANGS, vocabulary
 
@@ -17,8 +18,7 @@ def sounds_dir() -> Path:
     env = os.environ.get("IVR_SOUNDS")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent.parent / "sounds"
-    return here if here.is_dir() else Path.cwd() / "sounds"
+    return SOUNDS_DIR if SOUNDS_DIR.is_dir() else Path.cwd() / "sounds"
 
 
 def available(lang: str, root: Path | None = None) -> set[str]:

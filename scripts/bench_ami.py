@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dialer.ami.framing import AMIFraming  # noqa: E402
-from dialer.ami.messages import Event  # noqa: E402
-from dialer.ami.transcript import read_transcript  # noqa: E402
+from dialer.telephony.ami.framing import AMIFraming  # noqa: E402
+from dialer.telephony.ami.messages import Event  # noqa: E402
+from dialer.telephony.ami.transcript import read_transcript  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "ami"
 
@@ -97,13 +97,13 @@ def bench_core(args: argparse.Namespace) -> None:
     import logging
     import uuid
 
-    from dialer.campaigns import CampaignSpec
-    from dialer.originate import build_originate
+    from dialer.lists.campaigns import CampaignSpec
     from dialer.sim import SimPbx, VirtualClock
     from dialer.sim.engine import OriginateRequest
     from dialer.sim.events import format_event
     from dialer.sim.queues import AgentBehaviour
-    from dialer.tracker import CallTracker, Finished
+    from dialer.telephony.originate import build_originate
+    from dialer.telephony.tracker import CallTracker, Finished
 
     logging.basicConfig(level=logging.ERROR)
     spec = CampaignSpec.model_validate(
@@ -201,16 +201,23 @@ async def bench_live(args: argparse.Namespace) -> None:
     import tempfile
     from collections import Counter
 
-    from dialer.ami.adapter import AMIClient
-    from dialer.campaigns import CampaignSpec, apply_campaign
-    from dialer.dialer_core import DialerCore, FinishedAttempt
+    from dialer.lists.campaigns import CampaignSpec, apply_campaign
     from dialer.store import open_store
     from dialer.store.models import Attempt, Contact
+    from dialer.telephony.ami.adapter import AMIClient
+    from dialer.telephony.core import DialerCore, FinishedAttempt
 
     logging.basicConfig(level=logging.ERROR)
     secret = os.environ.setdefault("DIALER_AMI_SECRET", "bench-secret")
     sim = subprocess.Popen(
-        [sys.executable, "-c", "from dialer.cli import main; main()", "sim-pbx", "--ami-port", "0"],
+        [
+            sys.executable,
+            "-c",
+            "from dialer.app.cli import main; main()",
+            "sim-pbx",
+            "--ami-port",
+            "0",
+        ],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "DIALER_AMI_SECRET": secret},

@@ -7,7 +7,7 @@ Each phase runs in its own child process so that its peak RSS (``ru_maxrss``) is
 - ``parse``      baseline: the raw CSV parse alone (``csv.reader`` over the file);
 - ``executemany`` baseline: a plain ``sqlite3`` executemany of the already-clean rows
   (no validation, no phone parsing) into the same schema;
-- ``import``     ``dialer.contacts.import_contacts`` (detection, phonenumbers, typed and
+- ``import``     ``dialer.lists.contacts.import_contacts`` (detection, phonenumbers, typed and
   hashed fields, duplicates, bulk inserts in one transaction);
 - ``explain`` / ``lease``: the hopper over the imported campaign (one call each).
 
@@ -160,8 +160,8 @@ def phase_executemany(csv_path: Path, db: Path) -> dict[str, float]:
 
 
 def phase_import(csv_path: Path, db: Path) -> dict[str, float]:
-    from dialer.campaigns import apply_campaign, parse_campaign
-    from dialer.contacts import import_contacts
+    from dialer.lists.campaigns import apply_campaign, parse_campaign
+    from dialer.lists.contacts import import_contacts
 
     store = _store(db)
     t = time.perf_counter()
@@ -180,7 +180,7 @@ def phase_import(csv_path: Path, db: Path) -> dict[str, float]:
 def phase_hopper(csv_path: Path, db: Path) -> dict[str, float]:
     from sqlalchemy import select
 
-    from dialer.hopper import explain, lease
+    from dialer.lists.hopper import explain, lease
     from dialer.store.models import Campaign
 
     store = _store(db)

@@ -32,9 +32,9 @@ os.environ.setdefault("DIALER_SECRET_KEY", "bench-only-key")
 
 from sqlalchemy import select  # noqa: E402
 
-from dialer.campaigns import apply_campaign, parse_campaign  # noqa: E402
-from dialer.contacts import import_contacts  # noqa: E402
-from dialer.demo import SimFloor, demo_start  # noqa: E402
+from dialer.app.demo import SimFloor, demo_start  # noqa: E402
+from dialer.lists.campaigns import apply_campaign, parse_campaign  # noqa: E402
+from dialer.lists.contacts import import_contacts  # noqa: E402
 from dialer.pacing.rehearsal import rehearse  # noqa: E402
 from dialer.pacing.scenario import parse_scenario  # noqa: E402
 from dialer.settings import Settings  # noqa: E402

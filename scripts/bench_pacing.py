@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from dialer import CONFIG_DIR
-from dialer.campaigns import Pacing
+from dialer.lists.campaigns import Pacing
 from dialer.pacing import AbandonCounts, AgentState, PacingInput, cold_start, make_policy
 from dialer.pacing.policies import AGENT_POLICIES
 from dialer.pacing.rehearsal import METRICS, rehearse

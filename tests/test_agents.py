@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from dialer.agents import Activity, AgentEvent, AgentPool, next_activity
 from dialer.errors import IllegalTransition
-from dialer.floor import AgentState
+from dialer.floor.view import AgentState
+from dialer.telephony.agents import Activity, AgentEvent, AgentPool, next_activity
 
 IFACE = "Local/agent1@agent-sim/n"
 

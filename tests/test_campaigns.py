@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dialer.campaigns import CampaignSpec, load_campaign_file, parse_campaign, parse_duration
-from dialer.cli import cli
+from dialer.app.cli import cli
 from dialer.errors import ConfigError
+from dialer.lists.campaigns import CampaignSpec, load_campaign_file, parse_campaign, parse_duration
 from dialer.outcomes import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialer.campaigns import CallingWindow, Weekday
-from dialer.compliance import (
+from dialer.lists.campaigns import CallingWindow, Weekday
+from dialer.lists.compliance import (
     REASON_ORDER,
     ContactState,
     HolidayCalendar,

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from dialer.campaigns import apply_campaign, parse_campaign
-from dialer.cli import cli
-from dialer.contacts import RowParser, detect_encoding, import_contacts, parse_phone
+from dialer.app.cli import cli
 from dialer.errors import ImportRejected
+from dialer.lists.campaigns import apply_campaign, parse_campaign
+from dialer.lists.contacts import RowParser, detect_encoding, import_contacts, parse_phone
 from dialer.privacy import keyed_hash
 from dialer.store import Store
 from dialer.store.models import Campaign, Contact
@@ -218,7 +218,7 @@ def test_utf16_tab_separated_excel_export(store: Store, tmp_path: Path) -> None:
 
 
 def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
-    from dialer.commands.contacts import _progress_bar
+    from dialer.app.commands.contacts import _progress_bar
 
     f = tmp_path / "a.csv"
     f.write_text("phone\n", "utf-8")

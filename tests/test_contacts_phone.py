@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialer.contacts import parse_phone, parse_phone_slow
+from dialer.lists.contacts import parse_phone, parse_phone_slow
 
 digits11 = st.from_regex(r"1[0-9]{10}", fullmatch=True)
 
@@ -50,8 +50,8 @@ def test_known_numbers() -> None:
 @settings(max_examples=300, deadline=None)
 def test_any_row_gives_values_or_a_reason(cells: list[str]) -> None:
     """Whatever a cell holds, a row is imported or rejected with a known code; never a crash."""
-    from dialer.campaigns import parse_campaign
-    from dialer.contacts import RowParser
+    from dialer.lists.campaigns import parse_campaign
+    from dialer.lists.contacts import RowParser
     from tests.data_gen import HEADER, TEST_CAMPAIGN
 
     p = RowParser(

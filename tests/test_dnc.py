@@ -8,9 +8,9 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialer.cli import cli
-from dialer.dnc import DncMatcher, normalize_number, normalize_prefix
+from dialer.app.cli import cli
 from dialer.errors import ConfigError
+from dialer.lists.dnc import DncMatcher, normalize_number, normalize_prefix
 from dialer.store import Store
 
 

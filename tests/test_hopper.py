@@ -9,13 +9,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from dialer.campaigns import apply_campaign, parse_campaign
-from dialer.cli import cli
-from dialer.compliance import Reason
-from dialer.contacts import import_contacts
-from dialer.dnc import DncScope, add_entry
+from dialer.app.cli import cli
 from dialer.errors import ComplianceError, IllegalTransition
-from dialer.hopper import explain, finish_attempt, lease, release, start_attempt
+from dialer.lists.campaigns import apply_campaign, parse_campaign
+from dialer.lists.compliance import Reason
+from dialer.lists.contacts import import_contacts
+from dialer.lists.dnc import DncScope, add_entry
+from dialer.lists.hopper import explain, finish_attempt, lease, release, start_attempt
 from dialer.outcomes import Outcome
 from dialer.store import Store
 from dialer.store.models import Attempt, Campaign, Contact
@@ -371,7 +371,7 @@ INSTANTS = [dt.timedelta(hours=h, minutes=(h * 37) % 60) for h in range(-30, 40,
 
 @pytest.mark.parametrize("purpose", ["service", "marketing"])
 def test_grouped_explain_agrees_with_rowwise(store: Store, tmp_path: Path, purpose: str) -> None:
-    from dialer.hopper import explain_rowwise
+    from dialer.lists.hopper import explain_rowwise
 
     cid, base = random_world(store, tmp_path, purpose, 7 if purpose == "service" else 8)
     with store.session() as s:
@@ -393,8 +393,8 @@ def test_lease_takes_exactly_the_contacts_the_oracle_allows(
 ) -> None:
     """Lease everything at an instant: the leased set is exactly the contacts that break no
     rule according to the independent oracle of test_compliance, in priority order."""
-    from dialer.compliance import ContactState, NumberFacts, Policy
-    from dialer.dnc import DncMatcher
+    from dialer.lists.compliance import ContactState, NumberFacts, Policy
+    from dialer.lists.dnc import DncMatcher
     from tests.test_compliance import broken_rules
 
     cid, base = random_world(store, tmp_path, purpose, 11 if purpose == "service" else 12)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialer.campaigns import load_campaign_file
 from dialer.errors import ConfigError
+from dialer.lists.campaigns import load_campaign_file
 from dialer.pacing.scenario import load_scenario as load_rehearsal_scenario
 from dialer.settings import load_settings
 from dialer.sim.scenario import load_scenario as load_sim_scenario

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from dialer.campaigns import FieldSpec, FieldType
+from dialer.lists.campaigns import FieldSpec, FieldType
 from dialer.messaging import sms
 from dialer.messaging.templates import Channel, Rendered, Template
 from dialer.settings import BankSettings

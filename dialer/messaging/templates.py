@@ -235,7 +235,9 @@ class TemplateLibrary:
 
         templates: list[Template] = []
         for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-            templates.extend(cls.from_mapping(load_mapping(path), source=str(path))._by_name.values())
+            templates.extend(
+                cls.from_mapping(load_mapping(path), source=str(path))._by_name.values()
+            )
         return cls(templates)
 
 

@@ -23,7 +23,7 @@ from functools import cached_property
 
 import numpy as np
 
-from dialer.campaigns import Pacing
+from dialer.lists.campaigns import Pacing
 from dialer.pacing.dists import DistKind, DistSpec, FloatArray, GridDist
 
 DAY_S = 86400.0

@@ -41,8 +41,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from dialer.campaigns import CampaignSpec, Mode
 from dialer.errors import ConfigError
+from dialer.lists.campaigns import CampaignSpec, Mode
 from dialer.pacing.dists import FloatArray, norm_cdf
 from dialer.pacing.estimators import Estimates
 from dialer.pacing.types import AgentState, PacingInput

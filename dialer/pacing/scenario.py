@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from dialer.campaigns import CampaignSpec, Pacing
 from dialer.errors import ConfigError
+from dialer.lists.campaigns import CampaignSpec, Pacing
 from dialer.pacing.dists import DistKind, DistSpec, as_dist_spec
 from dialer.settings import format_validation_error
 from dialer.yamlfile import load_mapping

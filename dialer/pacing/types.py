@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from dialer.campaigns import Pacing
+from dialer.lists.campaigns import Pacing
 from dialer.pacing.estimators import Estimates
 
 

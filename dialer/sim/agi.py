@@ -19,13 +19,15 @@ import asyncio
 import logging
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dialer.sim.dialplan import split_args, substitute
-from dialer.sim.engine import UNKNOWN, Channel, ChannelHungup, Engine
-from dialer.sim.events import SOFTHANGUP_AGI
+from dialer.sim.events import SOFTHANGUP_AGI, UNKNOWN, ChannelHungup
 from dialer.sim.sounds import SAMPLE_RATE, SAY_DIGIT_S, SAY_NUMBER_WORD_S
+
+if TYPE_CHECKING:  # the engine runs this application
+    from dialer.sim.engine import Channel, Engine
 
 log = logging.getLogger(__name__)
 

@@ -29,32 +29,32 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dialer.sim.agi import run_agi
+from dialer.sim.amd import run_amd
 from dialer.sim.clock import AnyClock
 from dialer.sim.dialplan import Dialplan, split_args, substitute
 from dialer.sim.events import (
     SOFTHANGUP_EXPLICIT,
     STATE_DESC,
+    UNKNOWN,
     AmiEvent,
     Cause,
+    ChannelHungup,
     ChannelState,
     OriginateReason,
     cause_text,
 )
+from dialer.sim.party import run_called_party
 from dialer.sim.sounds import Prompt, SoundLibrary
 
 log = logging.getLogger(__name__)
 
-UNKNOWN = "<unknown>"
 DTMF_DURATION_MS = 100
 DTMF_GAP_MS = 250
 DTMF_LEAD_MS = 100
 #: ``Answer()`` on a ringing channel waits up to 500 ms for the first voice frame from the
 #: other side: ~5 ms when the IVR leg starts a prompt at once, 500 ms otherwise (recorded).
 ANSWER_MEDIA_WAIT_S = 0.5
-
-
-class ChannelHungup(Exception):
-    """Raised inside an application when its channel has been hung up."""
 
 
 @dataclass(eq=False)
@@ -892,20 +892,14 @@ async def app_queue(e: Engine, ch: Channel, data: str) -> None:
 
 
 async def app_amd(e: Engine, ch: Channel, data: str) -> None:
-    from dialer.sim.amd import run_amd
-
     await run_amd(e, ch, data)
 
 
 async def app_agi(e: Engine, ch: Channel, data: str) -> None:
-    from dialer.sim.agi import run_agi
-
     await run_agi(e, ch, data)
 
 
 async def app_sim_called_party(e: Engine, ch: Channel, data: str) -> None:
-    from dialer.sim.party import run_called_party
-
     await run_called_party(e, ch, data)
 
 

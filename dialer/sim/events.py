@@ -116,3 +116,10 @@ def format_event(ev: AmiEvent, timestamps: bool = True) -> bytes:
         pairs.append(("Timestamp", f"{ev.timestamp:.6f}"))
     pairs.extend(ev.fields)
     return format_message(pairs)
+
+
+UNKNOWN = "<unknown>"
+
+
+class ChannelHungup(Exception):
+    """Raised inside an application when its channel has been hung up."""

@@ -36,6 +36,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from dialer import CONFIG_DIR, SOUNDS_DIR
 from dialer.sim.ami_server import AmiServer
 from dialer.sim.clock import AnyClock, VirtualClock
 from dialer.sim.dialplan import Dialplan
@@ -43,12 +44,11 @@ from dialer.sim.engine import Engine
 from dialer.sim.events import AmiEvent
 from dialer.sim.sounds import SoundLibrary
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
-CONFIG_DIR = PROJECT_ROOT / "config" / "asterisk"
-DEFAULT_DIALPLAN = CONFIG_DIR / "extensions.conf"
-DEFAULT_CUSTOMER = CONFIG_DIR / "sim" / "customer.conf"
-DEFAULT_QUEUES = CONFIG_DIR / "queues.conf"
-DEFAULT_SOUNDS = PROJECT_ROOT / "sounds"
+ASTERISK_DIR = CONFIG_DIR / "asterisk"
+DEFAULT_DIALPLAN = ASTERISK_DIR / "extensions.conf"
+DEFAULT_CUSTOMER = ASTERISK_DIR / "sim" / "customer.conf"
+DEFAULT_QUEUES = ASTERISK_DIR / "queues.conf"
+DEFAULT_SOUNDS = SOUNDS_DIR
 
 
 class Faults:

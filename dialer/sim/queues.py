@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dialer.errors import ConfigError
 from dialer.sim.dialplan import split_args
@@ -41,6 +41,9 @@ from dialer.sim.engine import (
     _resolve,
 )
 from dialer.sim.events import Cause, ChannelState, cause_text
+
+if TYPE_CHECKING:  # scenarios configure queues
+    from dialer.sim.scenario import Persona
 
 log = logging.getLogger(__name__)
 
@@ -450,8 +453,6 @@ class QueueManager:
             start + float(timeout_s) if timeout_s.strip().replace(".", "", 1).isdigit() else None
         )
         ch.app, ch.appdata = "Queue", data
-        from dialer.sim.scenario import customer_gives_up, queue_patience
-
         patience = queue_patience(e, ch)
         if patience is not None:
             caller.give_up = e.clock.call_later(patience, customer_gives_up, e, ch)
@@ -1155,3 +1156,19 @@ class QueueManager:
 
 
 __all__ = ["AgentBehaviour", "QueueManager", "cause_text"]
+
+
+def queue_patience(e: Engine, caller: Channel) -> float | None:
+    """How long the customer behind ``caller`` (a ``;1`` leg) waits in a queue."""
+    peer = caller.peer
+    if peer is None or peer.party is None:
+        return None
+    p: Persona = peer.party
+    return p.queue_patience_s
+
+
+def customer_gives_up(e: Engine, caller: Channel) -> None:
+    peer = caller.peer
+    if peer is not None and peer.alive:
+        peer.hangupcause = Cause.NORMAL_CLEARING
+        e.request_hangup(peer, Cause.NORMAL_CLEARING)

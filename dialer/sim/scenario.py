@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dialer.errors import ConfigError
-from dialer.sim.events import Cause
+from dialer.sim.events import Cause, ChannelHungup
 from dialer.sim.queues import AgentBehaviour
 from dialer.sim.sounds import Media, Prompt
 from dialer.yamlfile import load_mapping
@@ -276,8 +276,6 @@ class PartyModel:
         self.stats[key] = self.stats.get(key, 0) + 1
 
     async def run(self, e: Engine, ch: Channel, number: str) -> None:
-        from dialer.sim.engine import ChannelHungup
-
         d = self.draw(number)
         if isinstance(d, str):
             self._count(d)
@@ -346,29 +344,11 @@ class PartyModel:
 
 def hang_up(e: Engine, ch: Channel, cause: int = 16) -> None:
     """The called party hangs up (as ``Hangup()`` on its leg)."""
-    from dialer.sim.engine import ChannelHungup
-
     ch.hangupcause = cause
     ch.soft16_emitted = True
     e.chan_event("SoftHangupRequest", ch, (("Cause", "16"),))
     ch.soft_hangup = True
     raise ChannelHungup
-
-
-def queue_patience(e: Engine, caller: Channel) -> float | None:
-    """How long the customer behind ``caller`` (a ``;1`` leg) waits in a queue."""
-    peer = caller.peer
-    if peer is None or peer.party is None:
-        return None
-    p: Persona = peer.party
-    return p.queue_patience_s
-
-
-def customer_gives_up(e: Engine, caller: Channel) -> None:
-    peer = caller.peer
-    if peer is not None and peer.alive:
-        peer.hangupcause = Cause.NORMAL_CLEARING
-        e.request_hangup(peer, Cause.NORMAL_CLEARING)
 
 
 # ====================================================================== the floor

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from dialer.ami.framing import AMIFraming
-from dialer.ami.messages import Event, Message, Response
-from dialer.ami.transcript import action_fields, read_transcript
-from dialer.tracker import CallPlan, CallTracker, Finished, Update
+from dialer.telephony.ami.framing import AMIFraming
+from dialer.telephony.ami.messages import Event, Message, Response
+from dialer.telephony.ami.transcript import action_fields, read_transcript
+from dialer.telephony.tracker import CallPlan, CallTracker, Finished, Update
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ami"
 

@@ -8,15 +8,15 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dialer.ami.adapter import AMIClient
-from dialer.campaigns import CampaignSpec, apply_campaign
-from dialer.dialer_core import DialerCore, FinishedAttempt
+from dialer.lists.campaigns import CampaignSpec, apply_campaign
 from dialer.sim import SimPbx, VirtualClock
 from dialer.sim.engine import ChannelHungup
 from dialer.sim.queues import AgentBehaviour
 from dialer.sim.sounds import Media, Prompt
 from dialer.store import Store
 from dialer.store.models import Attempt, Contact
+from dialer.telephony.ami.adapter import AMIClient
+from dialer.telephony.core import DialerCore, FinishedAttempt
 
 SECRET = os.environ.get("DIALER_AMI_SECRET", "test-only-ami-secret")
 

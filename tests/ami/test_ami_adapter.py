@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 import pytest
 from ami_replay import fixture
 
-from dialer.ami.adapter import AMIClient
-from dialer.ami.framing import AMIFraming
-from dialer.ami.messages import Event, Unrecognised
-from dialer.ami.transcript import read_transcript
 from dialer.errors import AMIDisconnected, AMIError
+from dialer.telephony.ami.adapter import AMIClient
+from dialer.telephony.ami.framing import AMIFraming
+from dialer.telephony.ami.messages import Event, Unrecognised
+from dialer.telephony.ami.transcript import read_transcript
 
 SECRET = "peer-secret"
 CHINESE = "张伟明"

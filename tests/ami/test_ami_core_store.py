@@ -6,12 +6,12 @@ import dataclasses
 
 from sim_harness import attempts, campaign
 
-from dialer.ami.adapter import AMIClient
-from dialer.dialer_core import DialerCore, FinishedAttempt
 from dialer.outcomes import Outcome
 from dialer.store import Store
 from dialer.store.models import Attempt
-from dialer.tracker import Finished
+from dialer.telephony.ami.adapter import AMIClient
+from dialer.telephony.core import DialerCore, FinishedAttempt
+from dialer.telephony.tracker import Finished
 
 
 def finished(attempt_id: int, **over: object) -> Finished:

@@ -7,10 +7,10 @@ from ami_replay import fixture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialer.ami.framing import AMIFraming
-from dialer.ami.messages import Banner, Closed, Event, Headers, Response, serialize_action
-from dialer.ami.transcript import read_transcript
 from dialer.errors import LocalProtocolError, RemoteProtocolError
+from dialer.telephony.ami.framing import AMIFraming
+from dialer.telephony.ami.messages import Banner, Closed, Event, Headers, Response, serialize_action
+from dialer.telephony.ami.transcript import read_transcript
 
 CHINESE_NAME = "张伟明"  # 3 characters, 9 UTF-8 bytes
 

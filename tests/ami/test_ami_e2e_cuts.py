@@ -19,13 +19,13 @@ import pytest
 from sim_harness import attempts, campaign, collector, make_core, party_pbx, run_until, stop_cores
 from sqlalchemy import select
 
-from dialer.ami.messages import Event, Headers
-from dialer.dialer_core import FinishedAttempt
 from dialer.outcomes import Outcome
 from dialer.sim import SimPbx
 from dialer.store import Store
 from dialer.store.models import Attempt
-from dialer.tracker import CallPlan, CallTracker, Finished
+from dialer.telephony.ami.messages import Event, Headers
+from dialer.telephony.core import FinishedAttempt
+from dialer.telephony.tracker import CallPlan, CallTracker, Finished
 
 SUFFIXES = ["486", "503", "480", "404", "111", "111", "222", "000"]
 

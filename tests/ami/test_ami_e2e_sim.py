@@ -11,11 +11,11 @@ import pytest
 from sim_harness import SECRET, attempts, campaign, collector, make_core, run_until, stop_cores
 from sqlalchemy import select
 
-from dialer.dialer_core import OriginateStatus
 from dialer.outcomes import Outcome
 from dialer.sim import SimPbx, VirtualClock
 from dialer.store import Store
 from dialer.store.models import Attempt
+from dialer.telephony.core import OriginateStatus
 
 #: the simulated called party's deterministic numbers (config/asterisk/sim/customer.conf)
 BY_SUFFIX = {

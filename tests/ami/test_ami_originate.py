@@ -8,11 +8,11 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from dialer.ami.framing import AMIFraming
-from dialer.ami.messages import serialize_action
-from dialer.campaigns import CampaignSpec
 from dialer.errors import ConfigError, LocalProtocolError
-from dialer.originate import build_originate, dial_string
+from dialer.lists.campaigns import CampaignSpec
+from dialer.telephony.ami.framing import AMIFraming
+from dialer.telephony.ami.messages import serialize_action
+from dialer.telephony.originate import build_originate, dial_string
 
 SPEC = CampaignSpec.model_validate(
     {

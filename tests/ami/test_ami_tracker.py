@@ -7,11 +7,11 @@ from ami_replay import Register, fixture, parse, replay, run_steps, steps
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialer.ami.messages import Event, Headers
-from dialer.ami.transcript import read_transcript
 from dialer.errors import IllegalTransition
 from dialer.outcomes import AttemptState, Outcome
-from dialer.tracker import (
+from dialer.telephony.ami.messages import Event, Headers
+from dialer.telephony.ami.transcript import read_transcript
+from dialer.telephony.tracker import (
     TRANSITIONS,
     CallPlan,
     CallTracker,

@@ -21,8 +21,8 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from dialer.console import start_console
-from dialer.floor import (
+from dialer.floor.console import start_console
+from dialer.floor.view import (
     AgentSnapshot,
     AgentState,
     CallSnapshot,

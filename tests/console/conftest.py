@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from dialer.console import DialerMetrics, start_console
+from dialer.floor.console import DialerMetrics, start_console
 from dialer.store import Store
 
 from .floorkit import CHROMEDRIVER, CHROMIUM, FLAGS, T0, TOKEN, Clock, Console, StoreFloor, seed

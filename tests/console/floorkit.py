@@ -1,7 +1,7 @@
 """A small ``Floor`` over a REAL store, for testing the console before the runner lands.
 
 Campaigns, contacts, attempts, IVR sessions and audit rows are real rows in a real SQLite
-store; the figures come from ``dialer.stats``. Agents and calls live in memory (the runner
+store; the figures come from ``dialer.lists.stats``. Agents and calls live in memory (the runner
 tracks them from AMI). ``tick()`` plays one more call so numbers move.
 
 Deliberately, ``preview_next`` passes the contact's stored fields through WITHOUT masking
@@ -24,16 +24,9 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from dialer.campaigns import (
-    Pacing,
-    apply_campaign,
-    get_campaign,
-    load_campaign_file,
-    spec_of,
-)
-from dialer.console import DialerMetrics
 from dialer.errors import ConfigError
-from dialer.floor import (
+from dialer.floor.console import DialerMetrics
+from dialer.floor.view import (
     AgentSnapshot,
     AgentState,
     CallSnapshot,
@@ -42,10 +35,17 @@ from dialer.floor import (
     HistoryPoint,
     RateWindow,
 )
+from dialer.lists.campaigns import (
+    Pacing,
+    apply_campaign,
+    get_campaign,
+    load_campaign_file,
+    spec_of,
+)
+from dialer.lists.stats import abandon_rates, outcome_counts
 from dialer.outcomes import Outcome
 from dialer.privacy import keyed_hash, mask_phone
 from dialer.settings import format_validation_error
-from dialer.stats import abandon_rates, outcome_counts
 from dialer.store import Store
 from dialer.store.models import Attempt, AuditEntry, Campaign, Contact, IvrSession, IvrStep
 

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
-from dialer.console import start_console
 from dialer.errors import SecretMissing
+from dialer.floor.console import start_console
 from dialer.store.models import AuditEntry
 
 from .floorkit import SENSITIVE, TOKEN, Console, StoreFloor

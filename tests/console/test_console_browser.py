@@ -24,7 +24,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
-from dialer.console import start_console
+from dialer.floor.console import start_console
 from dialer.store import Store
 from dialer.store.models import AuditEntry
 

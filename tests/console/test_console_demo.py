@@ -37,7 +37,7 @@ def token() -> str:
 
 @contextlib.asynccontextmanager
 async def running_demo(workdir: Path, contacts: int = 400) -> AsyncIterator[str]:
-    from dialer.demo import run_demo
+    from dialer.app.demo import run_demo
 
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[dict[str, Any]] = loop.create_future()

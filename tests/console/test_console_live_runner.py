@@ -1,4 +1,4 @@
-"""The console on the REAL runner (``dialer.runner.Dialer`` on the simulated floor): pacing
+"""The console on the REAL runner (``dialer.floor.loop.Dialer`` on the simulated floor): pacing
 changes through a hot-reloaded campaign file and through ``PATCH .../pacing``.
 
 Issue 9 asks: an invalid pacing change (through the file and through the API) is refused and
@@ -10,7 +10,7 @@ idle agents; at 3.0 it has up to three per idle agent.
 
 The floor: the simulated PBX with four agents, callers who mostly do not answer (so agents
 sit idle and the ratio shows), on a clock running ``SPEED`` times real time. The console is
-started by ``dialer.runner.serve_console`` exactly as ``dialer run`` starts it; its file
+started by ``dialer.floor.loop.serve_console`` exactly as ``dialer run`` starts it; its file
 watcher polls the campaigns folder next to the settings file once a second.
 """
 
@@ -31,11 +31,11 @@ import aiohttp
 import yaml
 from sqlalchemy import select
 
-from dialer.campaigns import apply_campaign, load_campaign_file
-from dialer.contacts import import_contacts
-from dialer.demo import SimFloor, demo_start
+from dialer.app.demo import SimFloor, demo_start
+from dialer.floor.loop import serve_console
+from dialer.lists.campaigns import apply_campaign, load_campaign_file
+from dialer.lists.contacts import import_contacts
 from dialer.pacing.types import AgentState as PAgent
-from dialer.runner import serve_console
 from dialer.settings import load_settings
 from dialer.store import Store
 from dialer.store.models import AuditEntry, Campaign

@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from dialer.console import DialerMetrics, outcome_recorder
-from dialer.console.metrics import register_floor
+from dialer.floor.console import DialerMetrics, outcome_recorder
+from dialer.floor.console.metrics import register_floor
 
 from .floorkit import Console, StoreFloor
 
@@ -97,9 +97,9 @@ def test_registry_is_injected_not_global(floor: StoreFloor) -> None:
 
 
 def test_outcome_recorder_for_the_runner() -> None:
-    from dialer.dialer_core import FinishedAttempt
     from dialer.outcomes import Outcome
-    from dialer.tracker import Finished
+    from dialer.telephony.core import FinishedAttempt
+    from dialer.telephony.tracker import Finished
 
     def finished(outcome: Outcome, **times: float | None) -> FinishedAttempt:
         base: dict[str, float | None] = dict(

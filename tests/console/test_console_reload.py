@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from dialer.console import FileWatcher, ReloadLog, SighupReloader, config_paths, start_console
-from dialer.console.metrics import DialerMetrics
+from dialer.floor.console import FileWatcher, ReloadLog, SighupReloader, config_paths, start_console
+from dialer.floor.console.metrics import DialerMetrics
 
 from .floorkit import TOKEN, StoreFloor
 
@@ -49,7 +49,7 @@ async def test_watcher_applies_a_valid_file_and_refuses_an_invalid_one(
     assert ev.ok and ev.changed == (NAME,) and ev.actor == "file-watcher"
     assert pacing(floor)["max_lines_per_agent"] == 2.0
 
-    caplog.set_level(logging.WARNING, logger="dialer.console.reload")
+    caplog.set_level(logging.WARNING, logger="dialer.floor.console.reload")
     edit(path, "ring_timeout_s: 25", "ring_timeout_s: 5")  # under the 15 s minimum
     [ev] = await w.check_once()
     assert not ev.ok and "ring_timeout_s" in (ev.error or "")

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.image import imread
 
-from dialer.cli import cli
-from dialer.commands.report import build_report, parse_bound
+from dialer.app.cli import cli
 from dialer.errors import ConfigError
+from dialer.lists.report import build_report, parse_bound
 
 from .floorkit import SENSITIVE, StoreFloor
 

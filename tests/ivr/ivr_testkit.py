@@ -10,7 +10,7 @@ from typing import Any
 
 from ivr_fakepbx import FakeAsterisk
 
-from dialer.campaigns import apply_campaign, parse_campaign
+from dialer.lists.campaigns import apply_campaign, parse_campaign
 from dialer.privacy import keyed_hash
 from dialer.store import Store
 from dialer.store.models import Attempt, Contact

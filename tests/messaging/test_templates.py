@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from dialer import CONFIG_DIR
-from dialer.cli import cli
+from dialer.app.cli import cli
 from dialer.messaging.compose import render_sms, sample_values
 from dialer.messaging.errors import TemplateError
 from dialer.messaging.templates import TemplateLibrary
@@ -85,7 +85,7 @@ def test_contact_cannot_shadow_the_bank() -> None:
 
 
 def test_shipped_templates_render_for_the_sample_campaign() -> None:
-    from dialer.campaigns import load_campaign_file
+    from dialer.lists.campaigns import load_campaign_file
 
     spec = load_campaign_file(CONFIG_DIR / "campaigns" / "repayment-reminder-dec.yaml")
     library = TemplateLibrary.load(CONFIG_DIR / "messages")

@@ -31,7 +31,7 @@ SCENARIOS = (
 
 
 def simulate_json(scenario: str) -> str:
-    from dialer.cli import cli
+    from dialer.app.cli import cli
 
     result = CliRunner().invoke(cli, ["simulate", scenario, *ARGS], catch_exceptions=False)
     if result.exit_code != 0:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from dialer.campaigns import Pacing
+from dialer.lists.campaigns import Pacing
 from dialer.pacing.dists import DistKind, DistSpec, GridDist, norm_cdf
 from dialer.pacing.estimators import PacingEstimator, cold_start
 

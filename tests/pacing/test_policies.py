@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dialer.campaigns import CampaignSpec, Mode, Pacing
 from dialer.errors import ConfigError
+from dialer.lists.campaigns import CampaignSpec, Mode, Pacing
 from dialer.pacing import (
     AbandonCounts,
     AdaptiveBaseline,

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from dialer import CONFIG_DIR
-from dialer.campaigns import load_campaign_file
-from dialer.cli import cli
+from dialer.app.cli import cli
 from dialer.errors import ConfigError
+from dialer.lists.campaigns import load_campaign_file
 from dialer.pacing.dists import DistKind
 from dialer.pacing.scenario import find_scenario, load_scenario
 

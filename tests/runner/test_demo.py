@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_demo_json_from_another_directory(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIALER_")}
     out = subprocess.run(
-        [sys.executable, "-m", "dialer.cli", "demo", "--json", "--contacts", "25"],
+        [sys.executable, "-m", "dialer.app.cli", "demo", "--json", "--contacts", "25"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

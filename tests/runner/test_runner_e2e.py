@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from dialer.campaigns import apply_campaign, parse_campaign
-from dialer.contacts import import_contacts
-from dialer.demo import SimFloor, demo_start
-from dialer.dnc import add_entry
-from dialer.floor import AgentState
+from dialer.app.demo import SimFloor, demo_start
+from dialer.floor.view import AgentState
+from dialer.lists.campaigns import apply_campaign, parse_campaign
+from dialer.lists.contacts import import_contacts
+from dialer.lists.dnc import add_entry
 from dialer.outcomes import Outcome
 from dialer.pacing.types import AgentState as PAgent
 from dialer.settings import Settings
@@ -206,7 +206,7 @@ async def test_power_keeps_its_ratio_and_abandons_are_counted_like_ami(
     abandons = {e.get("Uniqueid") for e in floor.pbx.events if e.name == "QueueCallerAbandon"}
     assert len(abandons) == len(abandoned)
     assert len(joins) == len(live)
-    from dialer.stats import abandon_rate
+    from dialer.lists.stats import abandon_rate
 
     with store.session() as s:
         rate = abandon_rate(s, rows[0].campaign_id, since=None)

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from dialer.campaigns import parse_campaign
-from dialer.floor import AgentState
+from dialer.floor.loop import CampaignRun, Dialer, RateLimiter
+from dialer.floor.view import AgentState
+from dialer.lists.campaigns import parse_campaign
+from dialer.lists.stats import abandon_rates
 from dialer.pacing.estimators import PacingEstimator, cold_start
 from dialer.pacing.policies import policy_for_campaign
-from dialer.runner import CampaignRun, Dialer, RateLimiter
 from dialer.settings import Settings
-from dialer.stats import abandon_rates
 from dialer.store import Store
 from dialer.store.models import Attempt, Campaign
 
@@ -175,8 +175,8 @@ def test_sweep_ends_rows_a_crashed_dialer_never_sent(store: Store) -> None:
 async def test_refused_reload_is_shown_on_the_campaign_whose_file_it_is(
     store: Store, tmp_path: Path
 ) -> None:
-    from dialer.campaigns import apply_campaign, load_campaign_file
     from dialer.errors import ConfigError
+    from dialer.lists.campaigns import apply_campaign, load_campaign_file
     from dialer.store.models import AuditEntry
 
     f = tmp_path / "renamed.yaml"  # the file name does not name the campaign

@@ -20,7 +20,7 @@ async def test_sim_pbx_command_runs_a_scenario() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from dialer.cli import main; main()",
+        "from dialer.app.cli import main; main()",
         "sim-pbx",
         "--ami-port",
         "0",

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from dialer.campaigns import apply_campaign, parse_campaign
-from dialer.hopper import lease
-from dialer.stats import abandon_rate
+from dialer.lists.campaigns import apply_campaign, parse_campaign
+from dialer.lists.hopper import lease
+from dialer.lists.stats import abandon_rate
 from dialer.store import Store, open_store
 from dialer.store.models import Campaign
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from dialer.campaigns import apply_campaign, parse_campaign
 from dialer.errors import WorkerConflict
+from dialer.lists.campaigns import apply_campaign, parse_campaign
 from dialer.store import Store, open_store
 from dialer.store import workers as w
 from dialer.store.models import Attempt

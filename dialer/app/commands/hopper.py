@@ -1,0 +1,69 @@
+"""``dialer hopper explain``: why are (or aren't) contacts being dialled?"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import click
+
+from dialer.app.appctx import AppContext, pass_app
+from dialer.lists.campaigns import get_campaign
+from dialer.lists.compliance import zone
+from dialer.lists.hopper import explain
+
+
+@click.group("hopper")
+def hopper_group() -> None:
+    """Inspect which contacts may be dialled."""
+
+
+def parse_instant(text: str | None) -> dt.datetime:
+    """ISO-8601; without an offset the instant is UTC; None means now."""
+    if text is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"not an ISO-8601 instant: {text!r}") from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value
+
+
+@hopper_group.command("explain")
+@click.argument("campaign")
+@click.option("--at", "at_text", default=None, metavar="ISO-8601", help="Instant (default now).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def explain_cmd(app: AppContext, campaign: str, at_text: str | None, as_json: bool) -> None:
+    """How many of CAMPAIGN's contacts may be dialled at an instant, and why not the rest.
+
+    Each contact is counted once, under the first rule it breaks.
+    """
+    at = parse_instant(at_text)
+    with app.store.session() as s:
+        row = get_campaign(s, campaign)
+        counts = explain(s, row, at, daily_cap=app.settings.max_calls_per_number_per_day)
+    if as_json:
+        click.echo(json.dumps(counts.to_json()))
+        return
+    click.echo(f"{campaign} at {at.astimezone(dt.UTC).isoformat()}: {counts.total} contacts")
+    click.echo(f"  {'eligible':20} {counts.eligible:>9}")
+    for reason, n in counts.reasons.items():
+        if n:
+            click.echo(f"  {reason.value:20} {n:>9}")
+    if counts.by_zone:
+        click.echo("by time zone (local time at that instant):")
+        for tz in sorted(counts.by_zone, key=lambda z: -sum(counts.by_zone[z].values())):
+            per = counts.by_zone[tz]
+            local = at.astimezone(zone(tz)).strftime("%a %H:%M")
+            held = sorted(((n, r) for r, n in per.items() if r is not None and n), reverse=True)
+            why = ", ".join(f"{r.value} {n}" for n, r in held[:3])
+            click.echo(
+                f"  {tz:24} {local:9} {sum(per.values()):>9} contacts, "
+                f"{per.get(None, 0):>7} eligible{'; ' + why if why else ''}"
+            )
+
+
+COMMANDS = [hopper_group]

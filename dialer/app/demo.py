@@ -1,0 +1,382 @@
+"""``dialer demo``: the whole product on one machine, on a simulated floor.
+
+Starts the simulated PBX (with its simulated agents and called parties), the IVR's FastAGI
+server and the dialer, each on a free port, over SQLite in a temporary folder with a generated
+hashing key; applies the sample campaigns shipped in ``config/campaigns/``, imports generated
+contacts for them, and runs them to completion on a clock that starts inside their calling
+window on a working day, whatever the wall clock says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import datetime as dt
+import logging
+import os
+import random
+import secrets
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import holidays
+from sqlalchemy import select
+
+from dialer import CONFIG_DIR
+from dialer.lists.campaigns import apply_campaign, load_campaign_file, spec_of
+from dialer.lists.contacts import import_contacts
+from dialer.settings import Settings
+from dialer.store import Store, open_store
+from dialer.store.models import Campaign
+
+log = logging.getLogger(__name__)
+
+DEMO_TZ = ZoneInfo("Asia/Shanghai")
+DEMO_FLOOR = CONFIG_DIR / "demo" / "floor.yaml"
+DEMO_QUEUES = CONFIG_DIR / "demo" / "queues.conf"
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛"]
+#: Deterministic test numbers of the simulated PBX (last three digits), and their share.
+SPECIAL = [("486", 0.06), ("503", 0.04), ("480", 0.06), ("404", 0.03)]
+
+
+def demo_start(today: dt.date, hour: int = 10) -> dt.datetime:
+    """The next working day (Mon-Fri, not a CN public holiday) at ``hour`` Beijing time."""
+    cn = holidays.country_holidays("CN", years=range(today.year, today.year + 2))
+    day = today
+    while day.weekday() >= 5 or day in cn:
+        day += dt.timedelta(days=1)
+    return dt.datetime.combine(day, dt.time(hour), DEMO_TZ)
+
+
+def generate_contacts(
+    path: Path, fields: dict[str, Any], n: int, rng: random.Random, base: int
+) -> None:
+    """A CSV of ``n`` Chinese mobile customers with the campaign's fields."""
+    cols = ["phone", "name", "language", *fields]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        for i in range(n):
+            tail = f"{i:04d}"
+            r = rng.random()
+            acc = 0.0
+            for suffix, share in SPECIAL:
+                acc += share
+                if r < acc:
+                    tail = tail[0] + suffix
+                    break
+            else:
+                if tail[-3:] in {s for s, _ in SPECIAL}:
+                    tail = tail[:-1] + "7"
+            phone = f"+86 138 {base // 10000 % 10000:04d} {tail}"
+            name = (
+                rng.choice(SURNAMES)
+                + rng.choice(GIVEN)
+                + (rng.choice(GIVEN) if rng.random() < 0.5 else "")
+            )
+            row: list[str] = [phone, name, "zh" if rng.random() < 0.85 else "en"]
+            for fspec in fields.values():
+                kind = fspec["type"] if isinstance(fspec, dict) else fspec
+                if kind == "decimal":
+                    row.append(f"{rng.randint(100, 2_000_000) / 100:.2f}")
+                elif kind == "date":
+                    row.append(
+                        (dt.date(2026, 12, 15) + dt.timedelta(days=rng.randint(0, 20))).isoformat()
+                    )
+                elif kind == "digits":
+                    length = fspec.get("length", 4) if isinstance(fspec, dict) else 4
+                    row.append("".join(str(rng.randint(0, 9)) for _ in range(length)))
+                else:
+                    row.append("x")
+            w.writerow(row)
+
+
+@dataclass
+class DemoResult:
+    attempts: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    unfinished: int = 0
+    live_answers: int = 0
+    abandoned: int = 0
+    occupancy: float = 0.0
+    per_campaign: dict[str, dict[str, Any]] = field(default_factory=dict)
+    simulated_s: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def abandon_rate(self) -> float:
+        return self.abandoned / self.live_answers if self.live_answers else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempts": self.attempts,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "unfinished": self.unfinished,
+            "abandon_rate": round(self.abandon_rate, 4),
+            "occupancy": round(self.occupancy, 4),
+            "live_answers": self.live_answers,
+            "abandoned": self.abandoned,
+            "campaigns": self.per_campaign,
+            "simulated_s": round(self.simulated_s, 1),
+            "wall_s": round(self.wall_s, 1),
+        }
+
+
+def summarise(store: Store) -> DemoResult:
+    from dialer.lists.stats import abandon_rate, outcome_counts
+
+    res = DemoResult()
+    with store.session() as s:
+        for row in s.scalars(select(Campaign).order_by(Campaign.name)):
+            per = dict(sorted(outcome_counts(s, row.id).items()))
+            rate = abandon_rate(s, row.id, since=None)
+            res.per_campaign[row.name] = {
+                "mode": row.mode,
+                "attempts": sum(per.values()),
+                "outcomes": per,
+                "live_answers": rate.live_answers,
+                "abandon_rate": round(rate.rate, 4),
+            }
+            res.attempts += sum(per.values())
+            res.unfinished += per.get("unfinished", 0)
+            res.live_answers += rate.live_answers
+            res.abandoned += rate.abandoned
+            for k, v in per.items():
+                if k != "unfinished":
+                    res.outcomes[k] = res.outcomes.get(k, 0) + v
+    return res
+
+
+class SimFloor:
+    """The simulated PBX, the IVR's FastAGI server and the dialer, wired on free ports.
+
+    Used by ``dialer demo`` and by the end-to-end tests: ``async with SimFloor(...) as f:``
+    then ``await f.dialer.run(until_idle=True)``. One clock serves all three.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        start: dt.datetime,
+        speed: float = 40.0,
+        scenario: Path | dict[str, Any] | None = None,
+        queues: Path | None = None,
+        seed: int = 7,
+        tick_s: float = 1.0,
+        http_port: int | None = None,
+        http_host: str = "127.0.0.1",
+        max_channels: int = 500,
+        record: bool = False,
+    ) -> None:
+        self.record = record
+        self.store = store
+        self.settings = settings
+        self.start_at = start
+        self.speed = speed
+        self.scenario = scenario
+        self.queues = queues
+        self.seed = seed
+        self.tick_s = tick_s
+        self.http_port = http_port
+        self.http_host = http_host
+        self.max_channels = max_channels
+        self.console: tuple[Any, int] | None = None
+
+    async def __aenter__(self) -> SimFloor:
+        from dialer.floor.loop import Dialer
+        from dialer.sim.clock import RealClock
+        from dialer.sim.pbx import SimPbx
+        from dialer.telephony.ami.adapter import AMIClient
+        from dialer.telephony.core import DialerCore
+        from ivr.engine import Services
+        from ivr.fastagi import FastAGIServer
+        from ivr.flow import FlowLibrary
+        from ivr.record import StoreRecorder
+
+        os.environ.setdefault("DIALER_AMI_SECRET", secrets.token_hex(16))
+        self.clock = RealClock(speed=self.speed, start_epoch=self.start_at.timestamp())
+        self.pbx = SimPbx(
+            clock=self.clock,
+            scenario=self.scenario,
+            queues=self.queues or True,
+            seed=self.seed,
+            record=self.record,
+        )
+        self.ami_port = await self.pbx.start("127.0.0.1", 0)
+        clock = self.clock
+
+        def now_dt() -> dt.datetime:
+            return dt.datetime.fromtimestamp(clock.epoch(), dt.UTC)
+
+        services = Services(
+            library=FlowLibrary.load(None),
+            recorder=StoreRecorder(self.store, now_dt),
+            store=self.store,
+            clock=now_dt,
+        )
+        self.ivr = FastAGIServer(services, host="127.0.0.1", port=0)
+        await self.ivr.start()
+        client = AMIClient(
+            "127.0.0.1", self.ami_port, self.settings.ami.username, os.environ["DIALER_AMI_SECRET"]
+        )
+        self.core = DialerCore(
+            self.store, client, agi_url=f"agi://127.0.0.1:{self.ivr.port}", clock=clock.epoch
+        )
+        self.dialer = Dialer(
+            self.store,
+            self.core,
+            self.settings,
+            clock=_SimClockAdapter(clock, self.speed),
+            tick_s=self.tick_s,
+            max_channels=self.max_channels,
+        )
+        await self.core.start()
+        if self.http_port is not None:
+            from dialer.floor.loop import serve_console
+
+            self.console = await serve_console(
+                self.dialer, host=self.http_host, port=self.http_port, sighup=False
+            )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.core.stop(grace_s=5.0)
+        if self.console is not None:
+            with contextlib.suppress(Exception):
+                await self.console[0].cleanup()
+        await self.ivr.close(grace=1.0)
+        await self.pbx.stop()
+
+    @property
+    def elapsed_s(self) -> float:
+        return float(self.clock.epoch()) - self.start_at.timestamp()
+
+
+def prepare_store(
+    store: Store,
+    settings: Settings,
+    campaign_files: list[Path],
+    *,
+    contacts_per_campaign: int,
+    start: dt.datetime,
+    seed: int,
+    workdir: Path,
+) -> None:
+    """Apply the campaign files and import generated contacts for each."""
+    rng = random.Random(seed)
+    with store.session() as s:
+        for i, f in enumerate(campaign_files):
+            spec = load_campaign_file(f)
+            row, _ = apply_campaign(s, spec, source=str(f), actor="demo")
+            csv_path = workdir / f"{spec.name}.csv"
+            generate_contacts(
+                csv_path,
+                spec_of(row).to_document().get("fields", {}),
+                contacts_per_campaign,
+                rng,
+                base=10_000 * (i + 1),
+            )
+            report = import_contacts(
+                s,
+                row,
+                csv_path,
+                default_region=settings.default_region,
+                now=start.astimezone(dt.UTC),
+            )
+            log.info("demo: %s: imported %d contacts", spec.name, report.imported)
+
+
+async def run_demo(
+    *,
+    speed: float = 40.0,
+    contacts_per_campaign: int = 40,
+    seed: int = 7,
+    workdir: Path | None = None,
+    scenario: Path | None = None,
+    timeout_s: float = 150.0,
+    keep_running: bool = False,
+    http_port: int | None = None,
+    http_host: str = "127.0.0.1",
+    on_ready: Callable[[dict[str, Any]], None] | None = None,
+) -> DemoResult:
+    """Run the demo and return its figures (the caller prints them)."""
+    import time
+
+    wall0 = time.monotonic()
+    tmp_ctx = (
+        tempfile.TemporaryDirectory(prefix="dialer-demo-")
+        if workdir is None
+        else contextlib.nullcontext(str(workdir))
+    )
+    with tmp_ctx as tmp:
+        tmpdir = Path(tmp)
+        os.environ.setdefault("DIALER_SECRET_KEY", secrets.token_hex(32))
+        os.environ.setdefault("DIALER_API_TOKEN", secrets.token_urlsafe(24))
+        store = open_store(f"sqlite:///{tmpdir / 'demo.db'}")
+        settings = Settings()
+        start = demo_start(dt.datetime.now(DEMO_TZ).date())
+        prepare_store(
+            store,
+            settings,
+            sorted((CONFIG_DIR / "campaigns").glob("*.yaml")),
+            contacts_per_campaign=contacts_per_campaign,
+            start=start,
+            seed=seed,
+            workdir=tmpdir,
+        )
+        floor = SimFloor(
+            store,
+            settings,
+            start=start,
+            speed=speed,
+            scenario=scenario or DEMO_FLOOR,
+            queues=DEMO_QUEUES,
+            seed=seed,
+            http_port=http_port,
+            http_host=http_host,
+        )
+        async with floor:
+            if on_ready is not None:
+                on_ready(
+                    {
+                        "ami_port": floor.ami_port,
+                        "agi_port": floor.ivr.port,
+                        "console": floor.console,
+                    }
+                )
+            try:
+                if keep_running:
+                    await floor.dialer.run(until_idle=False)
+                else:
+                    await asyncio.wait_for(floor.dialer.run(until_idle=True), timeout_s)
+            except TimeoutError:
+                log.warning("demo: time limit of %s s reached; stopping", timeout_s)
+            simulated = floor.elapsed_s
+        result = summarise(store)
+        result.occupancy = floor.dialer.occupancy
+        result.simulated_s = simulated
+        result.wall_s = time.monotonic() - wall0
+        store.dispose()
+        return result
+
+
+class _SimClockAdapter:
+    """The dialer's ``Clock`` on the simulated PBX's clock (one time for both)."""
+
+    def __init__(self, clock: Any, speed: float) -> None:
+        self._clock = clock
+        self.speed = speed
+
+    def time(self) -> float:
+        return float(self._clock.epoch())
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0) / self.speed)

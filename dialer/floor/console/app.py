@@ -1,0 +1,495 @@
+"""The supervisor console: an aiohttp app that serves the live page, the JSON API, the
+event stream and ``/metrics``, all from a ``Floor``.
+
+Routes (everything under ``/api/`` needs the token; ``/``, ``/static/``, ``/metrics`` and
+``/healthz`` do not):
+
+    GET   /                                   the live page (static, no CDN)
+    GET   /healthz, /metrics                  liveness; Prometheus text format
+    POST  /api/login, /api/logout             token -> session cookie; clear it
+    GET   /api/session                        200 when authenticated
+    GET   /api/snapshot                       campaigns + agents + calls + history at once
+    GET   /api/campaigns[/{name}]             campaign snapshots with derived figures
+    GET   /api/agents, /api/calls, /api/history
+    GET   /api/events                         server-sent events: a snapshot every second
+                                              (``history`` only when it has a new point)
+    POST  /api/campaigns/{name}/pause|resume
+    PATCH /api/campaigns/{name}/pacing        JSON object of pacing keys; 400 with the reason
+    POST  /api/campaigns/{name}/preview-next  {"agent": "..."}
+    POST  /api/reload                         re-apply changed campaign/settings files
+    GET   /api/reloads                        recent reloads (refusals with their reason)
+    GET   /api/campaigns/{name}/report        the end-of-run report (when a store is given)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import SecretStr
+
+from dialer.errors import ConfigError, DialerError
+from dialer.floor.console import snapshots as snap
+from dialer.floor.console.auth import COOKIE_NAME, TokenAuth, actor_name
+from dialer.floor.console.metrics import DialerMetrics, register_floor
+from dialer.floor.console.reload import FileWatcher, ReloadLog, SighupReloader, reload_and_record
+from dialer.floor.view import Floor
+from dialer.privacy import scrub
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/metrics", "/api/login", "/favicon.ico"})
+MAX_BODY = 64 * 1024
+
+FLOOR = web.AppKey("floor", Floor)
+AUTH = web.AppKey("auth", TokenAuth)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+METRICS = web.AppKey("metrics", DialerMetrics)
+RELOADS = web.AppKey("reloads", ReloadLog)
+CACHE = web.AppKey("cache", snap.SnapshotCache)
+CLOSING = web.AppKey("closing", asyncio.Event)
+PUSH_INTERVAL = web.AppKey("push_interval", float)
+STORE = web.AppKey("store", object)
+AUTH_VIA = web.RequestKey("auth_via", str)
+
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, ensure_ascii=False, default=str),
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": scrub(message)}, status=status)
+
+
+def _authenticated(request: web.Request) -> str | None:
+    """How the request proved itself: ``"bearer"``, ``"session"``, or None."""
+    auth = request.app[AUTH]
+    if auth.check_authorization(request.headers.get("Authorization")):
+        return "bearer"
+    cookie = request.cookies.get(COOKIE_NAME)
+    if cookie and auth.check_session(cookie):
+        return "session"
+    return None
+
+
+@web.middleware
+async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    if path.startswith("/api/") and path not in PUBLIC_PATHS:
+        via = _authenticated(request)
+        if via is None:
+            denied = _error(401, "unauthorized: send the API token")
+            denied.headers["WWW-Authenticate"] = 'Bearer realm="dialer"'
+            return denied
+        if via == "session" and request.method not in ("GET", "HEAD", "OPTIONS"):
+            # the cookie is SameSite=Strict already; refuse a foreign Origin as well
+            origin = request.headers.get("Origin")
+            if origin and origin.split("://", 1)[-1] != request.host:
+                return _error(403, "cross-origin request refused")
+        request[AUTH_VIA] = via
+    try:
+        resp = await handler(request)
+    except web.HTTPException:
+        raise
+    except ConfigError as exc:
+        return _error(400, str(exc))
+    except DialerError as exc:
+        return _error(409, str(exc))
+    if not path.startswith("/api/"):
+        for k, v in _PAGE_HEADERS.items():
+            resp.headers.setdefault(k, v)
+    return resp
+
+
+def _actor(request: web.Request) -> str:
+    return actor_name(request.headers.get("X-Actor"), request.get(AUTH_VIA, "api"))
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "body is not valid JSON"}), content_type="application/json"
+        ) from exc
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "body must be a JSON object"}),
+            content_type="application/json",
+        )
+    return data
+
+
+def _campaign_or_404(request: web.Request) -> dict[str, Any]:
+    name = request.match_info["name"]
+    for c in snap.campaigns(request.app[FLOOR]):
+        if c["name"] == name:
+            return c
+    raise web.HTTPNotFound(
+        text=json.dumps({"error": f"no campaign named {name!r}"}), content_type="application/json"
+    )
+
+
+# --- public ---------------------------------------------------------------------------------
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"ok": True, "at": snap.to_json(request.app[FLOOR].now())})
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def login(request: web.Request) -> web.Response:
+    data = await _body(request)
+    token = data.get("token")
+    auth = request.app[AUTH]
+    if not isinstance(token, str) or not auth.check_token(token):
+        await asyncio.sleep(0.25)  # slows guessing; the compare itself is constant-time
+        return _error(401, "wrong token")
+    resp = _json({"ok": True})
+    resp.set_cookie(
+        COOKIE_NAME,
+        auth.session_value,
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/",
+        max_age=12 * 3600,
+    )
+    return resp
+
+
+async def logout(request: web.Request) -> web.Response:
+    resp = _json({"ok": True})
+    resp.del_cookie(COOKIE_NAME, path="/")
+    return resp
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+async def session(request: web.Request) -> web.Response:
+    return _json({"authenticated": True, "via": request[AUTH_VIA]})
+
+
+async def get_snapshot(request: web.Request) -> web.Response:
+    return _json(request.app[CACHE].get())
+
+
+async def get_campaigns(request: web.Request) -> web.Response:
+    return _json(snap.campaigns(request.app[FLOOR]))
+
+
+async def get_campaign(request: web.Request) -> web.Response:
+    return _json(_campaign_or_404(request))
+
+
+async def get_agents(request: web.Request) -> web.Response:
+    return _json(snap.agents(request.app[FLOOR]))
+
+
+async def get_calls(request: web.Request) -> web.Response:
+    return _json(snap.calls(request.app[FLOOR]))
+
+
+async def get_history(request: web.Request) -> web.Response:
+    return _json(snap.history(request.app[FLOOR]))
+
+
+async def get_reloads(request: web.Request) -> web.Response:
+    return _json([snap.to_json(e) for e in request.app[RELOADS].recent(50)])
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``event: snapshot`` with the whole floor, every push interval."""
+    app = request.app
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await resp.prepare(request)
+    closing = app[CLOSING]
+    try:
+        await resp.write(b"retry: 2000\n\n")
+        sent_history = None
+        cache = app[CACHE]
+        while not closing.is_set():
+            key = cache.history_key()
+            payload = cache.encoded(with_history=key != sent_history)
+            sent_history = key
+            await resp.write(b"event: snapshot\ndata: " + payload + b"\n\n")
+            try:
+                await asyncio.wait_for(closing.wait(), app[PUSH_INTERVAL])
+            except TimeoutError:
+                pass
+    except ConnectionResetError:  # the page went away
+        pass
+    return resp
+
+
+async def report(request: web.Request) -> web.Response:
+    from dialer.lists.report import build_report, parse_bound
+
+    store = request.app.get(STORE)
+    if store is None:
+        return _error(404, "reports need the store (not given to this console)")
+    name = request.match_info["name"]
+    tz = request.query.get("tz", "Asia/Shanghai")
+    since = parse_bound(request.query.get("from"), tz)
+    until = parse_bound(request.query.get("to"), tz)
+
+    def run() -> dict[str, Any]:
+        with store.session() as s:  # type: ignore[attr-defined]
+            return build_report(s, name, since=since, until=until, tz=tz)
+
+    # a long report must not stall pacing, which shares this event loop
+    return _json(await asyncio.to_thread(run))
+
+
+# --- actions --------------------------------------------------------------------------------
+
+
+async def pause(request: web.Request) -> web.Response:
+    _campaign_or_404(request)
+    name = request.match_info["name"]
+    await request.app[FLOOR].pause(name, actor=_actor(request))
+    log.info("campaign %s paused by %s", name, _actor(request))
+    request.app[CACHE].invalidate()
+    return _json(_campaign_or_404(request))
+
+
+async def resume(request: web.Request) -> web.Response:
+    _campaign_or_404(request)
+    name = request.match_info["name"]
+    await request.app[FLOOR].resume(name, actor=_actor(request))
+    log.info("campaign %s resumed by %s", name, _actor(request))
+    request.app[CACHE].invalidate()
+    return _json(_campaign_or_404(request))
+
+
+async def set_pacing(request: web.Request) -> web.Response:
+    _campaign_or_404(request)
+    name = request.match_info["name"]
+    changes = await _body(request)
+    if not changes:
+        return _error(400, "no pacing changes given")
+    mets = request.app[METRICS]
+    try:
+        pacing = await request.app[FLOOR].set_pacing(name, changes, actor=_actor(request))
+    except ConfigError as exc:
+        mets.count_pacing_change(name, accepted=False)
+        log.warning(
+            "pacing change for %s by %s refused: %s", name, _actor(request), scrub(str(exc))
+        )
+        return _error(400, str(exc))
+    mets.count_pacing_change(name, accepted=True)
+    log.info(
+        "pacing of %s changed by %s: %s",
+        name,
+        _actor(request),
+        scrub(json.dumps(changes, default=str)),
+    )
+    request.app[CACHE].invalidate()
+    return _json({"campaign": name, "pacing": snap.to_json(pacing)})
+
+
+async def preview_next(request: web.Request) -> web.Response:
+    _campaign_or_404(request)
+    name = request.match_info["name"]
+    data = await _body(request)
+    agent = data.get("agent")
+    if not isinstance(agent, str) or not agent:
+        return _error(400, 'give the agent: {"agent": "Local/1001@agents"}')
+    contact = await request.app[FLOOR].preview_next(name, agent, actor=_actor(request))
+    log.info("preview: next contact of %s for %s (%s)", name, agent, "one" if contact else "none")
+    request.app[CACHE].invalidate()
+    return _json(
+        {"campaign": name, "agent": agent, "contact": snap.scrub_json(snap.to_json(contact))}
+    )
+
+
+async def reload(request: web.Request) -> web.Response:
+    event = await reload_and_record(
+        request.app[FLOOR],
+        None,
+        actor=_actor(request),
+        reload_log=request.app[RELOADS],
+        metrics=request.app[METRICS],
+    )
+    request.app[CACHE].invalidate()
+    return _json(snap.to_json(event), status=200 if event.ok else 400)
+
+
+# --- the app --------------------------------------------------------------------------------
+
+
+def make_app(
+    floor: Floor,
+    *,
+    token: str | SecretStr,
+    registry: CollectorRegistry,
+    metrics: DialerMetrics | None = None,
+    reload_log: ReloadLog | None = None,
+    watch: Sequence[Path] = (),
+    watch_interval_s: float = 1.0,
+    sighup: bool = False,
+    push_interval_s: float = 1.0,
+    store: Any = None,
+) -> web.Application:
+    """The console as an aiohttp app.
+
+    ``registry`` gets the floor's gauges (read at scrape time) and, unless ``metrics`` is
+    given (already registered on it), the event metrics too. ``watch`` lists campaign and
+    settings files or folders to poll for hot reload; ``sighup`` reloads on ``SIGHUP``.
+    """
+    secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+    app = web.Application(middlewares=[security_middleware], client_max_size=MAX_BODY)
+    app[FLOOR] = floor
+    app[AUTH] = TokenAuth(secret)
+    app[REGISTRY] = registry
+    app[METRICS] = metrics if metrics is not None else DialerMetrics(registry)
+    app[RELOADS] = reload_log if reload_log is not None else ReloadLog()
+    reloads = app[RELOADS]
+    app[CACHE] = snap.SnapshotCache(
+        floor,
+        max_age_s=min(0.5, push_interval_s / 2),
+        extra=lambda: {"reloads": [snap.to_json(e) for e in reloads.recent()]},
+    )
+    app[CLOSING] = asyncio.Event()
+    app[PUSH_INTERVAL] = push_interval_s
+    if store is not None:
+        app[STORE] = store
+    register_floor(registry, floor)
+
+    async def on_shutdown(app: web.Application) -> None:
+        app[CLOSING].set()  # ends every event stream
+
+    app.on_shutdown.append(on_shutdown)
+
+    async def reloaders(app: web.Application) -> AsyncIterator[None]:
+        watcher = None
+        hup = None
+        if watch:
+            watcher = FileWatcher(
+                floor,
+                list(watch),
+                reload_log=app[RELOADS],
+                metrics=app[METRICS],
+                interval_s=watch_interval_s,
+            )
+            watcher.start()
+        if sighup:
+            hup = SighupReloader(floor, reload_log=app[RELOADS], metrics=app[METRICS])
+            hup.install()
+        yield
+        if watcher is not None:
+            await watcher.stop()
+        if hup is not None:
+            await hup.uninstall()
+
+    app.cleanup_ctx.append(reloaders)
+
+    r = app.router
+    r.add_get("/", index)
+    r.add_get("/healthz", healthz)
+    r.add_get("/metrics", metrics_page)
+    r.add_static("/static/", STATIC_DIR, append_version=False)
+    r.add_post("/api/login", login)
+    r.add_post("/api/logout", logout)
+    r.add_get("/api/session", session)
+    r.add_get("/api/snapshot", get_snapshot)
+    r.add_get("/api/campaigns", get_campaigns)
+    r.add_get("/api/campaigns/{name}", get_campaign)
+    r.add_get("/api/campaigns/{name}/report", report)
+    r.add_post("/api/campaigns/{name}/pause", pause)
+    r.add_post("/api/campaigns/{name}/resume", resume)
+    r.add_patch("/api/campaigns/{name}/pacing", set_pacing)
+    r.add_post("/api/campaigns/{name}/preview-next", preview_next)
+    r.add_get("/api/agents", get_agents)
+    r.add_get("/api/calls", get_calls)
+    r.add_get("/api/history", get_history)
+    r.add_get("/api/events", events)
+    r.add_post("/api/reload", reload)
+    r.add_get("/api/reloads", get_reloads)
+    return app
+
+
+async def start_console(
+    floor: Floor,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    token: str | SecretStr | None = None,
+    registry: CollectorRegistry | None = None,
+    metrics: DialerMetrics | None = None,
+    watch: Sequence[Path] = (),
+    sighup: bool = False,
+    store: Any = None,
+    push_interval_s: float = 1.0,
+) -> tuple[web.AppRunner, int]:
+    """Serve the console on ``host:port`` (0 picks a free port) inside the running loop.
+
+    Returns the runner (``await runner.cleanup()`` stops it) and the bound port. The token
+    defaults to ``DIALER_API_TOKEN`` (``SecretMissing`` if unset).
+    """
+    if token is None:
+        from dialer.settings import get_secret
+
+        token = get_secret("api_token")
+        assert token is not None
+    if registry is None:
+        registry = metrics.registry if metrics is not None else CollectorRegistry()
+    app = make_app(
+        floor,
+        token=token,
+        registry=registry,
+        metrics=metrics,
+        watch=watch,
+        sighup=sighup,
+        store=store,
+        push_interval_s=push_interval_s,
+    )
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("console listens on %s: plain HTTP, put it behind TLS", host)
+    log.info("console on http://%s:%d/", host, bound)
+    return runner, int(bound)

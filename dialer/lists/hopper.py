@@ -1,0 +1,628 @@
+"""The hopper: which contacts may be dialled now, leased to one dialler at a time.
+
+Why it is shaped like this: the rules live in ``dialer.lists.compliance`` (pure). This module only
+gathers what they need from the store and applies them, in two steps so that it scales to
+millions of contacts:
+
+1. SQL does the cheap, index-friendly filtering: campaign, ``status``, attempts left,
+   ``next_attempt_at`` reached, lease free (expired leases are free again), lock-out over,
+   and only the (region, zone) pairs that are inside their calling window and not on a
+   holiday right now;
+2. Python re-checks EVERY rule with ``first_broken_rule`` on a bounded batch, after loading
+   the facts about those numbers (DNC, attempts today in every campaign, a live attempt).
+
+An attempt row with no outcome blocks its number (it is the number's current attempt);
+the runner's crash recovery must finish stale ones (``unknown``), or the number stays
+blocked.
+
+``explain``/``counts`` apply the same function to every contact of the campaign and count
+each one under its first broken rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.orm import Session, aliased
+
+from dialer.errors import ComplianceError, IllegalTransition
+from dialer.lists.campaigns import spec_of
+from dialer.lists.compliance import (
+    DEFAULT_CALENDAR,
+    ContactState,
+    ContactStatus,
+    HolidayCalendar,
+    NumberFacts,
+    Policy,
+    Reason,
+    ReasonCounts,
+    RetryDecision,
+    first_broken_rule,
+    in_window,
+    is_valid_zone,
+    local_time,
+    retry_decision,
+)
+from dialer.lists.dnc import DncMatcher, DncScope, scope_applies
+from dialer.outcomes import AttemptState, Outcome
+from dialer.store.models import Attempt, Campaign, Contact, DncEntry
+
+DEFAULT_LEASE = dt.timedelta(minutes=2)
+#: Attempts that can fall on a number's current local day lie within this distance of now.
+_DAY_REACH = dt.timedelta(hours=27)
+_IN_CHUNK = 500
+_SHAPE_CACHE_TTL_S = 600.0
+
+
+def _daily_cap(daily_cap: int | None) -> int:
+    if daily_cap is not None:
+        return daily_cap
+    from dialer.settings import load_settings
+
+    return load_settings().max_calls_per_number_per_day
+
+
+def policy_of(campaign: Campaign, *, daily_cap: int | None = None) -> Policy:
+    return Policy.of(spec_of(campaign), daily_cap=_daily_cap(daily_cap))
+
+
+def _utc(now: dt.datetime) -> dt.datetime:
+    if now.tzinfo is None:
+        raise ValueError("the hopper needs an aware instant")
+    return now.astimezone(dt.UTC)
+
+
+# --- facts about numbers ------------------------------------------------------------------
+
+
+def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def number_facts(
+    session: Session,
+    phones: Iterable[str],
+    now: dt.datetime,
+    purpose: str,
+    dnc: DncMatcher | None = None,
+) -> dict[str, NumberFacts]:
+    """DNC, attempts near ``now`` (every campaign) and live attempts, for ``phones``."""
+    nums = sorted(set(phones))
+    if dnc is None:
+        dnc = DncMatcher.for_numbers(session, nums)
+    times: dict[str, list[dt.datetime]] = defaultdict(list)
+    live: set[str] = set()
+    lo, hi = now - _DAY_REACH, now + _DAY_REACH
+    for part in _chunks(nums):
+        q = select(Attempt.phone, Attempt.created_at, Attempt.outcome).where(
+            Attempt.phone.in_(part),
+            or_(Attempt.outcome.is_(None), Attempt.created_at.between(lo, hi)),
+        )
+        for phone, created, outcome in session.execute(q):
+            if outcome is None:
+                live.add(phone)
+            if lo <= created <= hi:
+                times[phone].append(created)
+    return {
+        p: NumberFacts(
+            dnc=dnc.blocks(p, purpose), attempt_times=tuple(times.get(p, ())), in_flight=p in live
+        )
+        for p in nums
+    }
+
+
+# --- which zones are open -----------------------------------------------------------------
+
+_shape_cache: dict[tuple[str, int], tuple[float, int, frozenset[tuple[str | None, str, int]]]] = {}
+
+
+def _campaign_shape(session: Session, campaign_id: int) -> frozenset[tuple[str | None, str, int]]:
+    """Distinct (region, zone, priority) of the campaign's active contacts, cached until a
+    contact is added anywhere (max id changes) or ten minutes pass. A stale set only holds
+    extra entries, which cost a query but never a wrong lease (every rule is re-checked)."""
+    key = (str(session.get_bind().engine.url), campaign_id)
+    max_id = session.scalar(select(func.max(Contact.id))) or 0
+    hit = _shape_cache.get(key)
+    mono = time.monotonic()
+    if hit is not None and hit[1] == max_id and mono - hit[0] < _SHAPE_CACHE_TTL_S:
+        return hit[2]
+    shape = frozenset(
+        (r, tz, p or 0)
+        for r, tz, p in session.execute(
+            select(Contact.region, Contact.timezone, Contact.priority)
+            .where(Contact.campaign_id == campaign_id, Contact.status == ContactStatus.ACTIVE)
+            .distinct()
+        )
+    )
+    _shape_cache[key] = (mono, max_id, shape)
+    return shape
+
+
+def open_pairs(
+    pairs: Iterable[tuple[str | None, str]],
+    policy: Policy,
+    now: dt.datetime,
+    calendar: HolidayCalendar = DEFAULT_CALENDAR,
+) -> list[tuple[str | None, str]]:
+    """The (region, zone) pairs inside the calling window and not on a holiday at ``now``."""
+    out = []
+    for region, tz in pairs:
+        if not is_valid_zone(tz):
+            continue
+        local = local_time(now, tz)
+        if policy.window.skip_holidays and calendar.is_holiday(region, local.date()):
+            continue
+        if in_window(policy.window, local):
+            out.append((region, tz))
+    return out
+
+
+# --- lease --------------------------------------------------------------------------------
+
+
+def lease(
+    session: Session,
+    campaign_row: Campaign,
+    now: dt.datetime,
+    n: int,
+    owner: str,
+    lease_for: dt.timedelta = DEFAULT_LEASE,
+    *,
+    daily_cap: int | None = None,
+    batch: int | None = None,
+    max_batches: int = 8,
+    calendar: HolidayCalendar = DEFAULT_CALENDAR,
+) -> list[Contact]:
+    """Lease up to ``n`` contacts of the campaign that are eligible at ``now``.
+
+    Highest priority first, then never-tried contacts, then the oldest ``next_attempt_at``
+    (ties by id). At most ``max_batches`` batches of ``batch`` rows are examined per call.
+    Every rule is re-checked; leased rows get ``lease_owner=owner`` and
+    ``lease_until=now+lease_for``. The caller's transaction commits the lease.
+    """
+    now = _utc(now)
+    if n <= 0:
+        return []
+    policy = policy_of(campaign_row, daily_cap=daily_cap)
+    if not policy.running:
+        return []
+    shape = _campaign_shape(session, campaign_row.id)
+    pairs = open_pairs({(r, tz) for r, tz, _ in shape}, policy, now, calendar)
+    if not pairs:
+        return []
+    open_set = set(pairs)
+    priorities = sorted({p for r, tz, p in shape if (r, tz) in open_set}, reverse=True)
+    conds: list[Any] = [
+        Contact.campaign_id == campaign_row.id,
+        Contact.status == ContactStatus.ACTIVE.value,
+        Contact.attempts < policy.max_attempts,
+        or_(Contact.next_attempt_at.is_(None), Contact.next_attempt_at <= now),
+        or_(Contact.lease_until.is_(None), Contact.lease_until <= now),
+        # a local date is at most one day behind the UTC date
+        or_(Contact.valid_until.is_(None), Contact.valid_until >= now.date() - dt.timedelta(1)),
+    ]
+    if policy.lockout is not None:
+        conds.append(
+            or_(Contact.abandoned_at.is_(None), Contact.abandoned_at <= now - policy.lockout)
+        )
+    with_region = [(r, tz) for r, tz in pairs if r is not None]
+    without_region = [tz for r, tz in pairs if r is None]
+    zone_conds: list[Any] = []
+    if with_region:
+        zone_conds.append(tuple_(Contact.region, Contact.timezone).in_(with_region))
+    if without_region:
+        zone_conds.append(and_(Contact.region.is_(None), Contact.timezone.in_(without_region)))
+    conds.append(or_(*zone_conds))
+    # Numbers on a live call or on the exact-number DNC list would be rejected in Python on
+    # every call; with hundreds of live calls at the head of the order they would starve the
+    # batches. Both are index probes (attempt.phone, dnc.number) on the rows walked.
+    live = aliased(Attempt)
+    conds.append(~exists().where(live.phone == Contact.phone, live.outcome.is_(None)))
+    scopes = [s.value for s in DncScope if scope_applies(s.value, policy.purpose)]
+    conds.append(
+        ~exists().where(
+            DncEntry.number == Contact.phone,
+            DncEntry.is_prefix.is_(False),
+            DncEntry.scope.in_(scopes),
+        )
+    )
+
+    size = batch or max(4 * n, 100)
+    # One query per priority level, walking the (campaign, status, next_attempt_at) index in
+    # order, so no query sorts the whole campaign.
+    base = (
+        select(Contact)
+        .where(*conds)
+        .order_by(Contact.next_attempt_at.asc().nulls_first(), Contact.id)
+        .limit(size)
+    )
+    lock = session.get_bind().dialect.name != "sqlite"
+    leased: list[Contact] = []
+    until = now + lease_for
+    batches = 0
+    for prio in priorities:
+        q = base.where(Contact.priority == prio)
+        if lock:
+            q = q.with_for_update(skip_locked=True)
+        skipped = 0
+        while batches < max_batches and len(leased) < n:
+            rows = list(session.scalars(q.offset(skipped)))
+            if not rows:
+                break
+            batches += 1  # only batches with candidates count against the budget
+            facts = number_facts(session, [c.phone for c in rows], now, policy.purpose)
+            for c in rows:
+                if len(leased) >= n:
+                    break
+                state = ContactState.of(c)
+                if first_broken_rule(state, policy, now, facts[c.phone], calendar) is not None:
+                    skipped += 1
+                    continue
+                c.lease_owner = owner
+                c.lease_until = until
+                leased.append(c)
+            session.flush()
+            if len(rows) < size:
+                break
+        if len(leased) >= n or batches >= max_batches:
+            break
+    return leased
+
+
+def release(session: Session, contacts: Iterable[Contact]) -> None:
+    """Give leased contacts back without dialling them."""
+    for c in contacts:
+        c.lease_owner = None
+        c.lease_until = None
+    session.flush()
+
+
+# --- attempts -----------------------------------------------------------------------------
+
+
+def check_contact(
+    session: Session,
+    contact: Contact,
+    campaign_row: Campaign,
+    now: dt.datetime,
+    *,
+    daily_cap: int | None = None,
+    calendar: HolidayCalendar = DEFAULT_CALENDAR,
+) -> Reason | None:
+    """The first rule ``contact`` breaks at ``now`` (None: it may be dialled)."""
+    now = _utc(now)
+    policy = policy_of(campaign_row, daily_cap=daily_cap)
+    facts = number_facts(session, [contact.phone], now, policy.purpose)[contact.phone]
+    return first_broken_rule(ContactState.of(contact), policy, now, facts, calendar)
+
+
+def start_attempt(
+    session: Session,
+    contact: Contact,
+    campaign_row: Campaign,
+    now: dt.datetime,
+    *,
+    daily_cap: int | None = None,
+) -> Attempt:
+    """Write the attempt row (before any Originate) and spend one attempt of the budget.
+
+    Re-checks every rule first and raises ``ComplianceError`` if one is broken. The
+    contact's attempt count goes up now, so a crash can never allow an extra dial; the
+    lease is cleared (the open attempt now blocks the number).
+    """
+    now = _utc(now)
+    reason = check_contact(session, contact, campaign_row, now, daily_cap=daily_cap)
+    if reason is not None:
+        raise ComplianceError(f"contact {contact.id} may not be dialled now: {reason.value}")
+    attempt = Attempt(
+        campaign_id=campaign_row.id,
+        contact_id=contact.id,
+        phone=contact.phone,
+        seq=(contact.attempts or 0) + 1,
+        state=AttemptState.CREATED.value,
+        created_at=now,
+        queue=campaign_row.spec.get("queue"),
+        detail={},
+    )
+    contact.attempts = (contact.attempts or 0) + 1
+    contact.last_attempt_at = now
+    contact.lease_owner = None
+    contact.lease_until = None
+    session.add(attempt)
+    session.flush()
+    return attempt
+
+
+#: Attempt columns ``finish_attempt`` may set from its keyword facts.
+FINISH_FACTS = frozenset(
+    {
+        "result",
+        "live_answer",
+        "originated_at",
+        "answered_at",
+        "greeting_end_at",
+        "queued_at",
+        "bridged_at",
+        "message_played_at",
+        "ended_at",
+        "originate_reason",
+        "hangup_cause",
+        "amd_status",
+        "queue",
+        "agent",
+        "channel_id",
+        "detail",
+    }
+)
+
+
+def finish_attempt(
+    session: Session,
+    attempt: Attempt,
+    outcome: Outcome | str,
+    now: dt.datetime,
+    **facts: Any,
+) -> RetryDecision:
+    """Give the attempt its one outcome and apply the campaign's retry rule to its contact.
+
+    ``facts`` are attempt columns (``FINISH_FACTS``: answered_at, hangup_cause, result, ...).
+    A second call for the same attempt raises ``IllegalTransition``.
+    """
+    now = _utc(now)
+    if attempt.outcome is not None:
+        raise IllegalTransition("attempt", attempt.outcome, str(outcome))
+    outcome = Outcome(outcome)
+    unknown = set(facts) - FINISH_FACTS
+    if unknown:
+        raise TypeError(f"finish_attempt: unknown attempt facts {sorted(unknown)}")
+    for key, value in facts.items():
+        setattr(attempt, key, value)
+    attempt.outcome = outcome.value
+    attempt.state = AttemptState.ENDED.value
+    if attempt.ended_at is None:
+        attempt.ended_at = now
+    campaign = session.get(Campaign, attempt.campaign_id)
+    contact = session.get(Contact, attempt.contact_id) if attempt.contact_id else None
+    if campaign is None:
+        session.flush()
+        return RetryDecision(True, None, None, None)
+    policy = Policy.of(spec_of(campaign), daily_cap=0)  # the cap plays no part in retries
+    used = max(attempt.seq, contact.attempts if contact else 0)
+    decision = retry_decision(policy, outcome, used, now)
+    attempt.next_attempt_at = decision.next_attempt_at
+    if contact is not None:
+        contact.last_outcome = outcome.value
+        if decision.abandoned_at is not None:
+            contact.abandoned_at = decision.abandoned_at
+        if decision.done:
+            contact.status = ContactStatus.DONE.value
+            contact.next_attempt_at = None
+        else:
+            contact.next_attempt_at = decision.next_attempt_at
+    session.flush()
+    return decision
+
+
+# --- explain ------------------------------------------------------------------------------
+
+_EXPLAIN_CHUNK = 5000
+_NO = NumberFacts()
+_STATE_COLS = (
+    Contact.id,
+    Contact.phone,
+    Contact.timezone,
+    Contact.region,
+    Contact.status,
+    Contact.attempts,
+    Contact.next_attempt_at,
+    Contact.abandoned_at,
+    Contact.valid_until,
+)
+
+
+def _state(row: Any) -> ContactState:
+    _id, phone, tz, region, status, attempts, nxt, abandoned, valid_until = row
+    return ContactState(
+        phone=phone,
+        timezone=tz,
+        region=region,
+        status=status,
+        attempts=attempts or 0,
+        next_attempt_at=nxt,
+        abandoned_at=abandoned,
+        valid_until=valid_until,
+    )
+
+
+def _paused(session: Session, campaign_row: Campaign) -> ReasonCounts:
+    counts = ReasonCounts()
+    total = session.scalar(
+        select(func.count()).select_from(Contact).where(Contact.campaign_id == campaign_row.id)
+    )
+    counts.reasons[Reason.CAMPAIGN_PAUSED] = int(total or 0)
+    return counts
+
+
+def _next_prefix(prefix: str) -> str:
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def explain(
+    session: Session,
+    campaign_row: Campaign,
+    at: dt.datetime,
+    *,
+    daily_cap: int | None = None,
+    calendar: HolidayCalendar = DEFAULT_CALENDAR,
+) -> ReasonCounts:
+    """How many contacts are eligible at ``at``; the rest counted under their first rule.
+
+    Cheap on big campaigns: contacts whose number has no facts (no DNC entry, no attempt
+    near ``at``, no live attempt) are judged per GROUP of identical rule inputs (SQL
+    ``GROUP BY``); only the few numbers with facts are judged one by one. Every verdict comes
+    from ``first_broken_rule``; ``explain_rowwise`` is the one-contact-at-a-time reference.
+    """
+    at = _utc(at)
+    policy = policy_of(campaign_row, daily_cap=daily_cap)
+    if not policy.running:
+        return _paused(session, campaign_row)
+    counts = ReasonCounts()
+    cid = campaign_row.id
+
+    # 1. classes of contacts with the same rule inputs, judged without number facts
+    later = case((Contact.next_attempt_at > at, 1), else_=0)
+    lockout = policy.lockout
+    locked: Any = (
+        case((Contact.abandoned_at > at - lockout, 1), else_=0)
+        if lockout is not None
+        else literal(0)
+    )
+    keys = (
+        Contact.timezone,
+        Contact.region,
+        Contact.status,
+        Contact.attempts,
+        Contact.valid_until,
+        later,
+        locked,
+    )
+    q = (
+        select(
+            *keys,
+            func.min(Contact.next_attempt_at),
+            func.min(Contact.abandoned_at),
+            func.count(),
+        )
+        .where(Contact.campaign_id == cid)
+        # by position: PostgreSQL would see two CASE expressions with different parameters
+        .group_by(*(literal_column(str(i + 1)) for i in range(len(keys))))
+    )
+    for tz, region, status, attempts, valid_until, _l, _k, nxt, abandoned, n in session.execute(q):
+        # every member compares with ``at`` like these representatives do
+        rep = ContactState(
+            phone="",
+            timezone=tz,
+            region=region,
+            status=status,
+            attempts=attempts or 0,
+            next_attempt_at=nxt,
+            abandoned_at=abandoned,
+            valid_until=valid_until,
+        )
+        counts.add(first_broken_rule(rep, policy, at, _NO, calendar), n, tz)
+
+    # 2. the numbers with facts: re-judge each one, moving it from its class's verdict
+    lo, hi = at - _DAY_REACH, at + _DAY_REACH
+    times: dict[str, list[dt.datetime]] = defaultdict(list)
+    live: set[str] = set()
+    aq = select(Attempt.phone, Attempt.created_at, Attempt.outcome).where(
+        or_(Attempt.outcome.is_(None), Attempt.created_at.between(lo, hi))
+    )
+    for phone, created, outcome in session.execute(aq):
+        if outcome is None:
+            live.add(phone)
+        if lo <= created <= hi:
+            times[phone].append(created)
+    prefixes = DncMatcher.for_numbers(session, ()).prefixes  # the (few) prefix entries
+    special: dict[int, Any] = {}
+    phones = sorted(set(times) | live)
+    for part in _chunks(phones):
+        for row in session.execute(
+            select(*_STATE_COLS).where(Contact.campaign_id == cid, Contact.phone.in_(part))
+        ):
+            special[row[0]] = row
+    for row in session.execute(
+        select(*_STATE_COLS)
+        .join(DncEntry, and_(DncEntry.number == Contact.phone, DncEntry.is_prefix.is_(False)))
+        .where(Contact.campaign_id == cid)
+    ):
+        special[row[0]] = row
+    for prefix in prefixes:
+        for row in session.execute(
+            select(*_STATE_COLS).where(
+                Contact.campaign_id == cid,
+                Contact.phone >= prefix,
+                Contact.phone < _next_prefix(prefix),
+            )
+        ):
+            special[row[0]] = row
+    dnc = DncMatcher.for_numbers(session, [row[1] for row in special.values()])
+    for row in special.values():
+        state = _state(row)
+        phone = state.phone
+        facts = NumberFacts(
+            dnc=dnc.blocks(phone, policy.purpose),
+            attempt_times=tuple(times.get(phone, ())),
+            in_flight=phone in live,
+        )
+        before = first_broken_rule(state, policy, at, _NO, calendar)
+        after = first_broken_rule(state, policy, at, facts, calendar)
+        if before != after:
+            counts.add(before, -1, state.timezone)
+            counts.add(after, 1, state.timezone)
+    return counts
+
+
+def explain_rowwise(
+    session: Session,
+    campaign_row: Campaign,
+    at: dt.datetime,
+    *,
+    daily_cap: int | None = None,
+    calendar: HolidayCalendar = DEFAULT_CALENDAR,
+) -> ReasonCounts:
+    """``explain`` one contact at a time (the reference the grouped version is tested on)."""
+    at = _utc(at)
+    policy = policy_of(campaign_row, daily_cap=daily_cap)
+    if not policy.running:
+        return _paused(session, campaign_row)
+    counts = ReasonCounts()
+    dnc = DncMatcher.load(session)
+    result = session.execute(
+        select(*_STATE_COLS)
+        .where(Contact.campaign_id == campaign_row.id)
+        .execution_options(yield_per=_EXPLAIN_CHUNK)
+    )
+    for part in result.partitions():
+        facts = number_facts(session, [r[1] for r in part], at, policy.purpose, dnc)
+        for row in part:
+            reason = first_broken_rule(_state(row), policy, at, facts[row[1]], calendar)
+            counts.add(reason, 1, row[2])
+    return counts
+
+
+#: The console's cheap numbers are the same as ``explain``.
+counts = explain
+
+
+__all__ = [
+    "DEFAULT_LEASE",
+    "FINISH_FACTS",
+    "check_contact",
+    "counts",
+    "explain",
+    "explain_rowwise",
+    "finish_attempt",
+    "lease",
+    "number_facts",
+    "open_pairs",
+    "policy_of",
+    "release",
+    "start_attempt",
+]
