@@ -138,10 +138,12 @@ class DialerCore:
         ready_timeout_s: float = 30.0,
         flush_s: float = 0.05,
         owner: str = "dialer",
+        server: str = "default",
         trail: bool = False,
     ) -> None:
         self.store = store
-        self.owner = owner
+        self.owner = owner  # the worker id: this core follows the attempts it owns
+        self.server = server  # the switch's name (settings ``asterisk[].name``)
         self.trail = trail  # write each transition as a CallEvent row
         self.client = client
         self.agi_url = agi_url
@@ -226,11 +228,12 @@ class DialerCore:
         }
 
     async def start(self) -> None:
-        """Recover this owner's open attempts from the store, then connect.
+        """Recover this owner's open attempts on this switch from the store, then connect.
 
         A dialer that died (kill -9, power) left attempts with a ``channel_id`` and no
         outcome. They are followed again: the first resync after login keeps those whose
-        channels are still live and ends the others ``unknown``.
+        channels are still live and ends the others ``unknown``. (A worker taking a switch
+        over from a dead one first adopts its attempts: ``dialer.store.workers``.)
         """
         loop = asyncio.get_running_loop()
         open_calls = await loop.run_in_executor(self._db, self._open_attempts)
@@ -420,11 +423,16 @@ class DialerCore:
         out = []
         with self.store.session() as s:
             rows = s.scalars(
-                select(Attempt).where(Attempt.outcome.is_(None), Attempt.channel_id.is_not(None))
+                select(Attempt).where(
+                    Attempt.outcome.is_(None),
+                    Attempt.server == self.server,
+                    Attempt.owner == self.owner,
+                    Attempt.channel_id.is_not(None),
+                )
             ).all()
             for row in rows:
                 detail = row.detail or {}
-                if detail.get("owner", self.owner) != self.owner or row.channel_id is None:
+                if row.channel_id is None:
                     continue
                 campaign = s.get(Campaign, row.campaign_id)
                 if campaign is None:
@@ -508,11 +516,9 @@ class DialerCore:
         attempt.channel_id = req.channel_id
         attempt.state = AttemptState.DIALING.value
         attempt.originated_at = _ts(self.now())
-        attempt.detail = {
-            **(attempt.detail or {}),
-            "other_channel_id": req.other_channel_id,
-            "owner": self.owner,
-        }
+        attempt.owner = self.owner
+        attempt.server = self.server
+        attempt.detail = {**(attempt.detail or {}), "other_channel_id": req.other_channel_id}
         return req
 
     def _apply(self, updates: list[Update]) -> None:

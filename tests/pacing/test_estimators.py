@@ -189,6 +189,26 @@ def test_abandon_tracker_windows() -> None:
         tr.rebase(1, 2)
 
 
+def test_abandon_tracker_rebased_from_the_shared_store() -> None:
+    """Several workers: the store's counts replace what this worker recorded itself, and its
+    outcomes after the read add to them."""
+    from dialer.pacing.windows import AbandonTracker
+
+    tr = AbandonTracker(window_s=3600.0, short_s=60.0)
+    for t in range(10):
+        tr.live_answer(float(t))
+    tr.abandon(5.0)
+    tr.rebase_cap(500, 20)  # the campaign, every worker (ours included)
+    tr.rebase_short(40, 3)
+    tr.live_answer(11.0)
+    tr.abandon(11.0)
+    c = tr.counts(12.0)
+    assert (c.window_live, c.window_abandoned) == (501, 21)
+    assert (c.short_live, c.short_abandoned) == (41, 4)
+    with pytest.raises(ValueError):
+        tr.rebase_short(1, 2)
+
+
 def test_mixture_and_lognormal_with_sd_and_min() -> None:
     mix = DistSpec.model_validate(
         {

@@ -48,6 +48,9 @@ def upgrade() -> None:
             sqlite_where=OPEN,
             postgresql_where=OPEN,
         )
+    # attempts still open from before: dialled on the one switch there was ("default"); no
+    # owner, so whichever worker serves that switch adopts them
+    op.execute("UPDATE attempt SET server = 'default' WHERE outcome IS NULL")
 
 
 def downgrade() -> None:
