@@ -40,8 +40,8 @@ os.environ.setdefault("DIALER_AMI_SECRET", "bench-only-secret")
 from pgcluster import PgCluster  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from dialer import hopper  # noqa: E402
-from dialer.campaigns import apply_campaign, parse_campaign  # noqa: E402
+from dialer.lists import hopper  # noqa: E402
+from dialer.lists.campaigns import apply_campaign, parse_campaign  # noqa: E402
 from dialer.outcomes import Outcome  # noqa: E402
 from dialer.store import open_store  # noqa: E402
 from dialer.store.models import Attempt, Campaign  # noqa: E402
