@@ -23,6 +23,8 @@ SECRET_ENV = {
     "ami_secret": "DIALER_AMI_SECRET",
     "api_token": "DIALER_API_TOKEN",
     "secret_key": "DIALER_SECRET_KEY",
+    "kannel_password": "DIALER_KANNEL_PASSWORD",  # smsbox sendsms-user (dialer.messaging)
+    "smtp_password": "DIALER_SMTP_PASSWORD",  # SMTP AUTH (dialer.messaging)
 }
 _SECRET_KEYS_IN_YAML = {"secret", "ami_secret", "api_token", "secret_key", "password", "token"}
 

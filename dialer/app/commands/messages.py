@@ -140,3 +140,167 @@ def preview_cmd(
 
 
 COMMANDS = [sms_group]
+
+
+# --- sending through the gateway ------------------------------------------------------------
+
+
+def _messaging(app: AppContext) -> Any:
+    from dialer.messaging.config import load_messaging_settings
+
+    return load_messaging_settings(app.settings)
+
+
+@sms_group.command("send")
+@click.argument("template", required=False)
+@click.option("--to", "to", required=True, help="The number (E.164 or national).")
+@click.option("--text", default=None, help="Send this text instead of a template.")
+@click.option("--marketing", is_flag=True, help="With --text: a marketing message.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A field's value.")
+@pass_app
+def send_cmd(
+    app: AppContext,
+    template: str | None,
+    to: str,
+    text: str | None,
+    marketing: bool,
+    sets: tuple[str, ...],
+) -> None:
+    """Queue one SMS (sent by `dialer sms run`); DNC applies when it is handed over."""
+    from dialer.dnc import normalize_number
+    from dialer.messaging.outbox import enqueue_sms
+    from dialer.messaging.templates import MessagePurpose
+
+    if (template is None) == (text is None):
+        raise click.UsageError("give a TEMPLATE or --text (one of them)")
+    number = normalize_number(to, app.settings.default_region)
+    bank = app.settings.bank
+    if text is not None:
+        preview = sms_text(Rendered("(text)", Channel.SMS, marketing, text), bank)
+    else:
+        assert template is not None
+        tpl = load_library(app).get(template)
+        if tpl.spec.channel is not Channel.SMS:
+            raise click.UsageError(f"{template} is an {tpl.spec.channel.value} template")
+        preview = render_sms(tpl, _pairs(sets), sensitive=set(), bank=bank)
+    purpose = MessagePurpose.MARKETING if preview.rendered.marketing else MessagePurpose.SERVICE
+    with app.store.session() as s:
+        row = enqueue_sms(s, to=number, text=preview.text, purpose=purpose, template=template)
+        uid = row.uid
+    click.echo(f"queued {uid}: {preview.segmentation.summary()}")
+
+
+@sms_group.command("run")
+@pass_app
+def run_cmd(app: AppContext) -> None:
+    """Hand queued SMS to Kannel and take its delivery reports and replies (Ctrl-C stops)."""
+    import asyncio
+    import signal
+
+    from dialer.messaging.dispatcher import SmsDispatcher
+    from dialer.messaging.endpoint import SmsEndpoint
+    from dialer.messaging.kannel import KannelGateway
+    from dialer.messaging.keywords import Classifier
+    from dialer.settings import get_secret
+
+    cfg = _messaging(app)
+    secret = get_secret("kannel_password")
+    assert secret is not None
+    store = app.store
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        endpoint = SmsEndpoint(
+            store, Classifier(cfg.keywords), default_region=app.settings.default_region
+        )
+        port = await endpoint.start(cfg.sms.listen.host, cfg.sms.listen.port)
+        gateway = KannelGateway(cfg.sms.kannel, secret.get_secret_value())
+        click.echo(
+            f"SMS: callbacks on {cfg.sms.listen.host}:{port}, sendsms at "
+            f"{cfg.sms.kannel.sendsms_url}, {cfg.sms.kannel.rate:g} parts/s"
+        )
+        try:
+            await SmsDispatcher(store, gateway, cfg.sms).run(stop)
+        finally:
+            await gateway.close()
+            await endpoint.stop()
+
+    asyncio.run(main())
+
+
+@sms_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def status_cmd(app: AppContext, as_json: bool) -> None:
+    """SMS by state (queued, sent, delivered, failed, suppressed, ...)."""
+    from dialer.messaging.outbox import counts_by_state
+
+    with app.store.session() as s:
+        counts = counts_by_state(s, Channel.SMS)
+    if as_json:
+        click.echo(json.dumps(counts))
+        return
+    for state, n in sorted(counts.items()):
+        click.echo(f"  {state:12} {n:>9}")
+
+
+@sms_group.command("replies")
+@click.option("--all", "show_all", is_flag=True, help="Also replies an agent has handled.")
+@click.option(
+    "--handled",
+    "handled",
+    multiple=True,
+    type=int,
+    metavar="ID",
+    help="Mark these replies handled.",
+)
+@click.option("--by", "by", default="cli", help="Who handled them (with --handled).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def replies_cmd(
+    app: AppContext, show_all: bool, handled: tuple[int, ...], by: str, as_json: bool
+) -> None:
+    """Free-text replies kept for agents (keyword replies act by themselves)."""
+    import datetime as dt
+
+    from dialer.messaging.outbox import free_text_replies, mark_handled
+    from dialer.privacy import mask_phone
+
+    with app.store.session() as s:
+        if handled:
+            n = mark_handled(s, handled, by, dt.datetime.now(dt.UTC))
+            click.echo(f"{n} marked handled")
+            return
+        rows: list[dict[str, Any]] = [
+            {
+                "id": r.id,
+                "channel": r.channel,
+                "from": mask_phone(r.sender) if r.sender.startswith("+") else r.sender,
+                "contact_id": r.contact_id,
+                "message_id": r.message_id,
+                "received_at": r.received_at.isoformat(),
+                "text": r.text,
+                "handled_by": r.handled_by,
+            }
+            for r in free_text_replies(s, unhandled_only=not show_all)
+        ]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    for r in rows:
+        click.echo(f"{r['id']:>6} {r['received_at'][:16]} {r['from']:16} {r['text']}")
+
+
+@sms_group.command("kannel-config")
+@pass_app
+def kannel_config_cmd(app: AppContext) -> None:
+    """The sendsms-user and sms-service groups to add to kannel.conf (password left out)."""
+    from dialer.messaging.kannel import service_groups
+
+    cfg = _messaging(app)
+    click.echo(
+        service_groups(cfg.sms.kannel.callback_base, username=cfg.sms.kannel.username), nl=False
+    )

@@ -1,0 +1,58 @@
+"""Messaging settings: ``messaging.yaml`` beside the settings file (defaults if absent).
+
+Secrets are not read from it: the smsbox password comes from ``DIALER_KANNEL_PASSWORD`` and
+the SMTP password from ``DIALER_SMTP_PASSWORD`` (or ``..._FILE``). The bank's name and SMS
+signature come from ``settings.bank``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dialer import CONFIG_DIR
+from dialer.errors import ConfigError
+from dialer.messaging.kannel import KannelSettings
+from dialer.messaging.keywords import KeywordRules
+from dialer.settings import ListenSettings, Settings, _refuse_secrets, format_validation_error
+from dialer.yamlfile import load_mapping
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SmsSettings(Frozen):
+    kannel: KannelSettings = KannelSettings()
+    listen: ListenSettings = ListenSettings(port=8091)  # DLR and MO callbacks from Kannel
+    retry_s: tuple[float, ...] = (2.0, 5.0, 15.0, 60.0, 300.0)  # gateway unavailable
+    doubt_grace_s: float = Field(5.0, ge=0)  # a later message acked this long ago clears a doubt
+    doubt_timeout_s: float = Field(3600.0, gt=0)  # in doubt this long without a report: unknown
+    batch: int = Field(200, ge=1, le=10000)
+    idle_poll_s: float = Field(0.5, gt=0)
+
+
+class MessagingSettings(Frozen):
+    sms: SmsSettings = SmsSettings()
+    keywords: KeywordRules = KeywordRules()
+    source: str | None = None
+
+
+def messaging_settings_path(settings: Settings) -> Path:
+    return (Path(settings.source).parent if settings.source else CONFIG_DIR) / "messaging.yaml"
+
+
+def load_messaging_settings(settings: Settings, path: Path | None = None) -> MessagingSettings:
+    path = path or messaging_settings_path(settings)
+    if not path.exists():
+        return MessagingSettings()
+    data = load_mapping(path)
+    _refuse_secrets(data, str(path))
+    try:
+        return MessagingSettings.model_validate({**data, "source": str(path)})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from exc
+
+
+__all__ = ["MessagingSettings", "SmsSettings", "load_messaging_settings", "messaging_settings_path"]

@@ -1,0 +1,178 @@
+"""The SMS dispatcher: due messages out through the gateway, at the gateway's pace.
+
+One message at a time: claimed (``queued`` -> ``submitting``, committed) right before it is
+handed over, so a crash strands at most the one message in flight, and that one is marked
+*in doubt* on restart rather than sent twice. When the gateway is unavailable the message
+goes back to ``queued`` with a delay and the rest of the batch waits for the next round.
+The clock and the gateway are injected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dialer.errors import RemoteProtocolError
+from dialer.messaging import outbox
+from dialer.messaging.config import SmsSettings
+from dialer.messaging.errors import GatewayInDoubt, GatewayUnavailable, MessageRejected
+from dialer.messaging.kannel import OutboundSms, SmsGateway
+from dialer.messaging.lifecycle import MsgEvent, MsgState
+from dialer.messaging.models import Message
+from dialer.messaging.sms import Encoding
+from dialer.messaging.templates import Channel
+from dialer.messaging.throttle import Throttle
+from dialer.privacy import mask_phone
+from dialer.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Clock(Protocol):
+    """Epoch seconds and a sleep (the runner's clocks have this shape)."""
+
+    def time(self) -> float: ...
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class WallClock:
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@dataclass
+class DispatchStats:
+    accepted: int = 0
+    unavailable: int = 0
+    in_doubt: int = 0
+    rejected: int = 0
+    suppressed: int = 0
+    by_state: dict[str, int] = field(default_factory=dict)
+
+
+class SmsDispatcher:
+    def __init__(
+        self,
+        store: Store,
+        gateway: SmsGateway,
+        cfg: SmsSettings,
+        *,
+        clock: Clock | None = None,
+        on_submitted: Callable[[int, MsgState], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.cfg = cfg
+        self.clock: Clock = clock or WallClock()
+        self.throttle = Throttle(gateway.rate, burst=1.0)
+        self.stats = DispatchStats()
+        self._on_submitted = on_submitted
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
+
+    def recover(self) -> int:
+        with self.store.session() as s:
+            n = outbox.recover(s, Channel.SMS, self._now())
+        if n:
+            log.warning("%d SMS were being handed over at the last stop: now in doubt", n)
+        return n
+
+    def _due_ids(self) -> list[int]:
+        """Due messages: DNC-blocked ones are suppressed here, the rest returned in order."""
+        with self.store.session() as s:
+            return outbox.due_messages(s, Channel.SMS, self._now(), self.cfg.batch)
+
+    def _claim(self, message_id: int) -> outbox.Claimed | None:
+        with self.store.session() as s:
+            return outbox.claim_one(s, message_id, self._now())
+
+    def _retry_at(self, tries: int) -> dt.datetime:
+        delays = self.cfg.retry_s
+        return self._now() + dt.timedelta(seconds=delays[min(tries, len(delays) - 1)])
+
+    async def _pace(self, parts: int) -> None:
+        wait = self.throttle.wait(self.clock.time(), parts)
+        if wait > 0:
+            await self.clock.sleep(wait)
+        self.throttle.take(self.clock.time(), parts)
+
+    async def _hand_over(self, c: outbox.Claimed) -> tuple[MsgEvent, str | None]:
+        msg = OutboundSms(c.uid, c.address, c.body, Encoding(c.encoding or "ucs2"), c.parts)
+        try:
+            await self.gateway.submit(msg)
+        except GatewayUnavailable as exc:
+            return MsgEvent.UNAVAILABLE, str(exc)
+        except (GatewayInDoubt, RemoteProtocolError) as exc:
+            return MsgEvent.NO_ANSWER, str(exc)
+        except MessageRejected as exc:
+            return MsgEvent.REJECTED, str(exc)
+        return MsgEvent.ACCEPTED, None
+
+    def _record(self, c: outbox.Claimed, event: MsgEvent, reason: str | None) -> MsgState:
+        with self.store.session() as s:
+            row = s.get(Message, c.id)
+            tries = row.tries if row is not None else 0
+            retry_at = self._retry_at(tries) if event is MsgEvent.UNAVAILABLE else None
+            state = outbox.record_submit(
+                s, c.id, event, self._now(), retry_at=retry_at, reason=reason
+            )
+        counter = {
+            MsgEvent.ACCEPTED: "accepted",
+            MsgEvent.UNAVAILABLE: "unavailable",
+            MsgEvent.NO_ANSWER: "in_doubt",
+            MsgEvent.REJECTED: "rejected",
+        }[event]
+        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        if event is not MsgEvent.ACCEPTED:
+            log.warning("SMS %s to %s: %s (%s)", c.uid, mask_phone(c.address), event.value, reason)
+        if self._on_submitted is not None:
+            self._on_submitted(c.id, state)
+        return state
+
+    async def dispatch_batch(self) -> tuple[int, bool]:
+        """Hand over what is due now: (how many went to the gateway, is it down)."""
+        done = 0
+        for message_id in self._due_ids():
+            c = self._claim(message_id)
+            if c is None:  # suppressed or taken meanwhile
+                continue
+            await self._pace(c.parts)
+            event, reason = await self._hand_over(c)
+            self._record(c, event, reason)
+            done += 1
+            if event is MsgEvent.UNAVAILABLE:
+                return done, True  # the gateway is down: the rest waits for the next round
+        return done, False
+
+    def settle_doubts(self) -> tuple[int, int]:
+        """(cleared for another try, given up as unknown)."""
+        now = self._now()
+        with self.store.session() as s:
+            cleared = outbox.clear_doubts(
+                s, Channel.SMS, now, dt.timedelta(seconds=self.cfg.doubt_grace_s)
+            )
+            unknown = outbox.expire_doubts(s, now, dt.timedelta(seconds=self.cfg.doubt_timeout_s))
+        return cleared, unknown
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.recover()
+        while not stop.is_set():
+            handed, down = await self.dispatch_batch()
+            self.settle_doubts()
+            if handed == 0 or down:
+                try:
+                    await asyncio.wait_for(stop.wait(), self.cfg.idle_poll_s)
+                except TimeoutError:
+                    pass
+
+
+__all__ = ["Clock", "DispatchStats", "SmsDispatcher", "WallClock"]

@@ -1,0 +1,109 @@
+"""SMS against a real Kannel: send, delivery report, replies, opt-out, gateway outages."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+
+from dialer.dnc import DncEntry
+from dialer.messaging import outbox
+from dialer.messaging.lifecycle import MsgState
+from dialer.messaging.models import InboundMessage, MessageEvent
+from dialer.messaging.sms import compose, segment
+from dialer.messaging.templates import MessagePurpose
+
+from .conftest import SmsRig
+
+SIG = "【示例银行】"
+NUMBER = "+8613800000001"
+
+
+def queue(rig: SmsRig, body: str, *, to: str = NUMBER, marketing: bool = False) -> int:
+    text = compose(body, signature=SIG, marketing=marketing)
+    purpose = MessagePurpose.MARKETING if marketing else MessagePurpose.SERVICE
+    with rig.store.session() as s:
+        return outbox.enqueue_sms(s, to=to, text=text, purpose=purpose).id
+
+
+async def test_send_and_delivery_report(sms_rig: SmsRig) -> None:
+    short = queue(sms_rig, "张三您好，您的信用卡本期应还1234.56元。")
+    long_body = "您好" * 50  # 106 UCS-2 units with the signature: two parts
+    long = queue(sms_rig, long_body)
+    handed, down = await sms_rig.dispatcher.dispatch_batch()
+    assert (handed, down) == (2, False)
+    rows = await sms_rig.wait_states([short, long], {MsgState.DELIVERED})
+    assert all(r.sent_at and r.ended_at for r in rows)
+    got = sms_rig.box.received()
+    assert got[0].text == SIG + "张三您好，您的信用卡本期应还1234.56元。"
+    assert got[0].sender == "10690000" and got[0].to == NUMBER
+    # the long one arrives as the parts our segmentation predicted
+    assert len(got) == 1 + segment(SIG + long_body).part_count == 3
+    assert "".join(h.text for h in got[1:]).endswith(long_body[-20:])
+    with sms_rig.store.session() as s:
+        kinds = s.scalars(
+            select(MessageEvent.kind)
+            .where(MessageEvent.message_id == short)
+            .order_by(MessageEvent.id)
+        ).all()
+    assert kinds[:2] == ["claim", "accepted"] and "delivered" in kinds
+
+
+async def test_reply_1_confirms_and_free_text_is_kept(sms_rig: SmsRig) -> None:
+    mid = queue(sms_rig, "您的分期申请已受理，确认请回复1。")
+    await sms_rig.dispatcher.dispatch_batch()
+    await sms_rig.wait_states([mid], {MsgState.DELIVERED})
+    sms_rig.box.reply("8613800000001", "1")  # the SMSC drops the '+': still the same number
+    await sms_rig.wait_for(lambda: sms_rig.state(mid).result == "confirmed")
+    sms_rig.box.reply(NUMBER, "我下周再还可以吗")
+    with sms_rig.store.session() as s:
+        await sms_rig.wait_for(lambda: len(outbox.free_text_replies(s)) == 1)
+        reply = outbox.free_text_replies(s)[0]
+        assert reply.text == "我下周再还可以吗" and reply.message_id == mid
+
+
+async def test_opt_out_stops_the_next_marketing_sms(sms_rig: SmsRig) -> None:
+    first = queue(sms_rig, "分期手续费限时8折。", marketing=True)
+    await sms_rig.dispatcher.dispatch_batch()
+    await sms_rig.wait_states([first], {MsgState.DELIVERED})
+    sms_rig.box.reply(NUMBER, "退订")
+    await sms_rig.wait_for(lambda: sms_rig.state(first).result == "opted_out")
+    with sms_rig.store.session() as s:
+        entry = s.scalars(select(DncEntry).where(DncEntry.number == NUMBER)).one()
+        assert (entry.scope, entry.source) == ("marketing", "sms-reply")
+        action = s.scalars(select(InboundMessage.action)).one()
+        assert action == "opt_out"
+    before = len(sms_rig.box.received())
+    again = queue(sms_rig, "积分兑换活动开始了。", marketing=True)
+    service = queue(sms_rig, "您的账单已出。")  # service messages still go
+    await sms_rig.dispatcher.dispatch_batch()
+    await sms_rig.wait_states([service], {MsgState.DELIVERED})
+    assert sms_rig.state(again).state == MsgState.SUPPRESSED
+    assert sms_rig.state(again).reason == "dnc"
+    got = sms_rig.box.received()[before:]
+    assert [h.text for h in got] == [SIG + "您的账单已出。"]
+
+
+async def test_outage_mid_batch_loses_nothing_and_sends_nothing_twice(sms_rig: SmsRig) -> None:
+    ids = [queue(sms_rig, f"批量提醒第{i:03d}号", to=f"+86138000{i:05d}") for i in range(60)]
+    stop = asyncio.Event()
+    task = asyncio.create_task(sms_rig.dispatcher.run(stop))
+    box = sms_rig.box
+    await sms_rig.wait_for(lambda: len(box.received()) >= 10)
+    box.kill_smsbox()  # mid-batch: sendsms refuses connections
+    await asyncio.sleep(1.0)
+    box.start_smsbox()
+    await sms_rig.wait_for(lambda: len(box.received()) >= 30)
+    box.stop_bearerbox()  # the whole gateway goes down and comes back
+    await asyncio.sleep(1.0)
+    box.restart()
+    try:
+        await sms_rig.wait_states(ids, {MsgState.DELIVERED, MsgState.SENT}, timeout=60)
+    finally:
+        stop.set()
+        await task
+    texts = [h.text for h in box.received()]
+    for i in range(60):
+        assert texts.count(f"{SIG}批量提醒第{i:03d}号") == 1, i
+    assert len(texts) == 60
+    assert sms_rig.dispatcher.stats.unavailable >= 1

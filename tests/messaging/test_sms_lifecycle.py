@@ -1,0 +1,201 @@
+"""The message lifecycle, the throttle, Kannel's wire format and the dispatcher's rules
+(without a gateway process: faults are injected through the transport)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dialer.errors import IllegalTransition, RemoteProtocolError
+from dialer.messaging import outbox
+from dialer.messaging.config import SmsSettings
+from dialer.messaging.dispatcher import SmsDispatcher
+from dialer.messaging.errors import GatewayUnavailable, MessageRejected
+from dialer.messaging.kannel import (
+    DLR_MASK,
+    DlrType,
+    KannelGateway,
+    KannelSettings,
+    OutboundSms,
+    SendsmsRequest,
+    SubmitStatus,
+    event_of,
+    read_dlr,
+    read_mo,
+    read_sendsms_answer,
+    sendsms_request,
+)
+from dialer.messaging.lifecycle import FINAL, TRANSITIONS, MsgEvent, MsgState, step
+from dialer.messaging.models import Message
+from dialer.messaging.sms import Encoding
+from dialer.messaging.throttle import Throttle
+from dialer.store import Store
+
+
+def test_only_unavailable_and_cleared_lead_back_to_queued() -> None:
+    back = {(s, e) for (s, e), t in TRANSITIONS.items() if t is MsgState.QUEUED}
+    assert back == {
+        (MsgState.SUBMITTING, MsgEvent.UNAVAILABLE),
+        (MsgState.IN_DOUBT, MsgEvent.CLEARED),
+    }
+    with pytest.raises(IllegalTransition):
+        step(MsgState.DELIVERED, MsgEvent.CLAIM)
+    with pytest.raises(IllegalTransition):
+        step(MsgState.ACCEPTED, MsgEvent.UNAVAILABLE)
+
+
+@given(st.lists(st.sampled_from(list(MsgEvent)), max_size=30))
+def test_a_final_state_is_never_left_for_sending(events: list[MsgEvent]) -> None:
+    state = MsgState.QUEUED
+    claims_after_accept = 0
+    accepted = False
+    for e in events:
+        try:
+            nxt = step(state, e)
+        except IllegalTransition:
+            continue
+        if state in FINAL:
+            assert nxt in FINAL | {MsgState.SENT}  # only a late ack may revive "unknown"
+        if e is MsgEvent.CLAIM and accepted:
+            claims_after_accept += 1
+        if nxt in (MsgState.ACCEPTED, MsgState.SENT, MsgState.DELIVERED):
+            accepted = True
+        state = nxt
+    assert claims_after_accept == 0  # nothing the gateway took is handed over again
+
+
+def test_throttle_paces_parts() -> None:
+    t = Throttle(rate=10.0)
+    assert t.wait(0.0, 1) == 0.0
+    t.take(0.0, 1)
+    assert t.wait(0.0, 1) == pytest.approx(0.1)
+    t.take(0.1, 1)
+    t.take(0.2, 3)  # a three-part message overdraws
+    assert t.wait(0.2, 1) == pytest.approx(0.3)
+
+
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=200), st.floats(1, 500))
+def test_throttle_never_exceeds_its_rate(parts: list[int], rate: float) -> None:
+    t, now, sent = Throttle(rate=rate), 0.0, 0
+    for p in parts:
+        now += t.wait(now, p)
+        t.take(now, p)
+        sent += p
+    # over the whole run: at most one bucket (1 token) + one message ahead of the rate
+    assert sent <= rate * now + 1 + max(parts) + 1e-6
+
+
+def test_sendsms_request_and_answers() -> None:
+    cfg = KannelSettings(smsc_id="fake", callback_base="http://127.0.0.1:9")
+    req = sendsms_request(
+        OutboundSms("u1", "+8613800000001", "【示例银行】您好", Encoding.UCS2, 1), cfg, "pw"
+    )
+    assert req.body == "【示例银行】您好".encode()
+    assert req.headers["X-Kannel-Coding"] == "2" and req.headers["X-Kannel-SMSC"] == "fake"
+    assert req.headers["X-Kannel-DLR-Mask"] == str(DLR_MASK) == "31"
+    assert req.headers["X-Kannel-DLR-Url"] == (
+        "http://127.0.0.1:9/kannel/dlr?uid=u1&type=%d&answer=%A&ts=%T"
+    )
+    assert read_sendsms_answer(202, "0: Accepted for delivery") is SubmitStatus.ACCEPTED
+    assert read_sendsms_answer(202, "3: Queued for later delivery") is SubmitStatus.QUEUED
+    with pytest.raises(GatewayUnavailable):
+        read_sendsms_answer(503, "Sendsms failed")
+    with pytest.raises(MessageRejected):
+        read_sendsms_answer(403, "Authorization failed for sendsms")
+    with pytest.raises(RemoteProtocolError):
+        read_sendsms_answer(202, "what?")
+
+
+def test_reports_and_replies_read() -> None:
+    r = read_dlr({"uid": "u1", "type": "2", "answer": "id:1 stat:EXPIRED err:000", "ts": "0"})
+    assert r.type is DlrType.UNDELIVERABLE and event_of(r) is MsgEvent.EXPIRED
+    assert event_of(read_dlr({"uid": "u", "type": "16"})) is MsgEvent.FAILED
+    with pytest.raises(RemoteProtocolError):
+        read_dlr({"uid": "u", "type": "3"})
+    mo = read_mo({"id": "k1", "from": "+8613800000001", "to": "10690", "text": "退订"})
+    assert (mo.sender, mo.text) == ("+8613800000001", "退订")
+    with pytest.raises(RemoteProtocolError):
+        read_mo({"from": "+86138"})
+
+
+class FaultyTransport:
+    """The gateway's answers, one per call, as an outside fault would give them."""
+
+    def __init__(self, *answers: object) -> None:
+        self.answers = list(answers)
+        self.calls: list[SendsmsRequest] = []
+
+    async def __call__(self, url: str, req: SendsmsRequest, timeout: float) -> tuple[int, str]:
+        self.calls.append(req)
+        a = self.answers.pop(0)
+        if isinstance(a, BaseException):
+            raise a
+        assert isinstance(a, tuple)
+        return a
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def time(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+async def test_doubt_is_never_resent_until_cleared(store: Store) -> None:
+    transport = FaultyTransport(
+        ConnectionError("refused"),  # nothing left: retried
+        TimeoutError("no answer"),  # left, no answer: in doubt
+        (202, "0: Accepted for delivery"),  # the next message
+        (202, "0: Accepted for delivery"),  # the doubtful one, once cleared
+    )
+    clock = StepClock()
+    cfg = SmsSettings(retry_s=(1.0,), doubt_grace_s=5.0)
+    gw = KannelGateway(KannelSettings(rate=1000), "pw", transport)
+    d = SmsDispatcher(store, gw, cfg, clock=clock)
+    with store.session() as s:
+        a = outbox.enqueue_sms(s, to="+8613800000001", text="a").id
+        b = outbox.enqueue_sms(s, to="+8613800000002", text="b").id
+    assert await d.dispatch_batch() == (1, True)  # refused: the batch stops
+    clock.t += 2
+    await d.dispatch_batch()  # a: no answer (in doubt); b: accepted
+    with store.session() as s:
+        assert s.get(Message, a).state == "in_doubt"  # type: ignore[union-attr]
+        outbox.apply_report(
+            s,
+            s.get(Message, b).uid,
+            MsgEvent.SMSC_ACK,  # type: ignore[union-attr]
+            dt.datetime.fromtimestamp(clock.t, dt.UTC),
+        )
+    await d.dispatch_batch()
+    assert len(transport.calls) == 3  # the doubtful one was not handed over again
+    assert d.settle_doubts() == (0, 0)  # b's ack is too fresh to prove anything
+    clock.t += 6
+    assert d.settle_doubts() == (1, 0)
+    await d.dispatch_batch()
+    assert len(transport.calls) == 4
+    assert [c.body for c in transport.calls] == [b"a", b"a", b"b", b"a"]
+
+
+async def test_recover_marks_in_flight_as_doubt(store: Store) -> None:
+    clock = StepClock()
+    d = SmsDispatcher(
+        store,
+        KannelGateway(KannelSettings(), "pw", FaultyTransport()),
+        SmsSettings(doubt_timeout_s=60),
+        clock=clock,
+    )
+    with store.session() as s:
+        mid = outbox.enqueue_sms(s, to="+8613800000001", text="x").id
+        outbox.claim_one(s, mid, dt.datetime.fromtimestamp(clock.t, dt.UTC))
+    assert d.recover() == 1
+    clock.t += 61
+    assert d.settle_doubts() == (0, 1)
+    with store.session() as s:
+        assert s.get(Message, mid).state == "unknown"  # type: ignore[union-attr]
