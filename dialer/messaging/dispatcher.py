@@ -23,12 +23,12 @@ from dialer.messaging.config import SmsSettings
 from dialer.messaging.errors import GatewayInDoubt, GatewayUnavailable, MessageRejected
 from dialer.messaging.kannel import OutboundSms, SmsGateway
 from dialer.messaging.lifecycle import MsgEvent, MsgState
-from dialer.messaging.models import Message
 from dialer.messaging.sms import Encoding
 from dialer.messaging.templates import Channel
 from dialer.messaging.throttle import Throttle
 from dialer.privacy import mask_phone
 from dialer.store import Store
+from dialer.store.messages import Message
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from dialer.contacts import parse_phone
 from dialer.errors import IllegalTransition, RemoteProtocolError
+from dialer.lists.contacts import parse_phone
 from dialer.messaging import outbox
 from dialer.messaging.dispatcher import Clock, WallClock
 from dialer.messaging.kannel import DLR_PATH, MO_PATH, event_of, read_dlr, read_mo

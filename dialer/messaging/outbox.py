@@ -19,12 +19,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dialer.dnc import DncMatcher, DncScope, add_entry
+from dialer.lists.dnc import DncMatcher, DncScope, add_entry
 from dialer.messaging.keywords import RESULT_OF, Classifier, ReplyAction
 from dialer.messaging.lifecycle import FINAL, MsgEvent, MsgState, step
-from dialer.messaging.models import InboundMessage, Message, MessageEvent
 from dialer.messaging.sms import segment
 from dialer.messaging.templates import Channel, MessagePurpose
+from dialer.store.messages import InboundMessage, Message, MessageEvent
 
 _TIMESTAMP_OF: dict[MsgState, str] = {
     MsgState.ACCEPTED: "submitted_at",

@@ -15,8 +15,8 @@ from dialer.messaging.endpoint import SmsEndpoint
 from dialer.messaging.kannel import KannelGateway
 from dialer.messaging.keywords import Classifier
 from dialer.messaging.lifecycle import MsgState
-from dialer.messaging.models import Message
 from dialer.store import Store
+from dialer.store.messages import Message
 
 from .kannel_box import KannelBox, available, free_port
 

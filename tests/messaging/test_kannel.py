@@ -6,12 +6,12 @@ import asyncio
 
 from sqlalchemy import select
 
-from dialer.dnc import DncEntry
 from dialer.messaging import outbox
 from dialer.messaging.lifecycle import MsgState
-from dialer.messaging.models import InboundMessage, MessageEvent
 from dialer.messaging.sms import compose, segment
 from dialer.messaging.templates import MessagePurpose
+from dialer.store.messages import InboundMessage, MessageEvent
+from dialer.store.models import DncEntry
 
 from .conftest import SmsRig
 

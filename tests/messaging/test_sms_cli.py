@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from dialer.cli import cli
+from dialer.app.cli import cli
 from dialer.messaging import outbox
 from dialer.messaging.keywords import Classifier
 from dialer.messaging.templates import Channel

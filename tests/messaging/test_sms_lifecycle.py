@@ -29,10 +29,10 @@ from dialer.messaging.kannel import (
     sendsms_request,
 )
 from dialer.messaging.lifecycle import FINAL, TRANSITIONS, MsgEvent, MsgState, step
-from dialer.messaging.models import Message
 from dialer.messaging.sms import Encoding
 from dialer.messaging.throttle import Throttle
 from dialer.store import Store
+from dialer.store.messages import Message
 
 
 def test_only_unavailable_and_cleared_lead_back_to_queued() -> None:

@@ -167,7 +167,7 @@ def send_cmd(
     sets: tuple[str, ...],
 ) -> None:
     """Queue one SMS (sent by `dialer sms run`); DNC applies when it is handed over."""
-    from dialer.dnc import normalize_number
+    from dialer.lists.dnc import normalize_number
     from dialer.messaging.outbox import enqueue_sms
     from dialer.messaging.templates import MessagePurpose
 

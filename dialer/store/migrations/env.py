@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import dialer.messaging.models  # noqa: F401  (its tables belong to the same metadata)
+import dialer.store.messages  # noqa: F401  (the messaging tables, same metadata)
 from dialer.store.models import Base
 
 config = context.config
