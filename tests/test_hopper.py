@@ -15,7 +15,14 @@ from dialer.lists.campaigns import apply_campaign, parse_campaign
 from dialer.lists.compliance import Reason
 from dialer.lists.contacts import import_contacts
 from dialer.lists.dnc import DncScope, add_entry
-from dialer.lists.hopper import explain, finish_attempt, lease, release, start_attempt
+from dialer.lists.hopper import (
+    AttemptFacts,
+    explain,
+    finish_attempt,
+    lease,
+    release,
+    start_attempt,
+)
 from dialer.outcomes import Outcome
 from dialer.store import Store
 from dialer.store.models import Attempt, Campaign, Contact
@@ -242,7 +249,9 @@ def test_attempt_lifecycle_and_retry(store: Store, tmp_path: Path) -> None:
         assert c not in again
         with pytest.raises(ComplianceError, match="scheduled_later"):
             start_attempt(s, c, camp, now, daily_cap=3)
-        d = finish_attempt(s, a, Outcome.BUSY, now + dt.timedelta(seconds=30), hangup_cause=17)
+        d = finish_attempt(
+            s, a, Outcome.BUSY, now + dt.timedelta(seconds=30), AttemptFacts(hangup_cause=17)
+        )
         assert not d.done
         assert a.outcome == "busy" and a.hangup_cause == 17 and a.state == "ended"
         assert c.next_attempt_at == now + dt.timedelta(seconds=30, minutes=10)
@@ -251,7 +260,7 @@ def test_attempt_lifecycle_and_retry(store: Store, tmp_path: Path) -> None:
             finish_attempt(s, a, Outcome.NO_ANSWER, now)
         with pytest.raises(TypeError):
             a2 = start_attempt(s, c, camp, c.next_attempt_at, daily_cap=3)
-            finish_attempt(s, a2, Outcome.FAILED, now, colour="red")
+            finish_attempt(s, a2, Outcome.FAILED, now, AttemptFacts(colour="red"))  # type: ignore[call-arg]
         phone = c.phone
     with store.session() as s:
         c = s.scalars(select(Contact).where(Contact.phone == phone)).one()

@@ -247,8 +247,13 @@ class Dialer:
                     attempt,
                     Outcome.FAILED,
                     now,
-                    ended_at=now,
-                    detail={**(attempt.detail or {}), "end_reason": "never sent: dialer restarted"},
+                    hopper.AttemptFacts(
+                        ended_at=now,
+                        detail={
+                            **(attempt.detail or {}),
+                            "end_reason": "never sent: dialer restarted",
+                        },
+                    ),
                 )
                 ended += 1
         if ended:

@@ -21,10 +21,11 @@ each one under its first broken rule.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -349,27 +350,30 @@ def start_attempt(
     return attempt
 
 
-#: Attempt columns ``finish_attempt`` may set from its keyword facts.
-FINISH_FACTS = frozenset(
-    {
-        "result",
-        "live_answer",
-        "originated_at",
-        "answered_at",
-        "greeting_end_at",
-        "queued_at",
-        "bridged_at",
-        "message_played_at",
-        "ended_at",
-        "originate_reason",
-        "hangup_cause",
-        "amd_status",
-        "queue",
-        "agent",
-        "channel_id",
-        "detail",
-    }
-)
+@dataclasses.dataclass(frozen=True, slots=True)
+class AttemptFacts:
+    """What a finished attempt's row records beside its outcome: one value per attempt column.
+    A field left ``None`` leaves its column as it is."""
+
+    result: str | None = None
+    live_answer: bool | None = None
+    originated_at: dt.datetime | None = None
+    answered_at: dt.datetime | None = None
+    greeting_end_at: dt.datetime | None = None
+    queued_at: dt.datetime | None = None
+    bridged_at: dt.datetime | None = None
+    message_played_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    originate_reason: int | None = None
+    hangup_cause: int | None = None
+    amd_status: str | None = None
+    queue: str | None = None
+    agent: str | None = None
+    channel_id: str | None = None
+    detail: Mapping[str, Any] | None = None
+
+
+_NO_FACTS = AttemptFacts()
 
 
 def finish_attempt(
@@ -377,22 +381,18 @@ def finish_attempt(
     attempt: Attempt,
     outcome: Outcome | str,
     now: dt.datetime,
-    **facts: Any,
+    facts: AttemptFacts = _NO_FACTS,
 ) -> RetryDecision:
-    """Give the attempt its one outcome and apply the campaign's retry rule to its contact.
-
-    ``facts`` are attempt columns (``FINISH_FACTS``: answered_at, hangup_cause, result, ...).
-    A second call for the same attempt raises ``IllegalTransition``.
-    """
+    """Give the attempt its one outcome and its facts, and apply the campaign's retry rule to
+    its contact. A second call for the same attempt raises ``IllegalTransition``."""
     now = _utc(now)
     if attempt.outcome is not None:
         raise IllegalTransition("attempt", attempt.outcome, str(outcome))
     outcome = Outcome(outcome)
-    unknown = set(facts) - FINISH_FACTS
-    if unknown:
-        raise TypeError(f"finish_attempt: unknown attempt facts {sorted(unknown)}")
-    for key, value in facts.items():
-        setattr(attempt, key, value)
+    for field in dataclasses.fields(facts):
+        value = getattr(facts, field.name)
+        if value is not None:
+            setattr(attempt, field.name, dict(value) if field.name == "detail" else value)
     attempt.outcome = outcome.value
     attempt.state = AttemptState.ENDED.value
     if attempt.ended_at is None:
@@ -613,7 +613,7 @@ counts = explain
 
 __all__ = [
     "DEFAULT_LEASE",
-    "FINISH_FACTS",
+    "AttemptFacts",
     "check_contact",
     "counts",
     "explain",

@@ -58,20 +58,13 @@ from dialer.telephony.tracker import (
     CallPlan,
     CallTracker,
     Finished,
+    IvrSay,
     Transition,
     Update,
+    decide,
 )
 
 log = logging.getLogger(__name__)
-
-#: IvrSession.status -> the outcome it proves for a call that ended in (or after) the flow.
-IVR_STATUS_OUTCOME: dict[str, Outcome] = {
-    "completed": Outcome.COMPLETED,
-    "hangup": Outcome.CUSTOMER_HANGUP,
-    "error": Outcome.FAILED,
-}
-#: Outcomes the store's IvrSession may correct (the tracker only sees IVR_RESULT).
-_IVR_REFINABLE = frozenset({Outcome.COMPLETED, Outcome.CUSTOMER_HANGUP, Outcome.FAILED})
 
 
 S_DIALING, S_RINGING = AttemptState.DIALING, AttemptState.RINGING
@@ -600,49 +593,50 @@ class DialerCore:
                     row.state = state.value
         return done
 
+    @staticmethod
+    def _ivr_say(s: Any, f: Finished) -> IvrSay | None:
+        """The IVR session's own record of the call, when the IVR ran one (not a test)."""
+        session = s.scalars(
+            select(IvrSession)
+            .where(IvrSession.attempt_id == f.attempt_id, IvrSession.is_test.is_(False))
+            .order_by(IvrSession.id.desc())
+        ).first()
+        return None if session is None else IvrSay(session.status, session.result)
+
     def _finish_row(self, s: Any, f: Finished) -> FinishedAttempt | None:
         attempt = s.get(Attempt, f.attempt_id)
         if attempt is None:
             log.error("finished attempt %s has no row", f.attempt_id)
             return None
-        outcome = f.outcome
-        result = f.result
-        if outcome in _IVR_REFINABLE and f.queued_at is None:
-            session = s.scalars(
-                select(IvrSession)
-                .where(IvrSession.attempt_id == f.attempt_id, IvrSession.is_test.is_(False))
-                .order_by(IvrSession.id.desc())
-            ).first()
-            if session is not None:
-                outcome = IVR_STATUS_OUTCOME.get(session.status, outcome)
-                result = session.result or result
+        outcome, result = f.outcome, f.result
+        if f.facts is not None:
+            verdict = decide(f.facts, self._ivr_say(s, f))
+            outcome, result = verdict.outcome, verdict.result
         detail = dict(attempt.detail or {})
         detail.update({"end_reason": f.end_reason, **f.detail})
         if f.resynced:
             detail["resynced"] = True
         if f.ringing_at is not None:  # no column for it; pacing's ring-time estimate reads it
             detail["ringing_at"] = f.ringing_at
+        facts = hopper.AttemptFacts(
+            result=result,
+            live_answer=f.live_answer,
+            answered_at=_ts(f.answered_at),
+            greeting_end_at=_ts(f.greeting_end_at),
+            queued_at=_ts(f.queued_at),
+            bridged_at=_ts(f.bridged_at),
+            message_played_at=_ts(f.message_played_at),
+            ended_at=_ts(f.ended_at),
+            originate_reason=f.originate_reason,
+            hangup_cause=f.hangup_cause,
+            amd_status=f.amd_status,
+            queue=f.queue or attempt.queue,
+            agent=f.agent,
+            detail=detail,
+        )
         try:
-            decision = hopper.finish_attempt(
-                s,
-                attempt,
-                outcome,
-                dt.datetime.fromtimestamp(f.ended_at, dt.UTC),
-                result=result,
-                live_answer=f.live_answer,
-                answered_at=_ts(f.answered_at),
-                greeting_end_at=_ts(f.greeting_end_at),
-                queued_at=_ts(f.queued_at),
-                bridged_at=_ts(f.bridged_at),
-                message_played_at=_ts(f.message_played_at),
-                ended_at=_ts(f.ended_at),
-                originate_reason=f.originate_reason,
-                hangup_cause=f.hangup_cause,
-                amd_status=f.amd_status,
-                queue=f.queue or attempt.queue,
-                agent=f.agent,
-                detail=detail,
-            )
+            ended = dt.datetime.fromtimestamp(f.ended_at, dt.UTC)
+            decision = hopper.finish_attempt(s, attempt, outcome, ended, facts)
         except IllegalTransition:
             log.error("attempt %s already had an outcome; %s ignored", f.attempt_id, outcome)
             return None

@@ -17,20 +17,23 @@ Rules of this file:
 - Pure: no I/O, no clock. Every ``feed`` takes ``now`` (epoch seconds); outputs are values.
 - The lifecycle is the table ``TRANSITIONS``; a signal with no entry raises
   ``IllegalTransition``. Signals that change nothing but are legal are explicit self-loops.
+- An event's facts are written on the call only after its signal passed the table: a refused
+  event leaves no trace (a QueueCallerJoin refused while dialling cannot make an abandon).
 - Asterisk's numbers are looked up in tables (``REASON_OUTCOME``, ``CAUSE_OUTCOME``, ...);
-  ``decide_outcome`` is the single place an outcome is chosen. Exactly one ``Finished`` is
-  emitted per attempt; after it the attempt's ids are forgotten, so late events are ignored.
+  ``decide`` is the single place an outcome is chosen, from ``OutcomeFacts`` and, when the
+  dialer core has it, the IVR session's say. Exactly one ``Finished`` is emitted per attempt;
+  after it the attempt's ids are forgotten, so late events are ignored.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from dialer.errors import IllegalTransition
 from dialer.outcomes import AttemptState, Outcome
-from dialer.telephony.ami.messages import Event
+from dialer.telephony.ami.messages import Event, Headers
 
 S = AttemptState
 
@@ -244,6 +247,25 @@ class Call:
             return 0
         return best
 
+    def outcome_facts(self) -> OutcomeFacts:
+        return OutcomeFacts(
+            originate_error=self.originate_error is not None,
+            answered=self.answered_at is not None,
+            originate_reason=self.originate_reason,
+            hangup_cause=self.hangup_cause,
+            amd_status=self.amd_status,
+            bridged=self.bridged_at is not None,
+            queued_at=self.queued_at,
+            via_ivr=self.via_ivr,
+            in_ivr=self.state is S.IN_IVR,
+            ivr_result=self.ivr_result,
+            queue_status=self.vars.get("QUEUESTATUS"),
+            agi_status=self.vars.get("AGISTATUS"),
+            planned_flow_or_queue=bool(self.plan.flow or self.plan.queue),
+            customer_hung_up_first=self.first_down is not None
+            and self.is_customer_leg(self.first_down),
+        )
+
     @property
     def live_answer(self) -> bool:
         """Answered and not a machine (AMD off, HUMAN or NOTSURE): DESIGN section 9."""
@@ -283,56 +305,135 @@ class Finished:
     live_answer: bool
     resynced: bool
     detail: dict[str, str]
+    #: what the outcome was decided from; None when it was set from outside (watchdog, ...)
+    facts: OutcomeFacts | None = None
 
 
 Update = Transition | Finished
+#: The facts an event carries, written on the call only once its signal is known to be legal.
+Facts = Callable[[], None]
+Step = tuple[Signal, Facts]
+
+
+def _nothing() -> None:
+    return None
+
+
+def _both(first: Facts, second: Facts) -> Facts:
+    def facts() -> None:
+        first()
+        second()
+
+    return facts
+
+
+#: What the IVR's own session record says it ended as (``ivr_session.status``).
+IVR_STATUS_OUTCOME: dict[str, Outcome] = {
+    "completed": Outcome.COMPLETED,
+    "hangup": Outcome.CUSTOMER_HANGUP,
+    "error": Outcome.FAILED,
+}
+#: Outcomes the IVR session may correct (AMI only shows ``IVR_RESULT`` and ``AGISTATUS``).
+IVR_REFINABLE = frozenset({Outcome.COMPLETED, Outcome.CUSTOMER_HANGUP, Outcome.FAILED})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutcomeFacts:
+    """Everything the outcome of a call depends on, as AMI showed it."""
+
+    originate_error: bool
+    answered: bool
+    originate_reason: int | None
+    hangup_cause: int | None
+    amd_status: str | None
+    bridged: bool
+    queued_at: float | None
+    via_ivr: bool
+    in_ivr: bool
+    ivr_result: str | None
+    queue_status: str | None
+    agi_status: str | None
+    planned_flow_or_queue: bool
+    customer_hung_up_first: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IvrSay:
+    """The IVR session's own record of the call (read from the store by the dialer core)."""
+
+    status: str
+    result: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: Outcome
+    result: str | None
+
+
+def decide(facts: OutcomeFacts, ivr: IvrSay | None = None) -> Verdict:
+    """The single place where a call's facts, and the IVR session's say when there is one,
+    become one outcome (DESIGN section 9) and its business result."""
+    outcome = _outcome_of(facts)
+    result = facts.ivr_result
+    if ivr is not None and outcome in IVR_REFINABLE and facts.queued_at is None:
+        outcome = IVR_STATUS_OUTCOME.get(ivr.status, outcome)
+        result = ivr.result or result
+    return Verdict(outcome, result)
 
 
 def decide_outcome(call: Call) -> Outcome:
-    """The single place where a call's facts become one outcome (DESIGN section 9)."""
-    if call.originate_error is not None:
+    """The outcome of a followed call from what AMI showed (no IVR session record)."""
+    return decide(call.outcome_facts()).outcome
+
+
+def _outcome_of(f: OutcomeFacts) -> Outcome:
+    if f.originate_error:
         return Outcome.FAILED
-    if call.answered_at is None:
-        if call.originate_reason is not None:
-            try:
-                by_reason = REASON_OUTCOME.get(OriginateReason(call.originate_reason))
-            except ValueError:
-                by_reason = None
-            if by_reason is not None:
-                return by_reason
-        cause = call.hangup_cause
-        if cause is not None:
-            try:
-                by_cause = CAUSE_OUTCOME.get(Cause(cause))
-            except ValueError:
-                by_cause = None
-            if by_cause is not None:
-                return by_cause
-        return Outcome.FAILED
-    if call.amd_status == AMDStatus.MACHINE:
+    if not f.answered:
+        return _unanswered(f)
+    if f.amd_status == AMDStatus.MACHINE:
         return Outcome.MACHINE
-    if call.bridged_at is not None:
+    if f.bridged:
         return Outcome.AGENT_HANDLED
-    if call.queued_at is not None:
-        if not call.via_ivr:
+    if f.queued_at is not None:
+        if not f.via_ivr:
             # sent to agents by the dialer and never bridged: a timeout at the hold limit or
             # a caller who gave up while waiting are both abandons
             return Outcome.ABANDONED
-        if call.vars.get("QUEUESTATUS") == "TIMEOUT":
+        if f.queue_status == "TIMEOUT":
             return Outcome.COMPLETED  # the flow ended in a transfer nobody took
         return Outcome.CUSTOMER_HANGUP
-    if call.via_ivr or call.state is S.IN_IVR:
-        if call.ivr_result is not None:
+    if f.via_ivr or f.in_ivr:
+        if f.ivr_result is not None:
             return Outcome.COMPLETED
-        if call.vars.get("AGISTATUS") == "FAILURE":
+        if f.agi_status == "FAILURE":
             return Outcome.FAILED
         return Outcome.CUSTOMER_HANGUP
-    if call.plan.flow or call.plan.queue:
+    if f.planned_flow_or_queue:
         # answered, then gone before the flow or the queue began
         return Outcome.CUSTOMER_HANGUP
-    if call.first_down is not None and call.is_customer_leg(call.first_down):
+    if f.customer_hung_up_first:
         return Outcome.CUSTOMER_HANGUP
     return Outcome.COMPLETED
+
+
+def _unanswered(f: OutcomeFacts) -> Outcome:
+    if f.originate_reason is not None:
+        try:
+            by_reason = REASON_OUTCOME.get(OriginateReason(f.originate_reason))
+        except ValueError:
+            by_reason = None
+        if by_reason is not None:
+            return by_reason
+    if f.hangup_cause is not None:
+        try:
+            by_cause = CAUSE_OUTCOME.get(Cause(f.hangup_cause))
+        except ValueError:
+            by_cause = None
+        if by_cause is not None:
+            return by_cause
+    return Outcome.FAILED
 
 
 class CallTracker:
@@ -405,8 +506,10 @@ class CallTracker:
         call = self.calls[attempt_id]
         call.last_event_at = now
         out: list[Update] = []
-        for signal in self._signals(call, event, now):
-            self._step(call, signal, now, out)
+        for signal, facts in self._steps(call, event, now):
+            after = self._legal(call, signal)  # refuses before any fact is written
+            facts()
+            self._move(call, signal, after, now, out)
         self._maybe_end(call, now, out)
         return out
 
@@ -451,44 +554,60 @@ class CallTracker:
         return out
 
     # -- event -> signals ------------------------------------------------------------------
+    #
+    # An event becomes steps: a signal and the facts it carries (a function that writes them
+    # on the call). Each step's signal is checked against ``TRANSITIONS`` first; the facts are
+    # applied only when the transition is legal, so a refused event leaves no trace.
 
-    def _signals(self, call: Call, event: Event, now: float) -> Iterable[Signal]:
-        h = event.headers
-        name = event.name
-        uid = h.get("Uniqueid")
-        if name == "Newchannel":
+    def _steps(self, call: Call, event: Event, now: float) -> list[Step]:
+        read = _READERS.get(event.name)
+        return read(self, call, event.headers, now) if read is not None else []
+
+    def _legs(self, call: Call, uid: str | None) -> Facts:
+        def facts() -> None:
             if uid:
                 call.legs.setdefault(uid, True)
-            yield Signal.NEW_LEG
-            if h.get("ChannelState") == STATE_UP:
-                yield self._answer(call, now)
-        elif name == "Newstate":
-            if uid:
-                call.legs.setdefault(uid, True)
-            st = h.get("ChannelState")
-            if st == STATE_UP:
-                yield self._answer(call, now)
-            elif st == STATE_RINGING:
-                yield self._ringing(call, now)
-            else:
-                yield Signal.VAR
-        elif name == "DialBegin":
-            if uid is None:  # the Originate's own dial (only Dest* fields)
-                yield self._ringing(call, now)
-        elif name == "OriginateResponse":
-            reason = _int(h.get("Reason"))
+
+        return facts
+
+    def _new_channel(self, call: Call, h: Headers, now: float) -> list[Step]:
+        steps = [(Signal.NEW_LEG, self._legs(call, h.get("Uniqueid")))]
+        if h.get("ChannelState") == STATE_UP:
+            steps.append((Signal.ANSWER, self._answer(call, now)))
+        return steps
+
+    def _new_state(self, call: Call, h: Headers, now: float) -> list[Step]:
+        legs = self._legs(call, h.get("Uniqueid"))
+        st = h.get("ChannelState")
+        if st == STATE_UP:
+            return [(Signal.ANSWER, _both(legs, self._answer(call, now)))]
+        if st == STATE_RINGING:
+            return [(Signal.RINGING, _both(legs, self._ringing(call, now)))]
+        return [(Signal.VAR, legs)]
+
+    def _dial_begin(self, call: Call, h: Headers, now: float) -> list[Step]:
+        if h.get("Uniqueid") is None:  # the Originate's own dial (only Dest* fields)
+            return [(Signal.RINGING, self._ringing(call, now))]
+        return []
+
+    def _originate_response(self, call: Call, h: Headers, now: float) -> list[Step]:
+        reason = _int(h.get("Reason"))
+        ok = (h.get("Response") or "").lower() == "success" or reason == OriginateReason.ANSWERED
+
+        def facts() -> None:
             call.originate_reason = reason
-            if (h.get("Response") or "").lower() == "success" or reason == OriginateReason.ANSWERED:
-                call.originate_ok = True
-                if call.answered_at is None:
-                    call.answered_at = now
-                    if call.plan.amd == "off":
-                        call.greeting_end_at = now
-                yield Signal.ORIGINATE_OK
-            else:
-                call.originate_ok = False
-                yield Signal.ORIGINATE_FAILED
-        elif name == "Hangup":
+            call.originate_ok = ok
+            if ok and call.answered_at is None:
+                call.answered_at = now
+                if call.plan.amd == "off":
+                    call.greeting_end_at = now
+
+        return [(Signal.ORIGINATE_OK if ok else Signal.ORIGINATE_FAILED, facts)]
+
+    def _hangup(self, call: Call, h: Headers, now: float) -> list[Step]:
+        uid = h.get("Uniqueid")
+
+        def facts() -> None:
             if uid:
                 if call.first_down is None:
                     call.first_down = uid
@@ -496,75 +615,123 @@ class CallTracker:
                 call.causes[uid] = _int(h.get("Cause")) or 0
                 if not any(call.legs.values()):
                     call.all_down_at = now
-            yield Signal.LEG_DOWN
-        elif name == "VarSet":
-            yield from self._varset(call, h.get("Variable") or "", h.get("Value") or "", now)
-        elif name == "Newexten":
-            if (h.get("Application") or "") == "AGI":
-                call.via_ivr = True
-                yield Signal.AGI_START
-        elif name == "QueueCallerJoin":
+
+        return [(Signal.LEG_DOWN, facts)]
+
+    def _new_exten(self, call: Call, h: Headers, now: float) -> list[Step]:
+        if (h.get("Application") or "") != "AGI":
+            return []
+
+        def facts() -> None:
+            call.via_ivr = True
+
+        return [(Signal.AGI_START, facts)]
+
+    def _queue_join(self, call: Call, h: Headers, now: float) -> list[Step]:
+        def facts() -> None:
             call.queued_at = call.queued_at or now
             call.queue = h.get("Queue")
             if call.state is S.IN_IVR:
                 call.via_ivr = True
-            yield Signal.QUEUE_JOIN
-        elif name == "QueueCallerAbandon":
+
+        return [(Signal.QUEUE_JOIN, facts)]
+
+    def _queue_abandon(self, call: Call, h: Headers, now: float) -> list[Step]:
+        def facts() -> None:
             call.queue_abandoned = True
-            yield Signal.QUEUE_ABANDON
-        elif name == "QueueCallerLeave":
-            yield Signal.QUEUE_LEAVE
-        elif name == "AgentConnect":
+
+        return [(Signal.QUEUE_ABANDON, facts)]
+
+    def _queue_leave(self, call: Call, h: Headers, now: float) -> list[Step]:
+        return [(Signal.QUEUE_LEAVE, _nothing)]
+
+    def _agent_connect(self, call: Call, h: Headers, now: float) -> list[Step]:
+        def facts() -> None:
             call.bridged_at = now
             call.agent = h.get("MemberName") or h.get("Interface")
             call.queue = h.get("Queue") or call.queue
-            yield Signal.AGENT_CONNECT
-        elif name == "AgentComplete":
+
+        return [(Signal.AGENT_CONNECT, facts)]
+
+    def _agent_complete(self, call: Call, h: Headers, now: float) -> list[Step]:
+        def facts() -> None:
             call.vars["AGENT_TALKTIME"] = h.get("TalkTime") or ""
             call.vars["AGENT_COMPLETE_REASON"] = h.get("Reason") or ""
-            yield Signal.AGENT_COMPLETE
 
-    def _answer(self, call: Call, now: float) -> Signal:
-        if call.answered_at is None:
-            call.answered_at = now
-            if call.plan.amd == "off":
-                call.greeting_end_at = now
-        return Signal.ANSWER
+        return [(Signal.AGENT_COMPLETE, facts)]
 
-    def _ringing(self, call: Call, now: float) -> Signal:
-        if call.ringing_at is None:
-            call.ringing_at = now
-        return Signal.RINGING
+    def _answer(self, call: Call, now: float) -> Facts:
+        def facts() -> None:
+            if call.answered_at is None:
+                call.answered_at = now
+                if call.plan.amd == "off":
+                    call.greeting_end_at = now
 
-    def _varset(self, call: Call, var: str, value: str, now: float) -> Iterable[Signal]:
+        return facts
+
+    def _ringing(self, call: Call, now: float) -> Facts:
+        def facts() -> None:
+            if call.ringing_at is None:
+                call.ringing_at = now
+
+        return facts
+
+    def _varset(self, call: Call, h: Headers, now: float) -> list[Step]:
+        var, value = h.get("Variable") or "", h.get("Value") or ""
         if var == "AMDSTATUS":
-            call.amd_status = value
-            call.greeting_end_at = now
-            yield Signal.AMD
-        elif var == "AMDCAUSE":
-            call.amd_cause = value
-            yield Signal.VAR
-        elif var == "IVR_RESULT":
-            call.ivr_result = value
-            call.via_ivr = True
-            yield Signal.IVR_RESULT
-        elif var == "DIALER_MSG" and value == "played":
-            call.message_played_at = now
-            yield Signal.MESSAGE_PLAYED
-        elif var in KEPT_VARS:
-            call.vars[var] = value
-            yield Signal.VAR
+
+            def amd() -> None:
+                call.amd_status = value
+                call.greeting_end_at = now
+
+            return [(Signal.AMD, amd)]
+        if var == "AMDCAUSE":
+
+            def amd_cause() -> None:
+                call.amd_cause = value
+
+            return [(Signal.VAR, amd_cause)]
+        if var == "IVR_RESULT":
+
+            def ivr_result() -> None:
+                call.ivr_result = value
+                call.via_ivr = True
+
+            return [(Signal.IVR_RESULT, ivr_result)]
+        if var == "DIALER_MSG" and value == "played":
+
+            def played() -> None:
+                call.message_played_at = now
+
+            return [(Signal.MESSAGE_PLAYED, played)]
+        if var in KEPT_VARS:
+
+            def kept() -> None:
+                call.vars[var] = value
+
+            return [(Signal.VAR, kept)]
+        return []
 
     # -- the machine ---------------------------------------------------------------------
 
-    def _step(self, call: Call, signal: Signal, now: float, out: list[Update]) -> None:
-        before = call.state
-        after = TRANSITIONS.get((before, signal))
+    @staticmethod
+    def _legal(call: Call, signal: Signal) -> AttemptState:
+        after = TRANSITIONS.get((call.state, signal))
         if after is None:
-            raise IllegalTransition("call", before, signal)
+            raise IllegalTransition("call", call.state, signal)
+        return after
+
+    @staticmethod
+    def _move(
+        call: Call, signal: Signal, after: AttemptState, now: float, out: list[Update]
+    ) -> None:
+        before = call.state
         if after is not before:
             call.state = after
             out.append(Transition(call.attempt_id, before, after, signal, now))
+
+    def _step(self, call: Call, signal: Signal, now: float, out: list[Update]) -> None:
+        self._move(call, signal, self._legal(call, signal), now, out)
 
     def _maybe_end(self, call: Call, now: float, out: list[Update]) -> None:
         if call.state is S.ENDED:
@@ -591,7 +758,11 @@ class CallTracker:
         self._step(call, Signal.END, now, out)
         call.ended_at = now
         call.end_reason = reason
-        call.outcome = outcome if outcome is not None else decide_outcome(call)
+        facts: OutcomeFacts | None = None
+        if outcome is None:
+            facts = call.outcome_facts()
+            outcome = decide(facts).outcome
+        call.outcome = decided = outcome
         self._forget(call)
         detail = {k: v for k, v in call.vars.items() if v}
         if call.amd_cause:
@@ -603,7 +774,7 @@ class CallTracker:
         out.append(
             Finished(
                 attempt_id=call.attempt_id,
-                outcome=call.outcome,
+                outcome=decided,
                 end_reason=reason,
                 originated_at=call.originated_at,
                 ringing_at=call.ringing_at,
@@ -622,6 +793,7 @@ class CallTracker:
                 live_answer=call.live_answer,
                 resynced=call.resynced,
                 detail=detail,
+                facts=facts,
             )
         )
 
@@ -699,7 +871,7 @@ class CallTracker:
         )
         wanted: list[Signal] = []
         if up and call.state in (S.DIALING, S.RINGING):
-            self._answer(call, now)
+            self._answer(call, now)()
             wanted.append(Signal.ANSWER)
         if "AGI" in apps and call.state in (S.DIALING, S.RINGING, S.ANSWERED):
             call.via_ivr = True
@@ -730,6 +902,22 @@ class CallTracker:
             if values.get(name) and name not in call.vars:
                 call.vars[name] = values[name]
 
+
+#: What each AMI event we follow means: its reader turns it into steps (signal, facts).
+_READERS: dict[str, Callable[[CallTracker, Call, Headers, float], list[Step]]] = {
+    "Newchannel": CallTracker._new_channel,
+    "Newstate": CallTracker._new_state,
+    "DialBegin": CallTracker._dial_begin,
+    "OriginateResponse": CallTracker._originate_response,
+    "Hangup": CallTracker._hangup,
+    "VarSet": CallTracker._varset,
+    "Newexten": CallTracker._new_exten,
+    "QueueCallerJoin": CallTracker._queue_join,
+    "QueueCallerAbandon": CallTracker._queue_abandon,
+    "QueueCallerLeave": CallTracker._queue_leave,
+    "AgentConnect": CallTracker._agent_connect,
+    "AgentComplete": CallTracker._agent_complete,
+}
 
 #: Channel variables a resync asks ``Status`` for (``Variables:``).
 RESYNC_VARIABLES = (

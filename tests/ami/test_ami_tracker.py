@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from ami_replay import Register, fixture, parse, replay, run_steps, steps
 from hypothesis import given, settings
@@ -16,8 +18,11 @@ from dialer.telephony.tracker import (
     CallPlan,
     CallTracker,
     Finished,
+    IvrSay,
+    OutcomeFacts,
     Signal,
     Transition,
+    decide,
 )
 
 IVR = CallPlan(flow="card_activation")
@@ -128,6 +133,72 @@ def test_illegal_transition_raises() -> None:
         t2.feed(_ev("QueueCallerJoin", Uniqueid="b" * 36, Queue="q"), 1.0)
     with pytest.raises(IllegalTransition):
         t2.register(1, "c" * 36, now=0.0)
+
+
+def test_a_refused_event_leaves_no_fact_behind() -> None:
+    """The table is checked before an event's facts are written: a QueueCallerJoin while still
+    dialling is refused and leaves no queue entry, so the answered call that then hangs up is a
+    customer hang-up, not an abandon counted against the cap."""
+    t = CallTracker()
+    cid = "d" * 36
+    t.register(1, cid, plan=QUEUE, now=0.0)
+    t.feed(_ev("Newchannel", Uniqueid=cid, ChannelState="0"), 0.1)
+    with pytest.raises(IllegalTransition):
+        t.feed(_ev("QueueCallerJoin", Uniqueid=cid, Queue="agents"), 0.2)
+    call = t.calls[1]
+    assert call.queued_at is None and call.queue is None
+    t.feed(_ev("Newstate", Uniqueid=cid, ChannelState="6"), 1.0)
+    t.feed(_ev("OriginateResponse", ActionID="x", Response="Success", Reason="4"), 1.0)
+    updates = t.feed(_ev("Hangup", Uniqueid=cid, Cause="16"), 3.0)
+    (done,) = [u for u in updates if isinstance(u, Finished)]
+    assert done.outcome is Outcome.CUSTOMER_HANGUP
+    assert done.queued_at is None
+
+
+IVR_CALL = OutcomeFacts(
+    originate_error=False,
+    answered=True,
+    originate_reason=4,
+    hangup_cause=16,
+    amd_status=None,
+    bridged=False,
+    queued_at=None,
+    via_ivr=True,
+    in_ivr=False,
+    ivr_result=None,
+    queue_status=None,
+    agi_status=None,
+    planned_flow_or_queue=True,
+    customer_hung_up_first=True,
+)
+
+
+@pytest.mark.parametrize(
+    ("facts", "say", "expected"),
+    [
+        (IVR_CALL, None, (Outcome.CUSTOMER_HANGUP, None)),
+        (IVR_CALL, IvrSay("completed", "activated"), (Outcome.COMPLETED, "activated")),
+        (IVR_CALL, IvrSay("error"), (Outcome.FAILED, None)),
+        (IVR_CALL, IvrSay("running"), (Outcome.CUSTOMER_HANGUP, None)),  # no say on its end
+        # a queued call's outcome is the queue's, whatever the flow recorded before it
+        (
+            dataclasses.replace(IVR_CALL, queued_at=5.0),
+            IvrSay("completed", "x"),
+            (Outcome.CUSTOMER_HANGUP, None),
+        ),
+        # a machine stays a machine
+        (
+            dataclasses.replace(IVR_CALL, amd_status="MACHINE"),
+            IvrSay("completed"),
+            (Outcome.MACHINE, None),
+        ),
+    ],
+)
+def test_one_decision_includes_the_ivr_sessions_say(
+    facts: OutcomeFacts, say: IvrSay | None, expected: tuple[Outcome, str | None]
+) -> None:
+    verdict = decide(facts, say)
+    assert (verdict.outcome, verdict.result) == expected
 
 
 def test_other_channel_id_and_agent_legs() -> None:
