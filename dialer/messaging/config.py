@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dialer import CONFIG_DIR
 from dialer.errors import ConfigError
+from dialer.messaging.email import MailSettings
 from dialer.messaging.kannel import KannelSettings
 from dialer.messaging.keywords import KeywordRules
 from dialer.settings import ListenSettings, Settings, _refuse_secrets, format_validation_error
@@ -23,9 +24,9 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class SmsSettings(Frozen):
-    kannel: KannelSettings = KannelSettings()
-    listen: ListenSettings = ListenSettings(port=8091)  # DLR and MO callbacks from Kannel
+class DispatchSettings(Frozen):
+    """What every channel's dispatcher keeps: retry delays, doubts, batch size."""
+
     retry_s: tuple[float, ...] = (2.0, 5.0, 15.0, 60.0, 300.0)  # gateway unavailable
     doubt_grace_s: float = Field(5.0, ge=0)  # a later message acked this long ago clears a doubt
     doubt_timeout_s: float = Field(3600.0, gt=0)  # in doubt this long without a report: unknown
@@ -33,8 +34,18 @@ class SmsSettings(Frozen):
     idle_poll_s: float = Field(0.5, gt=0)
 
 
+class SmsSettings(DispatchSettings):
+    kannel: KannelSettings = KannelSettings()
+    listen: ListenSettings = ListenSettings(port=8091)  # DLR and MO callbacks from Kannel
+
+
+class EmailSettings(DispatchSettings):
+    mail: MailSettings = MailSettings()
+
+
 class MessagingSettings(Frozen):
     sms: SmsSettings = SmsSettings()
+    email: EmailSettings = EmailSettings()
     keywords: KeywordRules = KeywordRules()
     source: str | None = None
 
@@ -55,4 +66,11 @@ def load_messaging_settings(settings: Settings, path: Path | None = None) -> Mes
         raise ConfigError(format_validation_error(path, exc)) from exc
 
 
-__all__ = ["MessagingSettings", "SmsSettings", "load_messaging_settings", "messaging_settings_path"]
+__all__ = [
+    "DispatchSettings",
+    "EmailSettings",
+    "MessagingSettings",
+    "SmsSettings",
+    "load_messaging_settings",
+    "messaging_settings_path",
+]

@@ -1,6 +1,7 @@
-"""The SMS dispatcher: due messages out through the gateway, at the gateway's pace.
+"""Dispatchers: due messages out through their channel's gateway, at the gateway's pace.
 
-One message at a time: claimed (``queued`` -> ``submitting``, committed) right before it is
+``Dispatcher`` holds the rules every channel keeps; ``SmsDispatcher`` hands over to an
+``SmsGateway`` (Kannel), ``EmailDispatcher`` to the SMTP relay. One message at a time: claimed (``queued`` -> ``submitting``, committed) right before it is
 handed over, so a crash strands at most the one message in flight, and that one is marked
 *in doubt* on restart rather than sent twice. When the gateway is unavailable the message
 goes back to ``queued`` with a delay and the rest of the batch waits for the next round.
@@ -13,18 +14,24 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from dialer.errors import RemoteProtocolError
-from dialer.messaging import outbox
-from dialer.messaging.config import SmsSettings
-from dialer.messaging.errors import GatewayInDoubt, GatewayUnavailable, MessageRejected
+from dialer.messaging import email, outbox
+from dialer.messaging.config import DispatchSettings, EmailSettings, SmsSettings
+from dialer.messaging.errors import (
+    GatewayInDoubt,
+    GatewayUnavailable,
+    MessageRejected,
+    RecipientRefused,
+)
 from dialer.messaging.kannel import OutboundSms, SmsGateway
 from dialer.messaging.lifecycle import MsgEvent, MsgState
 from dialer.messaging.sms import Encoding
-from dialer.messaging.templates import Channel
+from dialer.messaging.smtp import MailSender
+from dialer.messaging.templates import Channel, MessagePurpose, Rendered
 from dialer.messaging.throttle import Throttle
 from dialer.privacy import mask_phone
 from dialer.store import Store
@@ -48,6 +55,13 @@ class WallClock:
         await asyncio.sleep(seconds)
 
 
+@dataclass(frozen=True)
+class HandOver:
+    event: MsgEvent
+    reason: str | None = None
+    bad_address: bool = False  # refused because of the address: flag it
+
+
 @dataclass
 class DispatchStats:
     accepted: int = 0
@@ -58,38 +72,50 @@ class DispatchStats:
     by_state: dict[str, int] = field(default_factory=dict)
 
 
-class SmsDispatcher:
+class Dispatcher:
+    """The channel-independent loop: due -> claim -> pace -> hand over -> record."""
+
+    channel: Channel
+    clears_doubts = False  # only where the network acknowledges messages in order
+
     def __init__(
         self,
         store: Store,
-        gateway: SmsGateway,
-        cfg: SmsSettings,
+        cfg: DispatchSettings,
         *,
+        rate: float,
         clock: Clock | None = None,
         on_submitted: Callable[[int, MsgState], None] | None = None,
     ) -> None:
         self.store = store
-        self.gateway = gateway
         self.cfg = cfg
         self.clock: Clock = clock or WallClock()
-        self.throttle = Throttle(gateway.rate, burst=1.0)
+        self.throttle = Throttle(rate, burst=1.0)
         self.stats = DispatchStats()
         self._on_submitted = on_submitted
+
+    async def _hand_over(self, c: outbox.Claimed) -> HandOver:
+        raise NotImplementedError
+
+    def _bad_address(self, c: outbox.Claimed, reason: str | None) -> None:
+        """The gateway refused the address for good (e-mail flags it)."""
 
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
 
     def recover(self) -> int:
         with self.store.session() as s:
-            n = outbox.recover(s, Channel.SMS, self._now())
+            n = outbox.recover(s, self.channel, self._now())
         if n:
-            log.warning("%d SMS were being handed over at the last stop: now in doubt", n)
+            log.warning(
+                "%d %s were being handed over at the last stop: now in doubt", n, self.channel.value
+            )
         return n
 
     def _due_ids(self) -> list[int]:
         """Due messages: DNC-blocked ones are suppressed here, the rest returned in order."""
         with self.store.session() as s:
-            return outbox.due_messages(s, Channel.SMS, self._now(), self.cfg.batch)
+            return outbox.due_messages(s, self.channel, self._now(), self.cfg.batch)
 
     def _claim(self, message_id: int) -> outbox.Claimed | None:
         with self.store.session() as s:
@@ -105,19 +131,8 @@ class SmsDispatcher:
             await self.clock.sleep(wait)
         self.throttle.take(self.clock.time(), parts)
 
-    async def _hand_over(self, c: outbox.Claimed) -> tuple[MsgEvent, str | None]:
-        msg = OutboundSms(c.uid, c.address, c.body, Encoding(c.encoding or "ucs2"), c.parts)
-        try:
-            await self.gateway.submit(msg)
-        except GatewayUnavailable as exc:
-            return MsgEvent.UNAVAILABLE, str(exc)
-        except (GatewayInDoubt, RemoteProtocolError) as exc:
-            return MsgEvent.NO_ANSWER, str(exc)
-        except MessageRejected as exc:
-            return MsgEvent.REJECTED, str(exc)
-        return MsgEvent.ACCEPTED, None
-
-    def _record(self, c: outbox.Claimed, event: MsgEvent, reason: str | None) -> MsgState:
+    def _record(self, c: outbox.Claimed, answer: HandOver) -> MsgState:
+        event, reason = answer.event, answer.reason
         with self.store.session() as s:
             row = s.get(Message, c.id)
             tries = row.tries if row is not None else 0
@@ -132,8 +147,13 @@ class SmsDispatcher:
             MsgEvent.REJECTED: "rejected",
         }[event]
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        if answer.bad_address:
+            self._bad_address(c, reason)
         if event is not MsgEvent.ACCEPTED:
-            log.warning("SMS %s to %s: %s (%s)", c.uid, mask_phone(c.address), event.value, reason)
+            shown = mask_phone(c.address) if self.channel is Channel.SMS else c.address
+            log.warning(
+                "%s %s to %s: %s (%s)", self.channel.value, c.uid, shown, event.value, reason
+            )
         if self._on_submitted is not None:
             self._on_submitted(c.id, state)
         return state
@@ -146,10 +166,10 @@ class SmsDispatcher:
             if c is None:  # suppressed or taken meanwhile
                 continue
             await self._pace(c.parts)
-            event, reason = await self._hand_over(c)
-            self._record(c, event, reason)
+            answer = await self._hand_over(c)
+            self._record(c, answer)
             done += 1
-            if event is MsgEvent.UNAVAILABLE:
+            if answer.event is MsgEvent.UNAVAILABLE:
                 return done, True  # the gateway is down: the rest waits for the next round
         return done, False
 
@@ -157,8 +177,12 @@ class SmsDispatcher:
         """(cleared for another try, given up as unknown)."""
         now = self._now()
         with self.store.session() as s:
-            cleared = outbox.clear_doubts(
-                s, Channel.SMS, now, dt.timedelta(seconds=self.cfg.doubt_grace_s)
+            cleared = (
+                outbox.clear_doubts(
+                    s, self.channel, now, dt.timedelta(seconds=self.cfg.doubt_grace_s)
+                )
+                if self.clears_doubts
+                else 0
             )
             unknown = outbox.expire_doubts(s, now, dt.timedelta(seconds=self.cfg.doubt_timeout_s))
         return cleared, unknown
@@ -175,4 +199,78 @@ class SmsDispatcher:
                     pass
 
 
-__all__ = ["Clock", "DispatchStats", "SmsDispatcher", "WallClock"]
+class SmsDispatcher(Dispatcher):
+    channel = Channel.SMS
+    clears_doubts = True  # Kannel keeps a route's messages in order and acks each
+
+    def __init__(
+        self,
+        store: Store,
+        gateway: SmsGateway,
+        cfg: SmsSettings,
+        *,
+        clock: Clock | None = None,
+        on_submitted: Callable[[int, MsgState], None] | None = None,
+    ) -> None:
+        super().__init__(store, cfg, rate=gateway.rate, clock=clock, on_submitted=on_submitted)
+        self.gateway = gateway
+
+    async def _hand_over(self, c: outbox.Claimed) -> HandOver:
+        msg = OutboundSms(c.uid, c.address, c.body, Encoding(c.encoding or "ucs2"), c.parts)
+        return await _outcome(self.gateway.submit(msg))
+
+
+class EmailDispatcher(Dispatcher):
+    channel = Channel.EMAIL
+
+    def __init__(
+        self,
+        store: Store,
+        sender: MailSender,
+        cfg: EmailSettings,
+        *,
+        bank_name: str,
+        clock: Clock | None = None,
+        on_submitted: Callable[[int, MsgState], None] | None = None,
+    ) -> None:
+        super().__init__(store, cfg, rate=sender.rate, clock=clock, on_submitted=on_submitted)
+        self.sender = sender
+        self.bank_name = bank_name
+
+    async def _hand_over(self, c: outbox.Claimed) -> HandOver:
+        marketing = c.purpose == MessagePurpose.MARKETING.value
+        stored = Rendered("(stored)", Channel.EMAIL, marketing, c.body, c.subject or "", c.html)
+        out = email.compose(
+            stored, to=c.address, uid=c.uid, bank_name=self.bank_name, cfg=self.sender.cfg
+        )
+        return await _outcome(self.sender.send(out))
+
+    def _bad_address(self, c: outbox.Claimed, reason: str | None) -> None:
+        with self.store.session() as s:
+            outbox.flag_address(
+                s,
+                Channel.EMAIL,
+                c.address,
+                outbox.Flag.INVALID,
+                reason=reason,
+                source="smtp-rcpt",
+                message_id=c.id,
+            )
+
+
+async def _outcome(handing: Awaitable[object]) -> HandOver:
+    """A gateway's answer to one hand-over, as a lifecycle event."""
+    try:
+        await handing
+    except GatewayUnavailable as exc:
+        return HandOver(MsgEvent.UNAVAILABLE, str(exc))
+    except (GatewayInDoubt, RemoteProtocolError) as exc:
+        return HandOver(MsgEvent.NO_ANSWER, str(exc))
+    except RecipientRefused as exc:
+        return HandOver(MsgEvent.REJECTED, str(exc), bad_address=True)
+    except MessageRejected as exc:
+        return HandOver(MsgEvent.REJECTED, str(exc))
+    return HandOver(MsgEvent.ACCEPTED)
+
+
+__all__ = ["Clock", "DispatchStats", "Dispatcher", "EmailDispatcher", "SmsDispatcher", "WallClock"]

@@ -36,3 +36,7 @@ class GatewayInDoubt(GatewayError):
 
 class MessageRejected(MessagingError):
     """The gateway refused the message for good."""
+
+
+class RecipientRefused(MessageRejected):
+    """The relay refused the recipient's address for good."""

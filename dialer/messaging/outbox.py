@@ -10,6 +10,7 @@ reply is applied through ``lifecycle.step`` and recorded as a ``message_event``.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from dialer.messaging.keywords import RESULT_OF, Classifier, ReplyAction
 from dialer.messaging.lifecycle import FINAL, MsgEvent, MsgState, step
 from dialer.messaging.sms import segment
 from dialer.messaging.templates import Channel, MessagePurpose
-from dialer.store.messages import InboundMessage, Message, MessageEvent
+from dialer.store.messages import AddressFlag, InboundMessage, Message, MessageEvent
 
 _TIMESTAMP_OF: dict[MsgState, str] = {
     MsgState.ACCEPTED: "submitted_at",
@@ -71,6 +72,45 @@ def enqueue_sms(
     return row
 
 
+def enqueue_email(
+    session: Session,
+    *,
+    to: str,
+    subject: str,
+    text: str,
+    html: str | None,
+    purpose: MessagePurpose = MessagePurpose.SERVICE,
+    campaign_id: int | None = None,
+    contact_id: int | None = None,
+    step_no: int | None = None,
+    template: str | None = None,
+    not_before: dt.datetime | None = None,
+) -> Message:
+    row = Message(
+        uid=new_uid(),
+        channel=Channel.EMAIL.value,
+        purpose=purpose.value,
+        state=MsgState.QUEUED.value,
+        address=to,
+        campaign_id=campaign_id,
+        contact_id=contact_id,
+        step=step_no,
+        template=template,
+        subject=subject,
+        body=text,
+        html=html,
+        parts=1,
+        next_try_at=not_before,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def message_by_uid(session: Session, uid: str) -> Message | None:
+    return session.scalars(select(Message).where(Message.uid == uid)).one_or_none()
+
+
 def transition(
     session: Session, msg: Message, event: MsgEvent, now: dt.datetime, **detail: Any
 ) -> MsgState:
@@ -103,16 +143,70 @@ class Claimed:
     parts: int
     subject: str | None
     channel: str
+    html: str | None = None
+    purpose: str = "service"
+
+
+class Flag(enum.StrEnum):
+    INVALID = "invalid"  # bounced for good: never sent to again
+    OPTED_OUT = "opted_out"  # asked for no marketing on this channel
+
+
+def flag_address(
+    session: Session,
+    channel: Channel,
+    address: str,
+    flag: Flag,
+    *,
+    reason: str | None,
+    source: str,
+    message_id: int | None = None,
+) -> bool:
+    """Flag an address (idempotent); True when the flag is new."""
+    seen = session.scalars(
+        select(AddressFlag).where(
+            AddressFlag.channel == channel.value,
+            AddressFlag.address == address.lower(),
+            AddressFlag.flag == flag.value,
+        )
+    ).one_or_none()
+    if seen is not None:
+        return False
+    session.add(
+        AddressFlag(
+            channel=channel.value,
+            address=address.lower(),
+            flag=flag.value,
+            reason=(reason or "")[:200] or None,
+            source=source,
+            message_id=message_id,
+        )
+    )
+    session.flush()
+    return True
 
 
 def _blocked(session: Session, rows: Sequence[Message]) -> Callable[[Message], str | None]:
-    """Why a row may not be sent now (None: it may)."""
+    """Why a row may not be sent now (None: it may): DNC for SMS, address flags for e-mail."""
     phones = [r.address for r in rows if r.channel == Channel.SMS.value]
     matcher = DncMatcher.for_numbers(session, phones) if phones else DncMatcher()
+    mails = sorted({r.address.lower() for r in rows if r.channel == Channel.EMAIL.value})
+    flags: dict[str, set[str]] = {}
+    if mails:
+        q = select(AddressFlag.address, AddressFlag.flag).where(
+            AddressFlag.channel == Channel.EMAIL.value, AddressFlag.address.in_(mails)
+        )
+        for address, flag in session.execute(q):
+            flags.setdefault(address, set()).add(flag)
 
     def why(row: Message) -> str | None:
-        if row.channel == Channel.SMS.value and matcher.blocks(row.address, row.purpose):
-            return "dnc"
+        if row.channel == Channel.SMS.value:
+            return "dnc" if matcher.blocks(row.address, row.purpose) else None
+        got = flags.get(row.address.lower(), set())
+        if Flag.INVALID.value in got:
+            return "invalid_address"
+        if Flag.OPTED_OUT.value in got and row.purpose == MessagePurpose.MARKETING.value:
+            return "opted_out"
         return None
 
     return why
@@ -171,7 +265,16 @@ def claim_one(session: Session, message_id: int, now: dt.datetime) -> Claimed | 
     )
     session.refresh(row)
     return Claimed(
-        row.id, row.uid, row.address, row.body, row.encoding, row.parts, row.subject, row.channel
+        row.id,
+        row.uid,
+        row.address,
+        row.body,
+        row.encoding,
+        row.parts,
+        row.subject,
+        row.channel,
+        row.html,
+        row.purpose,
     )
 
 
@@ -255,6 +358,55 @@ def apply_report(
     return transition(session, msg, event, now, **detail)
 
 
+def apply_bounce(
+    session: Session, uid: str, *, hard: bool, status: str, detail: str, now: dt.datetime
+) -> Message | None:
+    """A DSN for message ``uid``: a hard one fails the message and marks the address invalid."""
+    msg = message_by_uid(session, uid)
+    if msg is None:
+        return None
+    if not hard:
+        session.add(
+            MessageEvent(
+                message_id=msg.id,
+                at=now,
+                kind="delayed",
+                state=msg.state,
+                detail={"status": status},
+            )
+        )
+        return msg
+    transition(session, msg, MsgEvent.BOUNCED, now, reason=f"{status} {detail}".strip())
+    flag_address(
+        session,
+        Channel(msg.channel),
+        msg.address,
+        Flag.INVALID,
+        reason=f"{status} {detail}".strip(),
+        source="dsn",
+        message_id=msg.id,
+    )
+    return msg
+
+
+def apply_unsubscribe(session: Session, uid: str, now: dt.datetime) -> Message | None:
+    msg = message_by_uid(session, uid)
+    if msg is None:
+        return None
+    msg.result = RESULT_OF[ReplyAction.OPT_OUT]
+    msg.replied_at = now
+    flag_address(
+        session,
+        Channel(msg.channel),
+        msg.address,
+        Flag.OPTED_OUT,
+        reason="List-Unsubscribe",
+        source="unsubscribe",
+        message_id=msg.id,
+    )
+    return msg
+
+
 @dataclass(frozen=True)
 class ReplyOutcome:
     inbound_id: int
@@ -336,6 +488,16 @@ def apply_reply(
             reason=f"SMS reply {text.strip()[:40]!r}",
             source="sms-reply",
         )
+    elif action is ReplyAction.OPT_OUT and msg is not None:
+        flag_address(
+            session,
+            channel,
+            msg.address,
+            Flag.OPTED_OUT,
+            reason="reply",
+            source="reply",
+            message_id=msg.id,
+        )
     return ReplyOutcome(row.id, action, row.message_id, row.contact_id)
 
 
@@ -371,13 +533,19 @@ def mark_handled(session: Session, ids: Iterable[int], by: str, now: dt.datetime
 __all__ = [
     "Claimed",
     "ReplyOutcome",
+    "apply_bounce",
     "apply_reply",
     "apply_report",
+    "apply_unsubscribe",
+    "Flag",
     "claim_one",
     "clear_doubts",
     "counts_by_state",
     "due_messages",
+    "enqueue_email",
     "enqueue_sms",
+    "flag_address",
+    "message_by_uid",
     "expire_doubts",
     "free_text_replies",
     "last_message_to",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dialer.store.models import Base, utcnow
@@ -38,6 +38,7 @@ class Message(Base):
     template: Mapped[str | None] = mapped_column(String(100))
     subject: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)  # e-mail: the HTML alternative
     encoding: Mapped[str | None] = mapped_column(String(8))  # gsm7 | ucs2 (SMS)
     parts: Mapped[int] = mapped_column(Integer, default=1)
     tries: Mapped[int] = mapped_column(Integer, default=0)  # hand-overs refused by the gateway
@@ -87,4 +88,20 @@ class InboundMessage(Base):
     handled_by: Mapped[str | None] = mapped_column(String(128))
 
 
-__all__ = ["InboundMessage", "Message", "MessageEvent"]
+class AddressFlag(Base):
+    """An e-mail address (or number) that bounced for good or asked to hear no more."""
+
+    __tablename__ = "address_flag"
+    __table_args__ = (UniqueConstraint("channel", "address", "flag", name="uq_address_flag"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str] = mapped_column(String(254), index=True)
+    flag: Mapped[str] = mapped_column(String(16))  # invalid | opted_out
+    reason: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str | None] = mapped_column(String(64))  # dsn, smtp-rcpt, reply, unsubscribe
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+__all__ = ["AddressFlag", "InboundMessage", "Message", "MessageEvent"]

@@ -304,3 +304,101 @@ def kannel_config_cmd(app: AppContext) -> None:
     click.echo(
         service_groups(cfg.sms.kannel.callback_base, username=cfg.sms.kannel.username), nl=False
     )
+
+
+# --- e-mail ---------------------------------------------------------------------------------
+
+
+@click.group("email")
+def email_group() -> None:
+    """E-mail: send through the SMTP relay, take replies and bounces."""
+
+
+@email_group.command("send")
+@click.argument("template")
+@click.option("--to", "to", required=True, help="The address.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A field's value.")
+@pass_app
+def email_send_cmd(app: AppContext, template: str, to: str, sets: tuple[str, ...]) -> None:
+    """Queue one e-mail from TEMPLATE (sent by `dialer email run`)."""
+    from dialer.messaging.compose import house_of
+    from dialer.messaging.outbox import enqueue_email
+    from dialer.messaging.templates import MessagePurpose
+
+    if "@" not in to or to.startswith("@") or to.endswith("@"):
+        raise click.BadParameter(f"not an e-mail address: {to!r}", param_hint="--to")
+    tpl = load_library(app).get(template)
+    if tpl.spec.channel is not Channel.EMAIL:
+        raise click.UsageError(f"{template} is an {tpl.spec.channel.value} template")
+    r = tpl.render(_pairs(sets), house=house_of(app.settings.bank))
+    purpose = MessagePurpose.MARKETING if r.marketing else MessagePurpose.SERVICE
+    with app.store.session() as s:
+        row = enqueue_email(
+            s,
+            to=to,
+            subject=r.subject or "",
+            text=r.text,
+            html=r.html,
+            purpose=purpose,
+            template=template,
+        )
+        uid = row.uid
+    click.echo(f"queued {uid}: {r.subject}")
+
+
+@email_group.command("run")
+@pass_app
+def email_run_cmd(app: AppContext) -> None:
+    """Send queued e-mail through the relay and take replies and bounces (Ctrl-C stops)."""
+    import asyncio
+    import signal
+
+    from dialer.messaging.dispatcher import EmailDispatcher
+    from dialer.messaging.keywords import Classifier
+    from dialer.messaging.mailin import MailEndpoint
+    from dialer.messaging.smtp import MailSender
+    from dialer.settings import get_secret
+
+    cfg = _messaging(app).email
+    secret = get_secret("smtp_password")
+    assert secret is not None
+    store = app.store
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        endpoint = MailEndpoint(store, Classifier(_messaging(app).keywords), domain=cfg.mail.domain)
+        port = await endpoint.start(cfg.mail.listen_host, cfg.mail.listen_port)
+        sender = MailSender(cfg.mail, secret.get_secret_value())
+        click.echo(
+            f"e-mail: inbound on {cfg.mail.listen_host}:{port}, relay "
+            f"{cfg.mail.smtp_host}:{cfg.mail.smtp_port}"
+        )
+        try:
+            await EmailDispatcher(store, sender, cfg, bank_name=app.settings.bank.name_zh).run(stop)
+        finally:
+            await sender.close()
+            await endpoint.stop()
+
+    asyncio.run(main())
+
+
+@email_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def email_status_cmd(app: AppContext, as_json: bool) -> None:
+    """E-mail by state."""
+    from dialer.messaging.outbox import counts_by_state
+
+    with app.store.session() as s:
+        counts = counts_by_state(s, Channel.EMAIL)
+    if as_json:
+        click.echo(json.dumps(counts))
+        return
+    for state, n in sorted(counts.items()):
+        click.echo(f"  {state:12} {n:>9}")
+
+
+COMMANDS.append(email_group)
