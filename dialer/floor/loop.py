@@ -8,9 +8,9 @@ compliance rule at lease time and again when the attempt row is written); and ha
 attempt to the dialer core, which originates it once and reports its one outcome.
 
 Rules of this file:
-- No pacing arithmetic here: modes are policies (``dialer.pacing``). The runner only applies
-  the limits that are not pacing: the channel cap, ``calls_per_second`` (a pacer at send time)
-  and power mode's fall-back to progressive while it is over its abandon cap.
+- No pacing arithmetic here: modes are policies (``dialer.pacing``; power mode's fall-back to
+  progressive over its abandon cap included). The runner only applies the limits that are not
+  pacing: the channel cap and ``calls_per_second`` (a pacer at send time).
 - Database work runs in threads (``asyncio.to_thread``) so AMI events never wait on it.
 - Time comes from an injected ``Clock`` (wall time live; a scaled clock in the demo).
 """
@@ -51,7 +51,7 @@ from dialer.lists.campaigns import (
 from dialer.lists.stats import abandon_rate, abandon_rates, outcome_counts
 from dialer.outcomes import AttemptState, Outcome
 from dialer.pacing.estimators import PacingEstimator, cold_start
-from dialer.pacing.policies import Policy, make_policy, policy_for_campaign
+from dialer.pacing.policies import Policy, policy_for_campaign
 from dialer.pacing.types import AbandonCounts, CallInFlight, PacingInput
 from dialer.pacing.types import AgentState as PAgent
 from dialer.pacing.windows import AbandonTracker
@@ -165,7 +165,6 @@ class Dialer:
         self.history_every_s = history_every_s
         self.pool = AgentPool()
         self.runs: dict[int, CampaignRun] = {}
-        self._fallback = make_policy("progressive")  # power mode over its abandon cap
         self.attempt_campaign: dict[int, int] = {}
         self.attempt_phone: dict[int, str] = {}
         self._wake = asyncio.Event()
@@ -352,21 +351,10 @@ class Dialer:
             run.effective_mode = spec.mode.value if spec.state is State.RUNNING else "paused"
             return 0
         inp = self.pacing_input(run, now)
-        policy = run.policy
-        mode = spec.mode
-        # Power mode has no model of its own: at or over the cap it falls back to progressive
-        # until the window is under again. The predictive policy guards the cap itself (its
-        # feedback, brake and cap guard), exactly as it does in the rehearsal.
-        over_cap = (
-            mode is Mode.POWER
-            and inp.abandons.window_live > 0
-            and inp.abandons.window_rate >= spec.pacing.abandon_cap
-        )
-        if over_cap:
-            policy = self._fallback
-            mode = Mode.PROGRESSIVE
-        run.effective_mode = mode.value
-        n = policy.decide(inp)
+        # Each policy guards the abandon cap itself (power falls back to progressive, the
+        # predictive policy has its feedback, brake and cap guard), exactly as in the rehearsal.
+        run.effective_mode = run.policy.mode(inp)
+        n = run.policy.decide(inp)
         room = (
             self.max_channels - self.core.live_calls() - sum(r.pending for r in self.runs.values())
         )

@@ -77,6 +77,10 @@ class Policy(abc.ABC):
     def want(self, inp: PacingInput) -> int:
         """Calls this policy would originate now, before the shared limits."""
 
+    def mode(self, inp: PacingInput) -> str:
+        """The mode this input is paced in (the console's ``effective_mode``)."""
+        return self.name
+
     def decide(self, inp: PacingInput) -> int:
         n = self.want(inp)
         s = inp.settings
@@ -114,13 +118,29 @@ class Progressive(Policy):
 
 
 class Power(Policy):
-    """``power_ratio`` lines per idle agent."""
+    """``power_ratio`` lines per idle agent; progressive while over the abandon cap.
+
+    Power mode has no model of its own, so at or over the cap (the cap window's rate, once it
+    has a live answer) it places one call per idle agent until the window is under again. The
+    same code runs live and in the rehearsal.
+    """
 
     name = "power"
+    fallback = "progressive"
+
+    @staticmethod
+    def over_cap(inp: PacingInput) -> bool:
+        a = inp.abandons
+        return a.window_live > 0 and a.window_rate >= inp.settings.abandon_cap
 
     def want(self, inp: PacingInput) -> int:
+        if self.over_cap(inp):
+            return _progressive(inp)
         idle = int(np.count_nonzero(inp.agent_state == _IDLE))
         return math.ceil(inp.settings.power_ratio * idle - 1e-9) - inp.calls_in_flight
+
+    def mode(self, inp: PacingInput) -> str:
+        return self.fallback if self.over_cap(inp) else self.name
 
 
 class Broadcast(Policy):

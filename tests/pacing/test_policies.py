@@ -86,6 +86,22 @@ def test_power_ratio_per_idle_agent() -> None:
     assert make_policy("power").decide(inp) == 10 - 2
 
 
+def test_power_falls_back_to_progressive_at_its_abandon_cap() -> None:
+    """The guard is the policy's own, so the rehearsal and the live runner share it."""
+    s = Pacing(power_ratio=2.5, abandon_cap=0.03, calls_per_second=1000, max_lines_per_agent=5)
+    agents = [(IDLE, 0.0)] * 4 + [(TALK, 9.0)] * 4
+    pol = make_policy("power")
+    for counts, want, mode in (
+        (AbandonCounts(), 10, "power"),  # no live answer yet: no rate to guard
+        (AbandonCounts(window_live=100, window_abandoned=2), 10, "power"),
+        (AbandonCounts(window_live=100, window_abandoned=3), 4, "progressive"),  # at the cap
+        (AbandonCounts(window_live=200, window_abandoned=3), 10, "power"),  # under again
+    ):
+        inp = make_input(agents, settings=s, abandons=counts)
+        assert (pol.decide(inp), pol.mode(inp)) == (want, mode)
+    assert make_policy("predictive").mode(inp) == "predictive"
+
+
 def test_max_lines_per_agent_caps_every_agent_policy() -> None:
     s = Pacing(power_ratio=10, max_lines_per_agent=1.5, calls_per_second=1000)
     inp = make_input([(IDLE, 0)] * 4, [CallInFlight(1)] * 2, settings=s)
