@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """SMS throughput of our side against the gateway's own throttle. Prints figures; not a test.
 
-    .venv/bin/python scripts/bench_sms.py [--messages 100000] [--kannel 2000 --kannel-rate 500]
+    .venv/bin/python scripts/bench_sms.py [--messages 100000] [--kannel 2000 --kannel-rate 100]
 
 1. **Our side**: ``--messages`` SMS rendered from a template (sandboxed Jinja2, signature,
    segmentation), queued in a SQLite store, then handed one by one through the
@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import sys
 import tempfile
 import time
-import resource
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
