@@ -187,6 +187,9 @@ class CampaignSpec(Frozen):
         default_factory=dict
     )
     pacing: Pacing = Pacing()
+    # Multi-step campaigns across channels (SMS, call, e-mail), kept as written here and
+    # validated by dialer.messaging.steps, the layer that runs them.
+    steps: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("channel")
     @classmethod
@@ -224,6 +227,8 @@ class CampaignSpec(Frozen):
     def to_document(self) -> dict[str, Any]:
         """A JSON-safe dict that round-trips through ``CampaignSpec.model_validate``."""
         doc = self.model_dump(mode="json", exclude_none=True)
+        if not self.steps:
+            doc.pop("steps", None)  # single-channel campaigns keep their stored shape
         doc["retry"] = {k.value: format_duration(v) for k, v in self.retry.items()}
         doc["pacing"]["abandon_window"] = format_duration(self.pacing.abandon_window)
         cw = doc["calling_window"]

@@ -45,8 +45,9 @@ def explain_cmd(app: AppContext, campaign: str, at_text: str | None, as_json: bo
     with app.store.session() as s:
         row = get_campaign(s, campaign)
         counts = explain(s, row, at, daily_cap=app.settings.max_calls_per_number_per_day)
+        steps = _steps_explained(app, s, row, at)
     if as_json:
-        click.echo(json.dumps(counts.to_json()))
+        click.echo(json.dumps({**counts.to_json(), **({"steps": steps} if steps else {})}))
         return
     click.echo(f"{campaign} at {at.astimezone(dt.UTC).isoformat()}: {counts.total} contacts")
     click.echo(f"  {'eligible':20} {counts.eligible:>9}")
@@ -64,6 +65,22 @@ def explain_cmd(app: AppContext, campaign: str, at_text: str | None, as_json: bo
                 f"  {tz:24} {local:9} {sum(per.values()):>9} contacts, "
                 f"{per.get(None, 0):>7} eligible{'; ' + why if why else ''}"
             )
+    if steps:
+        click.echo("steps (SMS, calls, e-mail), by what each contact's plan says:")
+        for text, n in sorted(steps.items(), key=lambda kv: -kv[1]):
+            click.echo(f"  {text:40} {n:>9}")
+
+
+def _steps_explained(app: AppContext, s: object, row: object, at: dt.datetime) -> dict[str, int]:
+    """A multi-step campaign's plan per contact ("waiting for step 2 at 10:00": 40)."""
+    from dialer.app.commands.messages import load_library
+    from dialer.lists.campaigns import spec_of
+    from dialer.messaging.sequencer import Sequencer
+
+    if not spec_of(row).steps:
+        return {}
+    seq = Sequencer(app.store, load_library(app), app.settings.bank)
+    return dict(seq.explain(s, row, at))  # type: ignore[arg-type]
 
 
 COMMANDS = [hopper_group]

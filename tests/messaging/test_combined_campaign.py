@@ -1,0 +1,178 @@
+"""A combined campaign end to end on the simulated PBX and a real Kannel: SMS first, calls for
+those who did not confirm, an SMS fallback after the last failed call; the plan explained at
+each step."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from dialer import CONFIG_DIR
+from dialer.app.demo import SimFloor, demo_start
+from dialer.lists.campaigns import apply_campaign, get_campaign, parse_campaign
+from dialer.lists.contacts import import_contacts
+from dialer.messaging.lifecycle import MsgState
+from dialer.messaging.sequencer import Sequencer, step_report
+from dialer.messaging.templates import TemplateLibrary
+from dialer.settings import Settings
+from dialer.store import Store
+from dialer.store.messages import Message
+from dialer.store.models import Attempt, Contact
+
+from .conftest import SmsRig
+
+START = demo_start(dt.date(2026, 12, 1))  # Tuesday 10:00 in Beijing
+QUEUES = Path(__file__).resolve().parent.parent / "runner" / "queues.conf"
+SIG = "【示例银行】"
+
+ANSWER = [f"+861390000{i}127" for i in range(4)]  # answer, talk to an agent
+NEVER = [f"+861390001{i}480" for i in range(3)]  # ring and never answer (sim/customer.conf)
+CONFIRM = [f"+861390002{i}136" for i in range(2)]  # reply "1" to the first SMS
+
+CAMPAIGN: dict[str, Any] = {
+    "name": "repay-steps",
+    "mode": "progressive",
+    "queue": "sales",
+    "channel": "Local/{number}@customer",
+    "caller_id": "95588",
+    "max_attempts": 2,
+    "retry": {"no_answer": "1m"},
+    "calling_window": {"start": "09:00", "end": "20:00"},
+    "pacing": {"ring_timeout_s": 20, "wrapup_s": 3, "calls_per_second": 20},
+    "fields": {
+        "amount_due": "decimal",
+        "due_date": "date",
+        "card_last4": {"type": "digits", "length": 4},
+    },
+    "steps": [
+        {"channel": "sms", "template": "repayment-due-sms", "at": "10:00"},
+        {"channel": "call", "at": "10:02", "when": "no_reply"},
+        {"channel": "sms", "template": "repayment-fallback-sms", "when": "calls_failed"},
+    ],
+}
+
+
+def scenario() -> dict[str, Any]:
+    return {
+        "seed": 11,
+        "called_party": {
+            "invalid_share": 0.0, "busy_share": 0.0, "congestion_share": 0.0,
+            "answer_probability": 1.0,
+            "ring_s": {"dist": "fixed", "mean": 3},
+            "machine_share": 0.0, "hangup_after_s": None, "queue_patience_s": None,
+        },
+        "agents": [{"queue": "sales", "count": 2, "interface": "PJSIP/s-{n:02d}",
+                    "answer_s": 0.2, "talk_s": {"dist": "fixed", "mean": 20}, "wrapup_s": 3}],
+    }  # fmt: skip
+
+
+def load(store: Store, tmp: Path) -> None:
+    spec = parse_campaign(CAMPAIGN)
+    path = tmp / "contacts.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["phone", "name", "amount_due", "due_date", "card_last4"])
+        for i, p in enumerate(ANSWER + NEVER + CONFIRM):
+            w.writerow([p, f"客户{i}", f"{1000 + i}.50", "2026-12-20", f"{1200 + i}"])
+    with store.session() as s:
+        row, _ = apply_campaign(s, spec, source=None, actor="test")
+        report = import_contacts(s, row, path, default_region="CN", now=START.astimezone(dt.UTC))
+        assert report.imported == 9
+
+
+def explain(store: Store, seq: Sequencer, now: dt.datetime) -> Counter[str]:
+    with store.session() as s:
+        return seq.explain(s, get_campaign(s, "repay-steps"), now)
+
+
+async def test_sms_then_calls_then_sms_fallback(
+    store: Store, sms_rig: SmsRig, tmp_path: Path
+) -> None:
+    load(store, tmp_path)
+    seq = Sequencer(store, TemplateLibrary.load(CONFIG_DIR / "messages"), Settings().bank)
+    sms_rig.endpoint.on_reply = seq.on_reply
+    box = sms_rig.box
+
+    # 10:00 step 1: the SMS goes to everyone; nobody may be dialled before 10:02
+    assert explain(store, seq, START) == {"step 1: sms now": 9}
+    tick = seq.tick("repay-steps", START)
+    assert tick.queued == {1: 9} and tick.held == 9
+    assert explain(store, seq, START) == {"waiting for step 2 at 10:02": 9}
+    await sms_rig.dispatcher.dispatch_batch()
+    await sms_rig.wait_for(lambda: len(box.received()) == 9)
+    for p in CONFIRM:
+        box.reply(p, "1")
+    with store.session() as s:
+        ids = [c.id for c in s.scalars(select(Contact).where(Contact.phone.in_(CONFIRM)))]
+
+    def confirmed() -> bool:
+        with store.session() as s:
+            return all(s.get(Contact, i).status == "done" for i in ids)  # type: ignore[union-attr]
+
+    await sms_rig.wait_for(confirmed)
+    assert explain(store, seq, START) == {"waiting for step 2 at 10:02": 7, "all steps done": 2}
+
+    seen: list[Counter[str]] = []
+    floor = SimFloor(
+        store, Settings(), start=START, speed=40.0, scenario=scenario(), queues=QUEUES, tick_s=0.5
+    )
+
+    def fallback_done() -> bool:
+        with store.session() as s:
+            rows = s.scalars(select(Message).where(Message.step == 3)).all()
+            return len(rows) == len(NEVER) and all(r.state == MsgState.DELIVERED for r in rows)
+
+    async def drive() -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 90
+        while loop.time() < deadline:
+            now = floor.dialer.now()
+            seq.tick("repay-steps", now)
+            await sms_rig.dispatcher.dispatch_batch()
+            why = explain(store, seq, now)
+            if not seen or why != seen[-1]:
+                seen.append(why)
+            if why == {"all steps done": 9} and fallback_done():
+                break
+            await asyncio.sleep(0.2)
+        floor.dialer.stop()
+
+    async with floor:
+        await asyncio.gather(floor.dialer.run(until_idle=False), drive())
+
+    # the plan, as explained along the way
+    assert seen[0] == {"waiting for step 2 at 10:02": 7, "all steps done": 2}
+    assert any(w.get("step 2: calls (the hopper decides)") for w in seen)
+    done = [w.get("all steps done", 0) for w in seen]
+    assert done == sorted(done) and len(seen) >= 3  # contacts finish one by one, none goes back
+    assert seen[-1] == {"all steps done": 9}
+
+    with store.session() as s:
+        attempts = s.scalars(select(Attempt).order_by(Attempt.id)).all()
+        by_phone: dict[str, list[Attempt]] = {}
+        for a in attempts:
+            by_phone.setdefault(a.phone, []).append(a)
+        report = step_report(s, get_campaign(s, "repay-steps").id)
+        parts = sum(m.parts for m in s.scalars(select(Message)))
+    assert not set(CONFIRM) & set(by_phone)  # a confirming reply ends the calls
+    assert min(a.created_at for a in attempts) >= START.astimezone(dt.UTC) + dt.timedelta(minutes=2)
+    assert {p: [a.outcome for a in by_phone[p]] for p in ANSWER} == {
+        p: ["agent_handled"] for p in ANSWER
+    }
+    assert {p: [a.outcome for a in by_phone[p]] for p in NEVER} == {
+        p: ["no_answer"] * 2 for p in NEVER
+    }
+
+    texts = Counter((h.to, h.text[:30]) for h in box.received())
+    fallback = [h for h in box.received() if "多次致电未能联系到您" in h.text]
+    assert sorted(h.to for h in fallback) == sorted(NEVER)  # only after the last failed call
+    assert all(n == 1 for n in texts.values())  # nothing twice
+    assert len(box.received()) == parts > 9 + len(NEVER)  # the fallback is a two-part SMS
+    assert report[1]["delivered"] == 9 and report[1]["reply_confirm"] == 2
+    assert report[3] == {"delivered": 3}
