@@ -269,7 +269,8 @@ class DialerCore:
         if before_send is not None:
             await before_send()
         deadline = time.monotonic() + self.ready_timeout_s
-        while not (self.client.ready.is_set() and self.client.connected) or self._stopping:
+        # the gate is set exactly while the session is ready (cleared with the socket's loss)
+        while not self.client.ready.is_set() or self._stopping:
             remaining = deadline - time.monotonic()
             if self._stopping or remaining <= 0:
                 # never sent: close the row now so it is not left open
@@ -279,9 +280,6 @@ class DialerCore:
                 if self._stopping:
                     return OriginateStatus.REJECTED
                 raise AMIError(f"AMI not ready after {self.ready_timeout_s} s")
-            if self.client.ready.is_set():  # gate open but the socket just died
-                await asyncio.sleep(0.01)
-                continue
             with contextlib.suppress(AMIError):
                 await self.client.wait_ready(remaining)
         # from here to the write there is no await: the gate cannot close in between

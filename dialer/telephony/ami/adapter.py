@@ -19,6 +19,10 @@ and working around them would have meant replacing its protocol class anyway:
 This module keeps the name "adapter" and is where a third-party client would live if one were
 ever used again; nothing else in the project opens the AMI socket.
 
+What AMI decides (banner, login, resync, ready, ActionID pairing, list actions) is the sans-I/O
+``connection.AMIConnection``; this client moves its bytes, awaits and reconnects. The socket
+comes from an injectable ``opener`` (default: a TCP connection to host and port).
+
 Behaviour: connect, read the greeting, ``Login`` (user from settings ``ami.username``, secret
 from ``DIALER_AMI_SECRET``), run the ``on_connect`` hook (the service's resync from
 ``CoreShowChannels`` + ``QueueStatus``), then open the ``ready`` gate. On any loss: close the
@@ -31,46 +35,74 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Protocol
 
 from pydantic import SecretStr
 
 from dialer.errors import AMIDisconnected, AMIError, ProtocolError
 from dialer.settings import AMISettings, ami_secret_var, get_secret
-from dialer.telephony.ami.framing import AMIFraming
-from dialer.telephony.ami.messages import Action, Banner, Closed, Event, Response
+from dialer.telephony.ami.connection import (
+    ActionDone,
+    ActionFailed,
+    ActionResult,
+    AMIConnection,
+    ConnectionClosed,
+    ConnState,
+    EventReceived,
+    Greeted,
+    Happening,
+    LoggedIn,
+    LoginRefused,
+)
+from dialer.telephony.ami.messages import Action, Banner, Event
 
 log = logging.getLogger(__name__)
 
 EventListener = Callable[[Event], None]
 ConnectHook = Callable[["AMIClient"], Awaitable[None]]
 
-#: Events that close a list action's reply (``EventList: Complete`` is the general rule).
 _READ_SIZE = 65536
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ActionResult:
-    """An action's response and, for list actions, the events of its list."""
-
-    response: Response
-    events: tuple[Event, ...] = ()
+__all__ = ["AMIClient", "ActionResult", "Opener"]
 
 
-class _Pending:
-    __slots__ = ("action", "future", "response", "events", "is_list")
+class Reader(Protocol):
+    async def read(self, n: int = -1, /) -> bytes: ...
 
-    def __init__(self, action: Action, future: asyncio.Future[ActionResult]) -> None:
-        self.action = action
-        self.future = future
-        self.response: Response | None = None
-        self.events: list[Event] = []
-        self.is_list = False
+
+class Writer(Protocol):
+    def write(self, data: bytes, /) -> None: ...
+
+    def close(self) -> None: ...
+
+
+#: Opens one connection to the manager interface: (reader, writer), like
+#: ``asyncio.open_connection``.
+Opener = Callable[[], Awaitable[tuple[Reader, Writer]]]
+
+
+class _Session:
+    """One connection: the sans-I/O session, its socket, and the two steps awaited at login."""
+
+    def __init__(self, conn: AMIConnection, writer: Writer) -> None:
+        loop = asyncio.get_running_loop()
+        self.conn = conn
+        self.writer = writer
+        self.greeted: asyncio.Future[None] = loop.create_future()
+        self.logged_in: asyncio.Future[None] = loop.create_future()
+
+    def settle(self, fut: asyncio.Future[None], exc: BaseException | None = None) -> None:
+        if fut.done():
+            return
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: a step nobody awaits any more must not warn
 
 
 class AMIClient:
@@ -91,6 +123,7 @@ class AMIClient:
         on_connect: ConnectHook | None = None,
         rng: random.Random | None = None,
         events: bool = True,
+        opener: Opener | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -104,15 +137,15 @@ class AMIClient:
         self.on_connect = on_connect
         self._rng = rng or random.Random()
         self._events = events
+        self._opener: Opener = opener or self._open_tcp
         self._listeners: list[EventListener] = []
         self._disconnect_listeners: list[Callable[[], None]] = []
-        self._pending: dict[str, _Pending] = {}
+        self._futures: dict[str, asyncio.Future[ActionResult]] = {}
         self._ids = itertools.count(1)
-        self._writer: asyncio.StreamWriter | None = None
+        self._session: _Session | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._logged_in = False
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # set exactly while the session is READY
         self.banner: Banner | None = None
         self.connections = 0  # successful logins so far
         self.last_error: str | None = None
@@ -136,6 +169,9 @@ class AMIClient:
             **kwargs,  # type: ignore[arg-type]
         )
 
+    async def _open_tcp(self) -> tuple[Reader, Writer]:
+        return await asyncio.open_connection(self.host, self.port)
+
     # -- listeners ---------------------------------------------------------------------
 
     def add_listener(self, listener: EventListener) -> None:
@@ -151,8 +187,13 @@ class AMIClient:
     # -- lifecycle ---------------------------------------------------------------------
 
     @property
+    def state(self) -> ConnState:
+        return ConnState.CLOSED if self._session is None else self._session.conn.state
+
+    @property
     def connected(self) -> bool:
-        return self._writer is not None and self._logged_in
+        """Logged in on a live connection (resyncing or ready)."""
+        return self.state in (ConnState.RESYNCING, ConnState.READY)
 
     async def start(self) -> None:
         if self._task is None:
@@ -170,7 +211,7 @@ class AMIClient:
     async def close(self) -> None:
         """Log off (best effort) and stop reconnecting."""
         self._closing = True
-        if self._writer is not None and self._logged_in:
+        if self.connected:
             with contextlib.suppress(AMIError, OSError):
                 await self.action("Logoff", timeout=1.0)
         self.drop()
@@ -182,8 +223,8 @@ class AMIClient:
 
     def drop(self) -> None:
         """Cut the current connection (tests, and a failed ping); the loop reconnects."""
-        if self._writer is not None:
-            self._writer.close()
+        if self._session is not None:
+            self._session.writer.close()
 
     # -- actions -----------------------------------------------------------------------
 
@@ -204,29 +245,26 @@ class AMIClient:
         ``timeout`` (default ``action_timeout_s``), ``AMIError``. In both cases the caller
         cannot know whether Asterisk acted on it.
         """
-        if self._writer is None:
+        session = self._session
+        if session is None or not self.connected:
             raise AMIDisconnected("AMI not connected")
         aid = action_id or self.next_action_id(name.lower())
+        if aid in self._futures:
+            raise AMIError(f"ActionID {aid!r} already pending")
         act = Action(name, aid, tuple(fields))
-        return await self._send(act, timeout)
-
-    async def _send(self, act: Action, timeout: float | None) -> ActionResult:
-        writer = self._writer
-        if writer is None:
-            raise AMIDisconnected("AMI not connected")
-        if act.action_id in self._pending:
-            raise AMIError(f"ActionID {act.action_id!r} already pending")
+        session.conn.send(act)
         fut: asyncio.Future[ActionResult] = asyncio.get_running_loop().create_future()
-        self._pending[act.action_id] = _Pending(act, fut)
+        self._futures[aid] = fut
         try:
-            writer.write(act.to_bytes())
+            session.writer.write(session.conn.data_to_send())
             return await asyncio.wait_for(
                 fut, self.action_timeout_s if timeout is None else timeout
             )
         except TimeoutError:
-            raise AMIError(f"{act.name} {act.action_id}: no response in time") from None
+            raise AMIError(f"{name} {aid}: no response in time") from None
         finally:
-            self._pending.pop(act.action_id, None)
+            self._futures.pop(aid, None)
+            session.conn.forget(aid)
 
     # -- the connection loop ---------------------------------------------------------------
 
@@ -235,7 +273,7 @@ class AMIClient:
         while not self._closing:
             logins = self.connections
             try:
-                await self._session()
+                await self._connect_once()
             except asyncio.CancelledError:
                 raise
             except (OSError, AMIError, ProtocolError, TimeoutError) as exc:
@@ -252,72 +290,66 @@ class AMIClient:
             backoff = min(backoff * 2, self.reconnect_max_s)
             await asyncio.sleep(delay)
 
-    async def _session(self) -> None:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.connect_timeout_s
+    async def _connect_once(self) -> None:
+        reader, writer = await asyncio.wait_for(self._opener(), self.connect_timeout_s)
+        conn = AMIConnection(
+            self.username, self._secret.get_secret_value(), events=self._events, ids=self._ids
         )
-        self._writer = writer
-        framing = AMIFraming()
-        banner: asyncio.Future[Banner] = asyncio.get_running_loop().create_future()
-        reader_task = asyncio.create_task(
-            self._read(reader, writer, framing, banner), name="ami-reader"
-        )
+        session = self._session = _Session(conn, writer)
+        reader_task = asyncio.create_task(self._read(reader, session), name="ami-reader")
         pinger: asyncio.Task[None] | None = None
         try:
-            waiters: set[asyncio.Future[Any]] = {banner, reader_task}
-            await asyncio.wait(
-                waiters,
-                timeout=self.connect_timeout_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if not banner.done():
-                raise AMIError("no AMI greeting")
-            result = await self._send(
-                Action(
-                    "Login",
-                    self.next_action_id("login"),
-                    (
-                        ("Username", self.username),
-                        ("Secret", self._secret.get_secret_value()),
-                        ("Events", "on" if self._events else "off"),
-                    ),
-                ),
-                self.connect_timeout_s,
-            )
-            if not result.response.ok:
-                raise AMIError(f"login refused: {result.response.message}")
-            self._logged_in = True
+            await self._step(session.greeted, reader_task, "no AMI greeting")
+            await self._step(session.logged_in, reader_task, "no answer to Login")
             self.connections += 1
             if self.on_connect is not None:
                 await self.on_connect(self)
+            conn.resynced()
             self.last_error = None
             self.ready.set()
             pinger = asyncio.create_task(self._ping_loop(), name="ami-ping")
             await reader_task
         finally:
-            self.ready.clear()
-            self._logged_in = False
-            self._writer = None
-            writer.close()
-            for task in (pinger, reader_task):
-                if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-            if reader_task.done() and not reader_task.cancelled():
-                reader_error = reader_task.exception()  # retrieved here, raised below
-            else:
-                reader_error = None
-            if not banner.done():
-                banner.cancel()
-            self._fail_pending(AMIDisconnected("AMI connection lost"))
-            for listener in list(self._disconnect_listeners):
-                try:
-                    listener()
-                except Exception:  # a listener's bug must not stop the reconnects
-                    log.exception("AMI disconnect listener failed")
-        if reader_error is not None:
-            raise reader_error
+            await self._end(session, reader_task, pinger)
+
+    async def _step(
+        self, step: asyncio.Future[None], reader_task: asyncio.Task[None], missing: str
+    ) -> None:
+        """Wait for one login step; the reader ending first ends the session."""
+        await asyncio.wait(
+            {step, reader_task}, timeout=self.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not step.done():
+            raise AMIError(missing)
+        step.result()  # raises a refusal, or the loss of the connection
+
+    async def _end(
+        self, session: _Session, reader_task: asyncio.Task[None], pinger: asyncio.Task[None] | None
+    ) -> None:
+        """The one teardown of a session, however it ended."""
+        self._close(session)
+        session.writer.close()
+        for task in (pinger, reader_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._session is session:
+            self._session = None
+        for listener in list(self._disconnect_listeners):
+            try:
+                listener()
+            except Exception:  # a listener's bug must not stop the reconnects
+                log.exception("AMI disconnect listener failed")
+        if reader_task.done() and not reader_task.cancelled():
+            reader_error = reader_task.exception()
+            if reader_error is not None:
+                raise reader_error
+
+    def _close(self, session: _Session) -> None:
+        """The connection is gone: the gate closes and every waiter wakes at once."""
+        self.ready.clear()
+        self._dispatch(session, session.conn.close())
 
     async def _ping_loop(self) -> None:
         while True:
@@ -331,80 +363,53 @@ class AMIClient:
                 self.drop()
                 return
 
-    async def _read(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        framing: AMIFraming,
-        banner: asyncio.Future[Banner],
-    ) -> None:
+    async def _read(self, reader: Reader, session: _Session) -> None:
+        conn = session.conn
         try:
-            await self._read_loop(reader, framing, banner)
-        finally:
-            # the connection is gone: nothing more may be written to it (an action sent now
-            # would wait for a reply that cannot come), and every caller wakes at once
-            if self._writer is writer:
-                self._writer = None
-                self.ready.clear()
-            self._fail_pending(AMIDisconnected("AMI connection lost"))
-
-    async def _read_loop(
-        self, reader: asyncio.StreamReader, framing: AMIFraming, banner: asyncio.Future[Banner]
-    ) -> None:
-        while True:
-            data = await reader.read(_READ_SIZE)
-            self.bytes_in += len(data)
-            for msg in framing.receive_data(data):
-                if isinstance(msg, Event):
-                    self._on_event(msg)
-                elif isinstance(msg, Response):
-                    self._on_response(msg)
-                elif isinstance(msg, Banner):
-                    self.banner = msg
-                    if not banner.done():
-                        banner.set_result(msg)
-                elif isinstance(msg, Closed):
+            while conn.state is not ConnState.CLOSED:
+                data = await reader.read(_READ_SIZE)
+                self.bytes_in += len(data)
+                before = conn.events_in
+                self._dispatch(session, conn.receive_data(data))
+                self.events_in += conn.events_in - before
+                out = conn.data_to_send()
+                if out:
+                    session.writer.write(out)
+                if not data:
                     return
-            if not data:
-                return
+        finally:
+            self._close(session)
 
-    def _on_response(self, msg: Response) -> None:
-        aid = msg.action_id
-        pending = self._pending.get(aid) if aid is not None else None
-        if pending is None:
-            log.debug("AMI response to no pending action: %s", aid)
-            return
-        pending.response = msg
-        if (msg.headers.get("EventList") or "").lower() == "start":
-            pending.is_list = True
-            return
-        if not pending.future.done():
-            pending.future.set_result(ActionResult(msg))
+    # -- what the session said ---------------------------------------------------------------
+
+    def _dispatch(self, session: _Session, happenings: list[Happening]) -> None:
+        for h in happenings:
+            if isinstance(h, EventReceived):
+                self._on_event(h.event)
+            elif isinstance(h, ActionDone):
+                fut = self._futures.get(h.action_id)
+                if fut is not None and not fut.done():
+                    fut.set_result(h.result)
+            elif isinstance(h, ActionFailed):
+                fut = self._futures.get(h.action_id)
+                if fut is not None and not fut.done():
+                    fut.set_exception(h.error)
+            elif isinstance(h, Greeted):
+                self.banner = h.banner
+                session.settle(session.greeted)
+            elif isinstance(h, LoggedIn):
+                session.settle(session.logged_in)
+            elif isinstance(h, LoginRefused):
+                session.settle(session.logged_in, AMIError(f"login refused: {h.message}"))
+            elif isinstance(h, ConnectionClosed):
+                self.ready.clear()
+                lost = AMIDisconnected("AMI connection lost")
+                session.settle(session.greeted, lost)
+                session.settle(session.logged_in, lost)
 
     def _on_event(self, msg: Event) -> None:
-        self.events_in += 1
-        # Asterisk always spells it ActionID; exact lookup keeps the per-event cost low
-        aid = msg.headers.get_exact("ActionID")
-        if aid is not None:
-            pending = self._pending.get(aid)
-            if pending is not None and pending.is_list:
-                if (msg.headers.get("EventList") or "").lower() == "complete":
-                    assert pending.response is not None
-                    if not pending.future.done():
-                        pending.future.set_result(
-                            ActionResult(pending.response, tuple(pending.events))
-                        )
-                else:
-                    pending.events.append(msg)
-                return
         for listener in self._listeners:
             try:
                 listener(msg)
             except Exception:  # one consumer's bug must not cost the others their events
                 log.exception("AMI event listener failed on %s", msg.name)
-
-    def _fail_pending(self, exc: Exception) -> None:
-        for pending in list(self._pending.values()):
-            if not pending.future.done():
-                pending.future.set_exception(exc)
-        self._pending.clear()
