@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from dialer.settings import get_secret
 
@@ -56,9 +57,29 @@ def mask_phone(e164: str) -> str:
     return e164[:6] + "*" * (len(e164) - 10) + e164[-4:]
 
 
+#: a mainland resident ID: 17 digits and a check character (digit or X)
+_CN_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+#: a card (or account) number as people write it: 13-19 digits, in groups split by spaces or
+#: dashes ("6222 0212 3456 7890", "6222-0212-3456-7890123")
+_CARD = re.compile(r"(?<![\d])\d(?:[ -]?\d){12,18}(?![\d])")
 _LONG_DIGITS = re.compile(r"\d{6,}")
 
 
 def scrub(text: str) -> str:
-    """Mask any run of 6+ digits in free text (a log line, an error message)."""
+    """Mask what identifies a customer in free text (a name field, a note, a log line, an error
+    message): ID numbers, card numbers with or without separators, any run of 6+ digits. The
+    last four characters stay, so an operator can still tell two values apart."""
+    text = _CN_ID.sub(lambda m: "*" * 14 + m.group(0)[-4:], text)
+    text = _CARD.sub(lambda m: mask_digits(m.group(0)), text)
     return _LONG_DIGITS.sub(lambda m: mask_digits(m.group(0)), text)
+
+
+def scrub_json(obj: Any) -> Any:
+    """``scrub`` every string in a JSON-able value; keyed hashes become ``(hashed)``."""
+    if isinstance(obj, str):
+        return "(hashed)" if is_hashed(obj) else scrub(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): scrub_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [scrub_json(v) for v in obj]
+    return obj

@@ -193,7 +193,7 @@ class SimFloor:
     async def __aenter__(self) -> SimFloor:
         from dialer.floor.loop import Dialer
         from dialer.sim.clock import RealClock
-        from dialer.sim.pbx import SimPbx
+        from dialer.sim.pbx import DEFAULT_MANAGER_CONF, SimPbx
         from dialer.telephony.ami.adapter import AMIClient
         from dialer.telephony.core import DialerCore
         from ivr.engine import Services
@@ -209,6 +209,7 @@ class SimFloor:
             queues=self.queues or True,
             seed=self.seed,
             record=self.record,
+            manager_conf=DEFAULT_MANAGER_CONF,  # the dialer gets only the shipped read classes
         )
         self.ami_port = await self.pbx.start("127.0.0.1", 0)
         clock = self.clock

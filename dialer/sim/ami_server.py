@@ -9,13 +9,16 @@ classes, actions, event fan-out, and the fault hooks tests use to exercise recon
 from __future__ import annotations
 
 import asyncio
+import configparser
 import hmac
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from dialer.errors import ConfigError
 from dialer.sim.dialplan import split_args
 from dialer.sim.engine import Engine, OriginateRequest, parse_callerid
 from dialer.sim.events import AmiEvent, format_event, format_message
@@ -34,6 +37,21 @@ DEFAULT_READ = frozenset(
 )
 
 Action = list[tuple[str, str]]
+
+
+def read_classes(manager_conf: Path, username: str) -> frozenset[str]:
+    """The ``read =`` classes of ``[username]`` in an Asterisk ``manager.conf``, as Asterisk
+    applies them: events of any other class never reach that user's sessions (``all`` grants
+    every class; a user with no ``read`` line gets none)."""
+    parser = configparser.ConfigParser(
+        strict=False, inline_comment_prefixes=(";",), comment_prefixes=(";",), interpolation=None
+    )
+    parser.read_string(manager_conf.read_text(encoding="utf-8"))
+    if not parser.has_section(username):
+        raise ConfigError(f"no [{username}] user", file=str(manager_conf))
+    value = parser.get(username, "read", fallback="")
+    classes = frozenset(c.strip().lower() for c in value.split(",") if c.strip())
+    return DEFAULT_READ if "all" in classes else classes & DEFAULT_READ
 
 
 class ActionParser:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from dialer import CONFIG_DIR, SOUNDS_DIR
-from dialer.sim.ami_server import AmiServer
+from dialer.sim.ami_server import DEFAULT_READ, AmiServer, read_classes
 from dialer.sim.clock import AnyClock, VirtualClock
 from dialer.sim.dialplan import Dialplan
 from dialer.sim.engine import Engine
@@ -48,6 +48,8 @@ ASTERISK_DIR = CONFIG_DIR / "asterisk"
 DEFAULT_DIALPLAN = ASTERISK_DIR / "extensions.conf"
 DEFAULT_CUSTOMER = ASTERISK_DIR / "sim" / "customer.conf"
 DEFAULT_QUEUES = ASTERISK_DIR / "queues.conf"
+#: the least-privilege AMI user operators install; its read classes gate events as in Asterisk
+DEFAULT_MANAGER_CONF = ASTERISK_DIR / "manager.conf"
 DEFAULT_SOUNDS = SOUNDS_DIR
 
 
@@ -86,6 +88,7 @@ class SimPbx:
         seed: int = 0,
         auth_timeout: float = 30.0,
         record: bool = False,
+        manager_conf: Path | None = None,
     ) -> None:
         self.clock: AnyClock = clock or VirtualClock()
         if isinstance(dialplan, Dialplan):
@@ -107,7 +110,9 @@ class SimPbx:
         )
         if secret is None:
             secret = os.environ.get("DIALER_AMI_SECRET")
-        self.ami = AmiServer(self.engine, username, secret, auth_timeout=auth_timeout)
+        # without ``manager_conf`` the user has every class, as the recorded transcripts' user
+        read = read_classes(manager_conf, username) if manager_conf is not None else DEFAULT_READ
+        self.ami = AmiServer(self.engine, username, secret, auth_timeout=auth_timeout, read=read)
         self.faults = Faults(self.ami)
         self.events: list[AmiEvent] = []
         if record:

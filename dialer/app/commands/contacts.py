@@ -13,7 +13,7 @@ from sqlalchemy import select
 from dialer.app.appctx import AppContext, pass_app
 from dialer.lists.campaigns import get_campaign, spec_of
 from dialer.lists.contacts import ImportReport, Progress, import_contacts, masked_fields
-from dialer.privacy import mask_phone
+from dialer.privacy import mask_phone, scrub, scrub_json
 from dialer.store.models import Contact
 
 
@@ -104,18 +104,19 @@ def _print_report(report: ImportReport, as_json: bool) -> None:
 
 
 def contact_doc(c: Contact, spec: Any) -> dict[str, Any]:
-    """A contact for display: phone masked, sensitive fields masked."""
+    """A contact for display: phone masked, sensitive fields masked, card and ID numbers masked
+    in every free-text value (name, external id, text fields)."""
     return {
         "id": c.id,
         "phone": mask_phone(c.phone),
         "region": c.region,
-        "name": c.name,
+        "name": scrub(c.name) if c.name else c.name,
         "language": c.language,
         "timezone": c.timezone,
         "priority": c.priority,
-        "external_id": c.external_id,
+        "external_id": scrub(c.external_id) if c.external_id else c.external_id,
         "valid_until": c.valid_until.isoformat() if c.valid_until else None,
-        "fields": masked_fields(spec, c.fields or {}),
+        "fields": scrub_json(masked_fields(spec, c.fields or {})),
         "status": c.status,
         "attempts": c.attempts,
         "next_attempt_at": c.next_attempt_at.isoformat() if c.next_attempt_at else None,

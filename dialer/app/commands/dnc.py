@@ -16,8 +16,14 @@ from dialer.lists.dnc import (
     normalize,
     remove_entry,
 )
+from dialer.privacy import mask_phone, scrub
 
 _SCOPE = click.Choice([s.value for s in DncScope])
+
+
+def shown(number: str, *, prefix: bool) -> str:
+    """A listed value as printed: a prefix is a range, not a person; a number is masked."""
+    return number if prefix else mask_phone(number)
 
 
 @click.group("dnc")
@@ -41,7 +47,10 @@ def add_cmd(
         for n in normalized:
             _, created = add_entry(s, n, prefix=prefix, scope=DncScope(scope), reason=reason)
             kind = "prefix" if prefix else "number"
-            click.echo(f"{'added' if created else 'already listed'}: {kind} {n} ({scope})")
+            click.echo(
+                f"{'added' if created else 'already listed'}: {kind} "
+                f"{shown(n, prefix=prefix)} ({scope})"
+            )
 
 
 @dnc_group.command("remove")
@@ -56,7 +65,7 @@ def remove_cmd(app: AppContext, numbers: tuple[str, ...], prefix: bool, scope: s
     with app.store.session() as s:
         for n in normalized:
             gone = remove_entry(s, n, prefix=prefix, scope=DncScope(scope) if scope else None)
-            click.echo(f"{'removed' if gone else 'not listed'}: {n}")
+            click.echo(f"{'removed' if gone else 'not listed'}: {shown(n, prefix=prefix)}")
 
 
 @dnc_group.command("import")
@@ -96,11 +105,11 @@ def list_cmd(app: AppContext, scope: str | None, as_json: bool) -> None:
     with app.store.session() as s:
         docs = [
             {
-                "number": e.number,
+                "number": shown(e.number, prefix=e.is_prefix),
                 "prefix": e.is_prefix,
                 "scope": e.scope,
-                "reason": e.reason,
-                "source": e.source,
+                "reason": scrub(e.reason) if e.reason else e.reason,
+                "source": scrub(e.source) if e.source else e.source,
                 "created_at": e.created_at.isoformat(),
             }
             for e in list_entries(s, DncScope(scope) if scope else None)

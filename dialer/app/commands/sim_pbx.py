@@ -60,6 +60,7 @@ def sim_pbx(
     10 s of PBX time; a scenario's ``faults:`` schedules them.
     """
     from dialer.sim import RealClock, SimPbx
+    from dialer.sim.pbx import DEFAULT_MANAGER_CONF
     from dialer.sim.scenario import load_scenario
 
     if speed is None:
@@ -79,6 +80,7 @@ def sim_pbx(
             secret=secret.get_secret_value(),
             username=username,
             seed=seed,
+            manager_conf=DEFAULT_MANAGER_CONF,
         )
         port = await pbx.start(host, ami_port)
         click.echo(f"sim-pbx: AMI on {host}:{port} (user {username}), speed x{speed:g}", err=True)

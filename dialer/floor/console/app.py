@@ -40,7 +40,7 @@ from dialer.floor.console.auth import COOKIE_NAME, TokenAuth, actor_name
 from dialer.floor.console.metrics import DialerMetrics, register_floor
 from dialer.floor.console.reload import FileWatcher, ReloadLog, SighupReloader, reload_and_record
 from dialer.floor.view import Floor
-from dialer.privacy import scrub
+from dialer.privacy import scrub, scrub_json
 
 log = logging.getLogger(__name__)
 
@@ -338,9 +338,7 @@ async def preview_next(request: web.Request) -> web.Response:
     contact = await request.app[FLOOR].preview_next(name, agent, actor=_actor(request))
     log.info("preview: next contact of %s for %s (%s)", name, agent, "one" if contact else "none")
     request.app[CACHE].invalidate()
-    return _json(
-        {"campaign": name, "agent": agent, "contact": snap.scrub_json(snap.to_json(contact))}
-    )
+    return _json({"campaign": name, "agent": agent, "contact": scrub_json(snap.to_json(contact))})
 
 
 async def reload(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dialer.floor.view import AgentSnapshot, CallSnapshot, CampaignSnapshot, Floor, HistoryPoint
-from dialer.privacy import is_hashed, scrub
+from dialer.privacy import scrub
 
 #: The window the cap applies over, and the share of the cap at which the page warns.
 CAP_WINDOW = "cap_window"
@@ -55,17 +55,6 @@ def to_json(obj: Any) -> Any:
     return obj
 
 
-def scrub_json(obj: Any) -> Any:
-    """Second line of defence for values that come from contacts: mask long digit runs."""
-    if isinstance(obj, str):
-        return "(hashed)" if is_hashed(obj) else scrub(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): scrub_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [scrub_json(v) for v in obj]
-    return obj
-
-
 def _age(now: dt.datetime, since: dt.datetime) -> float:
     return round(max(0.0, (now - since).total_seconds()), 1)
 
@@ -86,6 +75,8 @@ def campaign_json(c: CampaignSnapshot) -> dict[str, Any]:
 def agent_json(a: AgentSnapshot, now: dt.datetime) -> dict[str, Any]:
     out: dict[str, Any] = to_json(a)
     out["seconds_in_state"] = _age(now, a.since)
+    if a.pause_reason:
+        out["pause_reason"] = scrub(a.pause_reason)  # typed by an agent or supervisor
     return out
 
 
