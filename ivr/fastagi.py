@@ -2,9 +2,14 @@
 
 Why not panoramisk's FastAGI: it spins on an early EOF and loses sync on the unsolicited
 ``HANGUP`` line. Here every read is bounded (header time limit, reply time limit, line and
-header size limits in the core), end-of-stream is an event, and a connection over the
-session limit is closed at once (Asterisk then continues the dialplan with
-``AGISTATUS=FAILURE``) instead of queueing behind the others.
+header size limits in the core) and end-of-stream is an event.
+
+Asterisk's sessions are served first (``dialer.netguard``): a connection that has not sent
+its AGI header is the first to go - past its header time-out, which shrinks as the server
+fills up, or when a newer connection needs its place (per address, or in all). Only when
+every connection is a live session is a new one closed at once (Asterisk then continues the
+dialplan with ``AGISTATUS=FAILURE``). So a flood of connections that send nothing cannot
+starve real calls, and warnings about them are rate-limited.
 
 Embedding (e.g. ``dialer demo`` on port 0)::
 
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dialer.errors import ProtocolError
+from dialer.netguard import ConnectionGuard, GuardLimits, RateLimitedLog, raise_nofile_limit
 from dialer.privacy import scrub
 from dialer.store import Store
 from ivr.agi import AGIConnection, AGIEnvironment, Command, Reply
@@ -38,7 +44,8 @@ from ivr.errors import CallerHungUp, UnknownFlow
 log = logging.getLogger("ivr.fastagi")
 
 DEFAULT_PORT = 4573
-DEFAULT_HEADER_TIMEOUT_S = 5.0
+DEFAULT_HEADER_TIMEOUT_S = 5.0  # an idle server's; it shrinks to the minimum when full
+DEFAULT_HEADER_TIMEOUT_MIN_S = 0.5
 DEFAULT_MAX_SESSIONS = 1000
 #: Longest wait for one reply. STREAM FILE of a long prompt or WAIT FOR DIGIT take their
 #: own time; past this Asterisk is presumed gone.
@@ -51,6 +58,7 @@ class ServerStats:
     rejected_busy: int = 0
     bad_header: int = 0
     header_timeout: int = 0
+    evicted: int = 0  # waiting for a header when a newer connection needed the place
     unknown_flow: int = 0
     sessions: int = 0
     completed: int = 0
@@ -101,7 +109,9 @@ class FastAGIServer:
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
+        header_timeout_min: float = DEFAULT_HEADER_TIMEOUT_MIN_S,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
+        max_per_address: int | None = None,
         reply_timeout: float = DEFAULT_REPLY_TIMEOUT_S,
         workers: int = 8,
         blocking_in_threads: bool = True,
@@ -112,6 +122,16 @@ class FastAGIServer:
         self.header_timeout = header_timeout
         self.max_sessions = max_sessions
         self.reply_timeout = reply_timeout
+        self.guard: ConnectionGuard[asyncio.StreamWriter] = ConnectionGuard(
+            GuardLimits(
+                max_connections=max_sessions,
+                max_per_address=max_per_address or max_sessions,
+                header_timeout_s=header_timeout,
+                header_timeout_min_s=min(header_timeout_min, header_timeout),
+            )
+        )
+        self._sweep_s = min(0.25, self.guard.limits.header_timeout_min_s / 2)
+        self._warn = RateLimitedLog(log)
         self.stats = ServerStats()
         self.outcomes: list[SessionOutcome] = []
         self.keep_outcomes = 1000
@@ -121,17 +141,20 @@ class FastAGIServer:
             else None
         )
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
         self._port: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        raise_nofile_limit()  # the guard, not the descriptor limit, decides who is served
         self._server = await asyncio.start_server(
             self._accept, self.host, self.requested_port, limit=READ_SIZE, backlog=1024
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
+        self._sweeper = asyncio.create_task(self._sweep(), name="fastagi-header-timeouts")
         log.info("FastAGI listening on %s:%d", self.host, self.port)
 
     @property
@@ -155,7 +178,11 @@ class FastAGIServer:
         self._closing = True
         if self._server is not None:
             self._server.close()
-        tasks = set(self._tasks)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        tasks = set(self._tasks.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
             for t in pending:
@@ -192,43 +219,70 @@ class FastAGIServer:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.accepted += 1
-        if self._closing or len(self._tasks) >= self.max_sessions:
+        peer = writer.get_extra_info("peername")
+        admission = None if self._closing else self.guard.admit(writer, str(peer and peer[0]))
+        if admission is not None:
+            for victim in admission.evict:
+                self.stats.evicted += 1
+                self._drop(victim)
+        if admission is None or not admission.accepted:
             self.stats.rejected_busy += 1
+            self._warn.warning("busy", "FastAGI %s: every connection is a live session", peer)
             writer.transport.abort()
             return
         # The session runs in its own task, so shutdown can cancel it without cancelling
         # asyncio's connection callback (which would log the cancellation as an error).
         task = asyncio.create_task(self._session(reader, writer))
-        self._tasks.add(task)
+        self._tasks[writer] = task
         try:
             await asyncio.wait([task])
         finally:
-            self._tasks.discard(task)
+            self._tasks.pop(writer, None)
+            self.guard.closed(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1)
         if not task.cancelled() and task.exception() is not None:
             log.error("FastAGI session failed", exc_info=task.exception())
 
+    def _drop(self, writer: asyncio.StreamWriter) -> None:
+        """End a connection that is still waiting for its header (its task, then socket)."""
+        task = self._tasks.get(writer)
+        if task is not None:
+            task.cancel()
+        else:
+            writer.transport.abort()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_s)
+            for writer in self.guard.expired():
+                self.stats.header_timeout += 1
+                self._warn.warning(
+                    "header-timeout",
+                    "FastAGI %s: no complete header within %.1f s",
+                    writer.get_extra_info("peername"),
+                    self.guard.header_timeout(),
+                )
+                self._drop(writer)
+
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         c = _Connection(reader, writer, self.reply_timeout)
         peer = writer.get_extra_info("peername")
         try:
-            async with asyncio.timeout(self.header_timeout):
-                env = await c.environment()
-        except TimeoutError:
-            self.stats.header_timeout += 1
-            log.warning("FastAGI %s: no complete header within %.1f s", peer, self.header_timeout)
-            return
+            env = await c.environment()  # the guard's sweeper bounds the wait
         except (ProtocolError, ConnectionError) as exc:
             self.stats.bad_header += 1
-            log.warning("FastAGI %s: bad header: %s", peer, scrub(str(exc))[:120])
+            self._warn.warning(
+                "bad-header", "FastAGI %s: bad header: %s", peer, scrub(str(exc))[:120]
+            )
             return
+        self.guard.activated(writer)
         try:
             gen = run_session(self.services, env)
         except UnknownFlow:
             self.stats.unknown_flow += 1
-            log.warning("FastAGI %s: unknown flow %r", peer, env.script[:64])
+            self._warn.warning("unknown-flow", "FastAGI %s: unknown flow %r", peer, env.script[:64])
             return
         self.stats.sessions += 1
         started = time.monotonic()

@@ -4,6 +4,7 @@ and by hostile peers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -211,27 +212,42 @@ async def test_thousand_connections_opened_and_dropped(
         await srv.close(grace=1)
 
 
-async def test_session_limit_rejects_at_once(services: Services) -> None:
+async def test_at_the_limit_waiting_connections_make_way_and_live_sessions_stay(
+    services: Services, store: Store
+) -> None:
     srv = FastAGIServer(services, port=0, max_sessions=2, header_timeout=5)
     await srv.start()
+    opened: list[asyncio.StreamWriter] = []
     try:
-        held = [await asyncio.open_connection("127.0.0.1", srv.port) for _ in range(2)]
+        # two connections that send nothing: a real session takes the oldest one's place
+        for _ in range(2):
+            opened.append((await asyncio.open_connection("127.0.0.1", srv.port))[1])
         await asyncio.sleep(0.05)
+        assert await good_session_is_prompt(srv) < 1.0
+        assert srv.stats.evicted == 1
+        # two live sessions (Asterisk silent after ANSWER): a new connection is closed at once
+        for flow in ("notice", "card_activation"):
+            aid = seed_attempt(store, flow)
+            r, w = await asyncio.open_connection("127.0.0.1", srv.port)
+            opened.append(w)
+            w.write(header(f"{flow}?attempt={aid}"))
+            assert (await r.readline()).startswith(b"ANSWER")
         reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        opened.append(writer)
         t = time.monotonic()
         try:
             data = await asyncio.wait_for(reader.read(), 2)
         except ConnectionResetError:
             data = b""
         assert data == b"" and time.monotonic() - t < 0.5
-        assert srv.stats.rejected_busy == 1
-        writer.close()
-        for _, w in held:
-            w.close()
-        await wait_idle(srv)
-        assert await good_session_is_prompt(srv) < 1.0
+        assert srv.stats.rejected_busy == 1 and srv.stats.sessions == 3
     finally:
-        await srv.close(grace=1)
+        for w in opened:
+            w.close()
+        await srv.close(grace=0.2)
+        for w in opened:
+            with contextlib.suppress(ConnectionError):
+                await w.wait_closed()
 
 
 async def test_graceful_shutdown_interrupts_stuck_session(services: Services, store: Store) -> None:

@@ -1,0 +1,249 @@
+"""Admission control for our TCP servers (the console, FastAGI): hostile clients cannot stall
+them or run the process out of file descriptors.
+
+Why: a server that accepts every connection and waits for its first request without a limit
+is taken down by clients that connect and send nothing (1,100 idle connections exhausted a
+1,024-descriptor console; 2,000 starved FastAGI so that Asterisk's real calls failed). The
+rules, sans-I/O (a clock in, decisions out; the servers act on them):
+
+- a connection is WAITING (connected, its request head not complete: a new or idle keep-alive
+  connection, or a slow client) or ACTIVE (a request being served);
+- a WAITING connection gets ``header_timeout`` to complete its head; the time-out shrinks
+  linearly with load, from ``header_timeout_s`` when the server is empty to
+  ``header_timeout_min_s`` when it is full, for connections already waiting as well;
+- at ``max_per_address`` connections from one address, or ``max_connections`` in all, a new
+  connection evicts the oldest WAITING one (of that address, or of any address): a client
+  that sends its request at once (Asterisk, a supervisor's browser) is always served before
+  one that sends nothing, however many of those there are; only when every connection is
+  ACTIVE is the new one refused (the console answers 503, FastAGI closes it, and Asterisk
+  continues with ``AGISTATUS=FAILURE``).
+
+``raise_nofile_limit`` lifts the process's soft descriptor limit to its hard limit at start.
+``RateLimitedLog`` keeps a flood from writing a log line per connection.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import resource
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)  # whatever the server uses to name a connection
+
+
+class ConnState(enum.Enum):
+    WAITING = "waiting"  # no complete request head yet (new, idle keep-alive, or slow)
+    ACTIVE = "active"  # a request is being served
+
+
+@dataclass(frozen=True)
+class GuardLimits:
+    max_connections: int = 512
+    max_per_address: int = 256
+    header_timeout_s: float = 10.0  # when the server is empty
+    header_timeout_min_s: float = 1.0  # when it is full
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_per_address <= self.max_connections:
+            raise ValueError("need 0 < max_per_address <= max_connections")
+        if not 0 < self.header_timeout_min_s <= self.header_timeout_s:
+            raise ValueError("need 0 < header_timeout_min_s <= header_timeout_s")
+
+
+@dataclass(frozen=True)
+class Admission(Generic[K]):
+    accepted: bool
+    evict: tuple[K, ...] = ()  # connections to close now (oldest waiting ones)
+
+
+@dataclass
+class _Conn:
+    address: str
+    state: ConnState
+    since: float  # when it entered its state
+
+
+@dataclass
+class GuardStats:
+    admitted: int = 0
+    refused: int = 0
+    evicted: int = 0
+    timed_out: int = 0
+
+
+@dataclass
+class ConnectionGuard(Generic[K]):
+    """Decides, for one server, which connections to admit, evict and time out."""
+
+    limits: GuardLimits = field(default_factory=GuardLimits)
+    clock: Callable[[], float] = time.monotonic
+    stats: GuardStats = field(default_factory=GuardStats)
+
+    def __post_init__(self) -> None:
+        # insertion order = age order of WAITING connections (moved to the end on re-entry)
+        self._waiting: OrderedDict[K, _Conn] = OrderedDict()
+        self._active: dict[K, _Conn] = {}
+        self._per_address: dict[str, int] = {}
+
+    # --- queries ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._waiting) + len(self._active)
+
+    @property
+    def load(self) -> float:
+        return len(self) / self.limits.max_connections
+
+    def header_timeout(self) -> float:
+        lim = self.limits
+        span = lim.header_timeout_s - lim.header_timeout_min_s
+        return lim.header_timeout_s - span * min(1.0, self.load)
+
+    def state(self, key: K) -> ConnState | None:
+        conn = self._waiting.get(key) or self._active.get(key)
+        return None if conn is None else conn.state
+
+    # --- events -------------------------------------------------------------------------
+
+    def admit(self, key: K, address: str) -> Admission[K]:
+        """A new connection from ``address``. Closing the evicted ones is the caller's job
+        (it must still report them ``closed``)."""
+        evict: list[K] = []
+        if self._per_address.get(address, 0) >= self.limits.max_per_address:
+            victim = self._oldest_waiting(address)
+            if victim is None:
+                self.stats.refused += 1
+                return Admission(False)
+            evict.append(victim)
+        elif len(self) >= self.limits.max_connections:
+            victim = self._oldest_waiting(None)
+            if victim is None:
+                self.stats.refused += 1
+                return Admission(False)
+            evict.append(victim)
+        for v in evict:
+            self._forget(v)
+            self.stats.evicted += 1
+        self._waiting[key] = _Conn(address, ConnState.WAITING, self.clock())
+        self._per_address[address] = self._per_address.get(address, 0) + 1
+        self.stats.admitted += 1
+        return Admission(True, tuple(evict))
+
+    def activated(self, key: K) -> None:
+        """Its request head is complete: it is served and never evicted."""
+        conn = self._waiting.pop(key, None)
+        if conn is not None:
+            conn.state, conn.since = ConnState.ACTIVE, self.clock()
+            self._active[key] = conn
+
+    def waiting(self, key: K) -> None:
+        """Its request is done and it stays open (keep-alive): waiting again, youngest."""
+        conn = self._active.pop(key, None)
+        if conn is not None:
+            conn.state, conn.since = ConnState.WAITING, self.clock()
+            self._waiting[key] = conn
+
+    def closed(self, key: K) -> None:
+        self._forget(key)
+
+    def expired(self) -> list[K]:
+        """WAITING connections past the current (load-dependent) time-out, to close now; they
+        are forgotten here."""
+        deadline = self.clock() - self.header_timeout()
+        out = []
+        for key, conn in self._waiting.items():
+            if conn.since > deadline:
+                break  # the rest are younger
+            out.append(key)
+        for key in out:
+            self._forget(key)
+        self.stats.timed_out += len(out)
+        return out
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _oldest_waiting(self, address: str | None) -> K | None:
+        for key, conn in self._waiting.items():
+            if address is None or conn.address == address:
+                return key
+        return None
+
+    def _forget(self, key: K) -> None:
+        conn = self._waiting.pop(key, None) or self._active.pop(key, None)
+        if conn is None:
+            return
+        n = self._per_address.get(conn.address, 0) - 1
+        if n > 0:
+            self._per_address[conn.address] = n
+        else:
+            self._per_address.pop(conn.address, None)
+
+
+def raise_nofile_limit(want: int | None = None) -> tuple[int, int]:
+    """Lift the soft RLIMIT_NOFILE to ``want`` (default: the hard limit); returns the limits
+    now in force. Never lowers it; a refusal is logged, not raised."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if want is None else min(want, hard)
+    if hard == resource.RLIM_INFINITY and want is None:
+        target = max(soft, 1 << 20)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
+    return soft, hard
+
+
+class RateLimitedLog:
+    """At most ``per_interval`` lines per ``interval_s`` for one kind of event; the rest are
+    counted and summed up in the next line that is written."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        per_interval: int = 10,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.per_interval = per_interval
+        self.interval_s = interval_s
+        self.clock = clock
+        self._window: dict[str, tuple[float, int, int]] = {}  # kind -> (start, written, dropped)
+
+    def log(self, level: int, kind: str, msg: str, *args: object) -> bool:
+        now = self.clock()
+        start, written, dropped = self._window.get(kind, (now, 0, 0))
+        if now - start >= self.interval_s:
+            start, written = now, 0
+        if written >= self.per_interval:
+            self._window[kind] = (start, written, dropped + 1)
+            return False
+        if dropped:
+            msg = f"{msg} (and {dropped} more like it not logged)"
+        self._window[kind] = (start, written + 1, 0)
+        self.logger.log(level, msg, *args)
+        return True
+
+    def warning(self, kind: str, msg: str, *args: object) -> bool:
+        return self.log(logging.WARNING, kind, msg, *args)
+
+
+__all__ = [
+    "Admission",
+    "ConnState",
+    "ConnectionGuard",
+    "GuardLimits",
+    "GuardStats",
+    "RateLimitedLog",
+    "raise_nofile_limit",
+]

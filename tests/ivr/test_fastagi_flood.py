@@ -1,0 +1,88 @@
+"""A flood of FastAGI connections that send nothing - and reconnect when dropped - cannot
+starve Asterisk's real sessions (issue 17: 2,000 of them left 2 of 20 calls served).
+
+Bounded: 2,000 loopback connections, at most ``MAX_RECONNECTS`` reconnects each, the whole
+flood stopped as soon as the 20 real sessions are done (or after ``DEADLINE_S``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from ivr_fakepbx import FakeAsterisk, Persona, header, run_tcp
+
+from dialer.netguard import raise_nofile_limit
+from ivr.engine import Services
+from ivr.fastagi import FastAGIServer
+
+FLOOD = 2000
+REAL = 20
+MAX_RECONNECTS = 20
+DEADLINE_S = 60.0
+
+
+class Flood:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stop = asyncio.Event()
+        self.connects = 0
+        self.open = 0
+
+    async def one(self) -> None:
+        for _ in range(MAX_RECONNECTS + 1):
+            if self.stop.is_set():
+                return
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            self.connects += 1
+            self.open += 1
+            try:  # send nothing; wait until the server drops us (or the flood ends)
+                read = asyncio.ensure_future(reader.read(1))
+                stop = asyncio.ensure_future(self.stop.wait())
+                await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+                for f in (read, stop):
+                    f.cancel()
+            except OSError:
+                pass
+            finally:
+                self.open -= 1
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+
+
+async def real_session(port: int, i: int) -> str:
+    pbx = FakeAsterisk(Persona(answers=[str(i % 5 + 1)]))
+    await run_tcp(port, pbx, header("satisfaction_survey", port=port), timeout=30)
+    return pbx.variables.get("IVR_RESULT", "")
+
+
+async def test_two_thousand_idle_connections_do_not_starve_twenty_calls(
+    services: Services,
+) -> None:
+    raise_nofile_limit()
+    srv = FastAGIServer(services, port=0)
+    await srv.start()
+    flood = Flood(srv.port)
+    tasks = [asyncio.create_task(flood.one()) for _ in range(FLOOD)]
+    try:
+        t0 = time.monotonic()
+        while flood.connects < FLOOD and time.monotonic() - t0 < 20:
+            await asyncio.sleep(0.05)
+        assert flood.connects >= FLOOD  # the flood is up: every client has connected
+        results = await asyncio.wait_for(
+            asyncio.gather(*(real_session(srv.port, i) for i in range(REAL))), DEADLINE_S
+        )
+        assert results == [f"rated_{i % 5 + 1}" for i in range(REAL)]  # all 20 served
+        assert srv.stats.completed == REAL
+        assert srv.stats.evicted + srv.stats.header_timeout > 0  # the flood was pushed out
+    finally:
+        flood.stop.set()
+        await asyncio.wait(tasks, timeout=30)
+        for t in tasks:
+            t.cancel()
+        await srv.close(grace=1)

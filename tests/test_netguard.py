@@ -1,0 +1,89 @@
+"""Admission control: waiting connections make way, live ones stay, time-outs shrink."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from dialer.netguard import ConnectionGuard, ConnState, GuardLimits, RateLimitedLog
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def guard(clock: Clock, **kw: float) -> ConnectionGuard:
+    limits = GuardLimits(
+        **{"max_connections": 4, "max_per_address": 3, "header_timeout_s": 10.0, **kw}  # type: ignore[arg-type]
+    )
+    return ConnectionGuard(limits, clock)
+
+
+def test_a_new_connection_evicts_the_oldest_waiting_one_never_an_active_one() -> None:
+    c = Clock()
+    g = guard(c)
+    for k in "abc":
+        c.t += 1
+        assert g.admit(k, "10.0.0.1").accepted
+    g.activated("a")
+    # per address: the oldest WAITING of that address goes, not the active one
+    adm = g.admit("d", "10.0.0.1")
+    assert adm.accepted and adm.evict == ("b",)
+    assert g.state("a") is ConnState.ACTIVE and g.state("b") is None
+    # in all: another address evicts the oldest waiting of any address
+    assert g.admit("e", "10.0.0.2").accepted and len(g) == 4
+    adm = g.admit("f", "10.0.0.3")
+    assert adm.evict == ("c",)
+    for k in ("d", "e", "f"):
+        g.activated(k)
+    refused = g.admit("g", "10.0.0.4")  # every connection is live: refused
+    assert not refused.accepted and g.stats.refused == 1
+
+
+def test_header_timeout_shrinks_with_load_for_those_already_waiting() -> None:
+    c = Clock()
+    g = guard(c, max_connections=10, max_per_address=10, header_timeout_min_s=1.0)
+    assert g.header_timeout() == 10.0
+    g.admit("a", "x")
+    c.t = 5.0
+    assert g.expired() == []
+    for i in range(9):
+        g.admit(i, "x")
+    assert g.header_timeout() == pytest.approx(1.0)  # full
+    assert g.expired() == ["a"]  # 5 s old: past the shrunk time-out
+    c.t = 7.5  # 9 of 10 open: a 1.9 s time-out
+    assert len(g.expired()) == 9 and len(g) == 0 and g.stats.timed_out == 10
+
+
+def test_keep_alive_connection_waits_again_as_the_youngest() -> None:
+    c = Clock()
+    g = guard(c)
+    g.admit("a", "x")
+    g.activated("a")
+    c.t = 1
+    g.admit("b", "x")
+    c.t = 2
+    g.waiting("a")
+    c.t = 3
+    g.admit("c", "x")
+    adm = g.admit("d", "x")  # per-address limit 3: the oldest waiting is b, not a
+    assert adm.evict == ("b",)
+
+
+def test_rate_limited_log(caplog: pytest.LogCaptureFixture) -> None:
+    c = Clock()
+    rl = RateLimitedLog(logging.getLogger("t"), per_interval=2, interval_s=10, clock=c)
+    caplog.set_level(logging.WARNING, logger="t")
+    assert [rl.warning("k", "line %d", i) for i in range(5)] == [True, True, False, False, False]
+    c.t = 11
+    assert rl.warning("k", "later")
+    assert [r.getMessage() for r in caplog.records] == [
+        "line 0",
+        "line 1",
+        "later (and 3 more like it not logged)",
+    ]
