@@ -45,8 +45,8 @@ def peak_mb() -> float:
 
 def child(phase: str, csv_path: Path, db: Path) -> None:
     os.environ.setdefault("DIALER_SECRET_KEY", "bench-only-key")
-    from dialer.campaigns import apply_campaign, parse_campaign
-    from dialer.contacts import import_contacts
+    from dialer.lists.campaigns import apply_campaign, parse_campaign
+    from dialer.lists.contacts import import_contacts
     from dialer.store import open_store
 
     store = open_store(f"sqlite:///{db}")

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from dialer.campaigns import apply_campaign, parse_campaign
-from dialer.contacts import RejectionLog, detect_encoding, import_contacts
 from dialer.errors import ImportRejected
+from dialer.lists.campaigns import apply_campaign, parse_campaign
+from dialer.lists.contacts import RejectionLog, detect_encoding, import_contacts
 from dialer.store import Store
 from dialer.store.models import Campaign, Contact
 from tests.data_gen import TEST_CAMPAIGN, mixed_file

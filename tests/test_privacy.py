@@ -43,7 +43,7 @@ def test_contacts_list_masks_cards_in_free_text(tmp_path) -> None:  # type: igno
 
     from click.testing import CliRunner
 
-    from dialer.cli import cli
+    from dialer.app.cli import cli
 
     db = f"sqlite:///{tmp_path / 'p.db'}"
     camp = tmp_path / "c.yaml"
