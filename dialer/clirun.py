@@ -6,8 +6,9 @@ from __future__ import annotations
 import sys
 
 import click
+from sqlalchemy.exc import DBAPIError
 
-from dialer.errors import DialerError
+from dialer.errors import DialerError, describe_db_error
 
 
 def db_option(f):
@@ -35,4 +36,7 @@ def run_cli(group: click.Group) -> None:
         sys.exit(130)
     except DialerError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except DBAPIError as exc:  # one line, no customer's data (no traceback quoting rows)
+        click.echo(f"error: the store refused: {describe_db_error(exc)}", err=True)
         sys.exit(2)

@@ -87,3 +87,12 @@ class IllegalTransition(DialerError):
 
 class WorkerConflict(DialerError):
     """Another live process already runs under this worker id."""
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """One line about a statement the database refused that carries no customer's data: the
+    driver's error class and the first line of its message (PostgreSQL's DETAIL line, which
+    quotes key values such as a phone number, is the second; the engine hides parameters)."""
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [""])[0]
+    return f"{type(orig).__name__}: {first[:200]}"

@@ -31,6 +31,7 @@ BOTH_ENGINE_SUITES = (
     "store/",
     "test_campaigns.py",
     "test_contacts.py",
+    "test_contacts_stream.py",
     "test_dnc.py",
     "test_hopper.py",
     "runner/",

@@ -47,9 +47,10 @@ from typing import IO, Any
 import phonenumbers
 from phonenumbers import timezone as pn_timezone
 from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from dialer.errors import ImportRejected
+from dialer.errors import ImportRejected, StoreError, describe_db_error
 from dialer.lists.campaigns import CampaignSpec, FieldSpec, FieldType, spec_of
 from dialer.lists.compliance import ContactStatus, is_valid_zone
 from dialer.privacy import keyed_hash
@@ -640,7 +641,13 @@ def import_contacts(
             for phone in held:
                 batch.rejected.append(Rejection(rows.pop(phone)[0], RejectCode.DUPLICATE))
             if rows:
-                session.execute(stmt, [values for _, values in rows.values()])
+                try:
+                    session.execute(stmt, [values for _, values in rows.values()])
+                except DBAPIError as exc:  # e.g. a concurrent import of the same numbers
+                    first = min(r for r, _ in rows.values())
+                    raise StoreError(
+                        f"the store refused the batch from row {first}: {describe_db_error(exc)}"
+                    ) from None
             report.imported += len(rows)
         for r in sorted(batch.rejected, key=lambda r: r.row):
             rejections.add(r.row, r.reason)
