@@ -202,9 +202,41 @@ def raise_nofile_limit(want: int | None = None) -> tuple[int, int]:
     return soft, hard
 
 
+class RateLimiter:
+    """At most ``per_interval`` events of one kind per ``interval_s``."""
+
+    def __init__(
+        self,
+        *,
+        per_interval: int = 10,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_kinds: int = 1000,
+    ) -> None:
+        self.per_interval = per_interval
+        self.interval_s = interval_s
+        self.clock = clock
+        self.max_kinds = max_kinds
+        self._window: dict[str, tuple[float, int, int]] = {}  # kind -> (start, passed, dropped)
+
+    def allow(self, kind: str) -> int | None:
+        """None: drop this one; else how many of its kind were dropped since the last one."""
+        now = self.clock()
+        start, passed, dropped = self._window.get(kind, (now, 0, 0))
+        if now - start >= self.interval_s:
+            start, passed = now, 0
+        if passed >= self.per_interval:
+            self._window[kind] = (start, passed, dropped + 1)
+            return None
+        if kind not in self._window and len(self._window) >= self.max_kinds:
+            self._window.clear()  # bounded: a flood of distinct messages resets the table
+        self._window[kind] = (start, passed + 1, 0)
+        return dropped
+
+
 class RateLimitedLog:
-    """At most ``per_interval`` lines per ``interval_s`` for one kind of event; the rest are
-    counted and summed up in the next line that is written."""
+    """A logger that writes at most ``per_interval`` lines of one kind per ``interval_s``;
+    the next line written says how many were left out."""
 
     def __init__(
         self,
@@ -215,27 +247,58 @@ class RateLimitedLog:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.logger = logger
-        self.per_interval = per_interval
-        self.interval_s = interval_s
-        self.clock = clock
-        self._window: dict[str, tuple[float, int, int]] = {}  # kind -> (start, written, dropped)
+        self.limiter = RateLimiter(per_interval=per_interval, interval_s=interval_s, clock=clock)
 
     def log(self, level: int, kind: str, msg: str, *args: object) -> bool:
-        now = self.clock()
-        start, written, dropped = self._window.get(kind, (now, 0, 0))
-        if now - start >= self.interval_s:
-            start, written = now, 0
-        if written >= self.per_interval:
-            self._window[kind] = (start, written, dropped + 1)
+        dropped = self.limiter.allow(kind)
+        if dropped is None:
             return False
         if dropped:
             msg = f"{msg} (and {dropped} more like it not logged)"
-        self._window[kind] = (start, written + 1, 0)
         self.logger.log(level, msg, *args)
         return True
 
     def warning(self, kind: str, msg: str, *args: object) -> bool:
         return self.log(logging.WARNING, kind, msg, *args)
+
+
+class RateLimitFilter(logging.Filter):
+    """A ``logging.Filter``: at most ``per_interval`` records per (logger, message template)
+    per ``interval_s`` - a flood of failing connections writes a handful of tracebacks, not
+    hundreds of megabytes."""
+
+    def __init__(self, per_interval: int = 10, interval_s: float = 10.0) -> None:
+        super().__init__()
+        self.limiter = RateLimiter(per_interval=per_interval, interval_s=interval_s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        dropped = self.limiter.allow(f"{record.name}:{record.msg}")
+        if dropped is None:
+            return False
+        if dropped:
+            record.msg = f"{record.msg} (and {dropped} more like it not logged)"
+        return True
+
+
+#: the loggers a flood of connections writes to (a logger's filter applies to its own records
+#: only, not to its children's: each is named)
+FLOOD_LOGGERS = (
+    "asyncio",
+    "aiohttp.server",
+    "aiohttp.web",
+    "aiohttp.access",
+    "aiohttp.internal",
+    "dialer.floor.console.app",
+    "ivr.fastagi",
+)
+
+
+def install_log_limits(names: tuple[str, ...] = FLOOD_LOGGERS) -> None:
+    """Rate-limit the loggers a flood of connections writes to (idempotent)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RateLimitFilter) for f in logger.filters):
+            logger.addFilter(RateLimitFilter())
 
 
 __all__ = [
@@ -244,6 +307,9 @@ __all__ = [
     "ConnectionGuard",
     "GuardLimits",
     "GuardStats",
+    "RateLimitFilter",
     "RateLimitedLog",
+    "RateLimiter",
+    "install_log_limits",
     "raise_nofile_limit",
 ]

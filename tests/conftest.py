@@ -18,7 +18,7 @@ from dialer.store import Store, open_store
 
 os.environ.setdefault("DIALER_SECRET_KEY", "test-only-key-not-a-secret")
 os.environ.setdefault("DIALER_AMI_SECRET", "test-only-ami-secret")
-os.environ.setdefault("DIALER_API_TOKEN", "test-only-api-token")
+os.environ.setdefault("DIALER_API_TOKEN", "test-only-Zk4pW9qL2xV7nB3mR8tY")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

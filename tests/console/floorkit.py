@@ -62,7 +62,7 @@ FLAGS = (
     "--disable-dev-shm-usage",
     "--window-size=1366,900",
 )
-TOKEN = "test-console-token-1234"
+TOKEN = "tQ8-vX2kR7pLm4Zs9WcN1bYh"  # strong: the console refuses a weak one
 CARD = "6222021234567890"
 ID_NUMBER = "110101199003071234"
 PHONES = [f"+86138001380{i:02d}" for i in range(12)]

@@ -54,6 +54,13 @@ def run(
     from dialer.telephony.core import DialerCore
 
     settings = app.settings
+    if not no_console:  # refuse a weak console token before anything starts
+        from dialer.floor.console.auth import check_token_strength
+        from dialer.settings import get_secret
+
+        token = get_secret("api_token")
+        assert token is not None
+        check_token_strength(token.get_secret_value())
     store = app.store
     agi = agi_url or f"agi://{settings.fastagi.host}:{settings.fastagi.port}"
 

@@ -36,10 +36,12 @@ from pydantic import SecretStr
 
 from dialer.errors import ConfigError, DialerError
 from dialer.floor.console import snapshots as snap
-from dialer.floor.console.auth import COOKIE_NAME, TokenAuth, actor_name
+from dialer.floor.console.auth import COOKIE_NAME, ThrottleLimits, TokenAuth, actor_name
+from dialer.floor.console.guard import CONSOLE_LIMITS, GUARD, GuardedSite, guard_middleware
 from dialer.floor.console.metrics import DialerMetrics, register_floor
 from dialer.floor.console.reload import FileWatcher, ReloadLog, SighupReloader, reload_and_record
 from dialer.floor.view import Floor
+from dialer.netguard import ConnectionGuard, GuardLimits, install_log_limits, raise_nofile_limit
 from dialer.privacy import scrub, scrub_json
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/metrics", "/api/login", "/favicon.ico"})
 MAX_BODY = 64 * 1024
+#: deepest JSON nesting a request body may have (the API's objects are flat)
+MAX_JSON_DEPTH = 20
 
 FLOOR = web.AppKey("floor", Floor)
 AUTH = web.AppKey("auth", TokenAuth)
@@ -84,6 +88,16 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": scrub(message)}, status=status)
 
 
+def _too_many(retry_after: float) -> web.Response:
+    resp = _error(429, "too many failed sign-ins from this address: try again later")
+    resp.headers["Retry-After"] = str(max(1, round(retry_after + 0.49)))
+    return resp
+
+
+def _address(request: web.Request) -> str:
+    return request.remote or "?"
+
+
 def _authenticated(request: web.Request) -> str | None:
     """How the request proved itself: ``"bearer"``, ``"session"``, or None."""
     auth = request.app[AUTH]
@@ -99,7 +113,16 @@ def _authenticated(request: web.Request) -> str | None:
 async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
     if path.startswith("/api/") and path not in PUBLIC_PATHS:
+        throttle = request.app[AUTH].throttle
+        address = _address(request)
+        presented = "Authorization" in request.headers or COOKIE_NAME in request.cookies
+        if presented:  # a credential is a guess until it checks out
+            wait = throttle.begin(address)
+            if wait:
+                return _too_many(wait)
         via = _authenticated(request)
+        if presented:
+            (throttle.succeeded if via else throttle.failed)(address)
         if via is None:
             denied = _error(401, "unauthorized: send the API token")
             denied.headers["WWW-Authenticate"] = 'Bearer realm="dialer"'
@@ -128,15 +151,48 @@ def _actor(request: web.Request) -> str:
     return actor_name(request.headers.get("X-Actor"), request.get(AUTH_VIA, "api"))
 
 
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON text (brackets inside strings ignored),
+    found without recursion: a body too deep to parse is refused before the parser sees it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "body is not valid JSON"}), content_type="application/json"
-        ) from exc
+        text = await request.text()
+    except web.HTTPRequestEntityTooLarge:
+        raise _bad_request(f"body larger than {MAX_BODY} bytes") from None
+    except UnicodeDecodeError:
+        raise _bad_request("body is not valid JSON") from None
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise _bad_request(f"body nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise _bad_request("body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(
             text=json.dumps({"error": "body must be a JSON object"}),
@@ -172,16 +228,25 @@ async def metrics_page(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    data = await _body(request)
-    token = data.get("token")
     auth = request.app[AUTH]
+    address = _address(request)
+    wait = auth.throttle.begin(address)
+    if wait:
+        return _too_many(wait)
+    try:
+        data = await _body(request)
+    except web.HTTPException:
+        auth.throttle.failed(address)
+        raise
+    token = data.get("token")
     if not isinstance(token, str) or not auth.check_token(token):
-        await asyncio.sleep(0.25)  # slows guessing; the compare itself is constant-time
+        auth.throttle.failed(address)
         return _error(401, "wrong token")
+    auth.throttle.succeeded(address)
     resp = _json({"ok": True})
     resp.set_cookie(
         COOKIE_NAME,
-        auth.session_value,
+        auth.sessions.create(),  # a random id the server keeps: sign-out revokes it
         httponly=True,
         samesite="Strict",
         secure=request.secure,
@@ -192,6 +257,9 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
+    sid = request.cookies.get(COOKIE_NAME)
+    if sid:
+        request.app[AUTH].sessions.revoke(sid)
     resp = _json({"ok": True})
     resp.del_cookie(COOKIE_NAME, path="/")
     return resp
@@ -368,6 +436,8 @@ def make_app(
     sighup: bool = False,
     push_interval_s: float = 1.0,
     store: Any = None,
+    throttle: ThrottleLimits | None = None,
+    guard_limits: GuardLimits = CONSOLE_LIMITS,
 ) -> web.Application:
     """The console as an aiohttp app.
 
@@ -376,9 +446,13 @@ def make_app(
     settings files or folders to poll for hot reload; ``sighup`` reloads on ``SIGHUP``.
     """
     secret = token.get_secret_value() if isinstance(token, SecretStr) else token
-    app = web.Application(middlewares=[security_middleware], client_max_size=MAX_BODY)
+    auth = TokenAuth(secret, throttle=throttle)  # refuses a weak token (ConfigError)
+    app = web.Application(
+        middlewares=[guard_middleware, security_middleware], client_max_size=MAX_BODY
+    )
     app[FLOOR] = floor
-    app[AUTH] = TokenAuth(secret)
+    app[AUTH] = auth
+    app[GUARD] = ConnectionGuard(guard_limits)
     app[REGISTRY] = registry
     app[METRICS] = metrics if metrics is not None else DialerMetrics(registry)
     app[RELOADS] = reload_log if reload_log is not None else ReloadLog()
@@ -459,11 +533,15 @@ async def start_console(
     sighup: bool = False,
     store: Any = None,
     push_interval_s: float = 1.0,
+    throttle: ThrottleLimits | None = None,
+    guard_limits: GuardLimits = CONSOLE_LIMITS,
 ) -> tuple[web.AppRunner, int]:
     """Serve the console on ``host:port`` (0 picks a free port) inside the running loop.
 
     Returns the runner (``await runner.cleanup()`` stops it) and the bound port. The token
-    defaults to ``DIALER_API_TOKEN`` (``SecretMissing`` if unset).
+    defaults to ``DIALER_API_TOKEN`` (``SecretMissing`` if unset; ``ConfigError`` if weak).
+    Connections go through the guard (``guard_limits``); failed sign-ins are throttled per
+    address (``throttle``).
     """
     if token is None:
         from dialer.settings import get_secret
@@ -481,10 +559,14 @@ async def start_console(
         sighup=sighup,
         store=store,
         push_interval_s=push_interval_s,
+        throttle=throttle,
+        guard_limits=guard_limits,
     )
+    raise_nofile_limit()  # the guard, not the descriptor limit, decides who is served
+    install_log_limits()
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = GuardedSite(runner, host, port, app[GUARD])
     await site.start()
     bound = runner.addresses[0][1]
     if host not in ("127.0.0.1", "::1", "localhost"):
