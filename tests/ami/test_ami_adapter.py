@@ -7,6 +7,7 @@ is exercised in ``test_ami_e2e_sim.py``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator
 
@@ -257,3 +258,21 @@ async def test_from_settings_reads_the_secret_from_the_environment() -> None:
     c = AMIClient.from_settings(AMISettings(port=1234, username="u"), {"DIALER_AMI_SECRET": "s"})
     assert (c.port, c.username) == (1234, "u")
     assert "s" not in repr(c._secret)
+
+
+async def test_connection_changes_are_logged_at_the_default_level(
+    peer: Peer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)  # the CLI's default level
+    port = peer.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    c = client(port)
+    await c.start()
+    await c.wait_ready(2)
+    peer.drop_all()
+    await asyncio.sleep(0.05)
+    await c.wait_ready(2)
+    await c.close()
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("dialer.telephony.ami")]
+    assert any("connection" in m and "reconnecting" in m for m in lines), lines
+    assert any("reconnected after" in m for m in lines), lines
+    assert all(r.levelno >= logging.WARNING for r in caplog.records)

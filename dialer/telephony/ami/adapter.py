@@ -38,6 +38,7 @@ import contextlib
 import itertools
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -145,6 +146,7 @@ class AMIClient:
         self._session: _Session | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._down_since: float | None = None  # when the connection was lost (monotonic)
         self.ready = asyncio.Event()  # set exactly while the session is READY
         self.banner: Banner | None = None
         self.connections = 0  # successful logins so far
@@ -269,6 +271,8 @@ class AMIClient:
     # -- the connection loop ---------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Connect, and reconnect with back-off; every change of the connection is logged at
+        the default level (a drop and a reconnect as warnings, the first login as info)."""
         backoff = self.reconnect_min_s
         while not self._closing:
             logins = self.connections
@@ -278,10 +282,27 @@ class AMIClient:
                 raise
             except (OSError, AMIError, ProtocolError, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("AMI %s:%s: %s", self.host, self.port, self.last_error)
+                lost = "connection lost" if self.connections > logins else "cannot connect"
+                log.warning(
+                    "AMI %s:%s: %s (%s); reconnecting",
+                    self.host,
+                    self.port,
+                    lost,
+                    self.last_error,
+                )
             except Exception as exc:  # a bug in the resync hook: log it, keep reconnecting
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("AMI session failed")
+            else:
+                if not self._closing:
+                    self.last_error = "closed by the peer"
+                    log.warning(
+                        "AMI %s:%s: connection closed by the peer; reconnecting",
+                        self.host,
+                        self.port,
+                    )
+            if self._down_since is None:
+                self._down_since = time.monotonic()
             if self._closing:
                 break
             if self.connections > logins:
@@ -307,6 +328,16 @@ class AMIClient:
             conn.resynced()
             self.last_error = None
             self.ready.set()
+            if self._down_since is None:
+                log.info("AMI %s:%s: connected as %s", self.host, self.port, self.username)
+            else:
+                log.warning(
+                    "AMI %s:%s: reconnected after %.1f s",
+                    self.host,
+                    self.port,
+                    time.monotonic() - self._down_since,
+                )
+                self._down_since = None
             pinger = asyncio.create_task(self._ping_loop(), name="ami-ping")
             await reader_task
         finally:
