@@ -190,45 +190,48 @@ def send_cmd(
     click.echo(f"queued {uid}: {preview.segmentation.summary()}")
 
 
-@sms_group.command("run")
-@pass_app
-def run_cmd(app: AppContext) -> None:
-    """Hand queued SMS to Kannel and take its delivery reports and replies (Ctrl-C stops)."""
+def _serve(app: AppContext, *, sms: bool, email: bool, steps: bool, tick_s: float = 5.0) -> None:
     import asyncio
     import signal
 
-    from dialer.messaging.dispatcher import SmsDispatcher
-    from dialer.messaging.endpoint import SmsEndpoint
-    from dialer.messaging.kannel import KannelGateway
-    from dialer.messaging.keywords import Classifier
+    from dialer.messaging.service import Secrets, serve
     from dialer.settings import get_secret
 
+    def secret(name: str) -> str | None:
+        value = get_secret(name, required=False)
+        return value.get_secret_value() if value is not None else None
+
     cfg = _messaging(app)
-    secret = get_secret("kannel_password")
-    assert secret is not None
-    store = app.store
+    secrets = Secrets(secret("kannel_password"), secret("smtp_password"))
+    library = load_library(app)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        endpoint = SmsEndpoint(
-            store, Classifier(cfg.keywords), default_region=app.settings.default_region
+        await serve(
+            app.store,
+            app.settings,
+            cfg,
+            library,
+            secrets,
+            stop,
+            sms=sms,
+            email=email,
+            steps=steps,
+            tick_s=tick_s,
+            started=click.echo,
         )
-        port = await endpoint.start(cfg.sms.listen.host, cfg.sms.listen.port)
-        gateway = KannelGateway(cfg.sms.kannel, secret.get_secret_value())
-        click.echo(
-            f"SMS: callbacks on {cfg.sms.listen.host}:{port}, sendsms at "
-            f"{cfg.sms.kannel.sendsms_url}, {cfg.sms.kannel.rate:g} parts/s"
-        )
-        try:
-            await SmsDispatcher(store, gateway, cfg.sms).run(stop)
-        finally:
-            await gateway.close()
-            await endpoint.stop()
 
     asyncio.run(main())
+
+
+@sms_group.command("run")
+@pass_app
+def run_cmd(app: AppContext) -> None:
+    """Hand queued SMS to Kannel and take its delivery reports and replies (Ctrl-C stops)."""
+    _serve(app, sms=True, email=False, steps=False)
 
 
 @sms_group.command("status")
@@ -350,39 +353,7 @@ def email_send_cmd(app: AppContext, template: str, to: str, sets: tuple[str, ...
 @pass_app
 def email_run_cmd(app: AppContext) -> None:
     """Send queued e-mail through the relay and take replies and bounces (Ctrl-C stops)."""
-    import asyncio
-    import signal
-
-    from dialer.messaging.dispatcher import EmailDispatcher
-    from dialer.messaging.keywords import Classifier
-    from dialer.messaging.mailin import MailEndpoint
-    from dialer.messaging.smtp import MailSender
-    from dialer.settings import get_secret
-
-    cfg = _messaging(app).email
-    secret = get_secret("smtp_password")
-    assert secret is not None
-    store = app.store
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        endpoint = MailEndpoint(store, Classifier(_messaging(app).keywords), domain=cfg.mail.domain)
-        port = await endpoint.start(cfg.mail.listen_host, cfg.mail.listen_port)
-        sender = MailSender(cfg.mail, secret.get_secret_value())
-        click.echo(
-            f"e-mail: inbound on {cfg.mail.listen_host}:{port}, relay "
-            f"{cfg.mail.smtp_host}:{cfg.mail.smtp_port}"
-        )
-        try:
-            await EmailDispatcher(store, sender, cfg, bank_name=app.settings.bank.name_zh).run(stop)
-        finally:
-            await sender.close()
-            await endpoint.stop()
-
-    asyncio.run(main())
+    _serve(app, sms=False, email=True, steps=False)
 
 
 @email_group.command("status")
@@ -402,3 +373,51 @@ def email_status_cmd(app: AppContext, as_json: bool) -> None:
 
 
 COMMANDS.append(email_group)
+
+
+# --- every channel and the campaign steps ---------------------------------------------------
+
+
+@click.group("messages")
+def messages_group() -> None:
+    """Every channel beside voice, and the steps of multi-step campaigns."""
+
+
+@messages_group.command("run")
+@click.option("--sms/--no-sms", default=True, help="SMS through Kannel.")
+@click.option("--email/--no-email", default=True, help="E-mail through the SMTP relay.")
+@click.option("--steps/--no-steps", default=True, help="Run the steps of running campaigns.")
+@click.option(
+    "--tick",
+    "tick_s",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds between two passes over the campaigns' steps.",
+)
+@pass_app
+def messages_run_cmd(app: AppContext, sms: bool, email: bool, steps: bool, tick_s: float) -> None:
+    """SMS, e-mail and the campaigns' steps on one loop (Ctrl-C stops)."""
+    _serve(app, sms=sms, email=email, steps=steps, tick_s=tick_s)
+
+
+@messages_group.command("report")
+@click.argument("campaign")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def messages_report_cmd(app: AppContext, campaign: str, as_json: bool) -> None:
+    """Per step of CAMPAIGN: messages sent, delivered, failed, suppressed; replies by kind."""
+    from dialer.lists.campaigns import get_campaign
+    from dialer.messaging.sequencer import step_report
+
+    with app.store.session() as s:
+        report = step_report(s, get_campaign(s, campaign).id)
+    if as_json:
+        click.echo(json.dumps({str(k): v for k, v in sorted(report.items())}))
+        return
+    for step, counts in sorted(report.items()):
+        shown = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+        click.echo(f"  step {step}: {shown}")
+
+
+COMMANDS.append(messages_group)
