@@ -191,11 +191,10 @@ class SimFloor:
         self.console: tuple[Any, int] | None = None
 
     async def __aenter__(self) -> SimFloor:
-        from dialer.floor.loop import Dialer
+        from dialer.app.compose import FloorRoot
         from dialer.sim.clock import RealClock
         from dialer.sim.pbx import DEFAULT_MANAGER_CONF, SimPbx
         from dialer.telephony.ami.adapter import AMIClient
-        from dialer.telephony.core import DialerCore
         from ivr.engine import Services
         from ivr.fastagi import FastAGIServer
         from ivr.flow import FlowLibrary
@@ -228,31 +227,27 @@ class SimFloor:
         client = AMIClient(
             "127.0.0.1", self.ami_port, self.settings.ami.username, os.environ["DIALER_AMI_SECRET"]
         )
-        self.core = DialerCore(
-            self.store, client, agi_url=f"agi://127.0.0.1:{self.ivr.port}", clock=clock.epoch
-        )
-        self.dialer = Dialer(
+        self.root = FloorRoot(
             self.store,
-            self.core,
             self.settings,
+            client,
+            agi_url=f"agi://127.0.0.1:{self.ivr.port}",
+            core_clock=clock.epoch,
             clock=_SimClockAdapter(clock, self.speed),
             tick_s=self.tick_s,
             max_channels=self.max_channels,
         )
-        await self.core.start()
-        if self.http_port is not None:
-            from dialer.floor.loop import serve_console
-
-            self.console = await serve_console(
-                self.dialer, host=self.http_host, port=self.http_port, sighup=False
-            )
+        self.core, self.dialer = self.root.core, self.root.dialer
+        await self.root.start(
+            console_host=self.http_host if self.http_port is not None else None,
+            console_port=self.http_port,
+            sighup=False,
+        )
+        self.console = self.root.console
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.core.stop(grace_s=5.0)
-        if self.console is not None:
-            with contextlib.suppress(Exception):
-                await self.console[0].cleanup()
+        await self.root.stop(grace_s=5.0)
         await self.ivr.close(grace=1.0)
         await self.pbx.stop()
 

@@ -1,6 +1,6 @@
 """What the supervisor console reads and does: the floor's live state, as one interface.
 
-The campaign runner (``dialer.floor.loop``) implements ``Floor``; the console (HTTP API, live page,
+The floor (``dialer.floor.service.Dialer``) implements ``Floor``; the console (HTTP API, live page,
 metrics) only ever talks to a ``Floor``. Snapshots are plain frozen data, safe to serialise:
 phone numbers in them are already masked, and they never carry customers' fields.
 """

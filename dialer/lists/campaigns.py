@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from dialer.audit import AuditAction
 from dialer.errors import ConfigError
 from dialer.outcomes import Outcome
 from dialer.settings import format_validation_error
@@ -287,7 +288,7 @@ def apply_campaign(
         session.add(
             AuditEntry(
                 actor=actor,
-                action="campaign.create" if created else "campaign.apply",
+                action=AuditAction.CAMPAIGN_CREATE if created else AuditAction.CAMPAIGN_APPLY,
                 campaign_id=row.id,
                 detail={"source": source, "changed": {} if created else diff},
             )

@@ -1,4 +1,4 @@
-"""The console on the REAL runner (``dialer.floor.loop.Dialer`` on the simulated floor): pacing
+"""The console on the REAL runner (``dialer.floor.service.Dialer`` on the simulated floor): pacing
 changes through a hot-reloaded campaign file and through ``PATCH .../pacing``.
 
 Issue 9 asks: an invalid pacing change (through the file and through the API) is refused and
@@ -10,7 +10,7 @@ idle agents; at 3.0 it has up to three per idle agent.
 
 The floor: the simulated PBX with four agents, callers who mostly do not answer (so agents
 sit idle and the ratio shows), on a clock running ``SPEED`` times real time. The console is
-started by ``dialer.floor.loop.serve_console`` exactly as ``dialer run`` starts it; its file
+started by ``dialer.app.compose.serve_console`` exactly as ``dialer run`` starts it; its file
 watcher polls the campaigns folder next to the settings file once a second.
 """
 
@@ -31,8 +31,8 @@ import aiohttp
 import yaml
 from sqlalchemy import select
 
+from dialer.app.compose import serve_console
 from dialer.app.demo import SimFloor, demo_start
-from dialer.floor.loop import serve_console
 from dialer.lists.campaigns import apply_campaign, load_campaign_file
 from dialer.lists.contacts import import_contacts
 from dialer.pacing.types import AgentState as PAgent
@@ -271,7 +271,7 @@ async def test_pacing_through_the_campaign_file_is_hot_reloaded(
         assert now["pacing"] == before["pacing"]
         assert now["state"] == "running" and now["mode"] == "power"
         assert stored_pacing(store, name) == before["pacing"]
-        assert live.floor.dialer._run_named(name).spec.pacing.power_ratio == 1.0
+        assert live.floor.dialer.loop.run_named(name).spec.pacing.power_ratio == 1.0
         assert audit(store, name, "campaign.apply") == []
         await asyncio.sleep(0.5)  # the running settings stay: still one line per idle agent
         assert_ratio_one(live.since(mark))
@@ -323,7 +323,7 @@ async def test_pacing_patch_changes_the_dial_level_within_a_second(
             assert r.status == 400 and "no_such_knob" in (await r.json())["error"]
         assert (await live.campaign(name))["pacing"] == before["pacing"]
         assert stored_pacing(store, name) == before["pacing"]
-        assert live.floor.dialer._run_named(name).spec.pacing.power_ratio == 1.0
+        assert live.floor.dialer.loop.run_named(name).spec.pacing.power_ratio == 1.0
         assert audit(store, name, "campaign.pacing") == []
         await asyncio.sleep(0.3)
         assert_ratio_one(live.since(mark))

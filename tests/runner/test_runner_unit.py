@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from dialer.floor.loop import CampaignRun, Dialer, RateLimiter
+from dialer.floor.loop import CampaignRun, RateLimiter
+from dialer.floor.service import Dialer
 from dialer.floor.view import AgentState
 from dialer.lists.campaigns import parse_campaign
 from dialer.lists.stats import abandon_rates

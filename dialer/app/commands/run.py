@@ -49,9 +49,8 @@ def run(
     SIGTERM (or Ctrl-C) stops dialling, lets live calls finish for --grace seconds, ends the
     rest as `interrupted`, and exits 0. SIGHUP re-applies the campaign files.
     """
-    from dialer.floor.loop import Dialer
+    from dialer.app.compose import FloorRoot
     from dialer.telephony.ami.adapter import AMIClient
-    from dialer.telephony.core import DialerCore
 
     settings = app.settings
     if not no_console:  # refuse a weak console token before anything starts
@@ -65,36 +64,30 @@ def run(
     agi = agi_url or f"agi://{settings.fastagi.host}:{settings.fastagi.port}"
 
     async def main() -> None:
-        core = DialerCore(store, AMIClient.from_settings(settings.ami), agi_url=agi)
-        dialer = Dialer(
-            store, core, settings, campaigns=campaigns or None, max_channels=max_channels
+        root = FloorRoot(
+            store,
+            settings,
+            AMIClient.from_settings(settings.ami),
+            agi_url=agi,
+            campaigns=campaigns or None,
+            max_channels=max_channels,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, dialer.stop)
-        console = None
-        await core.start()
-        if not no_console:
-            from dialer.floor.loop import serve_console
-
-            console = await serve_console(
-                dialer,
-                host=http_host or settings.http.host,
-                port=settings.http.port if http_port is None else http_port,
-            )
-            click.echo(
-                f"dialer: console on http://{http_host or settings.http.host}:{console[1]}/",
-                err=True,
-            )
+                loop.add_signal_handler(sig, root.dialer.stop)
+        host = http_host or settings.http.host
+        port = await root.start(
+            console_host=None if no_console else host,
+            console_port=settings.http.port if http_port is None else http_port,
+        )
+        if port is not None:
+            click.echo(f"dialer: console on http://{host}:{port}/", err=True)
         try:
-            await dialer.run()
+            await root.dialer.run()
         finally:
             click.echo(f"dialer: stopping; live calls get {grace:g} s", err=True)
-            await core.stop(grace_s=grace)
-            if console is not None:
-                with contextlib.suppress(Exception):
-                    await console[0].cleanup()
+            await root.stop(grace_s=grace)
 
     asyncio.run(main())
 

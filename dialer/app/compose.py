@@ -1,0 +1,100 @@
+"""The composition root of the floor: ``dialer run`` and ``dialer demo`` build it here.
+
+It makes the dialer core on an AMI client, the floor (``dialer.floor.service.Dialer``) on the
+core, and, when asked, the supervisor console with its metrics and hot reload wired to the
+floor. Nothing below the application layer imports the console.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from dialer.floor.console import DialerMetrics, config_paths, outcome_recorder, start_console
+from dialer.floor.loop import Clock
+from dialer.floor.service import Dialer
+from dialer.settings import Settings
+from dialer.store import Store
+from dialer.telephony.ami.adapter import AMIClient
+from dialer.telephony.core import DialerCore
+
+
+async def serve_console(
+    dialer: Dialer,
+    *,
+    host: str,
+    port: int,
+    watch_config: bool = True,
+    sighup: bool = True,
+) -> tuple[Any, int]:
+    """Start the supervisor console in this loop, with metrics and hot reload wired in."""
+    metrics = DialerMetrics(CollectorRegistry())
+    dialer.metrics = metrics
+    dialer.on_outcome.append(outcome_recorder(metrics))
+    watch = (
+        config_paths(dialer.settings, include_settings=dialer.settings.source is not None)
+        if watch_config
+        else ()
+    )
+    return await start_console(
+        dialer,
+        host=host,
+        port=port,
+        metrics=metrics,
+        watch=watch,
+        sighup=sighup,
+        store=dialer.store,
+    )
+
+
+class FloorRoot:
+    """The core, the floor and (optionally) the console, started and stopped in order."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        client: AMIClient,
+        *,
+        agi_url: str,
+        core_clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
+        tick_s: float = 0.5,
+        campaigns: Sequence[str] | None = None,
+        max_channels: int = 500,
+    ) -> None:
+        self.core = DialerCore(store, client, agi_url=agi_url, clock=core_clock)
+        self.dialer = Dialer(
+            store,
+            self.core,
+            settings,
+            clock=clock,
+            tick_s=tick_s,
+            campaigns=campaigns,
+            max_channels=max_channels,
+        )
+        self.console: tuple[Any, int] | None = None
+
+    async def start(
+        self, *, console_host: str | None = None, console_port: int | None = None, **console: Any
+    ) -> int | None:
+        """Connect the core; with ``console_port``, serve the console (returns its port)."""
+        await self.core.start()
+        if console_port is None or console_host is None:
+            return None
+        self.console = await serve_console(
+            self.dialer, host=console_host, port=console_port, **console
+        )
+        return self.console[1]
+
+    async def stop(self, *, grace_s: float) -> None:
+        """Stop dialling (live calls get ``grace_s``), then the console."""
+        await self.core.stop(grace_s=grace_s)
+        if self.console is not None:
+            with contextlib.suppress(Exception):
+                await self.console[0].cleanup()
+            self.console = None
