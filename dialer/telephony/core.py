@@ -62,6 +62,7 @@ from dialer.telephony.tracker import (
     Transition,
     Update,
     decide,
+    decide_untraced,
 )
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ class DialerCore:
         self.finished_count = 0
         self.last_resync: dict[str, int] = {}
         self.recovered = 0
+        self.recovered_from_store = 0  # untraced calls whose outcome the IVR's record gave
         self._skew = 0.0  # PBX clock minus ours, from the last stamped event
         self.write_errors = 0
         client.on_connect = self._resync
@@ -215,6 +217,7 @@ class DialerCore:
             "illegal_transitions": self.illegal_transitions,
             "write_errors": self.write_errors,
             "recovered": self.recovered,
+            "recovered_from_store": self.recovered_from_store,
             "live_calls": len(self.tracker.calls),
             "calls_by_state": self.counts(),
             "last_resync": dict(self.last_resync),
@@ -610,6 +613,11 @@ class DialerCore:
         if f.facts is not None:
             verdict = decide(f.facts, self._ivr_say(s, f))
             outcome, result = verdict.outcome, verdict.result
+        elif outcome is Outcome.UNKNOWN:  # no trace on the switch: the store may know
+            verdict = decide_untraced(self._ivr_say(s, f))
+            outcome, result = verdict.outcome, verdict.result or result
+            if outcome is not Outcome.UNKNOWN:
+                self.recovered_from_store += 1
         detail = dict(attempt.detail or {})
         detail.update({"end_reason": f.end_reason, **f.detail})
         if f.resynced:

@@ -382,6 +382,16 @@ def decide(facts: OutcomeFacts, ivr: IvrSay | None = None) -> Verdict:
     return Verdict(outcome, result)
 
 
+def decide_untraced(ivr: IvrSay | None) -> Verdict:
+    """A call that ended while no dialer watched (a restart, an AMI outage) and that the switch
+    no longer shows: the store decides before ``unknown`` does. An IVR session that finished
+    (completed, caller hung up, error) is the call's record; ``unknown`` only where neither the
+    switch nor the store knows."""
+    if ivr is not None and ivr.status in IVR_STATUS_OUTCOME:
+        return Verdict(IVR_STATUS_OUTCOME[ivr.status], ivr.result)
+    return Verdict(Outcome.UNKNOWN, None)
+
+
 def decide_outcome(call: Call) -> Outcome:
     """The outcome of a followed call from what AMI showed (no IVR session record)."""
     return decide(call.outcome_facts()).outcome

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from dialer.outcomes import Outcome
 from dialer.sim import SimPbx
 from dialer.store import Store
-from dialer.store.models import Attempt, CallEvent, IvrSession
+from dialer.store.models import Attempt, CallEvent, Contact, IvrSession
 
 ivr_engine = pytest.importorskip("ivr.engine")
 ivr_fastagi = pytest.importorskip("ivr.fastagi")
@@ -195,3 +195,127 @@ async def test_a_dialer_killed_mid_calls_is_recovered_by_the_next_one(
     assert by[ids[2]].outcome is Outcome.UNKNOWN  # ended with no dialer watching
     newchannels = [e.get("Uniqueid") for e in pbx.events if e.name == "Newchannel"]
     assert len(newchannels) == len(set(newchannels))
+
+
+async def _ivr_server(store: Store, pbx: SimPbx) -> Any:
+    def now() -> dt.datetime:
+        return dt.datetime.fromtimestamp(pbx.clock.epoch(), dt.UTC)
+
+    services = ivr_engine.Services(
+        library=ivr_flow.FlowLibrary.load(None),
+        recorder=ivr_record.StoreRecorder(store, now),
+        store=store,
+        clock=now,
+    )
+    server = ivr_fastagi.FastAGIServer(services, host="127.0.0.1", port=0)
+    await server.start()
+    return server
+
+
+def _sessions_done(store: Store, ids: list[int]) -> bool:
+    with store.session() as s:
+        rows = list(s.scalars(select(IvrSession).where(IvrSession.attempt_id.in_(ids))))
+    return len(rows) == len(ids) and all(r.status == "completed" for r in rows)
+
+
+async def _advance_until(pbx: SimPbx, done: Any, limit: float = 300.0) -> None:
+    t = 0.0
+    while not done():
+        assert t < limit, f"not done after {limit} s of PBX time"
+        await pbx.clock.advance(0.5)
+        await asyncio.sleep(0.01)
+        t += 0.5
+
+
+def _called_again(store: Store, ids: list[int]) -> list[int]:
+    """Attempts whose contact is due again (a retry scheduled, or the attempt left open)."""
+    with store.session() as s:
+        rows = list(s.scalars(select(Attempt).where(Attempt.id.in_(ids))))
+        due = []
+        for r in rows:
+            contact = s.get(Contact, r.contact_id)
+            if r.outcome is None or (contact is not None and contact.next_attempt_at is not None):
+                due.append(r.id)
+        return due
+
+
+@pytest.mark.parametrize("fault", ["restart", "ami_reconnect"])
+async def test_no_customer_is_called_again_after_a_completed_ivr_session(
+    store: Store, pbx: SimPbx, fault: str
+) -> None:
+    """Issue 17, item 1: the IVR finished its notice while no dialer watched (killed, or its
+    AMI connection down); the switch no longer shows the call. The store's IVR record gives
+    the outcome (completed, notified), so a campaign that retries ``unknown`` calls nobody
+    again."""
+    server = await _ivr_server(store, pbx)
+    try:
+        cid = campaign(
+            store,
+            name=f"ivr-{fault}",
+            mode="broadcast",
+            flow="notice",
+            queue=None,
+            retry={"unknown": "1m", "customer_hangup": "1d"},
+        )
+        phones = ["+8613800020111", "+8613800021111", "+8613800022111"]
+        ids = attempts(store, cid, phones)
+        first = make_core(store, pbx)
+        first.agi_url = f"agi://127.0.0.1:{server.port}"
+        done = collector(first)
+        await first.start()
+        await first.wait_ready(5)
+        for a in ids:
+            await first.originate(a)
+        await _advance_until(pbx, lambda: server.stats.sessions == 3)  # all in the flow
+        if fault == "restart":
+            await kill_core(first)  # kill -9: nothing more is written by it
+        else:
+            pbx.faults.refuse_for(3600.0)  # AMI down until we say so
+            pbx.faults.drop_all()
+        # the notice plays to its end and the customers hang up while no dialer watches
+        await _advance_until(pbx, lambda: _sessions_done(store, ids) and not pbx.engine.channels)
+        if fault == "restart":
+            core = make_core(store, pbx)
+            core.agi_url = first.agi_url
+            done = collector(core)
+            await core.start()
+            assert core.recovered == 3
+        else:
+            core = first
+            pbx.faults.refuse_for(0.0)
+        await core.wait_ready(10)
+        await run_until(pbx, core, lambda: len(done) == 3, step=0.5)
+        await core.stop(grace_s=0)
+    finally:
+        await server.close(grace=1.0)
+    assert [f.outcome for f in done] == [Outcome.COMPLETED] * 3
+    assert core.recovered_from_store == 3
+    with store.session() as s:
+        rows = list(s.scalars(select(Attempt).where(Attempt.id.in_(ids))))
+    assert {(r.outcome, r.result) for r in rows} == {("completed", "notified")}
+    assert _called_again(store, ids) == []  # 0 customers called again
+    originates = [
+        e for e in pbx.events if e.name == "Newchannel" and e.get("Channel", "").endswith(";1")
+    ]
+    assert len(originates) == 3  # nothing was dialled twice
+
+
+async def test_unknown_only_where_neither_switch_nor_store_knows(store: Store, pbx: SimPbx) -> None:
+    """No IVR session (an agent campaign) and no trace on the switch: still ``unknown``."""
+    cid = campaign(store, name="no-record")
+    ids = attempts(store, cid, ["+8613800023222"])  # answers, hangs up a second later
+    first = make_core(store, pbx)
+    await first.start()
+    await first.wait_ready(5)
+    await first.originate(ids[0])
+    await pbx.clock.advance(1.5)
+    await asyncio.sleep(0.05)
+    await kill_core(first)
+    await _advance_until(pbx, lambda: not pbx.engine.channels)
+    second = make_core(store, pbx)
+    done = collector(second)
+    await second.start()
+    await second.wait_ready(5)
+    await run_until(pbx, second, lambda: len(done) == 1, step=0.5)
+    await second.stop(grace_s=0)
+    assert done[0].outcome is Outcome.UNKNOWN and second.recovered_from_store == 0
