@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sqlalchemy.orm import Session
+
 from dialer.errors import RemoteProtocolError
 from dialer.messaging import email, outbox
 from dialer.messaging.config import DispatchSettings, EmailSettings, SmsSettings
@@ -97,7 +99,7 @@ class Dispatcher:
     async def _hand_over(self, c: outbox.Claimed) -> HandOver:
         raise NotImplementedError
 
-    def _bad_address(self, c: outbox.Claimed, reason: str | None) -> None:
+    def _bad_address(self, s: Session, c: outbox.Claimed, reason: str | None) -> None:
         """The gateway refused the address for good (e-mail flags it)."""
 
     def _now(self) -> dt.datetime:
@@ -117,10 +119,6 @@ class Dispatcher:
         with self.store.session() as s:
             return outbox.due_messages(s, self.channel, self._now(), self.cfg.batch)
 
-    def _claim(self, message_id: int) -> outbox.Claimed | None:
-        with self.store.session() as s:
-            return outbox.claim_one(s, message_id, self._now())
-
     def _retry_at(self, tries: int) -> dt.datetime:
         delays = self.cfg.retry_s
         return self._now() + dt.timedelta(seconds=delays[min(tries, len(delays) - 1)])
@@ -131,15 +129,12 @@ class Dispatcher:
             await self.clock.sleep(wait)
         self.throttle.take(self.clock.time(), parts)
 
-    def _record(self, c: outbox.Claimed, answer: HandOver) -> MsgState:
+    def _record(self, s: Session, c: outbox.Claimed, answer: HandOver) -> MsgState:
         event, reason = answer.event, answer.reason
-        with self.store.session() as s:
-            row = s.get(Message, c.id)
-            tries = row.tries if row is not None else 0
-            retry_at = self._retry_at(tries) if event is MsgEvent.UNAVAILABLE else None
-            state = outbox.record_submit(
-                s, c.id, event, self._now(), retry_at=retry_at, reason=reason
-            )
+        row = s.get(Message, c.id)
+        tries = row.tries if row is not None else 0
+        retry_at = self._retry_at(tries) if event is MsgEvent.UNAVAILABLE else None
+        state = outbox.record_submit(s, c.id, event, self._now(), retry_at=retry_at, reason=reason)
         counter = {
             MsgEvent.ACCEPTED: "accepted",
             MsgEvent.UNAVAILABLE: "unavailable",
@@ -148,7 +143,7 @@ class Dispatcher:
         }[event]
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         if answer.bad_address:
-            self._bad_address(c, reason)
+            self._bad_address(s, c, reason)
         if event is not MsgEvent.ACCEPTED:
             shown = mask_phone(c.address) if self.channel is Channel.SMS else c.address
             log.warning(
@@ -159,18 +154,35 @@ class Dispatcher:
         return state
 
     async def dispatch_batch(self) -> tuple[int, bool]:
-        """Hand over what is due now: (how many went to the gateway, is it down)."""
+        """Hand over what is due now: (how many went to the gateway, is it down).
+
+        What the gateway said about one message and the claim of the next share one
+        transaction (one commit per message); a message is always claimed, committed, and
+        only then handed over."""
         done = 0
-        for message_id in self._due_ids():
-            c = self._claim(message_id)
+        pending: tuple[outbox.Claimed, HandOver] | None = None
+        ids = self._due_ids()
+        for i, message_id in enumerate(ids):
+            with self.store.session() as s:
+                if pending is not None:
+                    self._record(s, *pending)
+                    pending = None
+                c = outbox.claim_one(s, message_id, self._now())
             if c is None:  # suppressed or taken meanwhile
                 continue
             await self._pace(c.parts)
             answer = await self._hand_over(c)
-            self._record(c, answer)
             done += 1
-            if answer.event is MsgEvent.UNAVAILABLE:
-                return done, True  # the gateway is down: the rest waits for the next round
+            if answer.event is MsgEvent.UNAVAILABLE or i == len(ids) - 1:
+                with self.store.session() as s:
+                    self._record(s, c, answer)
+                if answer.event is MsgEvent.UNAVAILABLE:
+                    return done, True  # the gateway is down: the rest waits for the next round
+            else:
+                pending = (c, answer)
+        if pending is not None:
+            with self.store.session() as s:
+                self._record(s, *pending)
         return done, False
 
     def settle_doubts(self) -> tuple[int, int]:
@@ -245,17 +257,16 @@ class EmailDispatcher(Dispatcher):
         )
         return await _outcome(self.sender.send(out))
 
-    def _bad_address(self, c: outbox.Claimed, reason: str | None) -> None:
-        with self.store.session() as s:
-            outbox.flag_address(
-                s,
-                Channel.EMAIL,
-                c.address,
-                outbox.Flag.INVALID,
-                reason=reason,
-                source="smtp-rcpt",
-                message_id=c.id,
-            )
+    def _bad_address(self, s: Session, c: outbox.Claimed, reason: str | None) -> None:
+        outbox.flag_address(
+            s,
+            Channel.EMAIL,
+            c.address,
+            outbox.Flag.INVALID,
+            reason=reason,
+            source="smtp-rcpt",
+            message_id=c.id,
+        )
 
 
 async def _outcome(handing: Awaitable[object]) -> HandOver:

@@ -23,14 +23,16 @@ one behind the same ``SmsGateway`` interface.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-import aiohttp
+import h11
 from pydantic import BaseModel, ConfigDict, Field
 
 from dialer.errors import RemoteProtocolError
@@ -236,30 +238,60 @@ class SmsGateway(Protocol):
 Transport = Callable[[str, SendsmsRequest, float], Awaitable[tuple[int, str]]]
 
 
-class AiohttpTransport:
-    """A fresh connection per request: a dead pooled connection would look like a doubt."""
+class H11Transport:
+    """One connection per request, the request written in ONE segment (h11 frames it).
 
-    def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
+    Why not aiohttp here: it writes the headers and the body as two TCP segments, and smsbox
+    answers such a request only after the peer's delayed ACK (~20 ms instead of ~0.3 ms per
+    message on loopback), which caps a dispatcher at ~35 messages/s whatever the link's
+    throughput. A fresh connection per request also means a broken pooled connection can
+    never pass for a doubt."""
 
     async def __call__(self, url: str, req: SendsmsRequest, timeout: float) -> tuple[int, str]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(force_close=True),
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            )
+        u = urlsplit(url)
+        host, port = u.hostname or "127.0.0.1", u.port or 80
+        target = u.path + (f"?{u.query}" if u.query else "")
+        conn = h11.Connection(h11.CLIENT)
+        headers = [
+            ("Host", f"{host}:{port}"),
+            ("Connection", "close"),
+            ("Content-Length", str(len(req.body))),
+            *req.headers.items(),
+        ]
+        wire = conn.send(h11.Request(method="POST", target=target, headers=headers))
+        wire += conn.send(h11.Data(data=req.body)) + conn.send(h11.EndOfMessage())
         try:
-            async with self._session.post(url, data=req.body, headers=req.headers) as resp:
-                return resp.status, await resp.text()
-        except aiohttp.ClientConnectorError as exc:
-            raise ConnectionError(str(exc)) from exc
-        except (TimeoutError, aiohttp.ClientError) as exc:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionError(f"{host}:{port}: {exc}") from exc
+        try:
+            writer.write(wire)
+            return await asyncio.wait_for(self._answer(conn, reader), timeout)
+        except (OSError, TimeoutError, h11.RemoteProtocolError) as exc:
             raise TimeoutError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    @staticmethod
+    async def _answer(conn: h11.Connection, reader: asyncio.StreamReader) -> tuple[int, str]:
+        status, body = 0, b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await reader.read(65536))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return status, body.decode("utf-8", "replace")
+            elif isinstance(event, h11.ConnectionClosed):
+                raise TimeoutError("connection closed before the answer")
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        return None
 
 
 class KannelGateway:
@@ -269,7 +301,7 @@ class KannelGateway:
         self.cfg = cfg
         self._password = password
         self._own = transport is None
-        self._transport: Transport = transport or AiohttpTransport()
+        self._transport: Transport = transport or H11Transport()
 
     @property
     def rate(self) -> float:
@@ -288,7 +320,7 @@ class KannelGateway:
         return read_sendsms_answer(status, body)
 
     async def close(self) -> None:
-        if self._own and isinstance(self._transport, AiohttpTransport):
+        if self._own and isinstance(self._transport, H11Transport):
             await self._transport.close()
 
 
@@ -296,7 +328,7 @@ __all__ = [
     "DLR_MASK",
     "DLR_PATH",
     "MO_PATH",
-    "AiohttpTransport",
+    "H11Transport",
     "DeliveryReport",
     "DlrType",
     "IncomingSms",

@@ -263,7 +263,6 @@ def claim_one(session: Session, message_id: int, now: dt.datetime) -> Claimed | 
             detail={},
         )
     )
-    session.refresh(row)
     return Claimed(
         row.id,
         row.uid,
