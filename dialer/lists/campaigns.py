@@ -167,6 +167,7 @@ def _field_shorthand(value: Any) -> Any:
 
 RESERVED_COLUMNS = frozenset(
     {"phone", "name", "language", "timezone", "priority", "external_id", "valid_until"}
+    | {"email", "numbers", *(f"{k}_phone" for k in ("mobile", "home", "work"))}  # channels
 )
 
 

@@ -53,7 +53,7 @@ from sqlalchemy.orm import Session
 from dialer.errors import ImportRejected, StoreError, describe_db_error
 from dialer.lists.campaigns import CampaignSpec, FieldSpec, FieldType, spec_of
 from dialer.lists.compliance import ContactStatus, is_valid_zone
-from dialer.privacy import keyed_hash
+from dialer.privacy import keyed_hash, mask_phone
 from dialer.settings import SECRET_ENV, get_secret
 from dialer.store.models import Contact, utcnow
 
@@ -63,6 +63,10 @@ CHUNK_ROWS = 5000
 _CONTACT_TABLE: Table = Contact.__table__  # type: ignore[assignment]  # core insert: no ORM cost
 _DETECT_BLOCK = 1 << 20
 _MAX_NAME = 200
+#: Extra number columns (``mobile_phone``, ``home_phone``, ``work_phone``), dialled in this
+#: order after the main ``phone`` by multi-step campaigns; stored in ``fields["numbers"]``.
+OTHER_NUMBER_KINDS = ("mobile", "home", "work")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 _MAX_EXTERNAL_ID = 100
 LANGUAGES = ("zh", "en")
 
@@ -262,6 +266,8 @@ class RowParser:
             "priority",
             "external_id",
             "valid_until",
+            "email",
+            *(f"{k}_phone" for k in OTHER_NUMBER_KINDS),
             *spec.fields,
         }
         self.ignored = tuple(h for h, n in zip(header, names, strict=True) if n not in known and n)
@@ -273,6 +279,13 @@ class RowParser:
             k: self.index.get(k, len(header))
             for k in ("name", "language", "timezone", "priority", "external_id", "valid_until")
         }
+        # channels beside the main number: an e-mail address and more numbers, in this order
+        self._email = self.index.get("email", len(header))
+        self._numbers = [
+            (kind, self.index[f"{kind}_phone"])
+            for kind in OTHER_NUMBER_KINDS
+            if f"{kind}_phone" in self.index
+        ]
         self._width = len(header)  # a missing column reads the empty cell at this index
         self._fields = [
             (name, self.index.get(name, self._width), fs.required, _field_parser(fs), fs.sensitive)
@@ -354,6 +367,24 @@ class RowParser:
             if sensitive:
                 value = self._hashers[fname](str(value))
             fields[fname] = value
+
+        email = rec[self._email].strip()
+        if email:
+            if len(email) > 254 or not _EMAIL.fullmatch(email):
+                return RejectCode.field("email")
+            fields["email"] = email.lower()
+        numbers: list[dict[str, str]] = []
+        for kind, idx in self._numbers:
+            text = rec[idx].strip()
+            if not text:
+                continue
+            other = parse_phone(text, self.region)
+            if other is None:
+                return RejectCode.field(f"{kind}_phone")
+            if other.e164 != phone.e164 and all(n["number"] != other.e164 for n in numbers):
+                numbers.append({"kind": kind, "number": other.e164})
+        if numbers:  # the order they are dialled in: the main number first
+            fields["numbers"] = [{"kind": "main", "number": phone.e164}, *numbers]
 
         return {
             "phone": phone.e164,
@@ -709,6 +740,9 @@ def masked_fields(spec: CampaignSpec, fields: dict[str, Any]) -> dict[str, Any]:
     """Fields for display: sensitive ones (stored hashed) become ``***``."""
     out: dict[str, Any] = {}
     for name, value in fields.items():
+        if name == "numbers" and isinstance(value, list):
+            out[name] = [{**n, "number": mask_phone(str(n.get("number", "")))} for n in value]
+            continue
         fs = spec.fields.get(name)
         out[name] = "***" if fs is not None and fs.sensitive else value
     return out

@@ -31,14 +31,18 @@ from dialer.messaging.steps import (
     Decision,
     Step,
     StepChannel,
+    next_number,
     parse_steps,
     plan,
 )
 from dialer.messaging.templates import MessagePurpose, TemplateLibrary
+from dialer.outcomes import LIVE_OUTCOMES
 from dialer.settings import BankSettings
 from dialer.store import Store
 from dialer.store.messages import InboundMessage, Message
-from dialer.store.models import Campaign, Contact
+from dialer.store.models import Attempt, Campaign, Contact
+
+_REACHED = {o.value for o in LIVE_OUTCOMES}
 
 _CHUNK = 1000
 
@@ -164,6 +168,7 @@ class Sequencer:
         if c.status != ContactStatus.ACTIVE.value or call_step is None:
             return d
         if d.action is Action.CALLING:
+            self._maybe_next_number(session, steps[call_step - 1], c)
             return d
         if d.action is Action.WAIT and d.step is not None and d.step <= call_step and d.at:
             hold = d.at.astimezone(dt.UTC)
@@ -175,6 +180,30 @@ class Sequencer:
             c.next_attempt_at = None
             report.ended += 1
         return d
+
+    def _maybe_next_number(self, session: Session, step: Step, c: Contact) -> None:
+        """After ``next_number_after`` failed calls on its number, the contact's next number
+        (import columns mobile/home/work_phone) is the one the hopper dials."""
+        numbers = (c.fields or {}).get("numbers") or []
+        if step.next_number_after is None or len(numbers) < 2:
+            return
+        if c.lease_until is not None and c.lease_until > dt.datetime.now(dt.UTC):
+            return  # a dialler holds it this moment: next pass
+        rows = session.execute(
+            select(Attempt.outcome).where(Attempt.contact_id == c.id, Attempt.phone == c.phone)
+        ).all()
+        calling = any(o is None for (o,) in rows)
+        failed = sum(1 for (o,) in rows if o is not None and o not in _REACHED)
+        nxt = next_number(numbers, c.phone, failed, step.next_number_after, calling)
+        if nxt is None:
+            return
+        taken = session.scalar(
+            select(func.count())
+            .select_from(Contact)
+            .where(Contact.campaign_id == c.campaign_id, Contact.phone == nxt)
+        )
+        if not taken:
+            c.phone = nxt
 
     def _contacts(self, session: Session, campaign_id: int) -> Iterable[list[Contact]]:
         last = 0

@@ -82,6 +82,7 @@ class Step(BaseModel):
     template: str | None = None
     at: dt.time | None = None  # not before this local time (a call step: calls from then)
     when: When = When.ALWAYS
+    next_number_after: int | None = Field(None, ge=1, le=20)  # call step: failed calls per number
 
     _at = field_validator("at", mode="before")(_hhmm)
 
@@ -205,6 +206,24 @@ def plan(steps: Sequence[Step], f: ContactFacts, now: dt.datetime) -> Decision:
     return Decision(Action.DONE, None, None, "all steps done")
 
 
+def next_number(
+    numbers: Sequence[Mapping[str, str]],
+    current: str,
+    failed_on_current: int,
+    after: int | None,
+    calling_now: bool,
+) -> str | None:
+    """The number to dial next when ``after`` failed calls on ``current`` are reached (None:
+    keep the current one). ``numbers`` is the contact's list in dialling order."""
+    if after is None or calling_now or failed_on_current < after:
+        return None
+    order = [n["number"] for n in numbers]
+    if current not in order:
+        return None
+    i = order.index(current)
+    return order[i + 1] if i + 1 < len(order) else None
+
+
 def _hm(t: dt.datetime, local: dt.datetime) -> str:
     return t.strftime("%H:%M") if t.date() == local.date() else t.strftime("%Y-%m-%d %H:%M")
 
@@ -218,6 +237,7 @@ __all__ = [
     "StepChannel",
     "When",
     "Window",
+    "next_number",
     "parse_steps",
     "plan",
 ]

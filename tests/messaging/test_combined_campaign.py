@@ -8,6 +8,8 @@ import asyncio
 import csv
 import datetime as dt
 from collections import Counter
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ from dialer.store import Store
 from dialer.store.messages import Message
 from dialer.store.models import Attempt, Contact
 
-from .conftest import SmsRig
+from .conftest import RelayProcess, SmsRig
+from .test_email import MailRig
 
 START = demo_start(dt.date(2026, 12, 1))  # Tuesday 10:00 in Beijing
 QUEUES = Path(__file__).resolve().parent.parent / "runner" / "queues.conf"
@@ -34,6 +37,10 @@ SIG = "【示例银行】"
 ANSWER = [f"+861390000{i}127" for i in range(4)]  # answer, talk to an agent
 NEVER = [f"+861390001{i}480" for i in range(3)]  # ring and never answer (sim/customer.conf)
 CONFIRM = [f"+861390002{i}136" for i in range(2)]  # reply "1" to the first SMS
+SWITCH = "+8613900030480"  # the mobile never answers; the home number does
+SWITCH_HOME = "+8613900030127"
+MAILS = {ANSWER[0]: "a0@customer.test", NEVER[0]: "n0@customer.test"}
+ALL = ANSWER + NEVER + CONFIRM + [SWITCH]
 
 CAMPAIGN: dict[str, Any] = {
     "name": "repay-steps",
@@ -52,8 +59,9 @@ CAMPAIGN: dict[str, Any] = {
     },
     "steps": [
         {"channel": "sms", "template": "repayment-due-sms", "at": "10:00"},
-        {"channel": "call", "at": "10:02", "when": "no_reply"},
+        {"channel": "call", "at": "10:02", "when": "no_reply", "next_number_after": 1},
         {"channel": "sms", "template": "repayment-fallback-sms", "when": "calls_failed"},
+        {"channel": "email", "template": "statement-email", "when": "has_email"},
     ],
 }
 
@@ -77,13 +85,24 @@ def load(store: Store, tmp: Path) -> None:
     path = tmp / "contacts.csv"
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["phone", "name", "amount_due", "due_date", "card_last4"])
-        for i, p in enumerate(ANSWER + NEVER + CONFIRM):
-            w.writerow([p, f"客户{i}", f"{1000 + i}.50", "2026-12-20", f"{1200 + i}"])
+        w.writerow(["phone", "name", "amount_due", "due_date", "card_last4", "email", "home_phone"])
+        for i, p in enumerate(ALL):
+            home = SWITCH_HOME if p == SWITCH else ""
+            w.writerow(
+                [
+                    p,
+                    f"客户{i}",
+                    f"{1000 + i}.50",
+                    "2026-12-20",
+                    f"{1200 + i}",
+                    MAILS.get(p, ""),
+                    home,
+                ]
+            )
     with store.session() as s:
         row, _ = apply_campaign(s, spec, source=None, actor="test")
         report = import_contacts(s, row, path, default_region="CN", now=START.astimezone(dt.UTC))
-        assert report.imported == 9
+        assert report.imported == len(ALL)
 
 
 def explain(store: Store, seq: Sequencer, now: dt.datetime) -> Counter[str]:
@@ -92,20 +111,23 @@ def explain(store: Store, seq: Sequencer, now: dt.datetime) -> Counter[str]:
 
 
 async def test_sms_then_calls_then_sms_fallback(
-    store: Store, sms_rig: SmsRig, tmp_path: Path
+    store: Store, sms_rig: SmsRig, smtp_relay: RelayProcess, inbound_port: int, tmp_path: Path
 ) -> None:
     load(store, tmp_path)
+    mail = MailRig(store, smtp_relay, inbound_port, smtp_relay.password)
+    await mail.endpoint.start("127.0.0.1", inbound_port)
     seq = Sequencer(store, TemplateLibrary.load(CONFIG_DIR / "messages"), Settings().bank)
     sms_rig.endpoint.on_reply = seq.on_reply
     box = sms_rig.box
 
     # 10:00 step 1: the SMS goes to everyone; nobody may be dialled before 10:02
-    assert explain(store, seq, START) == {"step 1: sms now": 9}
+    n = len(ALL)
+    assert explain(store, seq, START) == {"step 1: sms now": n}
     tick = seq.tick("repay-steps", START)
-    assert tick.queued == {1: 9} and tick.held == 9
-    assert explain(store, seq, START) == {"waiting for step 2 at 10:02": 9}
+    assert tick.queued == {1: n} and tick.held == n
+    assert explain(store, seq, START) == {"waiting for step 2 at 10:02": n}
     await sms_rig.dispatcher.dispatch_batch()
-    await sms_rig.wait_for(lambda: len(box.received()) == 9)
+    await sms_rig.wait_for(lambda: len(box.received()) == n)
     for p in CONFIRM:
         box.reply(p, "1")
     with store.session() as s:
@@ -116,7 +138,7 @@ async def test_sms_then_calls_then_sms_fallback(
             return all(s.get(Contact, i).status == "done" for i in ids)  # type: ignore[union-attr]
 
     await sms_rig.wait_for(confirmed)
-    assert explain(store, seq, START) == {"waiting for step 2 at 10:02": 7, "all steps done": 2}
+    assert explain(store, seq, START) == {"waiting for step 2 at 10:02": n - 2, "all steps done": 2}
 
     seen: list[Counter[str]] = []
     floor = SimFloor(
@@ -135,23 +157,28 @@ async def test_sms_then_calls_then_sms_fallback(
             now = floor.dialer.now()
             seq.tick("repay-steps", now)
             await sms_rig.dispatcher.dispatch_batch()
+            await mail.dispatcher.dispatch_batch()
             why = explain(store, seq, now)
             if not seen or why != seen[-1]:
                 seen.append(why)
-            if why == {"all steps done": 9} and fallback_done():
+            if why == {"all steps done": n} and fallback_done() and len(smtp_relay.kept()) == 2:
                 break
             await asyncio.sleep(0.2)
         floor.dialer.stop()
 
-    async with floor:
-        await asyncio.gather(floor.dialer.run(until_idle=False), drive())
+    try:
+        async with floor:
+            await asyncio.gather(floor.dialer.run(until_idle=False), drive())
+    finally:
+        await mail.sender.close()
+        await mail.endpoint.stop()
 
     # the plan, as explained along the way
-    assert seen[0] == {"waiting for step 2 at 10:02": 7, "all steps done": 2}
+    assert seen[0] == {"waiting for step 2 at 10:02": n - 2, "all steps done": 2}
     assert any(w.get("step 2: calls (the hopper decides)") for w in seen)
     done = [w.get("all steps done", 0) for w in seen]
     assert done == sorted(done) and len(seen) >= 3  # contacts finish one by one, none goes back
-    assert seen[-1] == {"all steps done": 9}
+    assert seen[-1] == {"all steps done": n}
 
     with store.session() as s:
         attempts = s.scalars(select(Attempt).order_by(Attempt.id)).all()
@@ -159,7 +186,7 @@ async def test_sms_then_calls_then_sms_fallback(
         for a in attempts:
             by_phone.setdefault(a.phone, []).append(a)
         report = step_report(s, get_campaign(s, "repay-steps").id)
-        parts = sum(m.parts for m in s.scalars(select(Message)))
+        parts = sum(m.parts for m in s.scalars(select(Message).where(Message.channel == "sms")))
     assert not set(CONFIRM) & set(by_phone)  # a confirming reply ends the calls
     assert min(a.created_at for a in attempts) >= START.astimezone(dt.UTC) + dt.timedelta(minutes=2)
     assert {p: [a.outcome for a in by_phone[p]] for p in ANSWER} == {
@@ -168,11 +195,20 @@ async def test_sms_then_calls_then_sms_fallback(
     assert {p: [a.outcome for a in by_phone[p]] for p in NEVER} == {
         p: ["no_answer"] * 2 for p in NEVER
     }
+    # after one failed call on the mobile, the home number (import column home_phone)
+    assert [(a.phone, a.outcome) for a in by_phone[SWITCH] + by_phone[SWITCH_HOME]] == [
+        (SWITCH, "no_answer"),
+        (SWITCH_HOME, "agent_handled"),
+    ]
 
     texts = Counter((h.to, h.text[:30]) for h in box.received())
     fallback = [h for h in box.received() if "多次致电未能联系到您" in h.text]
     assert sorted(h.to for h in fallback) == sorted(NEVER)  # only after the last failed call
     assert all(n == 1 for n in texts.values())  # nothing twice
-    assert len(box.received()) == parts > 9 + len(NEVER)  # the fallback is a two-part SMS
-    assert report[1]["delivered"] == 9 and report[1]["reply_confirm"] == 2
+    assert len(box.received()) == parts > n + len(NEVER)  # the fallback is a two-part SMS
+    assert report[1]["delivered"] == n and report[1]["reply_confirm"] == 2
     assert report[3] == {"delivered": 3}
+    # e-mail for those with an address, after their calls (reached or not)
+    assert report[4] == {"accepted": 2}
+    kept = [BytesParser(policy=policy.default).parsebytes(m) for m in smtp_relay.kept()]
+    assert sorted(str(m["To"]) for m in kept) == ["a0@customer.test", "n0@customer.test"]
