@@ -23,54 +23,37 @@ updates are batched by one writer task, so the event loop never waits on the dat
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import dataclasses
-import datetime as dt
 import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
-
 from dialer.errors import (
     AMIDisconnected,
     AMIError,
-    ConfigError,
     DialerError,
     IllegalTransition,
-    LocalProtocolError,
-    StoreError,
 )
-from dialer.lists import hopper
-from dialer.lists.campaigns import spec_of
 from dialer.outcomes import AttemptState, Outcome
 from dialer.store import Store
-from dialer.store.models import Attempt, CallEvent, Campaign, Contact, IvrSession
-from dialer.telephony.ami.adapter import AMIClient
+from dialer.telephony.ami.adapter import ActionResult, AMIClient
 from dialer.telephony.ami.messages import Event
-from dialer.telephony.originate import OriginateRequest, build_originate
+from dialer.telephony.batches import StoreBatches
+from dialer.telephony.originate import OriginateRequest
+from dialer.telephony.rows import AttemptRows, FinishedAttempt, NotDialled
 from dialer.telephony.tracker import (
     RESYNC_VARIABLES,
-    CallPlan,
     CallTracker,
     Finished,
-    IvrSay,
-    Transition,
     Update,
-    decide,
-    decide_untraced,
 )
 
 log = logging.getLogger(__name__)
 
 
 S_DIALING, S_RINGING = AttemptState.DIALING, AttemptState.RINGING
-#: Failures of the database itself (locked, gone): the write is retried, not dropped.
-StoreErrors = (OperationalError, StoreError)
 
 
 class OriginateStatus(enum.StrEnum):
@@ -79,45 +62,28 @@ class OriginateStatus(enum.StrEnum):
     IN_DOUBT = "in_doubt"  # connection lost or no reply: the resync will tell (never re-sent)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class NotDialled:
-    """An attempt that cannot be dialled at all (a number that is not E.164, a bad campaign
-    template): it is ended at once with this outcome instead of being left open."""
-
-    outcome: Outcome
-    reason: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FinishedAttempt:
-    attempt_id: int
-    outcome: Outcome
-    facts: Finished
-    next_attempt_at: dt.datetime | None
-
-
-def _ts(value: float | None) -> dt.datetime | None:
-    return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC)
+async def read_switch(
+    client: AMIClient, following: bool
+) -> tuple[ActionResult, dict[str, dict[str, str]], ActionResult]:
+    """What a resync reads: the live channels, their variables (only when calls are followed:
+    the VarSets we may have missed - AMD, IVR result, queue status, safe harbour) and the
+    queues' members."""
+    channels = await client.action("CoreShowChannels")
+    variables: dict[str, dict[str, str]] = {}
+    if following and channels.events:
+        status = await client.action("Status", [("Variables", ",".join(RESYNC_VARIABLES))])
+        for ev in status.events:
+            uid = ev.headers.get("Uniqueid")
+            if uid:
+                variables[uid] = {k: v for k, v in ev.headers.variables().items() if v}
+    queues = await client.action("QueueStatus")
+    return channels, variables, queues
 
 
-def _preload(s: Any, attempt_ids: Any) -> list[Any]:
-    """Load attempts, their contacts and campaigns into the session in three queries.
-
-    The caller keeps the returned list alive: the identity map holds objects weakly, and
-    ``s.get()`` only skips its query while they are still in it.
-    """
-    ids = list(attempt_ids)
-    if not ids:
-        return []
-    rows = list(s.scalars(select(Attempt).where(Attempt.id.in_(ids))).all())
-    contact_ids = {r.contact_id for r in rows if r.contact_id}
-    campaign_ids = {r.campaign_id for r in rows}
-    keep: list[Any] = rows
-    if contact_ids:
-        keep += s.scalars(select(Contact).where(Contact.id.in_(contact_ids))).all()
-    if campaign_ids:
-        keep += s.scalars(select(Campaign).where(Campaign.id.in_(campaign_ids))).all()
-    return keep
+async def hang_up(client: AMIClient, channel_id: str) -> None:
+    """Cancel one channel at the PBX (best effort)."""
+    with contextlib.suppress(AMIError):
+        await client.action("Hangup", [("Channel", channel_id)], timeout=2.0)
 
 
 class DialerCore:
@@ -136,42 +102,46 @@ class DialerCore:
         trail: bool = False,
     ) -> None:
         self.store = store
-        self.owner = owner  # the worker id: this core follows the attempts it owns
-        self.server = server  # the switch's name (settings ``asterisk[].name``)
-        self.trail = trail  # write each transition as a CallEvent row
         self.client = client
-        self.agi_url = agi_url
         self.clock = clock
+        self.rows = AttemptRows(
+            store, agi_url=agi_url, now=self.now, owner=owner, server=server, trail=trail
+        )
         self.tick_s = tick_s
         self.ready_timeout_s = ready_timeout_s
-        self.flush_s = flush_s
         self.tracker = CallTracker()
         self._finished_cbs: list[Callable[[FinishedAttempt], None]] = []
         self._queue_status_cbs: list[Callable[[Sequence[Event]], None]] = []
-        self._writes: list[Update] = []
-        self._write_wakeup = asyncio.Event()
-        self._flush_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self._db = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dialer-db")
-        self._prep_queue: list[tuple[int, asyncio.Future[OriginateRequest | NotDialled]]] = []
-        self._prep_task: asyncio.Task[None] | None = None
-        self._specs: dict[tuple[Any, ...], Any] = {}
+        self.batches = StoreBatches(self.rows, flush_s, self._finished)
+        self._db = self.batches.db
         self.originates_sent = 0
         self.illegal_transitions = 0
         self.finished_count = 0
         self.last_resync: dict[str, int] = {}
         self.recovered = 0
-        self.recovered_from_store = 0  # untraced calls whose outcome the IVR's record gave
         self._skew = 0.0  # PBX clock minus ours, from the last stamped event
-        self.write_errors = 0
         client.on_connect = self._resync
         client.add_listener(self._on_event)
         client.add_disconnect_listener(self._on_disconnect)
 
     # -- public API ------------------------------------------------------------------------
+
+    @property
+    def recovered_from_store(self) -> int:
+        """Untraced calls whose outcome the IVR's record gave."""
+        return self.rows.recovered_from_store
+
+    @property
+    def agi_url(self) -> str:
+        return self.rows.agi_url
+
+    @agi_url.setter
+    def agi_url(self, value: str) -> None:
+        self.rows.agi_url = value
 
     def on_finished(self, callback: Callable[[FinishedAttempt], None]) -> None:
         """``callback(FinishedAttempt)`` once per attempt, after its row is committed."""
@@ -215,7 +185,7 @@ class DialerCore:
             "originates_sent": self.originates_sent,
             "finished": self.finished_count,
             "illegal_transitions": self.illegal_transitions,
-            "write_errors": self.write_errors,
+            "write_errors": self.batches.write_errors,
             "recovered": self.recovered,
             "recovered_from_store": self.recovered_from_store,
             "live_calls": len(self.tracker.calls),
@@ -232,7 +202,7 @@ class DialerCore:
         over from a dead one first adopts its attempts: ``dialer.store.workers``.)
         """
         loop = asyncio.get_running_loop()
-        open_calls = await loop.run_in_executor(self._db, self._open_attempts)
+        open_calls = await loop.run_in_executor(self._db, self.rows.open_attempts)
         for attempt_id, channel_id, other, plan, originated in open_calls:
             if attempt_id not in self.tracker.calls:
                 self.tracker.register(
@@ -244,7 +214,7 @@ class DialerCore:
             self.tracker.mark_disconnected(self.now())
             self._idle.clear()
         self._tasks = [
-            asyncio.create_task(self._writer(), name="dialer-core-writer"),
+            asyncio.create_task(self.batches.writer(), name="dialer-core-writer"),
             asyncio.create_task(self._ticker(), name="dialer-core-ticker"),
         ]
         await self.client.start()
@@ -264,7 +234,7 @@ class DialerCore:
         """
         if self._stopping:
             raise DialerError("the dialer is stopping: no new calls")
-        req = await self._prepare_batched(attempt_id)
+        req = await self.batches.prepare(attempt_id)
         if isinstance(req, NotDialled):
             self.tracker.register(attempt_id, f"not-dialled-{attempt_id}", now=self.now())
             self._apply(self.tracker.end(attempt_id, req.outcome, self.now(), req.reason))
@@ -331,14 +301,9 @@ class DialerCore:
                 self.tracker.end(call.attempt_id, Outcome.INTERRUPTED, self.now(), "dialer stopped")
             )
         if hangup_unanswered and ringing and self.client.connected:
-
-            async def cancel(channel_id: str) -> None:
-                with contextlib.suppress(AMIError):
-                    await self.client.action("Hangup", [("Channel", channel_id)], timeout=2.0)
-
-            await asyncio.gather(*(cancel(c) for c in ringing))
+            await asyncio.gather(*(hang_up(self.client, c) for c in ringing))
         await self._flush()
-        async with self._flush_lock:  # never cancel the writer in the middle of a batch
+        async with self.batches.flush_lock:  # never cancel the writer in the middle of a batch
             for task in self._tasks:
                 task.cancel()
             for task in self._tasks:
@@ -378,16 +343,7 @@ class DialerCore:
 
     async def _resync(self, client: AMIClient) -> None:
         """Runs after every login, before the ready gate opens."""
-        channels = await client.action("CoreShowChannels")
-        variables: dict[str, dict[str, str]] = {}
-        if self.tracker.calls and channels.events:
-            # what VarSets we may have missed: AMD, IVR result, queue status, safe harbour
-            status = await client.action("Status", [("Variables", ",".join(RESYNC_VARIABLES))])
-            for ev in status.events:
-                uid = ev.headers.get("Uniqueid")
-                if uid:
-                    variables[uid] = {k: v for k, v in ev.headers.variables().items() if v}
-        queues = await client.action("QueueStatus")
+        channels, variables, queues = await read_switch(client, bool(self.tracker.calls))
         updates = self.tracker.reconcile(channels.events, self.now(), variables)
         finished = sum(isinstance(u, Finished) for u in updates)
         self.last_resync = {
@@ -406,155 +362,13 @@ class DialerCore:
 
     # -- store side ------------------------------------------------------------------------
 
-    def _spec(self, campaign: Campaign) -> Any:
-        key = (campaign.id, campaign.updated_at, campaign.state)
-        spec = self._specs.get(key)
-        if spec is None:
-            spec = self._specs[key] = spec_of(campaign)
-        return spec
-
-    def _open_attempts(self) -> list[tuple[int, str, str | None, CallPlan, float]]:
-        out = []
-        with self.store.session() as s:
-            rows = s.scalars(
-                select(Attempt).where(
-                    Attempt.outcome.is_(None),
-                    Attempt.server == self.server,
-                    Attempt.owner == self.owner,
-                    Attempt.channel_id.is_not(None),
-                )
-            ).all()
-            for row in rows:
-                detail = row.detail or {}
-                if row.channel_id is None:
-                    continue
-                campaign = s.get(Campaign, row.campaign_id)
-                if campaign is None:
-                    continue
-                spec = self._spec(campaign)
-                plan = CallPlan(
-                    amd=spec.amd,
-                    flow=spec.flow,
-                    queue=spec.queue,
-                    ring_timeout_s=spec.pacing.ring_timeout_s,
-                )
-                originated = (row.originated_at or row.created_at).timestamp()
-                out.append(
-                    (row.id, row.channel_id, detail.get("other_channel_id"), plan, originated)
-                )
-        return out
-
-    async def _prepare_batched(self, attempt_id: int) -> OriginateRequest | NotDialled:
-        fut: asyncio.Future[OriginateRequest | NotDialled] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._prep_queue.append((attempt_id, fut))
-        if self._prep_task is None or self._prep_task.done():
-            self._prep_task = asyncio.create_task(self._prep_runner(), name="dialer-core-prep")
-        return await fut
-
-    async def _prep_runner(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._prep_queue:
-            batch, self._prep_queue = self._prep_queue, []
-            try:
-                results = await loop.run_in_executor(
-                    self._db, self._prepare_many, [a for a, _ in batch]
-                )
-            except Exception as exc:  # the transaction itself failed: nobody was prepared
-                log.exception("preparing %d Originates failed", len(batch))
-                results = [exc] * len(batch)
-            for (_, fut), res in zip(batch, results, strict=True):
-                if fut.done():
-                    continue
-                if isinstance(res, BaseException):
-                    fut.set_exception(res)
-                else:
-                    fut.set_result(res)
-
-    def _prepare_many(
-        self, attempt_ids: list[int]
-    ) -> list[OriginateRequest | NotDialled | Exception]:
-        """Build the Originates and write their ids to the rows, in one transaction."""
-        out: list[OriginateRequest | NotDialled | Exception] = []
-        with self.store.session() as s, s.no_autoflush:
-            _keep = _preload(s, attempt_ids)  # s.get() below then hits the identity map
-            for attempt_id in attempt_ids:
-                try:
-                    out.append(self._prepare_one(s, attempt_id))
-                except LocalProtocolError as exc:  # the number is not E.164
-                    out.append(NotDialled(Outcome.INVALID_NUMBER, f"not dialled: {exc}"))
-                except ConfigError as exc:  # the campaign cannot produce a dial string
-                    out.append(NotDialled(Outcome.FAILED, f"not dialled: {exc}"))
-                except DialerError as exc:
-                    out.append(exc)
-        return out
-
-    def _prepare_one(self, s: Any, attempt_id: int) -> OriginateRequest:
-        attempt = s.get(Attempt, attempt_id)
-        if attempt is None:
-            raise DialerError(f"no attempt {attempt_id}")
-        if attempt.outcome is not None or attempt.channel_id is not None:
-            raise DialerError(f"attempt {attempt_id} was already dialled")
-        campaign = s.get(Campaign, attempt.campaign_id)
-        if campaign is None:
-            raise DialerError(f"attempt {attempt_id}: campaign gone")
-        contact = s.get(Contact, attempt.contact_id) if attempt.contact_id else None
-        req = build_originate(
-            attempt_id=attempt_id,
-            phone=attempt.phone,
-            spec=spec_of(campaign),
-            language=contact.language if contact else None,
-            agi_url=self.agi_url,
-        )
-        attempt.channel_id = req.channel_id
-        attempt.state = AttemptState.DIALING.value
-        attempt.originated_at = _ts(self.now())
-        attempt.owner = self.owner
-        attempt.server = self.server
-        attempt.detail = {**(attempt.detail or {}), "other_channel_id": req.other_channel_id}
-        return req
-
     def _apply(self, updates: list[Update]) -> None:
-        self._writes.extend(updates)
-        self._write_wakeup.set()
-
-    async def _writer(self) -> None:
-        while True:
-            await self._write_wakeup.wait()
-            await asyncio.sleep(self.flush_s)  # gather a batch
-            await self._flush()
+        self.batches.add(updates)
 
     async def _flush(self) -> None:
-        async with self._flush_lock:
-            await self._flush_locked()
+        await self.batches.flush()
 
-    async def _flush_locked(self) -> None:
-        if not self._writes:
-            return
-        batch, self._writes = self._writes, []
-        self._write_wakeup.clear()
-        loop = asyncio.get_running_loop()
-        try:
-            done = await loop.run_in_executor(self._db, self._write_batch, batch)
-        except Exception:
-            # one bad update must not hold back the others: write them one by one, and
-            # retry later only what failed for a reason other than the update itself
-            log.exception("writing %d tracker updates failed; one by one", len(batch))
-            done = []
-            retry: list[Update] = []
-            for u in batch:
-                try:
-                    done += await loop.run_in_executor(self._db, self._write_batch, [u])
-                except StoreErrors:
-                    retry.append(u)  # the database is away: keep it for later
-                except Exception:
-                    self.write_errors += 1
-                    log.exception("attempt %s: update dropped: %r", u.attempt_id, u)
-            if retry:
-                self._writes[:0] = retry
-                self._write_wakeup.set()
-                await asyncio.sleep(0.5)
+    def _finished(self, done: list[FinishedAttempt]) -> None:
         for item in done:
             self.finished_count += 1
             for cb in self._finished_cbs:
@@ -564,89 +378,6 @@ class DialerCore:
                     log.exception("finished-attempt callback failed")
         if not self.tracker.calls:
             self._idle.set()
-
-    def _write_batch(self, batch: list[Update]) -> list[FinishedAttempt]:
-        done: list[FinishedAttempt] = []
-        states: dict[int, AttemptState] = {}
-        with self.store.session() as s, s.no_autoflush:
-            _keep = _preload(s, {u.attempt_id for u in batch})
-            for u in batch:
-                if isinstance(u, Transition):
-                    if u.after is not AttemptState.ENDED:
-                        states[u.attempt_id] = u.after
-                    if self.trail and s.get(Attempt, u.attempt_id) is not None:
-                        s.add(
-                            CallEvent(
-                                attempt_id=u.attempt_id,
-                                at=_ts(u.at),
-                                kind=u.after.value,
-                                detail={"signal": u.signal.value, "from": u.before.value},
-                            )
-                        )
-                    continue
-                states.pop(u.attempt_id, None)
-                item = self._finish_row(s, u)
-                if item is not None:
-                    done.append(item)
-            for attempt_id, state in states.items():
-                row = s.get(Attempt, attempt_id)
-                if row is not None and row.outcome is None:
-                    row.state = state.value
-        return done
-
-    @staticmethod
-    def _ivr_say(s: Any, f: Finished) -> IvrSay | None:
-        """The IVR session's own record of the call, when the IVR ran one (not a test)."""
-        session = s.scalars(
-            select(IvrSession)
-            .where(IvrSession.attempt_id == f.attempt_id, IvrSession.is_test.is_(False))
-            .order_by(IvrSession.id.desc())
-        ).first()
-        return None if session is None else IvrSay(session.status, session.result)
-
-    def _finish_row(self, s: Any, f: Finished) -> FinishedAttempt | None:
-        attempt = s.get(Attempt, f.attempt_id)
-        if attempt is None:
-            log.error("finished attempt %s has no row", f.attempt_id)
-            return None
-        outcome, result = f.outcome, f.result
-        if f.facts is not None:
-            verdict = decide(f.facts, self._ivr_say(s, f))
-            outcome, result = verdict.outcome, verdict.result
-        elif outcome is Outcome.UNKNOWN:  # no trace on the switch: the store may know
-            verdict = decide_untraced(self._ivr_say(s, f))
-            outcome, result = verdict.outcome, verdict.result or result
-            if outcome is not Outcome.UNKNOWN:
-                self.recovered_from_store += 1
-        detail = dict(attempt.detail or {})
-        detail.update({"end_reason": f.end_reason, **f.detail})
-        if f.resynced:
-            detail["resynced"] = True
-        if f.ringing_at is not None:  # no column for it; pacing's ring-time estimate reads it
-            detail["ringing_at"] = f.ringing_at
-        facts = hopper.AttemptFacts(
-            result=result,
-            live_answer=f.live_answer,
-            answered_at=_ts(f.answered_at),
-            greeting_end_at=_ts(f.greeting_end_at),
-            queued_at=_ts(f.queued_at),
-            bridged_at=_ts(f.bridged_at),
-            message_played_at=_ts(f.message_played_at),
-            ended_at=_ts(f.ended_at),
-            originate_reason=f.originate_reason,
-            hangup_cause=f.hangup_cause,
-            amd_status=f.amd_status,
-            queue=f.queue or attempt.queue,
-            agent=f.agent,
-            detail=detail,
-        )
-        try:
-            ended = dt.datetime.fromtimestamp(f.ended_at, dt.UTC)
-            decision = hopper.finish_attempt(s, attempt, outcome, ended, facts)
-        except IllegalTransition:
-            log.error("attempt %s already had an outcome; %s ignored", f.attempt_id, outcome)
-            return None
-        return FinishedAttempt(f.attempt_id, outcome, f, decision.next_attempt_at)
 
     async def _ticker(self) -> None:
         while True:

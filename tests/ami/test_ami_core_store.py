@@ -49,7 +49,7 @@ async def test_a_poisoned_update_is_dropped_and_the_rest_written(store: Store) -
     core._apply([finished(bad, detail={"not_json": object()}), finished(good)])
     await core._flush()
     assert [f.attempt_id for f in got] == [good]
-    assert core.write_errors == 1
+    assert core.batches.write_errors == 1
     with store.session() as s:
         g, b = s.get(Attempt, good), s.get(Attempt, bad)
         assert g is not None and g.outcome == "busy" and g.hangup_cause == 17

@@ -86,11 +86,38 @@ class Writer(Protocol):
 Opener = Callable[[], Awaitable[tuple[Reader, Writer]]]
 
 
+async def _first_of(
+    step: asyncio.Future[None], reader_task: asyncio.Task[None], timeout: float, missing: str
+) -> None:
+    """Wait for ``step`` (or the reader's end); no step in time is ``AMIError(missing)``."""
+    await asyncio.wait({step, reader_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if not step.done():
+        raise AMIError(missing)
+    step.result()  # raises a refusal, or the loss of the connection
+
+
+class Backoff:
+    """Delays between connection attempts: exponential, jittered, capped."""
+
+    def __init__(self, min_s: float, max_s: float, rng: random.Random) -> None:
+        self.min_s, self.max_s, self.rng = min_s, max_s, rng
+        self.reset()
+
+    def reset(self) -> None:
+        self.base_s = self.min_s
+
+    def next(self) -> float:
+        delay = self.base_s * (0.5 + self.rng.random())
+        self.base_s = min(self.base_s * 2, self.max_s)
+        return delay
+
+
 class _Session:
     """One connection: the sans-I/O session, its socket, and the two steps awaited at login."""
 
-    def __init__(self, conn: AMIConnection, writer: Writer) -> None:
+    def __init__(self, client: AMIClient, conn: AMIConnection, writer: Writer) -> None:
         loop = asyncio.get_running_loop()
+        self.client = client
         self.conn = conn
         self.writer = writer
         self.greeted: asyncio.Future[None] = loop.create_future()
@@ -104,6 +131,27 @@ class _Session:
         else:
             fut.set_exception(exc)
             fut.exception()  # retrieved: a step nobody awaits any more must not warn
+
+    def dispatch(self, happenings: list[Happening]) -> None:
+        """Tell the client what the session said."""
+        client = self.client
+        for h in happenings:
+            if isinstance(h, EventReceived):
+                client._on_event(h.event)
+            elif isinstance(h, ActionDone | ActionFailed):
+                client._resolve(h)
+            elif isinstance(h, Greeted):
+                client.banner = h.banner
+                self.settle(self.greeted)
+            elif isinstance(h, LoggedIn):
+                self.settle(self.logged_in)
+            elif isinstance(h, LoginRefused):
+                self.settle(self.logged_in, AMIError(f"login refused: {h.message}"))
+            elif isinstance(h, ConnectionClosed):
+                client.ready.clear()
+                lost = AMIDisconnected("AMI connection lost")
+                self.settle(self.greeted, lost)
+                self.settle(self.logged_in, lost)
 
 
 class AMIClient:
@@ -170,6 +218,10 @@ class AMIClient:
             reconnect_max_s=settings.reconnect_max_s,
             **kwargs,  # type: ignore[arg-type]
         )
+
+    @property
+    def _where(self) -> str:
+        return f"{self.host}:{self.port}"
 
     async def _open_tcp(self) -> tuple[Reader, Writer]:
         return await asyncio.open_connection(self.host, self.port)
@@ -273,7 +325,7 @@ class AMIClient:
     async def _run(self) -> None:
         """Connect, and reconnect with back-off; every change of the connection is logged at
         the default level (a drop and a reconnect as warnings, the first login as info)."""
-        backoff = self.reconnect_min_s
+        backoff = Backoff(self.reconnect_min_s, self.reconnect_max_s, self._rng)
         while not self._closing:
             logins = self.connections
             try:
@@ -283,76 +335,53 @@ class AMIClient:
             except (OSError, AMIError, ProtocolError, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 lost = "connection lost" if self.connections > logins else "cannot connect"
-                log.warning(
-                    "AMI %s:%s: %s (%s); reconnecting",
-                    self.host,
-                    self.port,
-                    lost,
-                    self.last_error,
-                )
+                log.warning("AMI %s: %s (%s); reconnecting", self._where, lost, self.last_error)
             except Exception as exc:  # a bug in the resync hook: log it, keep reconnecting
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("AMI session failed")
             else:
                 if not self._closing:
                     self.last_error = "closed by the peer"
-                    log.warning(
-                        "AMI %s:%s: connection closed by the peer; reconnecting",
-                        self.host,
-                        self.port,
-                    )
+                    log.warning("AMI %s: connection closed by the peer; reconnecting", self._where)
             if self._down_since is None:
                 self._down_since = time.monotonic()
             if self._closing:
                 break
             if self.connections > logins:
-                backoff = self.reconnect_min_s  # it had worked: start the back-off again
-            delay = backoff * (0.5 + self._rng.random())
-            backoff = min(backoff * 2, self.reconnect_max_s)
-            await asyncio.sleep(delay)
+                backoff.reset()  # it had worked: start the back-off again
+            await asyncio.sleep(backoff.next())
 
     async def _connect_once(self) -> None:
         reader, writer = await asyncio.wait_for(self._opener(), self.connect_timeout_s)
         conn = AMIConnection(
             self.username, self._secret.get_secret_value(), events=self._events, ids=self._ids
         )
-        session = self._session = _Session(conn, writer)
+        session = self._session = _Session(self, conn, writer)
         reader_task = asyncio.create_task(self._read(reader, session), name="ami-reader")
         pinger: asyncio.Task[None] | None = None
         try:
-            await self._step(session.greeted, reader_task, "no AMI greeting")
-            await self._step(session.logged_in, reader_task, "no answer to Login")
+            wait_s = self.connect_timeout_s
+            await _first_of(session.greeted, reader_task, wait_s, "no AMI greeting")
+            await _first_of(session.logged_in, reader_task, wait_s, "no answer to Login")
             self.connections += 1
             if self.on_connect is not None:
                 await self.on_connect(self)
             conn.resynced()
             self.last_error = None
             self.ready.set()
-            if self._down_since is None:
-                log.info("AMI %s:%s: connected as %s", self.host, self.port, self.username)
-            else:
-                log.warning(
-                    "AMI %s:%s: reconnected after %.1f s",
-                    self.host,
-                    self.port,
-                    time.monotonic() - self._down_since,
-                )
-                self._down_since = None
+            self._log_up()
             pinger = asyncio.create_task(self._ping_loop(), name="ami-ping")
             await reader_task
         finally:
             await self._end(session, reader_task, pinger)
 
-    async def _step(
-        self, step: asyncio.Future[None], reader_task: asyncio.Task[None], missing: str
-    ) -> None:
-        """Wait for one login step; the reader ending first ends the session."""
-        await asyncio.wait(
-            {step, reader_task}, timeout=self.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
-        )
-        if not step.done():
-            raise AMIError(missing)
-        step.result()  # raises a refusal, or the loss of the connection
+    def _log_up(self) -> None:
+        if self._down_since is None:
+            log.info("AMI %s: connected as %s", self._where, self.username)
+        else:
+            down_s = time.monotonic() - self._down_since
+            log.warning("AMI %s: reconnected after %.1f s", self._where, down_s)
+            self._down_since = None
 
     async def _end(
         self, session: _Session, reader_task: asyncio.Task[None], pinger: asyncio.Task[None] | None
@@ -380,7 +409,7 @@ class AMIClient:
     def _close(self, session: _Session) -> None:
         """The connection is gone: the gate closes and every waiter wakes at once."""
         self.ready.clear()
-        self._dispatch(session, session.conn.close())
+        session.dispatch(session.conn.close())
 
     async def _ping_loop(self) -> None:
         while True:
@@ -401,7 +430,7 @@ class AMIClient:
                 data = await reader.read(_READ_SIZE)
                 self.bytes_in += len(data)
                 before = conn.events_in
-                self._dispatch(session, conn.receive_data(data))
+                session.dispatch(conn.receive_data(data))
                 self.events_in += conn.events_in - before
                 out = conn.data_to_send()
                 if out:
@@ -411,32 +440,13 @@ class AMIClient:
         finally:
             self._close(session)
 
-    # -- what the session said ---------------------------------------------------------------
-
-    def _dispatch(self, session: _Session, happenings: list[Happening]) -> None:
-        for h in happenings:
-            if isinstance(h, EventReceived):
-                self._on_event(h.event)
-            elif isinstance(h, ActionDone):
-                fut = self._futures.get(h.action_id)
-                if fut is not None and not fut.done():
-                    fut.set_result(h.result)
-            elif isinstance(h, ActionFailed):
-                fut = self._futures.get(h.action_id)
-                if fut is not None and not fut.done():
-                    fut.set_exception(h.error)
-            elif isinstance(h, Greeted):
-                self.banner = h.banner
-                session.settle(session.greeted)
-            elif isinstance(h, LoggedIn):
-                session.settle(session.logged_in)
-            elif isinstance(h, LoginRefused):
-                session.settle(session.logged_in, AMIError(f"login refused: {h.message}"))
-            elif isinstance(h, ConnectionClosed):
-                self.ready.clear()
-                lost = AMIDisconnected("AMI connection lost")
-                session.settle(session.greeted, lost)
-                session.settle(session.logged_in, lost)
+    def _resolve(self, h: ActionDone | ActionFailed) -> None:
+        fut = self._futures.get(h.action_id)
+        if fut is not None and not fut.done():
+            if isinstance(h, ActionDone):
+                fut.set_result(h.result)
+            else:
+                fut.set_exception(h.error)
 
     def _on_event(self, msg: Event) -> None:
         for listener in self._listeners:

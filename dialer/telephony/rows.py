@@ -1,0 +1,265 @@
+"""The dialer core's store side: the attempt rows it prepares, follows again and finishes.
+
+Runs on the core's database thread, never on the event loop. Prepares Originates (their ids
+written to the attempt rows, one transaction per batch), reads the open attempts a restart
+follows again, and writes the tracker's updates: states, the optional trail of call events,
+and each finished attempt's one outcome (``decide``, with the IVR session's say) and facts
+(``hopper.finish_attempt``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from dialer.errors import ConfigError, DialerError, IllegalTransition, LocalProtocolError
+from dialer.lists import hopper
+from dialer.lists.campaigns import spec_of
+from dialer.outcomes import AttemptState, Outcome
+from dialer.store import Store
+from dialer.store.models import Attempt, CallEvent, Campaign, Contact, IvrSession
+from dialer.telephony.originate import OriginateRequest, build_originate
+from dialer.telephony.tracker import (
+    CallPlan,
+    Finished,
+    IvrSay,
+    Transition,
+    Update,
+    decide,
+    decide_untraced,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotDialled:
+    """An attempt that cannot be dialled at all (a number that is not E.164, a bad campaign
+    template): it is ended at once with this outcome instead of being left open."""
+
+    outcome: Outcome
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FinishedAttempt:
+    attempt_id: int
+    outcome: Outcome
+    facts: Finished
+    next_attempt_at: dt.datetime | None
+
+
+def _ts(value: float | None) -> dt.datetime | None:
+    return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC)
+
+
+def _preload(s: Any, attempt_ids: Any) -> list[Any]:
+    """Load attempts, their contacts and campaigns into the session in three queries.
+
+    The caller keeps the returned list alive: the identity map holds objects weakly, and
+    ``s.get()`` only skips its query while they are still in it.
+    """
+    ids = list(attempt_ids)
+    if not ids:
+        return []
+    rows = list(s.scalars(select(Attempt).where(Attempt.id.in_(ids))).all())
+    contact_ids = {r.contact_id for r in rows if r.contact_id}
+    campaign_ids = {r.campaign_id for r in rows}
+    keep: list[Any] = rows
+    if contact_ids:
+        keep += s.scalars(select(Contact).where(Contact.id.in_(contact_ids))).all()
+    if campaign_ids:
+        keep += s.scalars(select(Campaign).where(Campaign.id.in_(campaign_ids))).all()
+    return keep
+
+
+def ivr_say(s: Any, f: Finished) -> IvrSay | None:
+    """The IVR session's own record of the call, when the IVR ran one (not a test)."""
+    session = s.scalars(
+        select(IvrSession)
+        .where(IvrSession.attempt_id == f.attempt_id, IvrSession.is_test.is_(False))
+        .order_by(IvrSession.id.desc())
+    ).first()
+    return None if session is None else IvrSay(session.status, session.result)
+
+
+class AttemptRows:
+    """What the core reads and writes in the store (call its methods on the database thread)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        agi_url: str,
+        now: Callable[[], float],
+        owner: str,
+        server: str,
+        trail: bool,
+    ) -> None:
+        self.store = store
+        self.agi_url = agi_url
+        self.now = now
+        self.owner = owner  # the worker id: this core follows the attempts it owns
+        self.server = server  # the switch's name (settings ``asterisk[].name``)
+        self.trail = trail  # write each transition as a CallEvent row
+        self._specs: dict[tuple[Any, ...], Any] = {}
+        self.recovered_from_store = 0  # untraced calls whose outcome the IVR's record gave
+
+    def spec(self, campaign: Campaign) -> Any:
+        key = (campaign.id, campaign.updated_at, campaign.state)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._specs[key] = spec_of(campaign)
+        return spec
+
+    def open_attempts(self) -> list[tuple[int, str, str | None, CallPlan, float]]:
+        out = []
+        with self.store.session() as s:
+            rows = s.scalars(
+                select(Attempt).where(
+                    Attempt.outcome.is_(None),
+                    Attempt.server == self.server,
+                    Attempt.owner == self.owner,
+                    Attempt.channel_id.is_not(None),
+                )
+            ).all()
+            for row in rows:
+                detail = row.detail or {}
+                if row.channel_id is None:
+                    continue
+                campaign = s.get(Campaign, row.campaign_id)
+                if campaign is None:
+                    continue
+                spec = self.spec(campaign)
+                plan = CallPlan(
+                    amd=spec.amd,
+                    flow=spec.flow,
+                    queue=spec.queue,
+                    ring_timeout_s=spec.pacing.ring_timeout_s,
+                )
+                originated = (row.originated_at or row.created_at).timestamp()
+                out.append(
+                    (row.id, row.channel_id, detail.get("other_channel_id"), plan, originated)
+                )
+        return out
+
+    def prepare_many(
+        self, attempt_ids: list[int]
+    ) -> list[OriginateRequest | NotDialled | Exception]:
+        """Build the Originates and write their ids to the rows, in one transaction."""
+        out: list[OriginateRequest | NotDialled | Exception] = []
+        with self.store.session() as s, s.no_autoflush:
+            _keep = _preload(s, attempt_ids)  # s.get() below then hits the identity map
+            for attempt_id in attempt_ids:
+                try:
+                    out.append(self.prepare_one(s, attempt_id))
+                except LocalProtocolError as exc:  # the number is not E.164
+                    out.append(NotDialled(Outcome.INVALID_NUMBER, f"not dialled: {exc}"))
+                except ConfigError as exc:  # the campaign cannot produce a dial string
+                    out.append(NotDialled(Outcome.FAILED, f"not dialled: {exc}"))
+                except DialerError as exc:
+                    out.append(exc)
+        return out
+
+    def prepare_one(self, s: Any, attempt_id: int) -> OriginateRequest:
+        attempt = s.get(Attempt, attempt_id)
+        if attempt is None:
+            raise DialerError(f"no attempt {attempt_id}")
+        if attempt.outcome is not None or attempt.channel_id is not None:
+            raise DialerError(f"attempt {attempt_id} was already dialled")
+        campaign = s.get(Campaign, attempt.campaign_id)
+        if campaign is None:
+            raise DialerError(f"attempt {attempt_id}: campaign gone")
+        contact = s.get(Contact, attempt.contact_id) if attempt.contact_id else None
+        req = build_originate(
+            attempt_id=attempt_id,
+            phone=attempt.phone,
+            spec=spec_of(campaign),
+            language=contact.language if contact else None,
+            agi_url=self.agi_url,
+        )
+        attempt.channel_id = req.channel_id
+        attempt.state = AttemptState.DIALING.value
+        attempt.originated_at = _ts(self.now())
+        attempt.owner = self.owner
+        attempt.server = self.server
+        attempt.detail = {**(attempt.detail or {}), "other_channel_id": req.other_channel_id}
+        return req
+
+    def write_batch(self, batch: list[Update]) -> list[FinishedAttempt]:
+        done: list[FinishedAttempt] = []
+        states: dict[int, AttemptState] = {}
+        with self.store.session() as s, s.no_autoflush:
+            _keep = _preload(s, {u.attempt_id for u in batch})
+            for u in batch:
+                if isinstance(u, Transition):
+                    if u.after is not AttemptState.ENDED:
+                        states[u.attempt_id] = u.after
+                    if self.trail and s.get(Attempt, u.attempt_id) is not None:
+                        s.add(
+                            CallEvent(
+                                attempt_id=u.attempt_id,
+                                at=_ts(u.at),
+                                kind=u.after.value,
+                                detail={"signal": u.signal.value, "from": u.before.value},
+                            )
+                        )
+                    continue
+                states.pop(u.attempt_id, None)
+                item = self.finish_row(s, u)
+                if item is not None:
+                    done.append(item)
+            for attempt_id, state in states.items():
+                row = s.get(Attempt, attempt_id)
+                if row is not None and row.outcome is None:
+                    row.state = state.value
+        return done
+
+    def finish_row(self, s: Any, f: Finished) -> FinishedAttempt | None:
+        attempt = s.get(Attempt, f.attempt_id)
+        if attempt is None:
+            log.error("finished attempt %s has no row", f.attempt_id)
+            return None
+        outcome, result = f.outcome, f.result
+        if f.facts is not None:
+            verdict = decide(f.facts, ivr_say(s, f))
+            outcome, result = verdict.outcome, verdict.result
+        elif outcome is Outcome.UNKNOWN:  # no trace on the switch: the store may know
+            verdict = decide_untraced(ivr_say(s, f))
+            outcome, result = verdict.outcome, verdict.result or result
+            if outcome is not Outcome.UNKNOWN:
+                self.recovered_from_store += 1
+        detail = dict(attempt.detail or {})
+        detail.update({"end_reason": f.end_reason, **f.detail})
+        if f.resynced:
+            detail["resynced"] = True
+        if f.ringing_at is not None:  # no column for it; pacing's ring-time estimate reads it
+            detail["ringing_at"] = f.ringing_at
+        facts = hopper.AttemptFacts(
+            result=result,
+            live_answer=f.live_answer,
+            answered_at=_ts(f.answered_at),
+            greeting_end_at=_ts(f.greeting_end_at),
+            queued_at=_ts(f.queued_at),
+            bridged_at=_ts(f.bridged_at),
+            message_played_at=_ts(f.message_played_at),
+            ended_at=_ts(f.ended_at),
+            originate_reason=f.originate_reason,
+            hangup_cause=f.hangup_cause,
+            amd_status=f.amd_status,
+            queue=f.queue or attempt.queue,
+            agent=f.agent,
+            detail=detail,
+        )
+        try:
+            ended = dt.datetime.fromtimestamp(f.ended_at, dt.UTC)
+            decision = hopper.finish_attempt(s, attempt, outcome, ended, facts)
+        except IllegalTransition:
+            log.error("attempt %s already had an outcome; %s ignored", f.attempt_id, outcome)
+            return None
+        return FinishedAttempt(f.attempt_id, outcome, f, decision.next_attempt_at)
