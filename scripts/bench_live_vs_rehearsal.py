@@ -68,9 +68,11 @@ def campaign_doc(mode: str) -> dict[str, Any]:
     }
 
 
-def sim_scenario() -> dict[str, Any]:
+def sim_scenario(
+    agents: int = AGENTS, talk: dict[str, float] = TALK, seed: int = 4242
+) -> dict[str, Any]:
     return {
-        "seed": 4242,
+        "seed": seed,
         "called_party": {
             "invalid_share": 0.0,
             "busy_share": 0.0,
@@ -84,22 +86,24 @@ def sim_scenario() -> dict[str, Any]:
         "agents": [
             {
                 "queue": "sales",
-                "count": AGENTS,
+                "count": agents,
                 "interface": "PJSIP/bench-{n:02d}",
                 "answer_s": 0.0,
                 "no_answer_probability": 0.0,
-                "talk_s": {"dist": "lognormal", **TALK, "min": 1.0},
+                "talk_s": {"dist": "lognormal", **talk, "min": 1.0},
                 "wrapup_s": WRAP,
             }
         ],
     }
 
 
-def rehearsal_scenario(duration_s: float) -> dict[str, Any]:
+def rehearsal_scenario(
+    duration_s: float, agents: int = AGENTS, talk: dict[str, float] = TALK
+) -> dict[str, Any]:
     return {
         "name": "live-twin",
         "duration_s": duration_s,
-        "agents": AGENTS,
+        "agents": agents,
         "answer_rate": ANSWER,
         "ring_answered_s": {
             "dist": "lognormal",
@@ -109,7 +113,7 @@ def rehearsal_scenario(duration_s: float) -> dict[str, Any]:
             "max": RING["max"],
         },
         "no_answer_release_s": RING_TIMEOUT,
-        "talk_s": {"dist": "lognormal", "mean": TALK["mean"], "sd": TALK["sd"]},
+        "talk_s": {"dist": "lognormal", "mean": talk["mean"], "sd": talk["sd"]},
         "wrap_s": WRAP,
         "hold_s": HOLD,
         "abandon_target": 0.03,
@@ -117,10 +121,19 @@ def rehearsal_scenario(duration_s: float) -> dict[str, Any]:
     }
 
 
-async def live(minutes: float, speed: float, policy: str, workdir: Path) -> dict[str, Any]:
+async def live(
+    minutes: float,
+    speed: float,
+    policy: str,
+    workdir: Path,
+    *,
+    agents: int = AGENTS,
+    talk: dict[str, float] = TALK,
+    seed: int = 4242,
+) -> dict[str, Any]:
     store = open_store(f"sqlite:///{workdir / 'live.db'}")
     start = demo_start(dt.date(2026, 12, 1))
-    n_contacts = int(AGENTS * minutes * 6) + 200  # more than can be dialled in the run
+    n_contacts = int(agents * minutes * 6) + 200  # more than can be dialled in the run
     path = workdir / "contacts.csv"
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -135,7 +148,7 @@ async def live(minutes: float, speed: float, policy: str, workdir: Path) -> dict
         Settings(),
         start=start,
         speed=speed,
-        scenario=sim_scenario(),
+        scenario=sim_scenario(agents, talk, seed),
         queues=ROOT / "tests" / "runner" / "queues.conf",
         tick_s=1.0,
     )
@@ -153,7 +166,8 @@ async def live(minutes: float, speed: float, policy: str, workdir: Path) -> dict
         live_n = sum(1 for r in rows if r.live_answer)
         ab = sum(1 for r in rows if r.outcome == "abandoned")
         dials = len(rows)
-    hours = AGENTS * minutes / 60
+    store.dispose()
+    hours = agents * minutes / 60
     return {
         "occupancy": occupancy,
         "abandon_rate": ab / live_n if live_n else 0.0,

@@ -212,9 +212,12 @@ def build_pacing_input(
     )
 
 
-def sweep_unsent(
-    store: Store, now: dt.datetime, older_than: dt.timedelta = dt.timedelta(minutes=2)
-) -> int:
+#: how often (clock seconds) a running loop looks for attempts a crashed dialer never sent
+SWEEP_EVERY_S = 30.0
+UNSENT_AFTER = dt.timedelta(minutes=2)
+
+
+def sweep_unsent(store: Store, now: dt.datetime, older_than: dt.timedelta = UNSENT_AFTER) -> int:
     """End attempts a crashed dialer wrote but never sent (no ``channel_id``) as ``failed``.
 
     An Originate only leaves after its ``channel_id`` is committed, so such a row was never
@@ -248,6 +251,11 @@ def sweep_unsent(
     if ended:
         log.warning("ended %d attempt(s) a previous run wrote but never sent, as failed", ended)
     return ended
+
+
+def _log_sweep_failure(task: asyncio.Task[int]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("unsent-attempt sweep failed (tried again later): %s", task.exception())
 
 
 def lease_and_start(
@@ -326,6 +334,8 @@ class CampaignLoop:
         #: the Originate tasks in flight (a reference is kept until each ends)
         self.tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._next_sweep = 0.0
+        self._sweep_task: asyncio.Task[int] | None = None
         self._last_activity = 0.0
         self._stop = asyncio.Event()
         self.on_outcome: list[Callable[[str, FinishedAttempt], None]] = []
@@ -348,8 +358,21 @@ class CampaignLoop:
                 return run
         raise ConfigError(f"no running campaign named {name!r}")
 
-    def sweep_unsent(self, older_than: dt.timedelta = dt.timedelta(minutes=2)) -> int:
+    def sweep_unsent(self, older_than: dt.timedelta = UNSENT_AFTER) -> int:
         return sweep_unsent(self.store, self.now(), older_than)
+
+    def sweep_if_due(self, now: float) -> asyncio.Task[int] | None:
+        """Run the unsent-attempt sweep in a thread every ``SWEEP_EVERY_S`` clock seconds, not
+        only at start-up: a row a crashed dialer wrote moments before it died is ended once it
+        is ``UNSENT_AFTER`` old, so no number stays blocked for the rest of the run."""
+        if now < self._next_sweep or (self._sweep_task and not self._sweep_task.done()):
+            return None
+        self._next_sweep = now + SWEEP_EVERY_S
+        self._sweep_task = asyncio.create_task(
+            asyncio.to_thread(self.sweep_unsent), name="unsent-sweep"
+        )
+        self._sweep_task.add_done_callback(_log_sweep_failure)
+        return self._sweep_task
 
     async def load_campaigns(self) -> None:
         rows = await asyncio.to_thread(self._load_rows)
@@ -401,10 +424,19 @@ class CampaignLoop:
         retry times, windows or agents)."""
         await self.load_campaigns()
         await asyncio.to_thread(self.sweep_unsent)
+        self._next_sweep = self.clock.time() + SWEEP_EVERY_S
         await self.core.wait_ready()
         self._last_activity = self.clock.time()
+        try:
+            await self._loop(until_idle, quiet_s)
+        finally:
+            if self._sweep_task is not None:
+                await asyncio.gather(self._sweep_task, return_exceptions=True)
+
+    async def _loop(self, until_idle: bool, quiet_s: float) -> None:
         while not self._stop.is_set():
             now = self.clock.time()
+            self.sweep_if_due(now)
             self.occupancy.account(now, self._history_point)
             self.pool.tick(now)
             for run in list(self.runs.values()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from types import SimpleNamespace
@@ -206,3 +207,62 @@ async def test_refused_reload_is_shown_on_the_campaign_whose_file_it_is(
         audit = s.scalars(select(AuditEntry).where(AuditEntry.actor == "watcher")).one()
         assert set(audit.detail["changed"]) == {"pacing", "state"}
         assert audit.detail["changed"]["state"] == ["paused", "running"]
+
+
+class _StepClock:
+    """A clock the test moves; the loop wakes every ``tick_s`` real seconds."""
+
+    speed = 1.0
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def time(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+
+class _ReadyCore(_Core):
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        return None
+
+
+async def test_the_unsent_sweep_keeps_running_after_start_up(store: Store) -> None:
+    """Issue 17, item 2: a row written moments before a crash (younger than the sweep's
+    two-minute guard at start-up) is ended while the next run goes on: no number stays
+    blocked for the rest of the run."""
+    from dialer.floor.loop import SWEEP_EVERY_S, UNSENT_AFTER
+    from dialer.outcomes import Outcome
+
+    clock = _StepClock(dt.datetime(2026, 12, 1, 2, tzinfo=dt.UTC).timestamp())
+    d = Dialer(store, _ReadyCore(), Settings(), clock=clock, tick_s=0.01)  # type: ignore[arg-type]
+    written = dt.datetime.fromtimestamp(clock.t, dt.UTC) - dt.timedelta(seconds=30)
+    with store.session() as s:
+        c = Campaign(
+            name="c",
+            state="paused",
+            purpose="service",
+            mode="progressive",
+            spec=parse_campaign({"name": "c", "queue": "q"}).to_document(),
+        )
+        s.add(c)
+        s.flush()
+        s.add(Attempt(campaign_id=c.id, phone="+8613800001234", created_at=written))
+    task = asyncio.create_task(d.run())
+    try:
+        await asyncio.sleep(0.2)
+        with store.session() as s:
+            assert s.scalars(select(Attempt)).one().outcome is None  # too young at start-up
+        steps = int((UNSENT_AFTER.total_seconds() + SWEEP_EVERY_S) / SWEEP_EVERY_S) + 1
+        for _ in range(steps):
+            clock.t += SWEEP_EVERY_S
+            await asyncio.sleep(0.2)
+        with store.session() as s:
+            row = s.scalars(select(Attempt)).one()
+        assert row.outcome == Outcome.FAILED
+        assert row.detail["end_reason"].startswith("never sent")
+    finally:
+        d.stop()
+        await asyncio.wait_for(task, 5)
