@@ -33,6 +33,24 @@ class DncScope(enum.StrEnum):
     MARKETING = "marketing"  # campaigns whose purpose is marketing
 
 
+class DncChannel(enum.StrEnum):
+    """The channel an entry bars; ``all`` bars every one (calls, SMS, e-mail)."""
+
+    ALL = "all"
+    VOICE = "voice"
+    SMS = "sms"
+    EMAIL = "email"
+
+
+def channels_barring(channel: DncChannel) -> tuple[str, ...]:
+    """Entry channels that bar ``channel``: its own and ``all``."""
+    return (
+        (DncChannel.ALL.value,)
+        if channel is DncChannel.ALL
+        else (DncChannel.ALL.value, channel.value)
+    )
+
+
 MARKETING_PURPOSE = "marketing"
 _MIN_PREFIX_DIGITS = 2
 _SEPARATORS = re.compile(r"[\s\-().]")
@@ -100,29 +118,33 @@ class DncMatcher:
         return m
 
     @classmethod
-    def load(cls, session: Session) -> DncMatcher:
-        """Every entry (for explain over a whole campaign)."""
-        rows = session.execute(select(DncEntry.number, DncEntry.is_prefix, DncEntry.scope))
+    def load(cls, session: Session, channel: DncChannel = DncChannel.VOICE) -> DncMatcher:
+        """Every entry that bars ``channel`` (for explain over a whole campaign)."""
+        rows = session.execute(
+            select(DncEntry.number, DncEntry.is_prefix, DncEntry.scope).where(
+                DncEntry.channel.in_(channels_barring(channel))
+            )
+        )
         return cls.of((n, bool(p), s) for n, p, s in rows)
 
     @classmethod
-    def for_numbers(cls, session: Session, numbers: Iterable[str]) -> DncMatcher:
-        """Entries that can block ``numbers``: their exact rows plus every prefix row."""
+    def for_numbers(
+        cls, session: Session, numbers: Iterable[str], channel: DncChannel = DncChannel.VOICE
+    ) -> DncMatcher:
+        """Entries that can block ``numbers`` on ``channel``: their exact rows plus every
+        prefix row."""
         nums = sorted(set(numbers))
         m = cls()
+        cols = select(DncEntry.number, DncEntry.is_prefix, DncEntry.scope).where(
+            DncEntry.channel.in_(channels_barring(channel))
+        )
         for i in range(0, len(nums), 500):
             part = nums[i : i + 500]
-            q = select(DncEntry.number, DncEntry.is_prefix, DncEntry.scope).where(
-                or_(DncEntry.is_prefix.is_(True), DncEntry.number.in_(part))
-            )
+            q = cols.where(or_(DncEntry.is_prefix.is_(True), DncEntry.number.in_(part)))
             for n, p, s in session.execute(q):
                 m.add(n, bool(p), s)
         if not nums:
-            for n, p, s in session.execute(
-                select(DncEntry.number, DncEntry.is_prefix, DncEntry.scope).where(
-                    DncEntry.is_prefix.is_(True)
-                )
-            ):
+            for n, p, s in session.execute(cols.where(DncEntry.is_prefix.is_(True))):
                 m.add(n, bool(p), s)
         return m
 
@@ -154,16 +176,27 @@ def add_entry(
     scope: DncScope = DncScope.ALL,
     reason: str | None = None,
     source: str = "cli",
+    channel: DncChannel = DncChannel.ALL,
 ) -> tuple[DncEntry, bool]:
     """Add a normalised entry (idempotent). Returns (row, created)."""
     row = session.scalars(
         select(DncEntry).where(
-            DncEntry.number == number, DncEntry.is_prefix == prefix, DncEntry.scope == scope.value
+            DncEntry.number == number,
+            DncEntry.is_prefix == prefix,
+            DncEntry.scope == scope.value,
+            DncEntry.channel == channel.value,
         )
     ).one_or_none()
     if row is not None:
         return row, False
-    row = DncEntry(number=number, is_prefix=prefix, scope=scope.value, reason=reason, source=source)
+    row = DncEntry(
+        number=number,
+        is_prefix=prefix,
+        scope=scope.value,
+        reason=reason,
+        source=source,
+        channel=channel.value,
+    )
     session.add(row)
     session.flush()
     return row, True
@@ -267,10 +300,12 @@ def list_entries(session: Session, scope: DncScope | None = None) -> list[DncEnt
 
 
 __all__ = [
+    "DncChannel",
     "DncImportReport",
     "DncMatcher",
     "DncScope",
     "add_entry",
+    "channels_barring",
     "import_entries",
     "list_entries",
     "normalize",

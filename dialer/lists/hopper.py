@@ -59,7 +59,7 @@ from dialer.lists.compliance import (
     local_time,
     retry_decision,
 )
-from dialer.lists.dnc import DncMatcher, DncScope, scope_applies
+from dialer.lists.dnc import DncChannel, DncMatcher, DncScope, channels_barring, scope_applies
 from dialer.outcomes import AttemptState, Outcome
 from dialer.store.models import Attempt, Campaign, Contact, DncEntry
 
@@ -241,6 +241,7 @@ def lease(
             DncEntry.number == Contact.phone,
             DncEntry.is_prefix.is_(False),
             DncEntry.scope.in_(scopes),
+            DncEntry.channel.in_(channels_barring(DncChannel.VOICE)),
         )
     )
 

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dialer.lists.dnc import DncMatcher, DncScope, add_entry
+from dialer.lists.dnc import DncChannel, DncMatcher, DncScope, add_entry
 from dialer.messaging.keywords import RESULT_OF, Classifier, ReplyAction
 from dialer.messaging.lifecycle import FINAL, MsgEvent, MsgState, step
 from dialer.messaging.sms import segment
@@ -189,7 +189,7 @@ def flag_address(
 def _blocked(session: Session, rows: Sequence[Message]) -> Callable[[Message], str | None]:
     """Why a row may not be sent now (None: it may): DNC for SMS, address flags for e-mail."""
     phones = [r.address for r in rows if r.channel == Channel.SMS.value]
-    matcher = DncMatcher.for_numbers(session, phones) if phones else DncMatcher()
+    matcher = DncMatcher.for_numbers(session, phones, DncChannel.SMS) if phones else DncMatcher()
     mails = sorted({r.address.lower() for r in rows if r.channel == Channel.EMAIL.value})
     flags: dict[str, set[str]] = {}
     if mails:
@@ -486,6 +486,7 @@ def apply_reply(
             scope=DncScope.MARKETING,
             reason=f"SMS reply {text.strip()[:40]!r}",
             source="sms-reply",
+            channel=DncChannel.SMS,  # marketing SMS stop; calls follow their own scope
         )
     elif action is ReplyAction.OPT_OUT and msg is not None:
         flag_address(

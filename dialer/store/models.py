@@ -194,12 +194,15 @@ class Switch(Base):
 
 class DncEntry(Base):
     __tablename__ = "dnc"
-    __table_args__ = (UniqueConstraint("number", "is_prefix", "scope", name="uq_dnc"),)
+    __table_args__ = (UniqueConstraint("number", "is_prefix", "scope", "channel", name="uq_dnc"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(20), index=True)  # E.164, or a "+86138" prefix
     is_prefix: Mapped[bool] = mapped_column(Boolean, default=False)
     scope: Mapped[str] = mapped_column(String(16), default="all")  # all | marketing
+    channel: Mapped[str] = mapped_column(
+        String(8), default="all", server_default="all"
+    )  # all | voice | sms | email: the channel the entry bars (lists.dnc.DncChannel)
     reason: Mapped[str | None] = mapped_column(String(200))
     source: Mapped[str | None] = mapped_column(String(64))  # cli, import, ivr-opt-out, api
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

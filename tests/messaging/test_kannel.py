@@ -70,7 +70,7 @@ async def test_opt_out_stops_the_next_marketing_sms(sms_rig: SmsRig) -> None:
     await sms_rig.wait_for(lambda: sms_rig.state(first).result == "opted_out")
     with sms_rig.store.session() as s:
         entry = s.scalars(select(DncEntry).where(DncEntry.number == NUMBER)).one()
-        assert (entry.scope, entry.source) == ("marketing", "sms-reply")
+        assert (entry.scope, entry.channel, entry.source) == ("marketing", "sms", "sms-reply")
         action = s.scalars(select(InboundMessage.action)).one()
         assert action == "opt_out"
     before = len(sms_rig.box.received())

@@ -9,6 +9,7 @@ import click
 
 from dialer.app.appctx import AppContext, pass_app
 from dialer.lists.dnc import (
+    DncChannel,
     DncScope,
     add_entry,
     import_entries,
@@ -19,6 +20,7 @@ from dialer.lists.dnc import (
 from dialer.privacy import mask_phone, scrub
 
 _SCOPE = click.Choice([s.value for s in DncScope])
+_CHANNEL = click.Choice([c.value for c in DncChannel])
 
 
 def shown(number: str, *, prefix: bool) -> str:
@@ -35,21 +37,40 @@ def dnc_group() -> None:
 @click.argument("numbers", nargs=-1, required=True)
 @click.option("--prefix", is_flag=True, help="The values are number prefixes (+86170).")
 @click.option("--scope", type=_SCOPE, default=DncScope.ALL.value, show_default=True)
+@click.option(
+    "--channel",
+    type=_CHANNEL,
+    default=DncChannel.ALL.value,
+    show_default=True,
+    help="The channel barred: calls (voice), sms, email, or all of them.",
+)
 @click.option("--reason", default=None, help="Why (kept with the entry).")
 @pass_app
 def add_cmd(
-    app: AppContext, numbers: tuple[str, ...], prefix: bool, scope: str, reason: str | None
+    app: AppContext,
+    numbers: tuple[str, ...],
+    prefix: bool,
+    scope: str,
+    channel: str,
+    reason: str | None,
 ) -> None:
     """Add NUMBERS to the do-not-call list."""
     region = app.settings.default_region
     normalized = [normalize(n, prefix=prefix, default_region=region) for n in numbers]
     with app.store.session() as s:
         for n in normalized:
-            _, created = add_entry(s, n, prefix=prefix, scope=DncScope(scope), reason=reason)
+            _, created = add_entry(
+                s,
+                n,
+                prefix=prefix,
+                scope=DncScope(scope),
+                reason=reason,
+                channel=DncChannel(channel),
+            )
             kind = "prefix" if prefix else "number"
             click.echo(
                 f"{'added' if created else 'already listed'}: {kind} "
-                f"{shown(n, prefix=prefix)} ({scope})"
+                f"{shown(n, prefix=prefix)} ({scope}, {channel})"
             )
 
 
@@ -108,6 +129,7 @@ def list_cmd(app: AppContext, scope: str | None, as_json: bool) -> None:
                 "number": shown(e.number, prefix=e.is_prefix),
                 "prefix": e.is_prefix,
                 "scope": e.scope,
+                "channel": e.channel,
                 "reason": scrub(e.reason) if e.reason else e.reason,
                 "source": scrub(e.source) if e.source else e.source,
                 "created_at": e.created_at.isoformat(),
@@ -120,11 +142,12 @@ def list_cmd(app: AppContext, scope: str | None, as_json: bool) -> None:
     if not docs:
         click.echo("the do-not-call list is empty")
         return
-    click.echo(f"{'NUMBER':18} {'KIND':7} {'SCOPE':10} {'SOURCE':10} REASON")
+    click.echo(f"{'NUMBER':18} {'KIND':7} {'SCOPE':10} {'CHANNEL':8} {'SOURCE':10} REASON")
     for d in docs:
         kind = "prefix" if d["prefix"] else "number"
         click.echo(
-            f"{d['number']:18} {kind:7} {d['scope']:10} {d['source'] or '':10} {d['reason'] or ''}"
+            f"{d['number']:18} {kind:7} {d['scope']:10} {d['channel']:8} "
+            f"{d['source'] or '':10} {d['reason'] or ''}"
         )
 
 
