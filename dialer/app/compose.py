@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from dialer.floor.console import DialerMetrics, config_paths, outcome_recorder, start_console
+from dialer.floor.fleet import Fleet
 from dialer.floor.loop import Clock
 from dialer.floor.service import Dialer
 from dialer.settings import Settings
@@ -24,14 +25,15 @@ from dialer.telephony.core import DialerCore
 
 
 async def serve_console(
-    dialer: Dialer,
+    dialer: Dialer | Fleet,
     *,
     host: str,
     port: int,
     watch_config: bool = True,
     sighup: bool = True,
 ) -> tuple[Any, int]:
-    """Start the supervisor console in this loop, with metrics and hot reload wired in."""
+    """Start the supervisor console in this loop, with metrics and hot reload wired in: on one
+    floor (``dialer demo``) or on a worker's ``Fleet`` of switches (``dialer run``)."""
     metrics = DialerMetrics(CollectorRegistry())
     dialer.metrics = metrics
     dialer.on_outcome.append(outcome_recorder(metrics))

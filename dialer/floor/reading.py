@@ -22,11 +22,49 @@ from dialer.floor.view import (
 )
 from dialer.lists.stats import abandon_rates, outcome_counts
 from dialer.privacy import mask_phone
+from dialer.store import Store
 from dialer.store.models import Attempt, Contact
 
 
 def _dt(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+def store_figures(
+    store: Store, campaign_id: int, now: dt.datetime, cap_window: dt.timedelta
+) -> dict[str, Any]:
+    """A campaign's figures that the store holds for every worker alike: contacts, done,
+    attempts, abandon windows and outcome counts."""
+    with store.session() as s:
+        contacts = (
+            s.scalar(
+                select(func.count()).select_from(Contact).where(Contact.campaign_id == campaign_id)
+            )
+            or 0
+        )
+        done = (
+            s.scalar(
+                select(func.count())
+                .select_from(Contact)
+                .where(Contact.campaign_id == campaign_id, Contact.status == "done")
+            )
+            or 0
+        )
+        attempts = (
+            s.scalar(
+                select(func.count()).select_from(Attempt).where(Attempt.campaign_id == campaign_id)
+            )
+            or 0
+        )
+        rates = abandon_rates(s, campaign_id, now, cap_window=cap_window)
+        outcomes = outcome_counts(s, campaign_id)
+    return {
+        "contacts": int(contacts),
+        "done": int(done),
+        "attempts": int(attempts),
+        "abandon": {k: RateWindow(v.live_answers, v.abandoned, v.rate) for k, v in rates.items()},
+        "outcomes": outcomes,
+    }
 
 
 class FloorView:
@@ -74,39 +112,9 @@ class FloorView:
         return out
 
     def _db_snapshot(self, run: CampaignRun) -> dict[str, Any]:
-        now = self.loop.now()
-        with self.loop.store.session() as s:
-            contacts = (
-                s.scalar(
-                    select(func.count()).select_from(Contact).where(Contact.campaign_id == run.id)
-                )
-                or 0
-            )
-            done = (
-                s.scalar(
-                    select(func.count())
-                    .select_from(Contact)
-                    .where(Contact.campaign_id == run.id, Contact.status == "done")
-                )
-                or 0
-            )
-            attempts = (
-                s.scalar(
-                    select(func.count()).select_from(Attempt).where(Attempt.campaign_id == run.id)
-                )
-                or 0
-            )
-            rates = abandon_rates(s, run.id, now, cap_window=run.spec.pacing.abandon_window)
-            outcomes = outcome_counts(s, run.id)
-        return {
-            "contacts": int(contacts),
-            "done": int(done),
-            "attempts": int(attempts),
-            "abandon": {
-                k: RateWindow(v.live_answers, v.abandoned, v.rate) for k, v in rates.items()
-            },
-            "outcomes": outcomes,
-        }
+        return store_figures(
+            self.loop.store, run.id, self.loop.now(), run.spec.pacing.abandon_window
+        )
 
     def agents(self) -> list[AgentSnapshot]:
         return [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from dialer.telephony.agents import AgentState as AgentState
 
@@ -109,3 +109,11 @@ class Floor(Protocol):
         """Re-apply changed campaign/settings files; returns what changed. An invalid file
         raises ``ConfigError`` and the running settings stay."""
         ...
+
+
+@runtime_checkable
+class FleetView(Protocol):
+    """A floor that also knows every worker on the store (``dialer.floor.fleet.Fleet``): the
+    console then shows each worker's health (``dialer.store.workers.WorkerHealth.to_json``)."""
+
+    def workers(self) -> list[dict[str, Any]]: ...

@@ -170,12 +170,17 @@ def claim_switch(
     now: dt.datetime,
     *,
     dead_after: dt.timedelta = DEFAULT_DEAD_AFTER,
+    takeover_only: bool = False,
 ) -> bool:
     """Become the switch's owner if it is free, ours, or its owner is dead; True if ours.
+    ``takeover_only``: only from a dead owner (a standby worker's failover; a switch nobody
+    serves yet, or one freed by a clean stop, is left to the workers that name it first).
 
     The switch row is locked first (``FOR UPDATE``), so the owner's liveness is read after any
     other claimant's transaction has ended: two workers never both win."""
     row = session.get(Switch, name, with_for_update=True, populate_existing=True)
+    if takeover_only and (row is None or row.owner is None or row.owner == me.id):
+        return row is not None and row.owner == me.id
     if row is None:
         try:
             with session.begin_nested():

@@ -314,6 +314,15 @@ class DialerCore:
         await self.client.close()
         self._db.shutdown(wait=True)
 
+    def give_up(self, reason: str) -> int:
+        """The switch is gone for longer than anyone waits: every call followed on it ends
+        ``unknown`` now (a later resync ignores them). Returns how many ended."""
+        calls = list(self.tracker.calls)
+        now = self.now()
+        for attempt_id in calls:
+            self._apply(self.tracker.end(attempt_id, Outcome.UNKNOWN, now, reason))
+        return len(calls)
+
     # -- AMI side --------------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:

@@ -26,6 +26,7 @@ API_GETS = [
     "/api/agents",
     "/api/calls",
     "/api/history",
+    "/api/workers",
     "/api/reloads",
     "/api/events",
     "/api/campaigns/card-activation-test/report",
@@ -163,7 +164,8 @@ async def test_json_shapes(console: Console) -> None:
         "calls_in_flight",
     }
     status, snapshot = await console.request("GET", "/api/snapshot")
-    assert set(snapshot) == {"at", "campaigns", "agents", "calls", "history", "reloads"}
+    assert set(snapshot) == {"at", "campaigns", "agents", "calls", "history", "reloads", "workers"}
+    assert snapshot["workers"] == []  # a lone dialer: no worker rows to show
 
 
 async def test_pause_resume_audited(console: Console) -> None:
@@ -286,7 +288,7 @@ async def test_no_card_or_id_numbers_in_any_response(
     for path in ("/", "/metrics", "/healthz", "/static/app.js"):
         await console.request("GET", path, auth=False)
     await test_event_stream_pushes_snapshots(console)
-    assert len(console.responses) == 17
+    assert len(console.responses) == 18
     blob = b"\n".join(console.responses).decode()
     for secret in SENSITIVE:
         assert secret not in blob, secret

@@ -63,7 +63,8 @@ def test_a_switch_has_one_owner_until_that_owner_dies_or_stops(st: Store) -> Non
     t2 = T0 + DEAD + dt.timedelta(seconds=1)  # a is dead, b beat at t1
     with st.session() as s:
         assert not w.claim_switch(s, "pbx2", a, t2)
-        assert w.claim_switch(s, "pbx1", b, t2)
+        assert not w.claim_switch(s, "pbx3", b, t2, takeover_only=True)  # nobody served it
+        assert w.claim_switch(s, "pbx1", b, t2, takeover_only=True)  # a died: failover
         health = {h.id: h for h in w.health(s, t2)}
     assert health["b"].alive and health["b"].switches == ("pbx1", "pbx2")
     assert not health["a"].alive and health["a"].switches == ()
@@ -72,6 +73,7 @@ def test_a_switch_has_one_owner_until_that_owner_dies_or_stops(st: Store) -> Non
         w.register(s, a, t2)
         w.stopped(s, b, t2)
     with st.session() as s:
+        assert not w.claim_switch(s, "pbx2", a, t2, takeover_only=True)  # a clean stop
         assert w.claim_switch(s, "pbx2", a, t2)  # freed by the clean stop
         assert w.switch_owners(s, ["pbx1", "pbx2", "pbx3"]) == {
             "pbx1": None,

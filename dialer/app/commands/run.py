@@ -16,6 +16,30 @@ log = logging.getLogger(__name__)
 
 @click.command("run")
 @click.option("--campaign", "campaigns", multiple=True, help="Only these campaigns (default: all).")
+@click.option(
+    "--worker",
+    "worker_id",
+    envvar="DIALER_WORKER_ID",
+    default=None,
+    help="This worker's id, unique among the workers on one store (default: the host name).",
+)
+@click.option(
+    "--server",
+    "servers",
+    multiple=True,
+    envvar="DIALER_SERVERS",
+    help="Serve these Asterisk servers of the settings first (default: every one it can claim).",
+)
+@click.option(
+    "--standby",
+    is_flag=True,
+    help="Serve no server first: only take over those of a worker that dies (the console host).",
+)
+@click.option(
+    "--no-takeover",
+    is_flag=True,
+    help="With --server: never take over the other servers when their worker dies.",
+)
 @click.option("--agi-url", default=None, help="FastAGI base URL for flows (default from settings).")
 @click.option(
     "--grace", default=60.0, show_default=True, help="Seconds live calls get to finish on SIGTERM."
@@ -24,7 +48,7 @@ log = logging.getLogger(__name__)
     "--max-channels",
     default=500,
     show_default=True,
-    help="Live calls at most, all campaigns together.",
+    help="Live calls at most per switch, all campaigns together.",
 )
 @click.option(
     "--http-host", default=None, help="Console address (default from settings: 127.0.0.1)."
@@ -37,6 +61,10 @@ log = logging.getLogger(__name__)
 def run(
     app: AppContext,
     campaigns: tuple[str, ...],
+    worker_id: str | None,
+    servers: tuple[str, ...],
+    standby: bool,
+    no_takeover: bool,
     agi_url: str | None,
     grace: float,
     max_channels: int,
@@ -46,11 +74,17 @@ def run(
 ) -> None:
     """Dial every running campaign through Asterisk's AMI until stopped.
 
+    One process is one worker: it serves each Asterisk server of the settings (``asterisk:``,
+    else ``ami:``) that no live worker serves, one AMI connection each, and takes over the
+    servers of a worker that stops beating. Several workers share one store (PostgreSQL);
+    adding one is starting one more ``dialer run --worker NAME``.
+
     SIGTERM (or Ctrl-C) stops dialling, lets live calls finish for --grace seconds, ends the
-    rest as `interrupted`, and exits 0. SIGHUP re-applies the campaign files.
+    rest as `interrupted`, frees the servers and exits 0. SIGHUP re-applies the campaign files.
     """
-    from dialer.app.compose import FloorRoot
-    from dialer.telephony.ami.adapter import AMIClient
+    from dialer.app.compose import serve_console
+    from dialer.app.worker import WorkerService
+    from dialer.store.workers import WorkerIdentity
 
     settings = app.settings
     if not no_console:  # refuse a weak console token before anything starts
@@ -62,32 +96,45 @@ def run(
         check_token_strength(token.get_secret_value())
     store = app.store
     agi = agi_url or f"agi://{settings.fastagi.host}:{settings.fastagi.port}"
+    me = WorkerIdentity.of(worker_id)
 
     async def main() -> None:
-        root = FloorRoot(
+        service = WorkerService(
             store,
             settings,
-            AMIClient.from_settings(settings.ami),
+            me,
             agi_url=agi,
+            servers=servers or None,
+            standby=standby,
+            takeover=not no_takeover,
             campaigns=campaigns or None,
             max_channels=max_channels,
         )
+        await service.register()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, root.dialer.stop)
-        host = http_host or settings.http.host
-        port = await root.start(
-            console_host=None if no_console else host,
-            console_port=settings.http.port if http_port is None else http_port,
-        )
-        if port is not None:
-            click.echo(f"dialer: console on http://{host}:{port}/", err=True)
+                loop.add_signal_handler(sig, service.stop)
+        console = None
+        if not no_console:
+            console = await serve_console(
+                service.fleet,
+                host=http_host or settings.http.host,
+                port=settings.http.port if http_port is None else http_port,
+            )
+            click.echo(
+                f"dialer: worker {me.id}: console on "
+                f"http://{http_host or settings.http.host}:{console[1]}/",
+                err=True,
+            )
         try:
-            await root.dialer.run()
+            await service.run()
         finally:
             click.echo(f"dialer: stopping; live calls get {grace:g} s", err=True)
-            await root.stop(grace_s=grace)
+            await service.shutdown(grace)
+            if console is not None:
+                with contextlib.suppress(Exception):
+                    await console[0].cleanup()
 
     asyncio.run(main())
 

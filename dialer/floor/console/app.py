@@ -292,6 +292,10 @@ async def get_calls(request: web.Request) -> web.Response:
     return _json(snap.calls(request.app[FLOOR]))
 
 
+async def get_workers(request: web.Request) -> web.Response:
+    return _json(snap.workers(request.app[FLOOR]))
+
+
 async def get_history(request: web.Request) -> web.Response:
     return _json(snap.history(request.app[FLOOR]))
 
@@ -515,6 +519,7 @@ def make_app(
     r.add_get("/api/agents", get_agents)
     r.add_get("/api/calls", get_calls)
     r.add_get("/api/history", get_history)
+    r.add_get("/api/workers", get_workers)
     r.add_get("/api/events", events)
     r.add_post("/api/reload", reload)
     r.add_get("/api/reloads", get_reloads)

@@ -14,7 +14,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dialer.floor.view import AgentSnapshot, CallSnapshot, CampaignSnapshot, Floor, HistoryPoint
+from dialer.floor.view import (
+    AgentSnapshot,
+    CallSnapshot,
+    CampaignSnapshot,
+    FleetView,
+    Floor,
+    HistoryPoint,
+)
 from dialer.privacy import scrub
 
 #: The window the cap applies over, and the share of the cap at which the page warns.
@@ -118,6 +125,11 @@ def history(floor: Floor) -> list[dict[str, Any]]:
     return [history_json(h) for h in floor.history()]
 
 
+def workers(floor: Floor) -> list[dict[str, Any]]:
+    """Each worker's health when the floor is a worker's fleet; [] for a lone dialer."""
+    return floor.workers() if isinstance(floor, FleetView) else []
+
+
 def snapshot(floor: Floor) -> dict[str, Any]:
     """Everything the page shows, in one object."""
     return {
@@ -126,6 +138,7 @@ def snapshot(floor: Floor) -> dict[str, Any]:
         "agents": agents(floor),
         "calls": calls(floor),
         "history": history(floor),
+        "workers": workers(floor),
     }
 
 

@@ -104,6 +104,7 @@ function render(s) {
   renderCampaigns(s.campaigns);
   renderAgents(s.agents);
   renderCalls(s.calls);
+  renderWorkers(s.workers || []);
   renderBanner(s.campaigns, s.reloads || []);
   drawPlot(s.history, s.campaigns);
   fillPacingSelect(s.campaigns);
@@ -184,6 +185,35 @@ function renderCalls(c) {
     el("td", { text: k.phone_masked }),
     el("td", { text: k.agent || "" }),
     el("td", { class: "num", text: dur(k.seconds_in_state) }))));
+}
+
+// Several workers on one store: each one's heartbeat and, per switch it serves, what it reported.
+function renderWorkers(list) {
+  $("#workers-card").classList.toggle("hidden", !list.length);
+  const counts = {};
+  for (const w of list) counts[w.state] = (counts[w.state] || 0) + 1;
+  chips($("#worker-counts"), counts);
+  const rows = [];
+  for (const w of list) {
+    const sw = Object.entries((w.info || {}).switches || {});
+    const cells = (name, x) => [
+      el("td", { "data-field": "switch", text: name }),
+      el("td", {}, x ? el("span", { class: "state " + (x.ami_ready ? "idle" : "over"), text: x.ami_ready ? "up" : "down" }) : ""),
+      el("td", { class: "num", "data-field": "live_calls", text: x ? String(x.live_calls) : "" }),
+      el("td", { class: "num", text: x ? String(x.originates_sent) : "" }),
+      el("td", { class: "small", text: x ? Object.entries(x.agents || {}).filter(([, n]) => n > 0).map(([k, n]) => k + " " + n).join(", ") : "" }),
+    ];
+    const head = [
+      el("td", {}, el("strong", { text: w.id }), el("div", { class: "small", text: w.host + " · pid " + w.pid })),
+      el("td", {}, el("span", { class: "state " + (w.state === "alive" ? "running" : w.state === "dead" ? "over" : "paused"), text: w.state })),
+      el("td", { class: "num", text: dur(w.heartbeat_age_s) }),
+    ];
+    const shown = w.state === "alive" ? sw : [];
+    if (!shown.length) rows.push(el("tr", { "data-worker": w.id }, ...head, ...cells("—", null)));
+    shown.forEach(([name, x], i) => rows.push(el("tr", { "data-worker": w.id },
+      ...(i ? [el("td", {}), el("td", {}), el("td", {})] : head), ...cells(name, x))));
+  }
+  $("#workers tbody").replaceChildren(...rows);
 }
 
 function renderBanner(list, reloads) {
