@@ -26,6 +26,7 @@ entries = st.lists(
 )
 
 
+@settings(max_examples=40, deadline=None)
 @given(
     entries,
     st.sampled_from([DncChannel.VOICE, DncChannel.SMS]),
