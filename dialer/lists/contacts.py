@@ -300,6 +300,46 @@ class RowParser:
                 if fs.sensitive:
                     self._hashers[name] = _hasher(name, env)
 
+    def _campaign_fields(self, rec: list[str], fields: dict[str, Any]) -> str | None:
+        """The campaign's own fields into ``fields`` (sensitive ones hashed); a refusal code."""
+        for fname, idx, required, parse_value, sensitive in self._fields:
+            text = rec[idx].strip()
+            if not text:
+                if required:
+                    return RejectCode.field(fname)
+                continue
+            try:
+                value = parse_value(text)
+            except ValueError:
+                return RejectCode.field(fname)
+            if sensitive:
+                value = self._hashers[fname](str(value))
+            fields[fname] = value
+        return None
+
+    def _contact_points(
+        self, rec: list[str], phone: ParsedPhone, fields: dict[str, Any]
+    ) -> str | None:
+        """The e-mail address and the other numbers (in dialling order); a refusal code."""
+        email = rec[self._email].strip()
+        if email:
+            if len(email) > 254 or not _EMAIL.fullmatch(email):
+                return RejectCode.field("email")
+            fields["email"] = email.lower()
+        numbers: list[dict[str, str]] = []
+        for kind, idx in self._numbers:
+            text = rec[idx].strip()
+            if not text:
+                continue
+            other = parse_phone(text, self.region)
+            if other is None:
+                return RejectCode.field(f"{kind}_phone")
+            if other.e164 != phone.e164 and all(n["number"] != other.e164 for n in numbers):
+                numbers.append({"kind": kind, "number": other.e164})
+        if numbers:  # the order they are dialled in: the main number first
+            fields["numbers"] = [{"kind": "main", "number": phone.e164}, *numbers]
+        return None
+
     def parse(self, rec: list[str]) -> dict[str, Any] | str:
         width = self._width
         if len(rec) <= width:
@@ -354,37 +394,9 @@ class RowParser:
                 return RejectCode.field("valid_until")
 
         fields: dict[str, Any] = {}
-        for fname, idx, required, parse_value, sensitive in self._fields:
-            text = rec[idx].strip()
-            if not text:
-                if required:
-                    return RejectCode.field(fname)
-                continue
-            try:
-                value = parse_value(text)
-            except ValueError:
-                return RejectCode.field(fname)
-            if sensitive:
-                value = self._hashers[fname](str(value))
-            fields[fname] = value
-
-        email = rec[self._email].strip()
-        if email:
-            if len(email) > 254 or not _EMAIL.fullmatch(email):
-                return RejectCode.field("email")
-            fields["email"] = email.lower()
-        numbers: list[dict[str, str]] = []
-        for kind, idx in self._numbers:
-            text = rec[idx].strip()
-            if not text:
-                continue
-            other = parse_phone(text, self.region)
-            if other is None:
-                return RejectCode.field(f"{kind}_phone")
-            if other.e164 != phone.e164 and all(n["number"] != other.e164 for n in numbers):
-                numbers.append({"kind": kind, "number": other.e164})
-        if numbers:  # the order they are dialled in: the main number first
-            fields["numbers"] = [{"kind": "main", "number": phone.e164}, *numbers]
+        refused = self._campaign_fields(rec, fields) or self._contact_points(rec, phone, fields)
+        if refused is not None:
+            return refused
 
         return {
             "phone": phone.e164,
@@ -625,6 +637,98 @@ class _Batch:
             self.rows[result["phone"]] = (row, result)
 
 
+class _Inserter:
+    """Inserts batches of parsed rows into one campaign, refusing the numbers it already holds."""
+
+    def __init__(
+        self,
+        session: Session,
+        campaign_id: int,
+        created_at: dt.datetime,
+        chunk_rows: int,
+        report: ImportReport,
+    ) -> None:
+        self.session = session
+        self.chunk_rows = chunk_rows
+        self.report = report
+        # the columns every row shares are bound once, not per row
+        self.stmt = insert(_CONTACT_TABLE).values(
+            campaign_id=campaign_id,
+            status=ContactStatus.ACTIVE.value,
+            attempts=0,
+            created_at=created_at,
+        )
+        self.known = select(Contact.phone).where(Contact.campaign_id == campaign_id)
+
+    def flush(self, batch: _Batch) -> None:
+        session, chunk_rows, report = self.session, self.chunk_rows, self.report
+        known, stmt, rejections = self.known, self.stmt, self.report.rejections
+        rows = batch.rows
+        if rows:
+            # always chunk_rows values: one SQL text, so the driver's statement cache holds one
+            # prepared statement, not one per batch length (~250 kB each in sqlite3)
+            phones = list(rows)
+            phones += phones[-1:] * (chunk_rows - len(phones))
+            held = set(session.scalars(known.where(Contact.phone.in_(phones))))
+            for phone in held:
+                batch.rejected.append(Rejection(rows.pop(phone)[0], RejectCode.DUPLICATE))
+            if rows:
+                try:
+                    session.execute(stmt, [values for _, values in rows.values()])
+                except DBAPIError as exc:  # e.g. a concurrent import of the same numbers
+                    first = min(r for r, _ in rows.values())
+                    raise StoreError(
+                        f"the store refused the batch from row {first}: {describe_db_error(exc)}"
+                    ) from None
+            report.imported += len(rows)
+        for r in sorted(batch.rejected, key=lambda r: r.row):
+            rejections.add(r.row, r.reason)
+
+
+def _stream(
+    path: Path,
+    enc: str,
+    spec: CampaignSpec,
+    default_region: str,
+    inserter: _Inserter,
+    progress: Progress | None,
+) -> None:
+    """Read the file row by row into batches of ``inserter.chunk_rows``."""
+    report, chunk_rows = inserter.report, inserter.chunk_rows
+    flush = inserter.flush
+    with path.open("rb") as raw:
+        # an undecodable byte becomes a lone surrogate: that row is rejected, not the file
+        text = io.TextIOWrapper(raw, encoding=enc, newline="", errors="surrogateescape")
+        records = _records(text)
+        try:
+            header = next(records)
+        except StopIteration:
+            raise ImportRejected(f"{path}: the file is empty") from None
+        if _unreadable(header):
+            raise ImportRejected(f"{path}: the header line is not readable text in {enc}")
+        parser = RowParser(header, spec, default_region)
+        report.ignored_columns = parser.ignored
+        if parser.ignored:  # the CLI prints the one warning; this is for services
+            log.info("ignoring unknown columns: %s", ", ".join(parser.ignored))
+        row = 0
+        batch = _Batch()
+        for rec in records:
+            row += 1
+            if not rec:
+                continue
+            batch.add(row, _unreadable(rec) or parser.parse(rec))
+            if batch.size >= chunk_rows:
+                flush(batch)
+                batch = _Batch()
+                gc.collect()  # only this import's objects: the rest is frozen
+            if progress is not None and row % 2000 == 0:
+                progress(row, raw.tell())
+        flush(batch)
+        report.rows = row
+        if progress is not None:
+            progress(row, raw.tell())
+
+
 def import_contacts(
     session: Session,
     campaign: Any,
@@ -651,37 +755,7 @@ def import_contacts(
         raise ImportRejected(f"unknown encoding {enc!r}") from exc
     report = ImportReport(encoding=enc, dry_run=dry_run)
     created_at = now or utcnow()
-    # the columns every row shares are bound once, not per row
-    stmt = insert(_CONTACT_TABLE).values(
-        campaign_id=campaign.id,
-        status=ContactStatus.ACTIVE.value,
-        attempts=0,
-        created_at=created_at,
-    )
-    known = select(Contact.phone).where(Contact.campaign_id == campaign.id)
-    rejections = report.rejections
-
-    def flush(batch: _Batch) -> None:
-        rows = batch.rows
-        if rows:
-            # always chunk_rows values: one SQL text, so the driver's statement cache holds one
-            # prepared statement, not one per batch length (~250 kB each in sqlite3)
-            phones = list(rows)
-            phones += phones[-1:] * (chunk_rows - len(phones))
-            held = set(session.scalars(known.where(Contact.phone.in_(phones))))
-            for phone in held:
-                batch.rejected.append(Rejection(rows.pop(phone)[0], RejectCode.DUPLICATE))
-            if rows:
-                try:
-                    session.execute(stmt, [values for _, values in rows.values()])
-                except DBAPIError as exc:  # e.g. a concurrent import of the same numbers
-                    first = min(r for r, _ in rows.values())
-                    raise StoreError(
-                        f"the store refused the batch from row {first}: {describe_db_error(exc)}"
-                    ) from None
-            report.imported += len(rows)
-        for r in sorted(batch.rejected, key=lambda r: r.row):
-            rejections.add(r.row, r.reason)
+    inserter = _Inserter(session, campaign.id, created_at, chunk_rows, report)
 
     # Millions of short-lived rows would make the cyclic GC rescan the heap again and again
     # (~15% of the CPU time); the rows build no reference cycles, and the few that the store's
@@ -691,37 +765,7 @@ def import_contacts(
     gc.freeze()  # what exists now is not rescanned by the per-batch collections
     savepoint = session.begin_nested() if dry_run else None
     try:
-        with path.open("rb") as raw:
-            # an undecodable byte becomes a lone surrogate: that row is rejected, not the file
-            text = io.TextIOWrapper(raw, encoding=enc, newline="", errors="surrogateescape")
-            records = _records(text)
-            try:
-                header = next(records)
-            except StopIteration:
-                raise ImportRejected(f"{path}: the file is empty") from None
-            if _unreadable(header):
-                raise ImportRejected(f"{path}: the header line is not readable text in {enc}")
-            parser = RowParser(header, spec, default_region)
-            report.ignored_columns = parser.ignored
-            if parser.ignored:  # the CLI prints the one warning; this is for services
-                log.info("ignoring unknown columns: %s", ", ".join(parser.ignored))
-            row = 0
-            batch = _Batch()
-            for rec in records:
-                row += 1
-                if not rec:
-                    continue
-                batch.add(row, _unreadable(rec) or parser.parse(rec))
-                if batch.size >= chunk_rows:
-                    flush(batch)
-                    batch = _Batch()
-                    gc.collect()  # only this import's objects: the rest is frozen
-                if progress is not None and row % 2000 == 0:
-                    progress(row, raw.tell())
-            flush(batch)
-            report.rows = row
-            if progress is not None:
-                progress(row, raw.tell())
+        _stream(path, enc, spec, default_region, inserter, progress)
     except csv.Error as exc:
         raise ImportRejected(f"{path}: not a readable CSV file: {exc}") from None
     finally:

@@ -177,40 +177,12 @@ def open_pairs(
 # --- lease --------------------------------------------------------------------------------
 
 
-def lease(
-    session: Session,
-    campaign_row: Campaign,
-    now: dt.datetime,
-    n: int,
-    owner: str,
-    lease_for: dt.timedelta = DEFAULT_LEASE,
-    *,
-    daily_cap: int | None = None,
-    batch: int | None = None,
-    max_batches: int = 8,
-    calendar: HolidayCalendar = DEFAULT_CALENDAR,
-) -> list[Contact]:
-    """Lease up to ``n`` contacts of the campaign that are eligible at ``now``.
-
-    Highest priority first, then never-tried contacts, then the oldest ``next_attempt_at``
-    (ties by id). At most ``max_batches`` batches of ``batch`` rows are examined per call.
-    Every rule is re-checked; leased rows get ``lease_owner=owner`` and
-    ``lease_until=now+lease_for``. The caller's transaction commits the lease.
-    """
-    now = _utc(now)
-    if n <= 0:
-        return []
-    policy = policy_of(campaign_row, daily_cap=daily_cap)
-    if not policy.running:
-        return []
-    shape = _campaign_shape(session, campaign_row.id)
-    pairs = open_pairs({(r, tz) for r, tz, _ in shape}, policy, now, calendar)
-    if not pairs:
-        return []
-    open_set = set(pairs)
-    priorities = sorted({p for r, tz, p in shape if (r, tz) in open_set}, reverse=True)
+def _lease_conditions(
+    campaign_id: int, policy: Policy, now: dt.datetime, pairs: Sequence[tuple[str | None, str]]
+) -> list[Any]:
+    """The rules a lease query can apply in SQL (the rest are re-checked row by row)."""
     conds: list[Any] = [
-        Contact.campaign_id == campaign_row.id,
+        Contact.campaign_id == campaign_id,
         Contact.status == ContactStatus.ACTIVE.value,
         Contact.attempts < policy.max_attempts,
         or_(Contact.next_attempt_at.is_(None), Contact.next_attempt_at <= now),
@@ -244,6 +216,42 @@ def lease(
             DncEntry.channel.in_(channels_barring(DncChannel.VOICE)),
         )
     )
+    return conds
+
+
+def lease(
+    session: Session,
+    campaign_row: Campaign,
+    now: dt.datetime,
+    n: int,
+    owner: str,
+    lease_for: dt.timedelta = DEFAULT_LEASE,
+    *,
+    daily_cap: int | None = None,
+    batch: int | None = None,
+    max_batches: int = 8,
+    calendar: HolidayCalendar = DEFAULT_CALENDAR,
+) -> list[Contact]:
+    """Lease up to ``n`` contacts of the campaign that are eligible at ``now``.
+
+    Highest priority first, then never-tried contacts, then the oldest ``next_attempt_at``
+    (ties by id). At most ``max_batches`` batches of ``batch`` rows are examined per call.
+    Every rule is re-checked; leased rows get ``lease_owner=owner`` and
+    ``lease_until=now+lease_for``. The caller's transaction commits the lease.
+    """
+    now = _utc(now)
+    if n <= 0:
+        return []
+    policy = policy_of(campaign_row, daily_cap=daily_cap)
+    if not policy.running:
+        return []
+    shape = _campaign_shape(session, campaign_row.id)
+    pairs = open_pairs({(r, tz) for r, tz, _ in shape}, policy, now, calendar)
+    if not pairs:
+        return []
+    open_set = set(pairs)
+    priorities = sorted({p for r, tz, p in shape if (r, tz) in open_set}, reverse=True)
+    conds = _lease_conditions(campaign_row.id, policy, now, pairs)
 
     size = batch or max(4 * n, 100)
     # One query per priority level, walking the (campaign, status, next_attempt_at) index in
@@ -464,29 +472,15 @@ def _next_prefix(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
-def explain(
+def _judge_classes(
     session: Session,
-    campaign_row: Campaign,
+    cid: int,
+    policy: Policy,
     at: dt.datetime,
-    *,
-    daily_cap: int | None = None,
-    calendar: HolidayCalendar = DEFAULT_CALENDAR,
-) -> ReasonCounts:
-    """How many contacts are eligible at ``at``; the rest counted under their first rule.
-
-    Cheap on big campaigns: contacts whose number has no facts (no DNC entry, no attempt
-    near ``at``, no live attempt) are judged per GROUP of identical rule inputs (SQL
-    ``GROUP BY``); only the few numbers with facts are judged one by one. Every verdict comes
-    from ``first_broken_rule``; ``explain_rowwise`` is the one-contact-at-a-time reference.
-    """
-    at = _utc(at)
-    policy = policy_of(campaign_row, daily_cap=daily_cap)
-    if not policy.running:
-        return _paused(session, campaign_row)
-    counts = ReasonCounts()
-    cid = campaign_row.id
-
-    # 1. classes of contacts with the same rule inputs, judged without number facts
+    calendar: HolidayCalendar,
+    counts: ReasonCounts,
+) -> None:
+    """Classes of contacts with the same rule inputs, judged without number facts."""
     later = case((Contact.next_attempt_at > at, 1), else_=0)
     lockout = policy.lockout
     locked: Any = (
@@ -528,7 +522,17 @@ def explain(
         )
         counts.add(first_broken_rule(rep, policy, at, _NO, calendar), n, tz)
 
-    # 2. the numbers with facts: re-judge each one, moving it from its class's verdict
+
+def _rejudge_numbers_with_facts(
+    session: Session,
+    cid: int,
+    policy: Policy,
+    at: dt.datetime,
+    calendar: HolidayCalendar,
+    counts: ReasonCounts,
+) -> None:
+    """The numbers with facts (DNC, attempts near ``at``, a live call): re-judge each one,
+    moving it from its class's verdict."""
     lo, hi = at - _DAY_REACH, at + _DAY_REACH
     times: dict[str, list[dt.datetime]] = defaultdict(list)
     live: set[str] = set()
@@ -577,6 +581,32 @@ def explain(
         if before != after:
             counts.add(before, -1, state.timezone)
             counts.add(after, 1, state.timezone)
+
+
+def explain(
+    session: Session,
+    campaign_row: Campaign,
+    at: dt.datetime,
+    *,
+    daily_cap: int | None = None,
+    calendar: HolidayCalendar = DEFAULT_CALENDAR,
+) -> ReasonCounts:
+    """How many contacts are eligible at ``at``; the rest counted under their first rule.
+
+    Cheap on big campaigns: contacts whose number has no facts (no DNC entry, no attempt
+    near ``at``, no live attempt) are judged per GROUP of identical rule inputs (SQL
+    ``GROUP BY``); only the few numbers with facts are judged one by one. Every verdict comes
+    from ``first_broken_rule``; ``explain_rowwise`` is the one-contact-at-a-time reference.
+    """
+    at = _utc(at)
+    policy = policy_of(campaign_row, daily_cap=daily_cap)
+    if not policy.running:
+        return _paused(session, campaign_row)
+    counts = ReasonCounts()
+    cid = campaign_row.id
+
+    _judge_classes(session, cid, policy, at, calendar, counts)
+    _rejudge_numbers_with_facts(session, cid, policy, at, calendar, counts)
     return counts
 
 

@@ -133,77 +133,14 @@ def _build_report(
         abandoned=sum(1 for a in attempts if a.outcome == Outcome.ABANDONED.value),
     )
 
-    abandoned_calls = []
-    for a in attempts:
-        if a.outcome != Outcome.ABANDONED.value:
-            continue
-        start_wait = a.greeting_end_at or a.answered_at
-        abandoned_calls.append(
-            {
-                "attempt_id": a.id,
-                "phone": mask_phone(a.phone),
-                "queue": a.queue,
-                "amd_status": a.amd_status,
-                **{f: _iso(getattr(a, f)) for f in EVIDENCE_FIELDS},
-                "wait_s": _secs(start_wait, a.bridged_at or a.message_played_at or a.ended_at),
-                "message_played": a.message_played_at is not None,
-            }
-        )
-
-    # agents: connects, talk, and the span they were seen working
-    per_agent: dict[str, dict[str, Any]] = {}
+    abandoned_calls = _abandoned_calls(attempts)
     wrapup = spec.pacing.wrapup_s
-    for a in attempts:
-        if a.bridged_at is None or not a.agent:
-            continue
-        end = a.ended_at or a.bridged_at
-        ag = per_agent.setdefault(
-            a.agent,
-            {"agent": a.agent, "connects": 0, "talk_s": 0.0, "first": a.bridged_at, "last": end},
-        )
-        ag["connects"] += 1
-        ag["talk_s"] += (end - a.bridged_at).total_seconds()
-        ag["first"] = min(ag["first"], a.bridged_at)
-        ag["last"] = max(ag["last"], end)
-    agents = []
-    for ag in sorted(per_agent.values(), key=lambda x: x["agent"]):
-        hours = ((ag["last"] - ag["first"]).total_seconds() + wrapup) / 3600
-        busy = ag["talk_s"] + wrapup * ag["connects"]
-        agents.append(
-            {
-                "agent": ag["agent"],
-                "connects": ag["connects"],
-                "talk_s": round(ag["talk_s"], 1),
-                "hours": round(hours, 4),
-                "occupancy": round(min(1.0, busy / (hours * 3600)), 4) if hours else None,
-            }
-        )
+    agents = _agents(attempts, wrapup)
     connects = sum(1 for a in attempts if a.bridged_at is not None)
     derived_hours = sum(ag["hours"] for ag in agents)
     hours = agent_hours if agent_hours is not None else derived_hours
     busy_s = sum(ag["talk_s"] for ag in agents) + wrapup * sum(ag["connects"] for ag in agents)
-
-    # hourly, in the report's zone
-    buckets: dict[dt.datetime, Counter[str]] = defaultdict(Counter)
-    for a in attempts:
-        hour = a.created_at.astimezone(zone).replace(minute=0, second=0, microsecond=0)
-        b = buckets[hour]
-        b["attempts"] += 1
-        b["answered"] += a.answered_at is not None
-        b["live_answers"] += a.live_answer
-        b["abandoned"] += a.outcome == Outcome.ABANDONED.value
-    hourly = [
-        {
-            "hour": h.isoformat(timespec="minutes"),
-            "attempts": b["attempts"],
-            "answered": b["answered"],
-            "live_answers": b["live_answers"],
-            "abandoned": b["abandoned"],
-            "answer_rate": _ratio(b["answered"], b["attempts"]) or 0.0,
-            "abandon_rate": _ratio(b["abandoned"], b["live_answers"]) or 0.0,
-        }
-        for h, b in sorted(buckets.items())
-    ]
+    hourly = _hourly(attempts, zone)
 
     return {
         "campaign": row.name,
@@ -233,6 +170,83 @@ def _build_report(
         "ivr": _ivr(session, [a.id for a in attempts]),
         "hourly": hourly,
     }
+
+
+def _abandoned_calls(attempts: list[Attempt]) -> list[dict[str, Any]]:
+    """Every abandoned call with the evidence US/UK rules ask operators to keep."""
+    abandoned_calls = []
+    for a in attempts:
+        if a.outcome != Outcome.ABANDONED.value:
+            continue
+        start_wait = a.greeting_end_at or a.answered_at
+        abandoned_calls.append(
+            {
+                "attempt_id": a.id,
+                "phone": mask_phone(a.phone),
+                "queue": a.queue,
+                "amd_status": a.amd_status,
+                **{f: _iso(getattr(a, f)) for f in EVIDENCE_FIELDS},
+                "wait_s": _secs(start_wait, a.bridged_at or a.message_played_at or a.ended_at),
+                "message_played": a.message_played_at is not None,
+            }
+        )
+    return abandoned_calls
+
+
+def _agents(attempts: list[Attempt], wrapup: float) -> list[dict[str, Any]]:
+    """Agents: connects, talk, and the span they were seen working (plus one wrap-up)."""
+    per_agent: dict[str, dict[str, Any]] = {}
+    for a in attempts:
+        if a.bridged_at is None or not a.agent:
+            continue
+        end = a.ended_at or a.bridged_at
+        ag = per_agent.setdefault(
+            a.agent,
+            {"agent": a.agent, "connects": 0, "talk_s": 0.0, "first": a.bridged_at, "last": end},
+        )
+        ag["connects"] += 1
+        ag["talk_s"] += (end - a.bridged_at).total_seconds()
+        ag["first"] = min(ag["first"], a.bridged_at)
+        ag["last"] = max(ag["last"], end)
+    agents = []
+    for ag in sorted(per_agent.values(), key=lambda x: x["agent"]):
+        hours = ((ag["last"] - ag["first"]).total_seconds() + wrapup) / 3600
+        busy = ag["talk_s"] + wrapup * ag["connects"]
+        agents.append(
+            {
+                "agent": ag["agent"],
+                "connects": ag["connects"],
+                "talk_s": round(ag["talk_s"], 1),
+                "hours": round(hours, 4),
+                "occupancy": round(min(1.0, busy / (hours * 3600)), 4) if hours else None,
+            }
+        )
+    return agents
+
+
+def _hourly(attempts: list[Attempt], zone: ZoneInfo) -> list[dict[str, Any]]:
+    """Hourly answer and abandon rates, in the report's zone."""
+    buckets: dict[dt.datetime, Counter[str]] = defaultdict(Counter)
+    for a in attempts:
+        hour = a.created_at.astimezone(zone).replace(minute=0, second=0, microsecond=0)
+        b = buckets[hour]
+        b["attempts"] += 1
+        b["answered"] += a.answered_at is not None
+        b["live_answers"] += a.live_answer
+        b["abandoned"] += a.outcome == Outcome.ABANDONED.value
+    hourly = [
+        {
+            "hour": h.isoformat(timespec="minutes"),
+            "attempts": b["attempts"],
+            "answered": b["answered"],
+            "live_answers": b["live_answers"],
+            "abandoned": b["abandoned"],
+            "answer_rate": _ratio(b["answered"], b["attempts"]) or 0.0,
+            "abandon_rate": _ratio(b["abandoned"], b["live_answers"]) or 0.0,
+        }
+        for h, b in sorted(buckets.items())
+    ]
+    return hourly
 
 
 def _ivr(session: Session, attempt_ids: list[int]) -> dict[str, Any]:

@@ -828,11 +828,30 @@ class QueueManager:
         one: Channel,
         legs: list[tuple[Member, Channel, Channel | None, float]],
     ) -> None:
+        """The member's leg ``one`` answered: connect it to the caller, bridge them, wait for
+        either to hang up, and close the call as app_queue does (events in its order)."""
+        ch = caller.ch
+        holdtime = self._secs(caller.joined)
+        self._agent_answered(q, caller, m, one, legs, holdtime)
+        bfields = self._bridge(ch, one, m)
+        t_connect = self.engine.clock.now()
+        reason = await _until_hangup(ch, one)
+        talk = self._secs(t_connect)
+        self._unbridge(q, caller, m, one, bfields, reason, holdtime, talk)
+        self._after_call(q, caller, m, one, t_connect, reason)
+
+    def _agent_answered(
+        self,
+        q: Queue,
+        caller: Caller,
+        m: Member,
+        one: Channel,
+        legs: list[tuple[Member, Channel, Channel | None, float]],
+        holdtime: int,
+    ) -> None:
         e = self.engine
-        caller_options = caller.options
         ch = caller.ch
         now = e.clock.now()
-        holdtime = self._secs(caller.joined)
         ring_t0 = next(t0 for mm, o, _t, t0 in legs if o is one)
         one.dial = None
         first_control = one.state != ChannelState.RINGING
@@ -894,16 +913,13 @@ class QueueManager:
             ),
             "agent",
         )
+
+    def _bridge(
+        self, ch: Channel, one: Channel, m: Member
+    ) -> Callable[[int], tuple[tuple[str, str], ...]]:
+        e = self.engine
         bridge_id = str(uuid.UUID(int=self.rng.getrandbits(128)))
-        bfields = lambda n: (  # noqa: E731
-            ("BridgeUniqueid", bridge_id),
-            ("BridgeType", "basic"),
-            ("BridgeTechnology", "simple_bridge"),
-            ("BridgeCreator", UNKNOWN),
-            ("BridgeName", UNKNOWN),
-            ("BridgeNumChannels", str(n)),
-            ("BridgeVideoSourceMode", "none"),
-        )
+        bfields = _bridge_fields(bridge_id)
         e.emit("BridgeCreate", bfields(0))
         e.emit("BridgeEnter", bfields(1) + one.header())
         e.emit("BridgeEnter", bfields(2) + ch.header())
@@ -912,28 +928,21 @@ class QueueManager:
         one.bridged, ch.bridged = ch, one
         e.setvar(one, "BRIDGEPEER", ch.name)
         e.setvar(ch, "BRIDGEPEER", one.name)
-        t_connect = e.clock.now()
-        # wait until one side hangs up
-        loop = asyncio.get_running_loop()
-        ended: asyncio.Future[str] = loop.create_future()
+        return bfields
 
-        def agent_gone(_c: Channel) -> None:
-            _resolve(ended, "agent")
-
-        def caller_gone(_c: Channel) -> None:
-            _resolve(ended, "caller")
-
-        one.hangup_listeners.append(agent_gone)
-        ch.hangup_listeners.append(caller_gone)
-        if not one.alive:
-            _resolve(ended, "agent")
-        if ch.soft_hangup or not ch.alive:
-            _resolve(ended, "caller")
-        reason = await ended
-        talk = self._secs(t_connect)
-        for cb, c in ((agent_gone, one), (caller_gone, ch)):
-            if cb in c.hangup_listeners:
-                c.hangup_listeners.remove(cb)
+    def _unbridge(
+        self,
+        q: Queue,
+        caller: Caller,
+        m: Member,
+        one: Channel,
+        bfields: Callable[[int], tuple[tuple[str, str], ...]],
+        reason: str,
+        holdtime: int,
+        talk: int,
+    ) -> None:
+        e = self.engine
+        ch = caller.ch
         e.setvar(one, "BRIDGEPEER", "")
         e.setvar(ch, "BRIDGEPEER", "")
         one.bridged = ch.bridged = None
@@ -970,6 +979,13 @@ class QueueManager:
             one.hangupcause = one.hangupcause or Cause.NORMAL_CLEARING
             e.destroy(one)
         one.bridge_id = ch.bridge_id = ""
+
+    def _after_call(
+        self, q: Queue, caller: Caller, m: Member, one: Channel, t_connect: float, reason: str
+    ) -> None:
+        e = self.engine
+        ch = caller.ch
+        caller_options = caller.options
         q.stats_vars(ch)
         answered_ms = int((e.clock.now() - t_connect) * 1000)
         e.setvar(ch, "ANSWEREDTIME", str(answered_ms // 1000))
@@ -1172,3 +1188,42 @@ def customer_gives_up(e: Engine, caller: Channel) -> None:
     if peer is not None and peer.alive:
         peer.hangupcause = Cause.NORMAL_CLEARING
         e.request_hangup(peer, Cause.NORMAL_CLEARING)
+
+
+def _bridge_fields(bridge_id: str) -> Callable[[int], tuple[tuple[str, str], ...]]:
+    def fields(n: int) -> tuple[tuple[str, str], ...]:
+        return (
+            ("BridgeUniqueid", bridge_id),
+            ("BridgeType", "basic"),
+            ("BridgeTechnology", "simple_bridge"),
+            ("BridgeCreator", UNKNOWN),
+            ("BridgeName", UNKNOWN),
+            ("BridgeNumChannels", str(n)),
+            ("BridgeVideoSourceMode", "none"),
+        )
+
+    return fields
+
+
+async def _until_hangup(ch: Channel, one: Channel) -> str:
+    """Wait until one side of a bridge hangs up: ``"agent"`` or ``"caller"``."""
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[str] = loop.create_future()
+
+    def agent_gone(_c: Channel) -> None:
+        _resolve(ended, "agent")
+
+    def caller_gone(_c: Channel) -> None:
+        _resolve(ended, "caller")
+
+    one.hangup_listeners.append(agent_gone)
+    ch.hangup_listeners.append(caller_gone)
+    if not one.alive:
+        _resolve(ended, "agent")
+    if ch.soft_hangup or not ch.alive:
+        _resolve(ended, "caller")
+    reason = await ended
+    for cb, c in ((agent_gone, one), (caller_gone, ch)):
+        if cb in c.hangup_listeners:
+            c.hangup_listeners.remove(cb)
+    return reason

@@ -428,6 +428,61 @@ async def reload(request: web.Request) -> web.Response:
 # --- the app --------------------------------------------------------------------------------
 
 
+#: The console's routes (the static files are added beside them).
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/", index),
+    ("GET", "/healthz", healthz),
+    ("GET", "/metrics", metrics_page),
+    ("POST", "/api/login", login),
+    ("POST", "/api/logout", logout),
+    ("GET", "/api/session", session),
+    ("GET", "/api/snapshot", get_snapshot),
+    ("GET", "/api/campaigns", get_campaigns),
+    ("GET", "/api/campaigns/{name}", get_campaign),
+    ("GET", "/api/campaigns/{name}/report", report),
+    ("POST", "/api/campaigns/{name}/pause", pause),
+    ("POST", "/api/campaigns/{name}/resume", resume),
+    ("PATCH", "/api/campaigns/{name}/pacing", set_pacing),
+    ("POST", "/api/campaigns/{name}/preview-next", preview_next),
+    ("GET", "/api/agents", get_agents),
+    ("GET", "/api/calls", get_calls),
+    ("GET", "/api/history", get_history),
+    ("GET", "/api/workers", get_workers),
+    ("GET", "/api/events", events),
+    ("POST", "/api/reload", reload),
+    ("GET", "/api/reloads", get_reloads),
+)
+
+
+def _reloaders(
+    floor: Floor, watch: Sequence[Path], interval_s: float, sighup: bool
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The hot-reload file watcher and the SIGHUP reloader, for the app's lifetime."""
+
+    async def reloaders(app: web.Application) -> AsyncIterator[None]:
+        watcher = None
+        hup = None
+        if watch:
+            watcher = FileWatcher(
+                floor,
+                list(watch),
+                reload_log=app[RELOADS],
+                metrics=app[METRICS],
+                interval_s=interval_s,
+            )
+            watcher.start()
+        if sighup:
+            hup = SighupReloader(floor, reload_log=app[RELOADS], metrics=app[METRICS])
+            hup.install()
+        yield
+        if watcher is not None:
+            await watcher.stop()
+        if hup is not None:
+            await hup.uninstall()
+
+    return reloaders
+
+
 def make_app(
     floor: Floor,
     *,
@@ -477,52 +532,13 @@ def make_app(
 
     app.on_shutdown.append(on_shutdown)
 
-    async def reloaders(app: web.Application) -> AsyncIterator[None]:
-        watcher = None
-        hup = None
-        if watch:
-            watcher = FileWatcher(
-                floor,
-                list(watch),
-                reload_log=app[RELOADS],
-                metrics=app[METRICS],
-                interval_s=watch_interval_s,
-            )
-            watcher.start()
-        if sighup:
-            hup = SighupReloader(floor, reload_log=app[RELOADS], metrics=app[METRICS])
-            hup.install()
-        yield
-        if watcher is not None:
-            await watcher.stop()
-        if hup is not None:
-            await hup.uninstall()
-
-    app.cleanup_ctx.append(reloaders)
+    app.cleanup_ctx.append(_reloaders(floor, watch, watch_interval_s, sighup))
 
     r = app.router
-    r.add_get("/", index)
-    r.add_get("/healthz", healthz)
-    r.add_get("/metrics", metrics_page)
+    add = {"GET": r.add_get, "POST": r.add_post, "PATCH": r.add_patch}  # GET answers HEAD too
+    for method, path, handler in ROUTES:
+        add[method](path, handler)
     r.add_static("/static/", STATIC_DIR, append_version=False)
-    r.add_post("/api/login", login)
-    r.add_post("/api/logout", logout)
-    r.add_get("/api/session", session)
-    r.add_get("/api/snapshot", get_snapshot)
-    r.add_get("/api/campaigns", get_campaigns)
-    r.add_get("/api/campaigns/{name}", get_campaign)
-    r.add_get("/api/campaigns/{name}/report", report)
-    r.add_post("/api/campaigns/{name}/pause", pause)
-    r.add_post("/api/campaigns/{name}/resume", resume)
-    r.add_patch("/api/campaigns/{name}/pacing", set_pacing)
-    r.add_post("/api/campaigns/{name}/preview-next", preview_next)
-    r.add_get("/api/agents", get_agents)
-    r.add_get("/api/calls", get_calls)
-    r.add_get("/api/history", get_history)
-    r.add_get("/api/workers", get_workers)
-    r.add_get("/api/events", events)
-    r.add_post("/api/reload", reload)
-    r.add_get("/api/reloads", get_reloads)
     return app
 
 
