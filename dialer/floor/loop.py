@@ -258,6 +258,45 @@ def _log_sweep_failure(task: asyncio.Task[int]) -> None:
         log.warning("unsent-attempt sweep failed (tried again later): %s", task.exception())
 
 
+def history_point(
+    runs: Iterable[CampaignRun], pool: AgentPool, calls_in_flight: int, now: float, occ: float
+) -> HistoryPoint:
+    """One point of the floor's history: occupancy, the campaigns' abandon rate, and counts."""
+    ab = [r.abandons(now) for r in runs]
+    live = sum(a.window_live for a in ab)
+    abandoned = sum(a.window_abandoned for a in ab)
+    return HistoryPoint(
+        at=_dt(now),
+        occupancy=occ,
+        abandon_rate=abandoned / live if live else 0.0,
+        agents_logged_in=pool.logged_in(),
+        calls_in_flight=calls_in_flight,
+    )
+
+
+class UnsentSweep:
+    """The unsent-attempt sweep, in a thread every ``SWEEP_EVERY_S`` clock seconds, not only at
+    start-up: a row a crashed dialer wrote moments before it died is ended once it is
+    ``UNSENT_AFTER`` old, so no number stays blocked for the rest of the run."""
+
+    def __init__(self, sweep: Callable[[], int]) -> None:
+        self.sweep = sweep
+        self.next_at = 0.0
+        self.task: asyncio.Task[int] | None = None
+
+    def if_due(self, now: float) -> asyncio.Task[int] | None:
+        if now < self.next_at or (self.task and not self.task.done()):
+            return None
+        self.next_at = now + SWEEP_EVERY_S
+        self.task = asyncio.create_task(asyncio.to_thread(self.sweep), name="unsent-sweep")
+        self.task.add_done_callback(_log_sweep_failure)
+        return self.task
+
+    async def finish(self) -> None:
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
 def lease_and_start(
     store: Store,
     campaign_id: int,
@@ -334,8 +373,7 @@ class CampaignLoop:
         #: the Originate tasks in flight (a reference is kept until each ends)
         self.tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._next_sweep = 0.0
-        self._sweep_task: asyncio.Task[int] | None = None
+        self.sweeper = UnsentSweep(self.sweep_unsent)
         self._last_activity = 0.0
         self._stop = asyncio.Event()
         self.on_outcome: list[Callable[[str, FinishedAttempt], None]] = []
@@ -349,6 +387,9 @@ class CampaignLoop:
     def now(self) -> dt.datetime:
         return _dt(self.clock.time())
 
+    def _point(self, now: float, occ: float) -> HistoryPoint:
+        return history_point(self.runs.values(), self.pool, self.core.live_calls(), now, occ)
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -360,19 +401,6 @@ class CampaignLoop:
 
     def sweep_unsent(self, older_than: dt.timedelta = UNSENT_AFTER) -> int:
         return sweep_unsent(self.store, self.now(), older_than)
-
-    def sweep_if_due(self, now: float) -> asyncio.Task[int] | None:
-        """Run the unsent-attempt sweep in a thread every ``SWEEP_EVERY_S`` clock seconds, not
-        only at start-up: a row a crashed dialer wrote moments before it died is ended once it
-        is ``UNSENT_AFTER`` old, so no number stays blocked for the rest of the run."""
-        if now < self._next_sweep or (self._sweep_task and not self._sweep_task.done()):
-            return None
-        self._next_sweep = now + SWEEP_EVERY_S
-        self._sweep_task = asyncio.create_task(
-            asyncio.to_thread(self.sweep_unsent), name="unsent-sweep"
-        )
-        self._sweep_task.add_done_callback(_log_sweep_failure)
-        return self._sweep_task
 
     async def load_campaigns(self) -> None:
         rows = await asyncio.to_thread(self._load_rows)
@@ -424,20 +452,19 @@ class CampaignLoop:
         retry times, windows or agents)."""
         await self.load_campaigns()
         await asyncio.to_thread(self.sweep_unsent)
-        self._next_sweep = self.clock.time() + SWEEP_EVERY_S
+        self.sweeper.next_at = self.clock.time() + SWEEP_EVERY_S
         await self.core.wait_ready()
         self._last_activity = self.clock.time()
         try:
             await self._loop(until_idle, quiet_s)
         finally:
-            if self._sweep_task is not None:
-                await asyncio.gather(self._sweep_task, return_exceptions=True)
+            await self.sweeper.finish()
 
     async def _loop(self, until_idle: bool, quiet_s: float) -> None:
         while not self._stop.is_set():
             now = self.clock.time()
-            self.sweep_if_due(now)
-            self.occupancy.account(now, self._history_point)
+            self.sweeper.if_due(now)
+            self.occupancy.account(now, self._point)
             self.pool.tick(now)
             for run in list(self.runs.values()):
                 try:
@@ -606,18 +633,6 @@ class CampaignLoop:
         for cb in self.on_outcome:
             cb(run.spec.name, item)
         self._wake.set()
-
-    def _history_point(self, now: float, occupancy: float) -> HistoryPoint:
-        ab = [r.abandons(now) for r in self.runs.values()]
-        live = sum(a.window_live for a in ab)
-        abandoned = sum(a.window_abandoned for a in ab)
-        return HistoryPoint(
-            at=_dt(now),
-            occupancy=occupancy,
-            abandon_rate=abandoned / live if live else 0.0,
-            agents_logged_in=self.pool.logged_in(),
-            calls_in_flight=self.core.live_calls(),
-        )
 
 
 __all__ = [

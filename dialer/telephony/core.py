@@ -175,23 +175,7 @@ class DialerCore:
         return len(self.tracker.calls)
 
     def stats(self) -> dict[str, Any]:
-        """Counters for metrics and the console (all monotonic except the gauges)."""
-        return {
-            "ami_ready": self.client.ready.is_set(),
-            "ami_connections": self.client.connections,
-            "ami_events": self.client.events_in,
-            "ami_bytes": self.client.bytes_in,
-            "ami_last_error": self.client.last_error,
-            "originates_sent": self.originates_sent,
-            "finished": self.finished_count,
-            "illegal_transitions": self.illegal_transitions,
-            "write_errors": self.batches.write_errors,
-            "recovered": self.recovered,
-            "recovered_from_store": self.recovered_from_store,
-            "live_calls": len(self.tracker.calls),
-            "calls_by_state": self.counts(),
-            "last_resync": dict(self.last_resync),
-        }
+        return core_stats(self)
 
     async def start(self) -> None:
         """Recover this owner's open attempts on this switch from the store, then connect.
@@ -394,3 +378,23 @@ class DialerCore:
             updates = self.tracker.tick(self.now())
             if updates:
                 self._apply(updates)
+
+
+def core_stats(core: DialerCore) -> dict[str, Any]:
+    """A core's counters for metrics and the console (all monotonic except the gauges)."""
+    return {
+        "ami_ready": core.client.ready.is_set(),
+        "ami_connections": core.client.connections,
+        "ami_events": core.client.events_in,
+        "ami_bytes": core.client.bytes_in,
+        "ami_last_error": core.client.last_error,
+        "originates_sent": core.originates_sent,
+        "finished": core.finished_count,
+        "illegal_transitions": core.illegal_transitions,
+        "write_errors": core.batches.write_errors,
+        "recovered": core.recovered,
+        "recovered_from_store": core.recovered_from_store,
+        "live_calls": len(core.tracker.calls),
+        "calls_by_state": core.counts(),
+        "last_resync": dict(core.last_resync),
+    }
