@@ -169,6 +169,7 @@ def _build_report(
         "agents": agents,
         "ivr": _ivr(session, [a.id for a in attempts]),
         "hourly": hourly,
+        "channels": _channels(session, row.id),
     }
 
 
@@ -247,6 +248,50 @@ def _hourly(attempts: list[Attempt], zone: ZoneInfo) -> list[dict[str, Any]]:
         for h, b in sorted(buckets.items())
     ]
     return hourly
+
+
+_HANDED_OVER = ("accepted", "in_doubt", "sent", "delivered", "failed", "expired", "unknown")
+_REPLY_KEYS = {"opt_out": "opted_out", "confirm": "confirmed", "deny": "denied"}
+
+
+def _channels(session: Session, campaign_id: int) -> list[dict[str, Any]]:
+    """SMS and e-mail of the campaign, per channel and step: sent, delivered, failed,
+    suppressed (DNC, bad address), replies by kind (opted out, confirmed, denied, free text)."""
+    from dialer.store.messages import InboundMessage, Message
+
+    rows: dict[tuple[str, int], dict[str, int]] = {}
+
+    def cell(channel: str, step: int | None) -> dict[str, int]:
+        return rows.setdefault(
+            (channel, step or 0),
+            dict.fromkeys(
+                ("messages", "sent", "delivered", "failed", "suppressed", "replies",
+                 "opted_out", "confirmed", "denied", "free_text"),
+                0,
+            ),
+        )  # fmt: skip
+
+    for channel, step, state, n in session.execute(
+        select(Message.channel, Message.step, Message.state, func.count())
+        .where(Message.campaign_id == campaign_id)
+        .group_by(Message.channel, Message.step, Message.state)
+    ):
+        c = cell(channel, step)
+        c["messages"] += n
+        c["sent"] += n if state in _HANDED_OVER else 0
+        c["delivered"] += n if state == "delivered" else 0
+        c["failed"] += n if state in ("failed", "expired") else 0
+        c["suppressed"] += n if state == "suppressed" else 0
+    for channel, step, action, n in session.execute(
+        select(Message.channel, Message.step, InboundMessage.action, func.count())
+        .join(Message, InboundMessage.message_id == Message.id)
+        .where(Message.campaign_id == campaign_id)
+        .group_by(Message.channel, Message.step, InboundMessage.action)
+    ):
+        c = cell(channel, step)
+        c["replies"] += n
+        c[_REPLY_KEYS.get(action, "free_text")] += n
+    return [{"channel": ch, "step": st, **c} for (ch, st), c in sorted(rows.items())]
 
 
 def _ivr(session: Session, attempt_ids: list[int]) -> dict[str, Any]:
@@ -379,6 +424,18 @@ def to_text(r: dict[str, Any]) -> str:
         lines += [
             f"  {s['flow']:20} {s['seq']:>2} {s['node']:16} {s['kind']:8} {s['outcome'] or '-':14} {s['count']:>5}"
             for s in r["ivr"]["steps"]
+        ]
+    if r.get("channels"):
+        lines += [
+            "",
+            "SMS and e-mail:   step  sent  delivered  failed  suppressed  replies  "
+            "opted-out  confirmed  denied  free-text",
+        ]
+        lines += [
+            f"  {c['channel']:14} {c['step']:>5} {c['sent']:>5} {c['delivered']:>10} "
+            f"{c['failed']:>7} {c['suppressed']:>11} {c['replies']:>8} {c['opted_out']:>10} "
+            f"{c['confirmed']:>10} {c['denied']:>7} {c['free_text']:>10}"
+            for c in r["channels"]
         ]
     if r["hourly"]:
         lines += ["", "Hourly:          attempts  answer   abandon"]

@@ -19,6 +19,7 @@ from dialer import CONFIG_DIR
 from dialer.app.demo import SimFloor, demo_start
 from dialer.lists.campaigns import apply_campaign, get_campaign, parse_campaign
 from dialer.lists.contacts import import_contacts
+from dialer.lists.report import build_report, to_text
 from dialer.messaging.lifecycle import MsgState
 from dialer.messaging.sequencer import Sequencer, step_report
 from dialer.messaging.templates import TemplateLibrary
@@ -186,6 +187,7 @@ async def test_sms_then_calls_then_sms_fallback(
         for a in attempts:
             by_phone.setdefault(a.phone, []).append(a)
         report = step_report(s, get_campaign(s, "repay-steps").id)
+        full = build_report(s, "repay-steps")
         parts = sum(m.parts for m in s.scalars(select(Message).where(Message.channel == "sms")))
     assert not set(CONFIRM) & set(by_phone)  # a confirming reply ends the calls
     assert min(a.created_at for a in attempts) >= START.astimezone(dt.UTC) + dt.timedelta(minutes=2)
@@ -208,6 +210,11 @@ async def test_sms_then_calls_then_sms_fallback(
     assert len(box.received()) == parts > n + len(NEVER)  # the fallback is a two-part SMS
     assert report[1]["delivered"] == n and report[1]["reply_confirm"] == 2
     assert report[3] == {"delivered": 3}
+    # the campaign report shows every channel, per step
+    channels = {(c["channel"], c["step"]): c for c in full["channels"]}
+    assert channels[("sms", 1)]["delivered"] == n and channels[("sms", 1)]["confirmed"] == 2
+    assert channels[("sms", 3)]["delivered"] == 3 and channels[("email", 4)]["sent"] == 2
+    assert "SMS and e-mail:" in to_text(full)
     # e-mail for those with an address, after their calls (reached or not)
     assert report[4] == {"accepted": 2}
     kept = [BytesParser(policy=policy.default).parsebytes(m) for m in smtp_relay.kept()]
