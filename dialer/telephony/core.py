@@ -47,6 +47,7 @@ from dialer.telephony.tracker import (
     RESYNC_VARIABLES,
     CallTracker,
     Finished,
+    Transition,
     Update,
 )
 
@@ -111,6 +112,7 @@ class DialerCore:
         self.ready_timeout_s = ready_timeout_s
         self.tracker = CallTracker()
         self._finished_cbs: list[Callable[[FinishedAttempt], None]] = []
+        self._transition_cbs: list[Callable[[Transition], None]] = []
         self._queue_status_cbs: list[Callable[[Sequence[Event]], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -142,6 +144,11 @@ class DialerCore:
     @agi_url.setter
     def agi_url(self, value: str) -> None:
         self.rows.agi_url = value
+
+    def on_transition(self, callback: Callable[[Transition], None]) -> None:
+        """``callback(transition)`` for every state change of a followed call, as it happens
+        (in the event loop, before the store has it): pacing learns of an answer at once."""
+        self._transition_cbs.append(callback)
 
     def on_finished(self, callback: Callable[[FinishedAttempt], None]) -> None:
         """``callback(FinishedAttempt)`` once per attempt, after its row is committed."""
@@ -356,6 +363,14 @@ class DialerCore:
     # -- store side ------------------------------------------------------------------------
 
     def _apply(self, updates: list[Update]) -> None:
+        if self._transition_cbs:
+            for u in updates:
+                if isinstance(u, Transition):
+                    for cb in self._transition_cbs:
+                        try:
+                            cb(u)
+                        except Exception:
+                            log.exception("transition listener failed")
         self.batches.add(updates)
 
     async def _flush(self) -> None:

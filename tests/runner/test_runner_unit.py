@@ -34,6 +34,8 @@ class _Core:
     def on_queue_status(self, _cb: Any) -> None: ...
     def on_finished(self, _cb: Any) -> None: ...
 
+    def on_transition(self, _cb: Any) -> None: ...
+
     def live_calls(self) -> int:
         return 0
 
@@ -266,3 +268,51 @@ async def test_the_unsent_sweep_keeps_running_after_start_up(store: Store) -> No
     finally:
         d.stop()
         await asyncio.wait_for(task, 5)
+
+
+def test_a_live_answer_is_learnt_when_it_happens_not_when_the_call_ends(store: Store) -> None:
+    """Issue 17, item 10: on a long-call floor the answered calls of the first wave end
+    minutes after the unanswered ones; learnt at the end, the answer rate read ~0.1 for a
+    true 0.3 and the loop over-dialled. Learnt at the answer (as the rehearsal does), both
+    the answer rate and the live-answer count are current, and nothing is counted twice."""
+    from dialer.outcomes import AttemptState as S
+    from dialer.outcomes import Outcome
+    from dialer.telephony.rows import FinishedAttempt
+    from dialer.telephony.tracker import Finished, Signal, Transition
+
+    d = dialer_with_idle_agents(store, 0)
+    run = make_run("predictive")
+    d.loop.runs[run.id] = run
+    t0 = 1_000_000.0
+    calls = {}
+    for aid in range(1, 11):
+        d.loop.attempt_campaign[aid] = run.id
+        calls[aid] = SimpleNamespace(originated_at=t0, answered_at=t0 + 8.0)
+    d.core.tracker.calls.update(calls)
+    p0 = run.estimator.snapshot(t0).answer_prob
+    # three are answered and queued at t0+9; seven ring out and end at t0+25
+    for aid in (1, 2, 3):
+        d.loop._on_transition(Transition(aid, S.ANSWERED, S.QUEUED, Signal.QUEUE_JOIN, t0 + 9))
+        d.loop._on_transition(
+            Transition(aid, S.QUEUED, S.WITH_AGENT, Signal.AGENT_CONNECT, t0 + 10)
+        )
+
+    def finished(aid: int, outcome: Outcome, live: bool, end: float) -> FinishedAttempt:
+        f = Finished(
+            attempt_id=aid, outcome=outcome, end_reason="", originated_at=t0, ringing_at=t0,
+            answered_at=t0 + 8.0 if live else None, greeting_end_at=None, queued_at=None,
+            bridged_at=None, message_played_at=None, ended_at=end, originate_reason=None,
+            hangup_cause=None, amd_status=None, queue="q", agent=None, result=None,
+            live_answer=live, resynced=False, detail={},
+        )  # fmt: skip
+        return FinishedAttempt(aid, outcome, f, None)
+
+    for aid in range(4, 11):
+        d.loop._on_finished(finished(aid, Outcome.NO_ANSWER, False, t0 + 25))
+    now = t0 + 26
+    assert run.abandons(now).window_live == 3  # counted while the three still talk
+    learnt = run.estimator.snapshot(now).answer_prob
+    assert learnt > p0 * 0.8, (p0, learnt)  # 3 of 10, not 0 of 7
+    for aid in (1, 2, 3):  # the long calls end minutes later: not counted again
+        d.loop._on_finished(finished(aid, Outcome.AGENT_HANDLED, True, t0 + 400))
+    assert run.abandons(t0 + 401).window_live == 3
