@@ -70,15 +70,16 @@ def store_figures(
 class FloorView:
     """Campaigns, agents, calls and history, as the console shows them."""
 
-    def __init__(self, loop: CampaignLoop) -> None:
+    def __init__(self, loop: CampaignLoop, *, cache_s: float = 5.0) -> None:
         self.loop = loop
+        self.cache_s = cache_s  # how long a campaign's database counts are reused
 
     def campaigns(self) -> list[CampaignSnapshot]:
         now = self.loop.clock.time()
         out = []
         for run in self.loop.runs.values():
             cache = run.snapshot_cache
-            if now - cache.get("at", float("-inf")) >= 5.0:
+            if now - cache.get("at", float("-inf")) >= self.cache_s:
                 cache.update(self._db_snapshot(run))
                 cache["at"] = now
             queue = run.spec.queue

@@ -36,6 +36,7 @@ class Dialer:
         campaigns: Sequence[str] | None = None,
         max_channels: int = 500,
         history_every_s: float = 30.0,
+        snapshot_cache_s: float = 5.0,
     ) -> None:
         self.loop = CampaignLoop(
             store,
@@ -48,7 +49,7 @@ class Dialer:
             max_channels=max_channels,
             history_every_s=history_every_s,
         )
-        self.view = FloorView(self.loop)
+        self.view = FloorView(self.loop, cache_s=snapshot_cache_s)
         self.control = FloorControl(self.loop)
 
     # -- the loop's parts the composition root and the console wire to --------------------

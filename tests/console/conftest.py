@@ -1,4 +1,4 @@
-"""Fixtures: a seeded store-backed floor, and a console serving it on a free port."""
+"""Fixtures: the real floor over a seeded store, and a console serving it on a free port."""
 
 from __future__ import annotations
 
@@ -12,19 +12,26 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from dialer.floor.console import DialerMetrics, start_console
+from dialer.floor.service import Dialer
 from dialer.store import Store
 
-from .floorkit import CHROMEDRIVER, CHROMIUM, FLAGS, T0, TOKEN, Clock, Console, StoreFloor, seed
+from .floorkit import CHROMEDRIVER, CHROMIUM, FLAGS, T0, TOKEN, Clock, Console, build_floor, seed
 
 
 @pytest.fixture
-def floor(store: Store, tmp_path: Path) -> StoreFloor:
-    files = seed(store, tmp_path)
-    return StoreFloor(store, Clock(dt.datetime.now(dt.UTC), T0 + dt.timedelta(hours=2)), files)
+def files(store: Store, tmp_path: Path) -> dict[str, Path]:
+    """The seeded store's campaign files, by campaign name."""
+    return seed(store, tmp_path)
 
 
 @pytest.fixture
-async def console(floor: StoreFloor, store: Store) -> AsyncIterator[Console]:
+def floor(store: Store, files: dict[str, Path]) -> Dialer:
+    """The real floor over the seeded store, two hours into the shift."""
+    return build_floor(store, Clock(dt.datetime.now(dt.UTC), T0 + dt.timedelta(hours=2)))
+
+
+@pytest.fixture
+async def console(floor: Dialer, store: Store) -> AsyncIterator[Console]:
     registry = CollectorRegistry()
     metrics = DialerMetrics(registry)
     runner, port = await start_console(

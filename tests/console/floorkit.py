@@ -1,53 +1,41 @@
-"""A small ``Floor`` over a REAL store, for testing the console before the runner lands.
+"""Seeding data for the console tests, which run against the REAL floor objects.
 
-Campaigns, contacts, attempts, IVR sessions and audit rows are real rows in a real SQLite
-store; the figures come from ``dialer.lists.stats``. Agents and calls live in memory (the runner
-tracks them from AMI). ``tick()`` plays one more call so numbers move.
-
-Deliberately, ``preview_next`` passes the contact's stored fields through WITHOUT masking
-(seeded with a card number and an ID number in clear): the leak tests then check that the
-console's own scrubbing keeps them out of every response.
+Campaigns, contacts, attempts, IVR sessions and audit rows are real rows in a real store;
+``build_floor`` makes the real ``dialer.floor.service.Dialer`` over it (its AMI client never
+started) and seeds its agent pool, its tracker and its history; ``play`` seeds one more moment
+so numbers move. Contacts carry a card number and an ID number in clear in their fields: the
+leak tests check that none reaches a response.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import random
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from dialer.errors import ConfigError
 from dialer.floor.console import DialerMetrics
+from dialer.floor.service import Dialer
 from dialer.floor.view import (
-    AgentSnapshot,
-    AgentState,
-    CallSnapshot,
-    CampaignSnapshot,
-    Floor,
     HistoryPoint,
-    RateWindow,
 )
 from dialer.lists.campaigns import (
-    Pacing,
     apply_campaign,
     get_campaign,
     load_campaign_file,
-    spec_of,
 )
-from dialer.lists.stats import abandon_rates, outcome_counts
 from dialer.outcomes import Outcome
-from dialer.privacy import keyed_hash, mask_phone
-from dialer.settings import format_validation_error
+from dialer.privacy import keyed_hash
+from dialer.settings import Settings
 from dialer.store import Store
-from dialer.store.models import Attempt, AuditEntry, Campaign, Contact, IvrSession, IvrStep
+from dialer.store.models import Attempt, Campaign, Contact, IvrSession, IvrStep
+from dialer.telephony.ami.adapter import AMIClient
+from dialer.telephony.core import DialerCore
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -109,256 +97,114 @@ class Clock:
         return self.start_virtual + (dt.datetime.now(dt.UTC) - self.start_real)
 
 
-class StoreFloor:
-    def __init__(
-        self, store: Store, clock: Callable[[], dt.datetime], files: Mapping[str, Path]
-    ) -> None:
-        self.store = store
+class LoopClock:
+    """``Clock`` as the campaign loop reads it (epoch seconds), on the shifted test time."""
+
+    speed = 1.0
+
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.files = dict(files)  # campaign name -> its file
-        self.errors: dict[str, str] = {}
-        self.rng = random.Random(7)
-        now = clock()
-        self._agents = [
-            AgentSnapshot(
-                f"Local/10{i:02d}@agents",
-                ("activation-agents",),
-                st,
-                now - dt.timedelta(seconds=30 * i),
-                i,
-            )
-            for i, st in enumerate(
-                [
-                    AgentState.IDLE,
-                    AgentState.TALKING,
-                    AgentState.TALKING,
-                    AgentState.WRAPUP,
-                    AgentState.PAUSED,
-                ]
-            )
-        ]
-        self._calls: list[CallSnapshot] = []
-        self._history: list[HistoryPoint] = [
-            HistoryPoint(
-                T0 + dt.timedelta(minutes=5 * i), 0.5 + 0.04 * (i % 10), 0.01 + 0.001 * i, 5, 3
-            )
-            for i in range(12)
-        ]
-        self.ticks = 0
 
-    def now(self) -> dt.datetime:
-        return self.clock()
+    def time(self) -> float:
+        return self.clock().timestamp()
 
-    # --- reads ----------------------------------------------------------------------------
-    def campaigns(self) -> list[CampaignSnapshot]:
-        now = self.now()
-        out = []
-        with self.store.session() as s:
-            for row in s.scalars(select(Campaign).order_by(Campaign.name)):
-                spec = spec_of(row)
-                n_contacts = (
-                    s.scalar(select(func.count()).where(Contact.campaign_id == row.id)) or 0
-                )
-                n_done = (
-                    s.scalar(
-                        select(func.count()).where(
-                            Contact.campaign_id == row.id, Contact.status == "done"
-                        )
-                    )
-                    or 0
-                )
-                n_attempts = (
-                    s.scalar(select(func.count()).where(Attempt.campaign_id == row.id)) or 0
-                )
-                answered = (
-                    s.scalar(
-                        select(func.count()).where(
-                            Attempt.campaign_id == row.id, Attempt.answered_at.is_not(None)
-                        )
-                    )
-                    or 0
-                )
-                later = (
-                    s.scalar(
-                        select(func.count()).where(
-                            Contact.campaign_id == row.id,
-                            Contact.status == "active",
-                            Contact.next_attempt_at > now,
-                        )
-                    )
-                    or 0
-                )
-                rates = abandon_rates(s, row.id, now, cap_window=spec.pacing.abandon_window)
-                in_flight = sum(1 for c in self._calls if c.campaign == row.name)
-                idle = sum(1 for a in self._agents if a.state is AgentState.IDLE)
-                logged_in = sum(1 for a in self._agents if a.state is not AgentState.LOGGED_OUT)
-                out.append(
-                    CampaignSnapshot(
-                        name=row.name,
-                        state=row.state,
-                        mode=row.mode,
-                        effective_mode=row.mode,
-                        purpose=row.purpose,
-                        contacts=n_contacts,
-                        contacts_done=n_done,
-                        attempts=n_attempts,
-                        calls_in_flight=in_flight,
-                        dial_level=in_flight / max(1, idle),
-                        lines_per_agent=round((in_flight + 1.5) / max(1, logged_in), 3),
-                        answer_rate=answered / n_attempts if n_attempts else 0.0,
-                        abandon={
-                            k: RateWindow(v.live_answers, v.abandoned, v.rate)
-                            for k, v in rates.items()
-                        },
-                        abandon_cap=spec.pacing.abandon_cap,
-                        hopper_eligible=n_contacts - n_done - later,
-                        hopper_reasons={"retry_later": later, "done": n_done},
-                        pacing=spec.to_document()["pacing"],
-                        outcomes=outcome_counts(s, row.id),
-                        last_error=self.errors.get(row.name),
-                    )
-                )
-        return out
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
-    def agents(self) -> list[AgentSnapshot]:
-        return list(self._agents)
 
-    def calls(self) -> list[CallSnapshot]:
-        return list(self._calls)
+#: The queue members on the floor, as ``QueueStatus`` lists them: idle, two on a call, one
+#: paused, one not in use.
+MEMBERS = [
+    {
+        "Queue": "activation-agents",
+        "Name": f"Local/10{i:02d}@agents",
+        "Status": status,
+        "Paused": paused,
+        "InCall": in_call,
+        "StateInterface": f"Local/10{i:02d}@agents",
+    }
+    for i, (status, paused, in_call) in enumerate(
+        [("1", "0", "0"), ("2", "0", "1"), ("2", "0", "1"), ("1", "0", "0"), ("1", "1", "0")]
+    )
+]
 
-    def history(self) -> list[HistoryPoint]:
-        return list(self._history)
 
-    # --- actions --------------------------------------------------------------------------
-    async def _set_state(self, campaign: str, state: str, actor: str) -> None:
-        with self.store.session() as s:
-            row = get_campaign(s, campaign)
-            row.state = state
-            s.add(
-                AuditEntry(actor=actor, action=f"campaign.{state}", campaign_id=row.id, detail={})
-            )
+def build_floor(store: Store, clock: Clock) -> Dialer:
+    """The REAL floor (``dialer.floor.service.Dialer`` on a ``DialerCore``) over the seeded
+    store. Its AMI client is never started: agents, calls and history are seeded into the real
+    objects, and a dial the console asks for (preview) ends ``failed`` when the switch is not
+    ready, as it does in production. Snapshots are not cached, so a seeded change shows at once.
+    """
+    client = AMIClient("127.0.0.1", 9, "dialer", "not-used")  # never started
+    core = DialerCore(
+        store,
+        client,
+        agi_url="agi://127.0.0.1:4573",
+        clock=lambda: clock().timestamp(),
+        ready_timeout_s=0.2,
+    )
+    floor = Dialer(store, core, Settings(), clock=LoopClock(clock), snapshot_cache_s=0.0)
 
-    async def pause(self, campaign: str, *, actor: str) -> None:
-        await self._set_state(campaign, "paused", actor)
+    async def load() -> None:
+        await floor.load_campaigns()
+        for run in floor.runs.values():  # what the loop's first tick reads
+            await floor.loop.refresh_hopper(run, force=True)
 
-    async def resume(self, campaign: str, *, actor: str) -> None:
-        await self._set_state(campaign, "running", actor)
-
-    async def set_pacing(
-        self, campaign: str, changes: Mapping[str, Any], *, actor: str
-    ) -> Mapping[str, Any]:
-        with self.store.session() as s:
-            row = get_campaign(s, campaign)
-            spec = spec_of(row)
-            try:
-                pacing = Pacing.model_validate({**row.spec["pacing"], **changes})
-            except ValidationError as exc:
-                raise ConfigError(format_validation_error("pacing", exc)) from exc
-            doc = spec.model_copy(update={"pacing": pacing}).to_document()
-            row.spec = {**doc, "state": row.state}
-            s.add(
-                AuditEntry(
-                    actor=actor,
-                    action="pacing.change",
-                    campaign_id=row.id,
-                    detail={"changes": dict(changes)},
-                )
-            )
-            return doc["pacing"]
-
-    async def preview_next(
-        self, campaign: str, agent: str, *, actor: str
-    ) -> Mapping[str, Any] | None:
-        with self.store.session() as s:
-            row = get_campaign(s, campaign)
-            c = s.scalars(
-                select(Contact)
-                .where(Contact.campaign_id == row.id, Contact.status == "active")
-                .order_by(Contact.priority.desc(), Contact.id)
-            ).first()
-            if c is None:
-                return None
-            s.add(
-                AuditEntry(
-                    actor=actor, action="preview.next", campaign_id=row.id, detail={"agent": agent}
-                )
-            )
-            # fields in clear on purpose: see the module docstring
-            return {
-                "contact_id": c.id,
-                "name": c.name,
-                "phone": mask_phone(c.phone),
-                "fields": dict(c.fields),
-            }
-
-    async def reload(self, path: str | None = None, *, actor: str) -> list[str]:
-        targets = [(n, f) for n, f in self.files.items() if path is None or str(f) == str(path)]
-        specs = []
-        for name, f in targets:
-            try:
-                specs.append((name, f, load_campaign_file(f)))
-            except ConfigError as exc:
-                self.errors[name] = f"reload refused: {exc}"
-                raise
-        changed = []
-        with self.store.session() as s:
-            for name, f, spec in specs:
-                row = get_campaign(s, name)
-                before = dict(row.spec)
-                apply_campaign(s, spec, source=str(f), actor=actor)
-                self.errors.pop(name, None)
-                if row.spec != before:
-                    changed.append(name)
-        return changed
-
-    # --- simulation ---------------------------------------------------------------------
-    def tick(self) -> None:
-        """One more call ends; agents and calls move; a history point is added."""
-        now = self.now()
-        self.ticks += 1
-        with self.store.session() as s:
-            row = s.scalars(
-                select(Campaign).where(Campaign.state == "running").order_by(Campaign.id)
-            ).first()
-            if row is not None:
-                outcome = self.rng.choice(
-                    [Outcome.AGENT_HANDLED, Outcome.NO_ANSWER, Outcome.BUSY, Outcome.COMPLETED]
-                )
-                answered = outcome in (Outcome.AGENT_HANDLED, Outcome.COMPLETED)
-                s.add(
-                    Attempt(
-                        campaign_id=row.id,
-                        phone=PHONES[self.ticks % len(PHONES)],
-                        state="ended",
-                        outcome=outcome.value,
-                        live_answer=answered,
-                        created_at=now - dt.timedelta(seconds=40),
-                        answered_at=now - dt.timedelta(seconds=30) if answered else None,
-                        ended_at=now,
-                    )
-                )
-        states = list(AgentState)[:4]
-        i = self.ticks % len(self._agents)
-        a = self._agents[i]
-        self._agents[i] = AgentSnapshot(
-            a.name, a.queues, states[self.ticks % 4], now, a.calls_handled + 1
+    asyncio.run(load())
+    now = clock().timestamp()
+    floor.pool.load_status(MEMBERS, now - 60.0)
+    floor.loop.occupancy.history.extend(
+        HistoryPoint(
+            T0 + dt.timedelta(minutes=5 * i), 0.5 + 0.04 * (i % 10), 0.01 + 0.001 * i, 5, 3
         )
-        self._calls = [
-            CallSnapshot(
-                10_000 + self.ticks + k, "card-activation-test", st, now, mask_phone(PHONES[k])
-            )
-            for k, st in enumerate(["dialing", "ringing", "with_agent"][: 1 + self.ticks % 3])
-        ]
-        self._history.append(
-            HistoryPoint(
-                now, self.rng.uniform(0.6, 0.95), self.rng.uniform(0.0, 0.03), 5, len(self._calls)
+        for i in range(12)
+    )
+    return floor
+
+
+def play(floor: Dialer) -> None:
+    """Seed one more moment of the shift: a call of the first running campaign ends (an
+    attempt row), an agent is called, a call is followed on the switch, and a history point is
+    added."""
+    k = len(floor.core.tracker.calls) + 1  # each moment follows one more call
+    now = floor.now()
+    with floor.store.session() as s:
+        row = s.scalars(
+            select(Campaign).where(Campaign.state == "running").order_by(Campaign.id)
+        ).first()
+        if row is None:
+            return
+        outcome = [Outcome.AGENT_HANDLED, Outcome.NO_ANSWER, Outcome.BUSY, Outcome.COMPLETED][k % 4]
+        answered = outcome in (Outcome.AGENT_HANDLED, Outcome.COMPLETED)
+        s.add(
+            Attempt(
+                campaign_id=row.id,
+                phone=PHONES[k % len(PHONES)],
+                state="ended",
+                outcome=outcome.value,
+                live_answer=answered,
+                created_at=now - dt.timedelta(seconds=40),
+                answered_at=now - dt.timedelta(seconds=30) if answered else None,
+                ended_at=now,
             )
         )
-
-
-def as_floor(f: StoreFloor) -> Floor:
-    """mypy checks here that the test floor really implements the protocol."""
-    return f
+        cid = row.id
+    epoch = now.timestamp()
+    member = MEMBERS[k % 4]
+    floor.pool.on_event(
+        "AgentCalled",
+        {
+            "Queue": "activation-agents",
+            "Interface": member["StateInterface"],
+            "MemberName": member["Name"],
+        },
+        epoch,
+    )
+    attempt_id = 10_000 + k
+    floor.core.tracker.register(attempt_id, f"{attempt_id:036d}", now=epoch)
+    floor.loop.attempt_campaign[attempt_id] = cid
+    floor.loop.attempt_phone[attempt_id] = PHONES[k % len(PHONES)]
+    floor.loop.occupancy.history.append(HistoryPoint(now, 0.6 + 0.01 * (k % 30), 0.01, 5, k))
 
 
 def seed(store: Store, tmp_path: Path) -> dict[str, Path]:
@@ -371,7 +217,10 @@ def seed(store: Store, tmp_path: Path) -> dict[str, Path]:
             spec = load_campaign_file(f)
             row, _ = apply_campaign(s, spec, source=str(f), actor="test")
             files[spec.name] = f
-            for i, phone in enumerate(PHONES[:6]):
+            # the preview campaign calls other numbers: the shift below put the first six at
+            # their daily cap
+            phones = PHONES[:6] if spec.name == "card-activation-test" else PHONES[6:]
+            for i, phone in enumerate(phones):
                 s.add(
                     Contact(
                         campaign_id=row.id,
@@ -467,7 +316,7 @@ def seed(store: Store, tmp_path: Path) -> dict[str, Path]:
 @dataclass
 class Console:
     url: str
-    floor: StoreFloor
+    floor: Dialer
     registry: CollectorRegistry
     metrics: DialerMetrics
     session: aiohttp.ClientSession
@@ -488,9 +337,9 @@ class Console:
             )
 
 
-async def run_ticks(floor: StoreFloor, every_s: float, stop: asyncio.Event) -> None:
+async def run_ticks(floor: Dialer, every_s: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        floor.tick()
+        play(floor)
         try:
             await asyncio.wait_for(stop.wait(), every_s)
         except TimeoutError:

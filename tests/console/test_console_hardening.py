@@ -26,15 +26,16 @@ from dialer.errors import ConfigError
 from dialer.floor.console import start_console
 from dialer.floor.console.auth import COOKIE_NAME, ThrottleLimits, TokenAuth
 from dialer.floor.console.guard import CONSOLE_LIMITS, GUARD
+from dialer.floor.service import Dialer
 from dialer.netguard import ConnectionGuard, GuardLimits, raise_nofile_limit
 
-from .floorkit import TOKEN, StoreFloor
+from .floorkit import TOKEN
 
 GUARDS: list[ConnectionGuard[Any]] = []
 
 
 @contextlib.asynccontextmanager
-async def served(floor: StoreFloor, **kw: Any) -> AsyncIterator[str]:
+async def served(floor: Dialer, **kw: Any) -> AsyncIterator[str]:
     runner, port = await start_console(
         floor, port=0, token=TOKEN, registry=CollectorRegistry(), **kw
     )
@@ -48,7 +49,7 @@ async def served(floor: StoreFloor, **kw: Any) -> AsyncIterator[str]:
 @pytest.mark.parametrize(
     "weak", ["test-console-token-1234", "from-the-env", "a" * 40, "correct horse battery staple"]
 )
-async def test_a_weak_token_is_refused_in_one_line(floor: StoreFloor, weak: str) -> None:
+async def test_a_weak_token_is_refused_in_one_line(floor: Dialer, weak: str) -> None:
     with pytest.raises(ConfigError) as err:
         TokenAuth(weak)
     assert "too weak" in str(err.value) and "\n" not in str(err.value)
@@ -56,7 +57,7 @@ async def test_a_weak_token_is_refused_in_one_line(floor: StoreFloor, weak: str)
         await start_console(floor, port=0, token=weak, registry=CollectorRegistry())
 
 
-async def test_sign_out_revokes_the_session(floor: StoreFloor) -> None:
+async def test_sign_out_revokes_the_session(floor: Dialer) -> None:
     async with served(floor) as url, aiohttp.ClientSession() as http:
         cookies = []
         for _ in range(2):
@@ -79,7 +80,7 @@ async def test_sign_out_revokes_the_session(floor: StoreFloor) -> None:
                 assert r.status == 200  # another sign-in is not affected
 
 
-async def test_three_hundred_parallel_guesses_are_throttled(floor: StoreFloor) -> None:
+async def test_three_hundred_parallel_guesses_are_throttled(floor: Dialer) -> None:
     limits = ThrottleLimits(max_failures=5, lockout_s=1.0)
     async with served(floor, throttle=limits) as url, aiohttp.ClientSession() as http:
 
@@ -118,7 +119,7 @@ async def test_three_hundred_parallel_guesses_are_throttled(floor: StoreFloor) -
         b'{"x": "' + b"y" * 100_000 + b'"}',
     ],
 )
-async def test_deep_or_large_json_is_a_400(floor: StoreFloor, body: bytes) -> None:
+async def test_deep_or_large_json_is_a_400(floor: Dialer, body: bytes) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     async with served(floor) as url, aiohttp.ClientSession() as http:
         for method, path in (
@@ -142,7 +143,7 @@ def open_idle(port: int, n: int) -> list[socket.socket]:
 
 
 async def test_eleven_hundred_idle_connections_and_healthz_still_answers(
-    floor: StoreFloor, caplog: pytest.LogCaptureFixture
+    floor: Dialer, caplog: pytest.LogCaptureFixture
 ) -> None:
     raise_nofile_limit()
     caplog.set_level(logging.DEBUG)
@@ -168,7 +169,7 @@ async def test_eleven_hundred_idle_connections_and_healthz_still_answers(
     assert len(console_lines) < 50  # rate-limited, not one per connection
 
 
-async def test_slow_and_idle_connections_are_timed_out(floor: StoreFloor) -> None:
+async def test_slow_and_idle_connections_are_timed_out(floor: Dialer) -> None:
     limits = GuardLimits(
         max_connections=8, max_per_address=8, header_timeout_s=0.6, header_timeout_min_s=0.3
     )
@@ -194,7 +195,7 @@ async def test_slow_and_idle_connections_are_timed_out(floor: StoreFloor) -> Non
             assert r.status == 200
 
 
-async def test_busy_console_answers_503_and_recovers(floor: StoreFloor) -> None:
+async def test_busy_console_answers_503_and_recovers(floor: Dialer) -> None:
     limits = GuardLimits(max_connections=3, max_per_address=3)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     async with served(floor, guard_limits=limits) as url:

@@ -10,8 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dialer.floor.console import DialerMetrics, outcome_recorder
 from dialer.floor.console.metrics import register_floor
+from dialer.floor.service import Dialer
 
-from .floorkit import Console, StoreFloor
+from .floorkit import Console, play
 
 FORBIDDEN_LABEL = re.compile(r"\d{5,}|^\+|@|/")  # numbers, call ids, interfaces
 
@@ -27,7 +28,7 @@ async def test_metrics_parse_and_follow_conventions(console: Console) -> None:
     m.count_outcome("card-activation-test", "abandoned")
     for s in (0.4, 1.2, 1.9, 2.5, 7.0):
         m.observe_answer_to_agent("card-activation-test", s)
-    console.floor.tick()
+    play(console.floor)
     status, text = await console.request("GET", "/metrics", auth=False)
     assert status == 200
     fams = families(text)
@@ -86,7 +87,7 @@ async def test_metrics_parse_and_follow_conventions(console: Console) -> None:
     assert 'dialer_campaign_running{campaign="card-activation-test"} 0.0' in text
 
 
-def test_registry_is_injected_not_global(floor: StoreFloor) -> None:
+def test_registry_is_injected_not_global(floor: Dialer) -> None:
     a, b = CollectorRegistry(), CollectorRegistry()
     DialerMetrics(a).count_dial("x")
     DialerMetrics(b)  # a second process-wide set on another registry: no clash

@@ -14,13 +14,14 @@ from prometheus_client import CollectorRegistry
 
 from dialer.floor.console import FileWatcher, ReloadLog, SighupReloader, config_paths, start_console
 from dialer.floor.console.metrics import DialerMetrics
+from dialer.floor.service import Dialer
 
-from .floorkit import TOKEN, StoreFloor
+from .floorkit import TOKEN
 
 NAME = "card-activation-test"
 
 
-def pacing(floor: StoreFloor) -> dict[str, object]:
+def pacing(floor: Dialer) -> dict[str, object]:
     [c] = [c for c in floor.campaigns() if c.name == NAME]
     return dict(c.pacing)
 
@@ -32,9 +33,9 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 async def test_watcher_applies_a_valid_file_and_refuses_an_invalid_one(
-    floor: StoreFloor, caplog: pytest.LogCaptureFixture
+    floor: Dialer, files: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = floor.files[NAME]
+    path = files[NAME]
     registry = CollectorRegistry()
     metrics = DialerMetrics(registry)
     log = ReloadLog()
@@ -72,7 +73,7 @@ async def test_watcher_applies_a_valid_file_and_refuses_an_invalid_one(
     edit(
         path,
         "name: [unclosed\n",
-        floor.files["preview-test"]
+        files["preview-test"]
         .read_text()
         .replace("preview-test", NAME)
         .replace("queue: collections-agents", "queue: activation-agents"),
@@ -83,8 +84,10 @@ async def test_watcher_applies_a_valid_file_and_refuses_an_invalid_one(
     assert camp.last_error is None and camp.mode == "preview"
 
 
-async def test_console_hot_reload_within_a_second_and_api_refusal(floor: StoreFloor) -> None:
-    path = floor.files[NAME]
+async def test_console_hot_reload_within_a_second_and_api_refusal(
+    floor: Dialer, files: dict[str, Path]
+) -> None:
+    path = files[NAME]
     runner, port = await start_console(
         floor, port=0, token=TOKEN, registry=CollectorRegistry(), watch=[path], push_interval_s=0.2
     )
@@ -119,8 +122,8 @@ async def test_console_hot_reload_within_a_second_and_api_refusal(floor: StoreFl
         await runner.cleanup()
 
 
-async def test_sighup_reloads(floor: StoreFloor) -> None:
-    path = floor.files[NAME]
+async def test_sighup_reloads(floor: Dialer, files: dict[str, Path]) -> None:
+    path = files[NAME]
     done: asyncio.Queue[object] = asyncio.Queue()
     log = ReloadLog()
     hup = SighupReloader(floor, reload_log=log, on_done=done.put_nowait)
@@ -136,7 +139,7 @@ async def test_sighup_reloads(floor: StoreFloor) -> None:
         await hup.uninstall()
 
 
-async def test_console_stops_promptly_with_a_stream_open(floor: StoreFloor) -> None:
+async def test_console_stops_promptly_with_a_stream_open(floor: Dialer) -> None:
     runner, port = await start_console(floor, port=0, token=TOKEN, registry=CollectorRegistry())
     hdr = {"Authorization": f"Bearer {TOKEN}"}
     async with aiohttp.ClientSession(headers=hdr) as http:
@@ -161,8 +164,10 @@ def test_config_paths_follow_the_settings_file(tmp_path: Path) -> None:
     assert config_paths(load_settings(f), include_settings=False) == [tmp_path / "campaigns"]
 
 
-async def test_watcher_refuses_an_alias_bomb_without_stalling_the_loop(floor: StoreFloor) -> None:
-    path = floor.files[NAME]
+async def test_watcher_refuses_an_alias_bomb_without_stalling_the_loop(
+    floor: Dialer, files: dict[str, Path]
+) -> None:
+    path = files[NAME]
     log = ReloadLog()
     w = FileWatcher(floor, [path.parent], reload_log=log)
     w.baseline()

@@ -14,14 +14,15 @@ from matplotlib.image import imread
 
 from dialer.app.cli import cli
 from dialer.errors import ConfigError
+from dialer.floor.service import Dialer
 from dialer.lists.report import build_report, parse_bound
 
-from .floorkit import SENSITIVE, StoreFloor
+from .floorkit import SENSITIVE
 
 NAME = "card-activation-test"
 
 
-def test_build_report_figures(floor: StoreFloor) -> None:
+def test_build_report_figures(floor: Dialer) -> None:
     with floor.store.session() as s:
         r = build_report(s, NAME)
     assert r["attempts"] == 40 and r["answered"] == 25 and r["answer_rate"] == 25 / 40
@@ -74,7 +75,7 @@ def test_build_report_figures(floor: StoreFloor) -> None:
     assert r["hourly"][1]["abandon_rate"] == 2 / 7
 
 
-def test_report_range_and_given_agent_hours(floor: StoreFloor) -> None:
+def test_report_range_and_given_agent_hours(floor: Dialer) -> None:
     since, until = parse_bound("2026-11-30T10:00"), parse_bound("2026-11-30T11:00")
     with floor.store.session() as s:
         r = build_report(s, NAME, since=since, until=until, agent_hours=2.0)
@@ -89,7 +90,7 @@ def test_report_range_and_given_agent_hours(floor: StoreFloor) -> None:
             build_report(s, "no-such-campaign")
 
 
-def test_report_cli_json_csv_text_chart(floor: StoreFloor, db_url: str, tmp_path: Path) -> None:
+def test_report_cli_json_csv_text_chart(floor: Dialer, db_url: str, tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(cli, ["--db", db_url, "report", NAME, "--json"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
@@ -145,9 +146,7 @@ async def test_report_over_the_api(console: object) -> None:
     assert status == 400 and "date" in err["error"]
 
 
-def test_report_of_a_campaign_with_no_attempts(
-    floor: StoreFloor, db_url: str, tmp_path: Path
-) -> None:
+def test_report_of_a_campaign_with_no_attempts(floor: Dialer, db_url: str, tmp_path: Path) -> None:
     chart = tmp_path / "empty.png"
     res = CliRunner().invoke(
         cli,
