@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import threading
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -83,3 +87,59 @@ async def test_standby_console_shows_the_store_and_controls_campaigns(store: Sto
         assert [(h.id, h.stopped) for h in registry.health(s, dt.datetime.now(dt.UTC))] == [
             ("console", True)
         ]
+
+
+def test_workers_panel_in_the_browser(browser: Any, store: Store, tmp_path: Path) -> None:
+    """The page lists every worker with its state and, for a live one, each switch's figures."""
+    from selenium.webdriver.common.by import By
+
+    from .test_console_browser import wait_for
+
+    now = dt.datetime.now(dt.UTC)
+    a, b = (
+        registry.WorkerIdentity("w-dead", host="h1"),
+        registry.WorkerIdentity("w-live", host="h2"),
+    )
+    sw = {"ami_ready": True, "live_calls": 12, "originates_sent": 340, "agents": {"talking": 9}}
+    with store.session() as s:
+        registry.register(s, a, now - dt.timedelta(minutes=3))
+        registry.register(s, b, now)
+        registry.claim_switch(s, "pbx2", b, now)
+        registry.heartbeat(
+            s, b, now, {"switches": {"pbx2": sw, "pbx3": {**sw, "ami_ready": False}}}
+        )
+        health = [h.to_json(now) for h in registry.health(s, now)]
+    fleet = Fleet(store, Settings(), dialers=dict)
+    fleet.set_health(health)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runner, port = asyncio.run_coroutine_threadsafe(
+        start_console(fleet, port=0, token=TOKEN, registry=CollectorRegistry(), store=store),
+        loop,
+    ).result(10)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait_for(lambda: browser.find_element(By.ID, "login").is_displayed(), what="prompt")
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.ID, "login-btn").click()
+        wait_for(lambda: browser.find_element(By.ID, "workers-card").is_displayed(), what="panel")
+        rows = wait_for(
+            lambda: browser.execute_script(
+                "return [...document.querySelectorAll('#workers tbody tr')]"
+                ".map(r => [r.dataset.worker, r.textContent])"
+            ),
+            what="worker rows",
+        )
+        browser.save_screenshot(str(tmp_path / "workers.png"))
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    text = {w: [t for k, t in rows if k == w] for w in ("w-dead", "w-live")}
+    assert len(text["w-dead"]) == 1 and "dead" in text["w-dead"][0]
+    assert len(text["w-live"]) == 2  # one row per switch it reported
+    assert "alive" in text["w-live"][0] and "pbx2" in text["w-live"][0]
+    assert "340" in text["w-live"][0] and "talking 9" in text["w-live"][0]
+    assert "pbx3" in text["w-live"][1] and "down" in text["w-live"][1]
