@@ -555,3 +555,40 @@ __all__ = [
     "recover",
     "transition",
 ]
+
+
+def mask_address(address: str) -> str:
+    """A customer's number or e-mail address as pages and logs show it."""
+    from dialer.privacy import mask_phone
+
+    if "@" in address:
+        local, _, domain = address.partition("@")
+        return (local[:2] + "***@" + domain) if local else "***@" + domain
+    return mask_phone(address) if address.startswith("+") else "***" + address[-4:]
+
+
+def console_view(session: Session, *, replies: int = 100) -> dict[str, Any]:
+    """What the console shows beside the voice floor: messages by channel and state, and
+    the free-text replies agents still have to read (masked sender, digits scrubbed)."""
+    from dialer.privacy import scrub
+
+    by_channel: dict[str, dict[str, int]] = {}
+    for channel, state, n in session.execute(
+        select(Message.channel, Message.state, func.count()).group_by(
+            Message.channel, Message.state
+        )
+    ):
+        by_channel.setdefault(str(channel), {})[str(state)] = int(n)
+    kept = [
+        {
+            "id": r.id,
+            "channel": r.channel,
+            "from": mask_address(r.sender),
+            "received_at": r.received_at.isoformat(),
+            "text": scrub(r.text),
+            "contact_id": r.contact_id,
+            "message_id": r.message_id,
+        }
+        for r in free_text_replies(session, limit=replies)
+    ]
+    return {"channels": by_channel, "replies": kept}

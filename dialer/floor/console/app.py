@@ -353,6 +353,45 @@ async def report(request: web.Request) -> web.Response:
     return _json(await asyncio.to_thread(run))
 
 
+async def get_messages(request: web.Request) -> web.Response:
+    """SMS and e-mail by state, and the free-text replies waiting for an agent."""
+    from dialer.messaging.outbox import console_view
+
+    store = request.app.get(STORE)
+    if store is None:
+        return _error(404, "messages need the store (not given to this console)")
+
+    def run() -> dict[str, Any]:
+        with store.session() as s:  # type: ignore[attr-defined]
+            return console_view(s)
+
+    return _json(await asyncio.to_thread(run))
+
+
+async def reply_handled(request: web.Request) -> web.Response:
+    """An agent has read (and dealt with) a free-text reply."""
+    import datetime as dt
+
+    from dialer.messaging.outbox import mark_handled
+
+    store = request.app.get(STORE)
+    if store is None:
+        return _error(404, "replies need the store (not given to this console)")
+    try:
+        rid = int(request.match_info["id"])
+    except ValueError:
+        return _error(400, "a reply id is a number")
+    actor = _actor(request)
+
+    def run() -> int:
+        with store.session() as s:  # type: ignore[attr-defined]
+            return mark_handled(s, [rid], actor, dt.datetime.now(dt.UTC))
+
+    if not await asyncio.to_thread(run):
+        return _error(404, f"no unhandled reply {rid}")
+    return _json({"handled": rid, "by": actor})
+
+
 # --- actions --------------------------------------------------------------------------------
 
 
@@ -451,6 +490,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/events", events),
     ("POST", "/api/reload", reload),
     ("GET", "/api/reloads", get_reloads),
+    ("GET", "/api/messages", get_messages),
+    ("POST", "/api/replies/{id}/handled", reply_handled),
 )
 
 

@@ -345,6 +345,33 @@ $("#preview-btn").addEventListener("click", async () => {
 });
 $("#reload-btn").addEventListener("click", async () => { await api("POST", "/api/reload"); });
 
+// --- SMS and e-mail: counts by channel and state, free-text replies for agents ----------
+async function loadMessages() {
+  const r = await api("GET", "/api/messages");
+  if (!r.ok || !r.data) return;
+  const counts = {};
+  for (const [ch, states] of Object.entries(r.data.channels)) {
+    for (const [st, n] of Object.entries(states)) counts[ch + " " + st] = n;
+  }
+  chips($("#message-counts"), counts);
+  const rows = r.data.replies.map((x) => {
+    const done = el("button", { type: "button", class: "small", text: "Done" });
+    done.addEventListener("click", async () => {
+      await api("POST", "/api/replies/" + x.id + "/handled");
+      loadMessages();
+    });
+    return el("tr", { "data-reply": String(x.id) },
+      el("td", { text: hhmm(x.received_at) }),
+      el("td", { text: x.channel }),
+      el("td", { text: x.from }),
+      el("td", { text: x.text }),
+      el("td", {}, done));
+  });
+  $("#replies tbody").replaceChildren(...(rows.length ? rows
+    : [el("tr", { class: "placeholder" }, el("td", { colspan: "5", text: "no replies waiting" }))]));
+}
+setInterval(() => { if (last) loadMessages(); }, 5000);
+
 // --- start ----------------------------------------------------------------------------
 (async () => {
   const r = await fetch("/api/session", { credentials: "same-origin" });
