@@ -3,41 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import aiohttp
-import pytest
-from console.floorkit import T0, TOKEN, Clock, Console, StoreFloor, seed
-from prometheus_client import CollectorRegistry
-
-from dialer.floor.console import DialerMetrics, start_console
 from dialer.messaging import outbox
 from dialer.messaging.keywords import Classifier
 from dialer.messaging.templates import Channel
 from dialer.store import Store
-
-
-@pytest.fixture
-async def console(store: Store, tmp_path: Path) -> AsyncIterator[Console]:
-    files = seed(store, tmp_path)
-    floor = StoreFloor(store, Clock(dt.datetime.now(dt.UTC), T0 + dt.timedelta(hours=2)), files)
-    registry = CollectorRegistry()
-    runner, port = await start_console(
-        floor, port=0, token=TOKEN, registry=registry, metrics=DialerMetrics(registry),
-        store=store, push_interval_s=0.2,
-    )  # fmt: skip
-    async with aiohttp.ClientSession() as http:
-        yield Console(
-            f"http://127.0.0.1:{port}",
-            floor,
-            registry,
-            DialerMetrics(CollectorRegistry()),
-            http,
-            [],
-        )
-    await runner.cleanup()
 
 
 async def test_messages_and_replies_for_agents(console: Any, store: Store) -> None:
