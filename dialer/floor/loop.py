@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from dialer.errors import ComplianceError, ConfigError, DialerError
+from dialer.floor.feeds import SwitchFeeds
 from dialer.floor.view import (
     AgentState,
     HistoryPoint,
@@ -52,9 +53,8 @@ from dialer.settings import Settings
 from dialer.store import Store
 from dialer.store.models import Attempt, Campaign
 from dialer.telephony.agents import Agent, AgentPool
-from dialer.telephony.ami.messages import Event
 from dialer.telephony.core import DialerCore, FinishedAttempt, OriginateStatus
-from dialer.telephony.tracker import Call, Transition
+from dialer.telephony.tracker import Call
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,6 @@ _PACING_AGENT = {
 }
 _ANSWERED_WAITING = frozenset({AttemptState.ANSWERED, AttemptState.QUEUED})
 #: states a call reaches only as a live answer (past AMD, in the IVR or with the agents)
-_LIVE_STATES = frozenset({AttemptState.QUEUED, AttemptState.IN_IVR, AttemptState.WITH_AGENT})
 _BUSY_AGENT = frozenset({AgentState.TALKING, AgentState.WRAPUP, AgentState.RINGING})
 
 
@@ -376,17 +375,17 @@ class CampaignLoop:
         self.tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self.sweeper = UnsentSweep(self.sweep_unsent)
-        self._live_seen: set[int] = set()  # attempts already counted as live answers
         self._last_activity = 0.0
         self._stop = asyncio.Event()
         self.on_outcome: list[Callable[[str, FinishedAttempt], None]] = []
         self.metrics: Any = None  # dialer.floor.console.DialerMetrics, when the console runs
         #: observers of every pacing decision: (campaign run, input, calls to place)
         self.on_decision: list[Callable[[CampaignRun, PacingInput, int], None]] = []
-        core.subscribe(self._on_ami_event)
-        core.on_queue_status(self._on_queue_status)
-        core.on_finished(self._on_finished)
-        core.on_transition(self._on_transition)
+        self.feeds = SwitchFeeds(self)
+        core.subscribe(self.feeds.on_ami_event)
+        core.on_queue_status(self.feeds.on_queue_status)
+        core.on_finished(self.feeds.on_finished)
+        core.on_transition(self.feeds.on_transition)
 
     def now(self) -> dt.datetime:
         return _dt(self.clock.time())
@@ -587,78 +586,6 @@ class CampaignLoop:
         )
 
     # -- feeds -------------------------------------------------------------------------------
-
-    def _on_ami_event(self, event: Event) -> None:
-        name = event.name
-        if name.startswith(("Agent", "QueueMember")):
-            fields = event.headers
-            self.pool.on_event(name, fields, self.clock.time())
-            if name in ("AgentComplete", "AgentConnect"):
-                queue = fields.get("Queue")
-                with contextlib.suppress(ValueError):
-                    if name == "AgentComplete":
-                        talk = float(fields.get("TalkTime") or 0)
-                    else:  # RingTime: whole seconds the agent took to pick up
-                        ring = float(fields.get("RingTime") or 0)
-                    for run in self.runs.values():
-                        if run.spec.queue == queue:
-                            if name == "AgentComplete":
-                                run.estimator.observe_talk(talk)
-                            else:
-                                run.estimator.observe_agent_answer(ring)
-            self._wake.set()
-
-    def _on_queue_status(self, events: Sequence[Event]) -> None:
-        members = [e.headers for e in events if e.name == "QueueMember"]
-        self.pool.load_status(members, self.clock.time())
-        self._wake.set()
-
-    def _on_transition(self, t: Transition) -> None:
-        """A live answer is learnt when it happens, as the rehearsal learns it: the answer
-        rate and the live-answer count do not wait for the end of a long call. (Learnt at the
-        end, a warm-up hid every answered call for minutes while the unanswered ones showed at
-        the ring time-out: the answer rate read ~0.1 for a true 0.3, and the loop over-dialled
-        into ~20% abandons in the first minutes.)"""
-        if t.after not in _LIVE_STATES or t.attempt_id in self._live_seen:
-            return
-        cid = self.attempt_campaign.get(t.attempt_id)
-        run = self.runs.get(cid) if cid is not None else None
-        call = self.core.tracker.calls.get(t.attempt_id)
-        if run is None or call is None or call.answered_at is None:
-            return
-        self._live_seen.add(t.attempt_id)
-        run.abandon_counts.live_answer(t.at)
-        run.estimator.observe_ring(t.at, call.answered_at - call.originated_at, live=True)
-        self._wake.set()
-
-    def _on_finished(self, item: FinishedAttempt) -> None:
-        cid = self.attempt_campaign.pop(item.attempt_id, None)
-        self.attempt_phone.pop(item.attempt_id, None)
-        seen_live = item.attempt_id in self._live_seen
-        self._live_seen.discard(item.attempt_id)
-        run = self.runs.get(cid) if cid is not None else None
-        if run is None:
-            return
-        f = item.facts
-        live = f.live_answer
-        abandoned = item.outcome is Outcome.ABANDONED
-        if live and not seen_live:
-            run.abandon_counts.live_answer(f.ended_at)
-        if abandoned:
-            run.abandon_counts.abandon(f.ended_at)
-        ring_end = f.answered_at if f.answered_at is not None else f.ended_at
-        if seen_live:
-            pass  # its ring phase was learnt when it was answered
-        elif item.outcome not in (Outcome.INTERRUPTED, Outcome.UNKNOWN, Outcome.FAILED):
-            run.estimator.observe_ring(
-                f.ended_at,
-                ring_end - f.originated_at,
-                live=live,
-                machine=item.outcome is Outcome.MACHINE,
-            )
-        for cb in self.on_outcome:
-            cb(run.spec.name, item)
-        self._wake.set()
 
 
 __all__ = [

@@ -343,22 +343,7 @@ class DialerCore:
 
     async def _resync(self, client: AMIClient) -> None:
         """Runs after every login, before the ready gate opens."""
-        channels, variables, queues = await read_switch(client, bool(self.tracker.calls))
-        updates = self.tracker.reconcile(channels.events, self.now(), variables)
-        finished = sum(isinstance(u, Finished) for u in updates)
-        self.last_resync = {
-            "channels": len(channels.events),
-            "ended": finished,
-            "followed": len(self.tracker.calls),
-        }
-        if updates:
-            log.info("resync: %s", self.last_resync)
-            self._apply(updates)
-        for cb in self._queue_status_cbs:
-            try:
-                cb(queues.events)
-            except Exception:
-                log.exception("queue-status listener failed")
+        await resync(self, client)
 
     # -- store side ------------------------------------------------------------------------
 
@@ -413,3 +398,25 @@ def core_stats(core: DialerCore) -> dict[str, Any]:
         "calls_by_state": core.counts(),
         "last_resync": dict(core.last_resync),
     }
+
+
+async def resync(core: DialerCore, client: AMIClient) -> None:
+    """After every login, before the ready gate opens: what the switch has now reconciles the
+    calls the core follows (ending those gone without a trace), and the queue listeners get
+    the members."""
+    channels, variables, queues = await read_switch(client, bool(core.tracker.calls))
+    updates = core.tracker.reconcile(channels.events, core.now(), variables)
+    finished = sum(isinstance(u, Finished) for u in updates)
+    core.last_resync = {
+        "channels": len(channels.events),
+        "ended": finished,
+        "followed": len(core.tracker.calls),
+    }
+    if updates:
+        log.info("resync: %s", core.last_resync)
+        core._apply(updates)
+    for cb in core._queue_status_cbs:
+        try:
+            cb(queues.events)
+        except Exception:
+            log.exception("queue-status listener failed")

@@ -292,8 +292,8 @@ def test_a_live_answer_is_learnt_when_it_happens_not_when_the_call_ends(store: S
     p0 = run.estimator.snapshot(t0).answer_prob
     # three are answered and queued at t0+9; seven ring out and end at t0+25
     for aid in (1, 2, 3):
-        d.loop._on_transition(Transition(aid, S.ANSWERED, S.QUEUED, Signal.QUEUE_JOIN, t0 + 9))
-        d.loop._on_transition(
+        d.loop.feeds.on_transition(Transition(aid, S.ANSWERED, S.QUEUED, Signal.QUEUE_JOIN, t0 + 9))
+        d.loop.feeds.on_transition(
             Transition(aid, S.QUEUED, S.WITH_AGENT, Signal.AGENT_CONNECT, t0 + 10)
         )
 
@@ -308,11 +308,11 @@ def test_a_live_answer_is_learnt_when_it_happens_not_when_the_call_ends(store: S
         return FinishedAttempt(aid, outcome, f, None)
 
     for aid in range(4, 11):
-        d.loop._on_finished(finished(aid, Outcome.NO_ANSWER, False, t0 + 25))
+        d.loop.feeds.on_finished(finished(aid, Outcome.NO_ANSWER, False, t0 + 25))
     now = t0 + 26
     assert run.abandons(now).window_live == 3  # counted while the three still talk
     learnt = run.estimator.snapshot(now).answer_prob
     assert learnt > p0 * 0.8, (p0, learnt)  # 3 of 10, not 0 of 7
     for aid in (1, 2, 3):  # the long calls end minutes later: not counted again
-        d.loop._on_finished(finished(aid, Outcome.AGENT_HANDLED, True, t0 + 400))
+        d.loop.feeds.on_finished(finished(aid, Outcome.AGENT_HANDLED, True, t0 + 400))
     assert run.abandons(t0 + 401).window_live == 3
