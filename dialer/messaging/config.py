@@ -32,6 +32,10 @@ class DispatchSettings(Frozen):
     doubt_timeout_s: float = Field(3600.0, gt=0)  # in doubt this long without a report: unknown
     batch: int = Field(200, ge=1, le=10000)
     idle_poll_s: float = Field(0.5, gt=0)
+    # hand-overs at once (each waits for its answer). More than one reaches a slow gateway's
+    # throughput, but several requests cut by an outage become several doubts, and a doubt
+    # with no later message on its route can only end as `unknown` (never resent blindly).
+    in_flight: int = Field(1, ge=1, le=64)
 
 
 class SmsSettings(DispatchSettings):
@@ -41,6 +45,7 @@ class SmsSettings(DispatchSettings):
 
 class EmailSettings(DispatchSettings):
     mail: MailSettings = MailSettings()
+    in_flight: int = Field(1, ge=1, le=1)  # one SMTP connection carries one message at a time
 
 
 class MessagingSettings(Frozen):

@@ -156,34 +156,44 @@ class Dispatcher:
     async def dispatch_batch(self) -> tuple[int, bool]:
         """Hand over what is due now: (how many went to the gateway, is it down).
 
-        What the gateway said about one message and the claim of the next share one
-        transaction (one commit per message); a message is always claimed, committed, and
-        only then handed over."""
+        A message is claimed and committed, paced, then handed over; up to
+        ``cfg.in_flight`` hand-overs run at once (a gateway answers each in some
+        milliseconds, the link's throughput is what paces). Once the gateway is found down
+        nothing more is claimed this round; what is in flight finishes and is recorded."""
         done = 0
-        pending: tuple[outbox.Claimed, HandOver] | None = None
-        ids = self._due_ids()
-        for i, message_id in enumerate(ids):
-            with self.store.session() as s:
-                if pending is not None:
-                    self._record(s, *pending)
-                    pending = None
-                c = outbox.claim_one(s, message_id, self._now())
-            if c is None:  # suppressed or taken meanwhile
-                continue
-            await self._pace(c.parts)
-            answer = await self._hand_over(c)
-            done += 1
-            if answer.event is MsgEvent.UNAVAILABLE or i == len(ids) - 1:
+        down = False
+        slots = asyncio.Semaphore(self.cfg.in_flight)
+        running: set[asyncio.Task[None]] = set()
+
+        async def one(c: outbox.Claimed) -> None:
+            nonlocal down
+            try:
+                answer = await self._hand_over(c)
                 with self.store.session() as s:
                     self._record(s, c, answer)
                 if answer.event is MsgEvent.UNAVAILABLE:
-                    return done, True  # the gateway is down: the rest waits for the next round
-            else:
-                pending = (c, answer)
-        if pending is not None:
+                    down = True
+            finally:
+                slots.release()
+
+        for message_id in self._due_ids():
+            await slots.acquire()
+            if down:
+                slots.release()
+                break
             with self.store.session() as s:
-                self._record(s, *pending)
-        return done, False
+                c = outbox.claim_one(s, message_id, self._now())
+            if c is None:  # suppressed or taken meanwhile
+                slots.release()
+                continue
+            await self._pace(c.parts)
+            done += 1
+            task = asyncio.create_task(one(c))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        if running:
+            await asyncio.gather(*running)
+        return done, down
 
     def settle_doubts(self) -> tuple[int, int]:
         """(cleared for another try, given up as unknown)."""

@@ -311,7 +311,11 @@ def recover(session: Session, channel: Channel, now: dt.datetime) -> int:
 
 def clear_doubts(session: Session, channel: Channel, now: dt.datetime, grace: dt.timedelta) -> int:
     """In-doubt messages that a later, acknowledged message proves were never taken go back
-    to ``queued`` (see ``lifecycle``: the gateway keeps one route's messages in order)."""
+    to ``queued`` (see ``lifecycle``: the gateway keeps one route's messages in order).
+
+    "Later" means claimed after the doubt was recorded, i.e. handed over only once the
+    doubtful request had ended: a message sent alongside it (several in flight) proves
+    nothing, as the gateway may have taken the two in either order."""
     doubts = session.scalars(
         select(Message).where(
             Message.channel == channel.value, Message.state == MsgState.IN_DOUBT.value
@@ -322,9 +326,11 @@ def clear_doubts(session: Session, channel: Channel, now: dt.datetime, grace: dt
         later = session.scalar(
             select(func.count())
             .select_from(Message)
+            .join(MessageEvent, MessageEvent.message_id == Message.id)
             .where(
                 Message.channel == channel.value,
-                Message.submitted_at > row.submitted_at,
+                MessageEvent.kind == MsgEvent.CLAIM.value,
+                MessageEvent.at > row.submitted_at,
                 Message.sent_at.is_not(None),
                 Message.sent_at <= now - grace,
             )

@@ -152,35 +152,53 @@ async def test_doubt_is_never_resent_until_cleared(store: Store) -> None:
     transport = FaultyTransport(
         ConnectionError("refused"),  # nothing left: retried
         TimeoutError("no answer"),  # left, no answer: in doubt
-        (202, "0: Accepted for delivery"),  # the next message
-        (202, "0: Accepted for delivery"),  # the doubtful one, once cleared
+        (202, "0: Accepted for delivery"),  # b, sent alongside a: proves nothing about a
+        (202, "0: Accepted for delivery"),  # c, handed over after a's doubt
+        (202, "0: Accepted for delivery"),  # a, once cleared
     )
     clock = StepClock()
-    cfg = SmsSettings(retry_s=(1.0,), doubt_grace_s=5.0)
+    cfg = SmsSettings(retry_s=(1.0,), doubt_grace_s=5.0, in_flight=2)
     gw = KannelGateway(KannelSettings(rate=1000), "pw", transport)
     d = SmsDispatcher(store, gw, cfg, clock=clock)
+
+    def ack(mid: int) -> None:
+        with store.session() as s:
+            row = s.get(Message, mid)
+            assert row is not None
+            outbox.apply_report(
+                s, row.uid, MsgEvent.SMSC_ACK, dt.datetime.fromtimestamp(clock.t, dt.UTC)
+            )
+
+    def state(mid: int) -> str:
+        with store.session() as s:
+            row = s.get(Message, mid)
+            assert row is not None
+            return row.state
+
     with store.session() as s:
         a = outbox.enqueue_sms(s, to="+8613800000001", text="a").id
-        b = outbox.enqueue_sms(s, to="+8613800000002", text="b").id
-    assert await d.dispatch_batch() == (1, True)  # refused: the batch stops
-    clock.t += 2
-    await d.dispatch_batch()  # a: no answer (in doubt); b: accepted
+    assert await d.dispatch_batch() == (1, True)  # refused: queued again for later
+    assert state(a) == "queued"
     with store.session() as s:
-        assert s.get(Message, a).state == "in_doubt"  # type: ignore[union-attr]
-        outbox.apply_report(
-            s,
-            s.get(Message, b).uid,
-            MsgEvent.SMSC_ACK,  # type: ignore[union-attr]
-            dt.datetime.fromtimestamp(clock.t, dt.UTC),
-        )
+        b = outbox.enqueue_sms(s, to="+8613800000002", text="b").id
+    clock.t += 2
+    assert await d.dispatch_batch() == (2, False)  # a: no answer (in doubt); b: accepted
+    assert (state(a), state(b)) == ("in_doubt", "accepted")
+    ack(b)
+    clock.t += 10
+    assert d.settle_doubts() == (0, 0)  # b went alongside a: no proof
+    clock.t += 1
+    with store.session() as s:
+        c = outbox.enqueue_sms(s, to="+8613800000003", text="c").id
     await d.dispatch_batch()
-    assert len(transport.calls) == 3  # the doubtful one was not handed over again
-    assert d.settle_doubts() == (0, 0)  # b's ack is too fresh to prove anything
+    ack(c)
+    assert len(transport.calls) == 4  # the doubtful one was not handed over again
+    assert d.settle_doubts() == (0, 0)  # c's ack is too fresh to prove anything
     clock.t += 6
     assert d.settle_doubts() == (1, 0)
     await d.dispatch_batch()
-    assert len(transport.calls) == 4
-    assert [c.body for c in transport.calls] == [b"a", b"a", b"b", b"a"]
+    assert [x.body for x in transport.calls] == [b"a", b"a", b"b", b"c", b"a"]
+    assert state(a) == "accepted"
 
 
 async def test_recover_marks_in_flight_as_doubt(store: Store) -> None:
