@@ -20,12 +20,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dialer.errors import ConfigError
 from dialer.lists.campaigns import CampaignSpec, spec_of
 from dialer.lists.compliance import ContactStatus
 from dialer.messaging import outbox
 from dialer.messaging.compose import house_of, render_sms
 from dialer.messaging.keywords import ReplyAction
 from dialer.messaging.steps import (
+    CHANNEL_WINDOWS,
     Action,
     ContactFacts,
     Decision,
@@ -49,6 +51,27 @@ _CHUNK = 1000
 
 def steps_of(spec: CampaignSpec) -> tuple[Step, ...]:
     return parse_steps(spec.steps, spec.name) if spec.steps else ()
+
+
+def check_steps(steps: tuple[Step, ...], library: TemplateLibrary, source: str | None) -> None:
+    """Each message step names a template of its channel, and its hour lies in the channel's
+    sending window (a step at 21:30 for marketing SMS would never go)."""
+    where = f"{source}: " if source else ""
+    for i, step in enumerate(steps, 1):
+        if step.template is None:
+            continue
+        tpl = library.get(step.template)
+        if tpl.spec.channel.value != step.channel.value:
+            raise ConfigError(
+                f"{where}steps.{i}: template {step.template!r} is for {tpl.spec.channel.value}"
+            )
+        window = CHANNEL_WINDOWS[(step.channel, tpl.spec.marketing)]
+        if step.at is not None and not window.holds(step.at):
+            raise ConfigError(
+                f"{where}steps.{i}: at {step.at:%H:%M} is outside the {step.channel.value} "
+                f"window {window.start:%H:%M}-{window.end:%H:%M}"
+                + (" for marketing" if tpl.spec.marketing else "")
+            )
 
 
 @dataclass
@@ -230,6 +253,7 @@ class Sequencer:
             steps = steps_of(spec)
             if not steps or spec.state.value != "running":
                 return report
+            check_steps(steps, self.library, spec.name)
             for chunk in self._contacts(s, row.id):
                 facts = self._facts(s, spec, steps, row.id, chunk)
                 for c in chunk:
@@ -286,4 +310,4 @@ def step_report(session: Session, campaign_id: int) -> dict[int, dict[str, int]]
     return out
 
 
-__all__ = ["Sequencer", "TickReport", "step_report", "steps_of"]
+__all__ = ["Sequencer", "TickReport", "check_steps", "step_report", "steps_of"]

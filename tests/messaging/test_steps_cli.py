@@ -34,6 +34,14 @@ def test_apply_and_explain(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump({**CAMPAIGN, "steps": [{"channel": "sms"}]}), "utf-8")
     r = run(cli, [*db, "campaign", "apply", str(bad)])
     assert r.exit_code != 0 and "needs a template" in str(r.exception)
+    late = {**CAMPAIGN, "steps": [{"channel": "sms", "template": "card-offer-sms", "at": "20:30"}]}
+    bad.write_text(yaml.safe_dump(late), "utf-8")
+    r = run(cli, [*db, "campaign", "apply", str(bad)])
+    assert "outside the sms window 09:00-20:00 for marketing" in str(r.exception)
+    wrong = {**CAMPAIGN, "steps": [{"channel": "email", "template": "card-offer-sms"}]}
+    bad.write_text(yaml.safe_dump(wrong), "utf-8")
+    r = run(cli, [*db, "campaign", "apply", str(bad)])
+    assert "is for sms" in str(r.exception)
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(CAMPAIGN, allow_unicode=True), "utf-8")
     assert run(cli, [*db, "campaign", "apply", str(good)]).exit_code == 0

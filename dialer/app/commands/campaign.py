@@ -33,11 +33,13 @@ def campaign() -> None:
 @pass_app
 def apply(app: AppContext, files: tuple[Path, ...]) -> None:
     """Create or update campaigns from YAML FILES (all are validated before any is written)."""
-    from dialer.messaging.sequencer import steps_of
+    from dialer.app.commands.messages import load_library
+    from dialer.messaging.sequencer import check_steps, steps_of
 
     specs = [(f, load_campaign_file(f)) for f in files]
-    for _, spec in specs:
-        steps_of(spec)  # multi-step campaigns: the steps are checked before anything is written
+    for f, spec in specs:  # multi-step campaigns: steps and templates checked before writing
+        if spec.steps:
+            check_steps(steps_of(spec), load_library(app), str(f))
     with app.store.session() as s:
         for f, spec in specs:
             _, created = apply_campaign(s, spec, source=str(f.resolve()), actor=actor())
