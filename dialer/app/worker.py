@@ -113,6 +113,7 @@ class WorkerService:
         )
         self._stop = asyncio.Event()
         self.lost_id = False
+        self._healthy_since: float | None = None  # first good heartbeat after a store outage
 
     def dialers(self) -> dict[str, Dialer]:
         return {name: r.dialer for name, r in self.runs.items()}
@@ -161,6 +162,10 @@ class WorkerService:
     async def _stop_switch(self, r: SwitchRun, grace_s: float) -> None:
         r.dialer.stop()
         if r.task is not None:
+            # a loop still waiting for its switch's AMI has nothing to finish: cancel it
+            done, _ = await asyncio.wait({r.task}, timeout=self.heartbeat_s)
+            if not done:
+                r.task.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await r.task
         await r.core.stop(grace_s=grace_s)
@@ -169,7 +174,13 @@ class WorkerService:
 
     async def _round(self) -> None:
         await self._watch_switches()
-        owners, health = await asyncio.to_thread(self._beat)
+        try:
+            owners, health = await asyncio.to_thread(self._beat)
+        except Exception:
+            self._healthy_since = None  # cut off from the store: judge no one for a while
+            raise
+        if self._healthy_since is None:
+            self._healthy_since = time.monotonic()
         if self.lost_id:
             log.error("worker %s: another process took this worker id; stopping", self.me.id)
             self.stop()
@@ -181,7 +192,10 @@ class WorkerService:
                 log.error("switch %s: now served by %s; letting it go", name, owner)
                 del self.runs[name]
                 await self._stop_switch(r, 0.0)
-        for a in [*self.switches, *self.standby]:
+        # After the store was away, every worker's heartbeat looks old: take nothing over
+        # until the others have had dead_after to beat again.
+        steady = time.monotonic() - self._healthy_since >= self.dead_after.total_seconds()
+        for a in [*self.switches, *(self.standby if steady else [])]:
             if a.name not in self.runs and not self._stop.is_set():
                 adopted = await asyncio.to_thread(self._claim, a.name, a in self.standby)
                 if adopted is not None:

@@ -225,6 +225,16 @@ class AttemptRows:
         if attempt is None:
             log.error("finished attempt %s has no row", f.attempt_id)
             return None
+        if attempt.owner is not None and attempt.owner != self.owner:
+            # another worker took the switch over while this one was cut off: it follows the
+            # call now, and only the owner writes an outcome
+            log.warning(
+                "attempt %s is followed by worker %s now; %s not written",
+                f.attempt_id,
+                attempt.owner,
+                f.outcome,
+            )
+            return None
         outcome, result = f.outcome, f.result
         if f.facts is not None:
             verdict = decide(f.facts, ivr_say(s, f))

@@ -55,3 +55,27 @@ async def test_a_poisoned_update_is_dropped_and_the_rest_written(store: Store) -
         assert g is not None and g.outcome == "busy" and g.hangup_cause == 17
         assert b is not None and b.outcome is None  # not half-written
     core._db.shutdown()
+
+
+async def test_only_the_owner_writes_an_outcome(store: Store) -> None:
+    """A worker cut off long enough for another to take its switch over must not end the
+    calls the new owner now follows."""
+    cid = campaign(store, name="owned")
+    mine, taken = attempts(store, cid, ["+8613800011488", "+8613800011489"])
+    with store.session() as s:
+        for aid, owner in ((mine, "w1"), (taken, "w2")):
+            row = s.get(Attempt, aid)
+            assert row is not None
+            row.owner, row.server = owner, "pbx1"
+    core = DialerCore(
+        store, AMIClient("127.0.0.1", 9, "u", "s"), agi_url="agi://x", owner="w1", server="pbx1"
+    )
+    got: list[FinishedAttempt] = []
+    core.on_finished(got.append)
+    core._apply([finished(mine), finished(taken, outcome=Outcome.INTERRUPTED)])
+    await core._flush()
+    assert [f.attempt_id for f in got] == [mine]
+    with store.session() as s:
+        assert s.get(Attempt, taken).outcome is None  # type: ignore[union-attr]
+        assert s.get(Attempt, mine).outcome == "busy"  # type: ignore[union-attr]
+    core._db.shutdown()

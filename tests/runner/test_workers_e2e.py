@@ -143,7 +143,9 @@ async def test_two_workers_share_a_campaign_and_one_survives_the_others_kill_9(
         {
             **COMMON,
             "name": "collect",
-            "mode": "predictive",
+            # progressive: a predictive policy aims just under the cap, and a hundred live
+            # answers are too few to tell 2.5% from 3.5% (a test of the policy, not of workers)
+            "mode": "progressive",
             "queue": "sales",
             "pacing": {"ring_timeout_s": 15, "wrapup_s": 1, "calls_per_second": 20},
         },
@@ -272,7 +274,11 @@ async def test_two_workers_share_a_campaign_and_one_survives_the_others_kill_9(
         for e in p.events
         if e.name == "OriginateResponse"
     )
-    assert len(originated) == total and set(originated.values()) == {1}
+    assert set(originated.values()) == {1}
+    # an attempt whose row was written but whose Originate never left (w1 killed in between)
+    # was never dialled: its adopter found no channel and ended it
+    never_sent = {r.phone: r.outcome for r in rows if r.phone not in originated}
+    assert len(never_sent) <= 3 and set(never_sent.values()) <= {"unknown", "failed"}, never_sent
     by_owner = collections.Counter((r.owner, r.server) for r in rows)
     assert by_owner[("w1", "pbx1")] > 0 and by_owner[("w2", "pbx2")] > 0
     assert by_owner[("w2", "pbx1")] > 0, by_owner  # w2 took pbx1 over after the kill
