@@ -11,6 +11,7 @@ done) is ended (``status = done``). Once the plan reaches the call step, every v
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
@@ -99,13 +100,15 @@ class Sequencer:
     ) -> dict[int, ContactFacts]:
         ids = [c.id for c in contacts]
         done: dict[int, set[int]] = {}
-        for cid, step in session.execute(
-            select(Message.contact_id, Message.step).where(
+        states: dict[int, dict[int, str]] = {}
+        for cid, step, state in session.execute(
+            select(Message.contact_id, Message.step, Message.state).where(
                 Message.campaign_id == campaign_id, Message.contact_id.in_(ids)
             )
         ):
             if cid is not None and step is not None:
                 done.setdefault(cid, set()).add(int(step))
+                states.setdefault(cid, {})[int(step)] = str(state)
         replied = set(
             session.scalars(
                 select(InboundMessage.contact_id).where(
@@ -129,6 +132,7 @@ class Sequencer:
                 last_outcome=c.last_outcome,
                 has_email="@" in str((c.fields or {}).get("email") or ""),
                 marketing=marketing,
+                message_states=states.get(c.id, {}),
             )
             for c in contacts
         }
@@ -185,7 +189,11 @@ class Sequencer:
         while d.action is Action.SEND and d.step is not None:
             self._send(session, spec, row, c, d.step, steps[d.step - 1])
             report.queued[d.step] += 1
-            f = ContactFacts(**{**f.__dict__, "steps_done": f.steps_done | {d.step}})
+            f = dataclasses.replace(
+                f,
+                steps_done=f.steps_done | {d.step},
+                message_states={**f.message_states, d.step: "queued"},
+            )
             d = plan(steps, f, now)
         call_step = next((i for i, s in enumerate(steps, 1) if s.channel is StepChannel.CALL), None)
         if c.status != ContactStatus.ACTIVE.value or call_step is None:

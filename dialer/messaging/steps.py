@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -44,6 +44,11 @@ class When(enum.StrEnum):
     NO_REPLY = "no_reply"  # no keyword reply (confirm, deny, opt out) to an earlier step
     CALLS_FAILED = "calls_failed"  # the calls are over and none reached the customer
     HAS_EMAIL = "has_email"
+    NOT_DELIVERED = "not_delivered"  # the previous message step ended failed/expired/unsent
+
+
+#: Message states that are still waiting for the network's word.
+PENDING_STATES = frozenset({"queued", "submitting", "accepted", "sent", "in_doubt"})
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,8 @@ class Step(BaseModel):
             raise ValueError("a call step has no template (the campaign's flow or queue runs)")
         if self.channel is not StepChannel.CALL and not self.template:
             raise ValueError(f"a {self.channel.value} step needs a template")
+        if self.channel is StepChannel.CALL and self.when is When.NOT_DELIVERED:
+            raise ValueError("not_delivered applies to a message step (after an SMS or e-mail)")
         return self
 
 
@@ -133,6 +140,7 @@ class ContactFacts:
     last_outcome: str | None
     has_email: bool
     marketing: Mapping[int, bool]  # step -> its template is marketing
+    message_states: Mapping[int, str] = field(default_factory=dict)  # step -> its message
 
 
 @dataclass(frozen=True)
@@ -193,7 +201,15 @@ def plan(steps: Sequence[Step], f: ContactFacts, now: dt.datetime) -> Decision:
             return Decision(Action.CALLING, i, None, f"step {i}: calls (the hopper decides)")
         if i in f.steps_done:
             continue
-        if not _condition(step.when, f):
+        if step.when is When.NOT_DELIVERED:
+            prev = max((j for j in range(1, i) if steps[j - 1].template), default=None)
+            state = f.message_states.get(prev) if prev else None
+            if state in PENDING_STATES:
+                why = f"step {i} waits for the delivery report of step {prev}"
+                return Decision(Action.WAIT, i, None, why)
+            if state is None or state == "delivered":
+                continue  # nothing was sent, or it arrived: no fallback
+        elif not _condition(step.when, f):
             if step.when is When.CALLS_FAILED and f.calls_active:
                 # the fallback waits for the calls to end, it is not skipped yet
                 return Decision(Action.WAIT, i, None, f"step {i} waits for the calls to end")
@@ -230,6 +246,7 @@ def _hm(t: dt.datetime, local: dt.datetime) -> str:
 
 __all__ = [
     "CHANNEL_WINDOWS",
+    "PENDING_STATES",
     "Action",
     "ContactFacts",
     "Decision",

@@ -130,3 +130,29 @@ def test_next_number_after_failed_calls() -> None:
     assert next_number(numbers, "+1", 2, 2, True) is None  # a call is on: not now
     assert next_number(numbers, "+2", 5, 2, False) is None  # the last number stays
     assert next_number(numbers, "+1", 9, None, False) is None  # the step does not switch
+
+
+def test_a_report_drives_the_next_step() -> None:
+    steps = parse_steps(
+        [
+            {"channel": "sms", "template": "repayment-due-sms", "at": "09:00"},
+            {"channel": "email", "template": "statement-email", "when": "not_delivered"},
+        ]
+    )
+    pending = facts(steps_done=frozenset({1}), message_states={1: "sent"})
+    d = plan(steps, pending, at(10))
+    assert (d.action, d.step, d.why) == (
+        Action.WAIT,
+        2,
+        "step 2 waits for the delivery report of step 1",
+    )
+    for state in ("failed", "expired", "suppressed", "unknown"):
+        gone = facts(steps_done=frozenset({1}), message_states={1: state})
+        assert (plan(steps, gone, at(10)).action, plan(steps, gone, at(10)).step) == (
+            Action.SEND,
+            2,
+        )
+    arrived = facts(steps_done=frozenset({1}), message_states={1: "delivered"})
+    assert plan(steps, arrived, at(10)).action is Action.DONE
+    with pytest.raises(ConfigError, match="message step"):
+        parse_steps([{"channel": "call", "when": "not_delivered"}])
