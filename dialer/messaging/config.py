@@ -32,6 +32,7 @@ class DispatchSettings(Frozen):
     doubt_timeout_s: float = Field(3600.0, gt=0)  # in doubt this long without a report: unknown
     batch: int = Field(200, ge=1, le=10000)
     idle_poll_s: float = Field(0.5, gt=0)
+    daily_cap: int | None = None  # messages per address per local day (SMS sets one)
     # hand-overs at once (each waits for its answer). More than one reaches a slow gateway's
     # throughput, but several requests cut by an outage become several doubts, and a doubt
     # with no later message on its route can only end as `unknown` (never resent blindly).
@@ -40,6 +41,7 @@ class DispatchSettings(Frozen):
 
 class SmsSettings(DispatchSettings):
     kannel: KannelSettings = KannelSettings()
+    daily_cap: int | None = Field(3, ge=1)  # SMS per number per local day, every campaign
     listen: ListenSettings = ListenSettings(port=8091)  # DLR and MO callbacks from Kannel
 
 

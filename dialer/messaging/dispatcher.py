@@ -182,7 +182,7 @@ class Dispatcher:
                 slots.release()
                 break
             with self.store.session() as s:
-                c = outbox.claim_one(s, message_id, self._now())
+                c = outbox.claim_one(s, message_id, self._now(), daily_cap=self.cfg.daily_cap)
             if c is None:  # suppressed or taken meanwhile
                 slots.release()
                 continue

@@ -236,9 +236,49 @@ def due_messages(session: Session, channel: Channel, now: dt.datetime, limit: in
     return out
 
 
-def claim_one(session: Session, message_id: int, now: dt.datetime) -> Claimed | None:
+def _over_daily_cap(session: Session, row: Message, now: dt.datetime, cap: int) -> bool:
+    """SMS per number per local day: over the cap, the message waits for the next day."""
+    from dialer.lists.contacts import parse_phone
+    from dialer.messaging.steps import CHANNEL_WINDOWS, StepChannel, daily_cap_defer
+
+    since = now - dt.timedelta(hours=27)  # any instant of the number's local day
+    sent = [
+        t
+        for t in session.scalars(
+            select(Message.submitted_at).where(
+                Message.address == row.address,
+                Message.channel == row.channel,
+                Message.submitted_at.is_not(None),
+                Message.submitted_at >= since,
+            )
+        )
+        if t is not None
+    ]
+    parsed = parse_phone(row.address, "CN")
+    zone = (parsed.timezone if parsed else None) or "Asia/Shanghai"
+    opens = CHANNEL_WINDOWS[(StepChannel.SMS, row.purpose == MessagePurpose.MARKETING.value)].start
+    later = daily_cap_defer(sent, now, zone, cap, opens)
+    if later is None:
+        return False
+    row.next_try_at = later
+    session.add(
+        MessageEvent(
+            message_id=row.id,
+            at=now,
+            kind="daily_cap",
+            state=row.state,
+            detail={"until": later.isoformat()},
+        )
+    )
+    return True
+
+
+def claim_one(
+    session: Session, message_id: int, now: dt.datetime, *, daily_cap: int | None = None
+) -> Claimed | None:
     """``queued`` -> ``submitting`` for one message, in one conditional statement (None if it
-    was taken meanwhile or is now blocked: an opt-out that came in a moment ago counts)."""
+    was taken meanwhile, is now blocked - an opt-out that came in a moment ago counts - or
+    its number had its ``daily_cap`` of SMS today: then it waits for the next day)."""
     row = session.get(Message, message_id)
     if row is None or row.state != MsgState.QUEUED.value:
         return None
@@ -246,6 +286,9 @@ def claim_one(session: Session, message_id: int, now: dt.datetime) -> Claimed | 
     if reason is not None:
         transition(session, row, MsgEvent.BLOCKED, now, reason=reason)
         return None
+    if daily_cap is not None and row.channel == Channel.SMS.value:
+        if _over_daily_cap(session, row, now, daily_cap):
+            return None
     res = session.execute(
         update(Message)
         .where(Message.id == message_id, Message.state == MsgState.QUEUED.value)

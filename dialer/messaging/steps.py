@@ -222,6 +222,23 @@ def plan(steps: Sequence[Step], f: ContactFacts, now: dt.datetime) -> Decision:
     return Decision(Action.DONE, None, None, "all steps done")
 
 
+def daily_cap_defer(
+    sent: Sequence[dt.datetime], now: dt.datetime, zone: str, cap: int, opens: dt.time
+) -> dt.datetime | None:
+    """With ``cap`` messages a local day per number: None if one more may go at ``now``,
+    else the instant it may (the next local day at ``opens``). ``sent`` are hand-over times."""
+    from dialer.lists.compliance import local_time
+
+    local = local_time(now, zone)
+    today = sum(1 for t in sent if local_time(t, zone).date() == local.date())
+    if today < cap:
+        return None
+    nxt = (local + dt.timedelta(days=1)).replace(
+        hour=opens.hour, minute=opens.minute, second=0, microsecond=0
+    )
+    return nxt.astimezone(dt.UTC)
+
+
 def next_number(
     numbers: Sequence[Mapping[str, str]],
     current: str,
@@ -254,6 +271,7 @@ __all__ = [
     "StepChannel",
     "When",
     "Window",
+    "daily_cap_defer",
     "next_number",
     "parse_steps",
     "plan",

@@ -217,3 +217,55 @@ async def test_recover_marks_in_flight_as_doubt(store: Store) -> None:
     assert d.settle_doubts() == (0, 1)
     with store.session() as s:
         assert s.get(Message, mid).state == "unknown"  # type: ignore[union-attr]
+
+
+@given(
+    st.lists(st.floats(0, 3 * 86400), min_size=1, max_size=60),
+    st.integers(1, 4),
+    st.sampled_from(["Asia/Shanghai", "Asia/Urumqi", "America/New_York"]),
+)
+def test_daily_cap_holds_on_every_local_day(offsets: list[float], cap: int, zone: str) -> None:
+    """Whatever moments messages ask to go, at most ``cap`` go on any local day of the number;
+    a deferred one waits for the next local day's opening."""
+    from zoneinfo import ZoneInfo
+
+    from dialer.messaging.steps import daily_cap_defer
+
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    sent: list[dt.datetime] = []
+    for off in sorted(offsets):
+        now = start + dt.timedelta(seconds=off)
+        later = daily_cap_defer(sent, now, zone, cap, dt.time(8, 0))
+        if later is None:
+            sent.append(now)
+        else:
+            local = later.astimezone(ZoneInfo(zone))
+            assert later > now and local.time() == dt.time(8, 0)
+            assert local.date() > now.astimezone(ZoneInfo(zone)).date()
+    per_day: dict[dt.date, int] = {}
+    for t in sent:
+        d = t.astimezone(ZoneInfo(zone)).date()
+        per_day[d] = per_day.get(d, 0) + 1
+    assert max(per_day.values()) <= cap
+
+
+async def test_the_cap_defers_sms_to_the_next_day(store: Store) -> None:
+    clock = StepClock()
+    transport = FaultyTransport(*[(202, "0: Accepted for delivery")] * 3)
+    gw = KannelGateway(KannelSettings(rate=1000), "pw", transport)
+    d = SmsDispatcher(store, gw, SmsSettings(daily_cap=2), clock=clock)
+    with store.session() as s:
+        ids = [outbox.enqueue_sms(s, to="+8613800000001", text=str(i)).id for i in range(3)]
+    await d.dispatch_batch()
+    assert len(transport.calls) == 2
+    with store.session() as s:
+        third = s.get(Message, ids[2])
+        assert third is not None and third.state == "queued"
+        assert third.next_try_at is not None and third.next_try_at > clock_now(clock)
+    clock.t = third.next_try_at.timestamp() + 1
+    await d.dispatch_batch()
+    assert len(transport.calls) == 3
+
+
+def clock_now(clock: StepClock) -> dt.datetime:
+    return dt.datetime.fromtimestamp(clock.t, dt.UTC)
