@@ -24,6 +24,7 @@ SECRET_ENV = {
     "api_token": "DIALER_API_TOKEN",
     "secret_key": "DIALER_SECRET_KEY",
     "kannel_password": "DIALER_KANNEL_PASSWORD",  # smsbox sendsms-user (dialer.messaging)
+    "kannel_status_password": "DIALER_KANNEL_STATUS_PASSWORD",  # bearerbox status page
     "smtp_password": "DIALER_SMTP_PASSWORD",  # SMTP AUTH (dialer.messaging)
 }
 _SECRET_KEYS_IN_YAML = {"secret", "ami_secret", "api_token", "secret_key", "password", "token"}

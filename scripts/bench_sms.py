@@ -60,6 +60,9 @@ class InstantGateway:
         self.handed += 1
         return SubmitStatus.ACCEPTED
 
+    async def held(self) -> int | None:
+        return 0
+
     async def close(self) -> None:
         return None
 

@@ -209,11 +209,16 @@ class Dispatcher:
             unknown = outbox.expire_doubts(s, now, dt.timedelta(seconds=self.cfg.doubt_timeout_s))
         return cleared, unknown
 
+    async def settle_idle(self) -> int:
+        """Doubts nothing later can clear: ask the gateway whether it still holds anything."""
+        return 0
+
     async def run(self, stop: asyncio.Event) -> None:
         self.recover()
         while not stop.is_set():
             handed, down = await self.dispatch_batch()
             self.settle_doubts()
+            await self.settle_idle()
             if handed == 0 or down:
                 try:
                     await asyncio.wait_for(stop.wait(), self.cfg.idle_poll_s)
@@ -236,6 +241,22 @@ class SmsDispatcher(Dispatcher):
     ) -> None:
         super().__init__(store, cfg, rate=gateway.rate, clock=clock, on_submitted=on_submitted)
         self.gateway = gateway
+
+    async def settle_idle(self) -> int:
+        """A doubt at the end of the traffic has no later message to clear it: if bearerbox
+        holds nothing and the doubt is older than the grace with no report, Kannel never
+        took it (had it, its SMSC acknowledgement would have come by now)."""
+        before = self._now() - dt.timedelta(seconds=self.cfg.doubt_grace_s)
+        with self.store.session() as s:
+            if not outbox.doubts_older_than(s, self.channel, before):
+                return 0
+        if await self.gateway.held() != 0:
+            return 0
+        with self.store.session() as s:
+            n = outbox.clear_when_idle(s, self.channel, before, self._now())
+        if n:
+            log.warning("%d SMS in doubt cleared: the gateway holds nothing", n)
+        return n
 
     async def _hand_over(self, c: outbox.Claimed) -> HandOver:
         msg = OutboundSms(c.uid, c.address, c.body, Encoding(c.encoding or "ucs2"), c.parts)

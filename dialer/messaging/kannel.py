@@ -58,6 +58,9 @@ class KannelSettings(BaseModel):
     validity_min: int | None = Field(None, ge=1)  # the network stops trying after this
     request_timeout_s: float = Field(10.0, gt=0)
     callback_base: str = "http://127.0.0.1:8091"  # our endpoint, as Kannel reaches it
+    # bearerbox's status page (admin port); with it a doubt with no later traffic can end:
+    # Kannel holding nothing and no report for it means Kannel never took it
+    status_url: str | None = None  # e.g. http://127.0.0.1:13000/status.xml
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,27 @@ def read_mo(query: Mapping[str, str]) -> IncomingSms:
     )
 
 
+def read_status(xml: str) -> int:
+    """Messages bearerbox still holds for sending (its queues, its store, each SMSC link's
+    queue) from ``status.xml``."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise RemoteProtocolError(f"bearerbox status is not XML: {exc}") from exc
+
+    def num(path: str) -> int:
+        text = root.findtext(path)
+        if text is None:
+            raise RemoteProtocolError(f"bearerbox status without {path}")
+        return max(0, int(text.strip() or 0))
+
+    held = num("sms/sent/queued") + num("sms/storesize")
+    held += sum(max(0, int((q.text or "0").strip())) for q in root.iterfind("smscs/smsc/queued"))
+    return held
+
+
 def service_groups(
     callback_base: str, *, username: str = "dialer", password: str = "<DIALER_KANNEL_PASSWORD>"
 ) -> str:
@@ -230,6 +254,10 @@ class SmsGateway(Protocol):
         GatewayInDoubt (may have been taken: never resend blindly) or MessageRejected."""
         ...
 
+    async def held(self) -> int | None:
+        """Messages the gateway still holds for sending (None: it cannot tell)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -248,6 +276,14 @@ class H11Transport:
     never pass for a doubt."""
 
     async def __call__(self, url: str, req: SendsmsRequest, timeout: float) -> tuple[int, str]:
+        return await self.request("POST", url, req.headers, req.body, timeout)
+
+    async def get(self, url: str, timeout: float) -> tuple[int, str]:
+        return await self.request("GET", url, {}, b"", timeout)
+
+    async def request(
+        self, method: str, url: str, extra: Mapping[str, str], body: bytes, timeout: float
+    ) -> tuple[int, str]:
         u = urlsplit(url)
         host, port = u.hostname or "127.0.0.1", u.port or 80
         target = u.path + (f"?{u.query}" if u.query else "")
@@ -255,11 +291,11 @@ class H11Transport:
         headers = [
             ("Host", f"{host}:{port}"),
             ("Connection", "close"),
-            ("Content-Length", str(len(req.body))),
-            *req.headers.items(),
+            ("Content-Length", str(len(body))),
+            *extra.items(),
         ]
-        wire = conn.send(h11.Request(method="POST", target=target, headers=headers))
-        wire += conn.send(h11.Data(data=req.body)) + conn.send(h11.EndOfMessage())
+        wire = conn.send(h11.Request(method=method, target=target, headers=headers)) or b""
+        wire += (conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
         except (OSError, TimeoutError) as exc:
@@ -296,10 +332,16 @@ class H11Transport:
 
 class KannelGateway:
     def __init__(
-        self, cfg: KannelSettings, password: str, transport: Transport | None = None
+        self,
+        cfg: KannelSettings,
+        password: str,
+        transport: Transport | None = None,
+        *,
+        status_password: str | None = None,
     ) -> None:
         self.cfg = cfg
         self._password = password
+        self._status_password = status_password
         self._own = transport is None
         self._transport: Transport = transport or H11Transport()
 
@@ -318,6 +360,19 @@ class KannelGateway:
         except (TimeoutError, OSError) as exc:
             raise GatewayInDoubt(f"sendsms: no answer ({exc})") from exc
         return read_sendsms_answer(status, body)
+
+    async def held(self) -> int | None:
+        """Messages bearerbox still holds (None: no status page configured or reachable)."""
+        if not self.cfg.status_url:
+            return None
+        url = f"{self.cfg.status_url}?password={quote(self._status_password or '')}"
+        try:
+            status, body = await H11Transport().get(url, self.cfg.request_timeout_s)
+            if status != 200:
+                return None
+            return read_status(body)
+        except (ConnectionError, TimeoutError, RemoteProtocolError):
+            return None
 
     async def close(self) -> None:
         if self._own and isinstance(self._transport, H11Transport):
@@ -344,6 +399,7 @@ __all__ = [
     "read_dlr",
     "read_mo",
     "read_sendsms_answer",
+    "read_status",
     "SendsmsRequest",
     "sendsms_request",
     "service_groups",

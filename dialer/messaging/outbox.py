@@ -385,6 +385,30 @@ def clear_doubts(session: Session, channel: Channel, now: dt.datetime, grace: dt
     return n
 
 
+def doubts_older_than(session: Session, channel: Channel, before: dt.datetime) -> list[Message]:
+    return list(
+        session.scalars(
+            select(Message).where(
+                Message.channel == channel.value,
+                Message.state == MsgState.IN_DOUBT.value,
+                Message.submitted_at <= before,
+            )
+        )
+    )
+
+
+def clear_when_idle(
+    session: Session, channel: Channel, before: dt.datetime, now: dt.datetime
+) -> int:
+    """The gateway holds nothing and these doubts (older than ``before``) had no report:
+    the gateway never took them, they go back to ``queued``."""
+    rows = doubts_older_than(session, channel, before)
+    for row in rows:
+        transition(session, row, MsgEvent.CLEARED, now, reason="the gateway holds nothing")
+        row.next_try_at = None
+    return len(rows)
+
+
 def expire_doubts(session: Session, now: dt.datetime, older_than: dt.timedelta) -> int:
     rows = session.scalars(
         select(Message).where(
@@ -589,6 +613,8 @@ __all__ = [
     "Flag",
     "claim_one",
     "clear_doubts",
+    "clear_when_idle",
+    "doubts_older_than",
     "counts_by_state",
     "due_messages",
     "enqueue_email",

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 class Secrets:
     kannel_password: str | None
     smtp_password: str | None
+    kannel_status_password: str | None = None
 
 
 def step_campaigns(store: Store) -> list[str]:
@@ -92,7 +93,11 @@ async def serve(
             )
             port = await sms_in.start(cfg.sms.listen.host, cfg.sms.listen.port)
             closers.append(sms_in.stop)
-            gateway = KannelGateway(cfg.sms.kannel, secrets.kannel_password)
+            gateway = KannelGateway(
+                cfg.sms.kannel,
+                secrets.kannel_password,
+                status_password=secrets.kannel_status_password,
+            )
             closers.append(gateway.close)
             tasks.append(SmsDispatcher(store, gateway, cfg.sms, clock=clock).run(stop))
             started(

@@ -51,7 +51,9 @@ class SmsRig:
             {"kannel": box.settings(), "retry_s": [0.2, 0.5], "doubt_grace_s": 1.0, **sms}
         )
         self.endpoint = SmsEndpoint(store, Classifier())
-        self.gateway = KannelGateway(self.cfg.kannel, box.password)
+        self.gateway = KannelGateway(
+            self.cfg.kannel, box.password, status_password=box.status_password
+        )
         self.dispatcher = SmsDispatcher(store, self.gateway, self.cfg)
 
     async def start(self) -> None:

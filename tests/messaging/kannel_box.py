@@ -74,6 +74,7 @@ class KannelBox:
     callback_base: str
     password: str
     throughput: float = 200.0
+    status_password: str = "test-only-status"
     admin_port: int = field(default_factory=free_port)
     box_port: int = field(default_factory=free_port)
     mt_port: int = field(default_factory=free_port)
@@ -94,6 +95,7 @@ class KannelBox:
             "rate": self.throughput,
             "request_timeout_s": 5.0,
             "callback_base": self.callback_base,
+            "status_url": f"http://127.0.0.1:{self.admin_port}/status.xml",
         }
         return KannelSettings.model_validate({**base, **over})
 
@@ -101,7 +103,8 @@ class KannelBox:
         f = self.folder
         return f"""group = core
 admin-port = {self.admin_port}
-admin-password = test-only
+admin-password = test-only-admin
+status-password = {self.status_password}
 admin-interface = 127.0.0.1
 smsbox-port = {self.box_port}
 smsbox-interface = 127.0.0.1

@@ -7,6 +7,8 @@ import asyncio
 from sqlalchemy import select
 
 from dialer.messaging import outbox
+from dialer.messaging.dispatcher import SmsDispatcher
+from dialer.messaging.kannel import H11Transport, KannelGateway, SendsmsRequest
 from dialer.messaging.lifecycle import MsgState
 from dialer.messaging.sms import compose, segment
 from dialer.messaging.templates import MessagePurpose
@@ -107,3 +109,44 @@ async def test_outage_mid_batch_loses_nothing_and_sends_nothing_twice(sms_rig: S
         assert texts.count(f"{SIG}批量提醒第{i:03d}号") == 1, i
     assert len(texts) == 60
     assert sms_rig.dispatcher.stats.unavailable >= 1
+
+
+class Faults:
+    """The transport to Kannel with one fault per hand-over, in order: ``lose`` (Kannel gets
+    the request, its answer is lost), ``cut`` (the request never reaches Kannel), then none."""
+
+    def __init__(self, *script: str) -> None:
+        self.script = list(script)
+        self.inner = H11Transport()
+
+    async def __call__(self, url: str, req: SendsmsRequest, timeout: float) -> tuple[int, str]:
+        fault = self.script.pop(0) if self.script else None
+        if fault == "cut":
+            raise TimeoutError("cut before Kannel read it")
+        answer = await self.inner(url, req, timeout)
+        if fault == "lose":
+            raise TimeoutError("the answer was lost")
+        return answer
+
+
+async def test_doubts_with_no_later_traffic(sms_rig: SmsRig) -> None:
+    box = sms_rig.box
+    gw = KannelGateway(
+        sms_rig.cfg.kannel, box.password, Faults("lose", "cut"),
+        status_password=box.status_password,
+    )  # fmt: skip
+    d = SmsDispatcher(sms_rig.store, gw, sms_rig.cfg)
+    took = queue(sms_rig, "这条Kannel收到了，回答丢了")
+    await d.dispatch_batch()
+    # Kannel had it: its report ends the doubt; nothing is sent again
+    await sms_rig.wait_states([took], {MsgState.DELIVERED})
+    never = queue(sms_rig, "这条Kannel没收到")
+    await d.dispatch_batch()
+    assert sms_rig.state(never).state == MsgState.IN_DOUBT
+    assert await d.settle_idle() == 0  # too fresh to tell
+    await asyncio.sleep(sms_rig.cfg.doubt_grace_s + 0.3)
+    assert await d.settle_idle() == 1  # bearerbox holds nothing, no report came: never taken
+    await d.dispatch_batch()
+    await sms_rig.wait_states([never], {MsgState.DELIVERED})
+    texts = [h.text for h in box.received()]
+    assert texts == [SIG + "这条Kannel收到了，回答丢了", SIG + "这条Kannel没收到"]

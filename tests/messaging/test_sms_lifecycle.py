@@ -269,3 +269,18 @@ async def test_the_cap_defers_sms_to_the_next_day(store: Store) -> None:
 
 def clock_now(clock: StepClock) -> dt.datetime:
     return dt.datetime.fromtimestamp(clock.t, dt.UTC)
+
+
+def test_bearerbox_status_read() -> None:
+    from dialer.messaging.kannel import read_status
+
+    xml = (
+        "<gateway><sms><sent><total>9</total><queued>2</queued></sent>"
+        "<storesize>3</storesize></sms><smscs><count>2</count>"
+        "<smsc><queued>4</queued></smsc><smsc><queued>0</queued></smsc></smscs></gateway>"
+    )
+    assert read_status(xml) == 9
+    with pytest.raises(RemoteProtocolError):
+        read_status("<gateway/>")
+    with pytest.raises(RemoteProtocolError):
+        read_status("not xml")

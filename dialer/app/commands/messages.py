@@ -202,7 +202,9 @@ def _serve(app: AppContext, *, sms: bool, email: bool, steps: bool, tick_s: floa
         return value.get_secret_value() if value is not None else None
 
     cfg = _messaging(app)
-    secrets = Secrets(secret("kannel_password"), secret("smtp_password"))
+    secrets = Secrets(
+        secret("kannel_password"), secret("smtp_password"), secret("kannel_status_password")
+    )
     library = load_library(app)
 
     async def main() -> None:
