@@ -12,3 +12,5 @@ class AuditAction(enum.StrEnum):
     CAMPAIGN_PAUSE = "campaign.pause"
     CAMPAIGN_RESUME = "campaign.resume"
     CAMPAIGN_PACING = "campaign.pacing"  # pacing keys changed from the console
+    BREAKER_OPEN = "breaker.open"  # the abandon breaker held a campaign's dialling (an alarm)
+    BREAKER_CLOSED = "breaker.closed"  # agents take calls again: dialling resumed

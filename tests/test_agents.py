@@ -57,9 +57,9 @@ def test_call_cycle_with_inferred_wrapup() -> None:
 
 def test_pause_membership_and_anomaly() -> None:
     pool = AgentPool()
-    pool.on_event("QueueMemberAdded", ev(Status="4", Paused="0"), now=0)
-    assert pool.count(AgentState.IDLE, "agents") == 1  # fresh Local member: Status 4, usable
-    pool.on_event("QueueMemberPause", ev(Status="4", Paused="1", PausedReason="break"), now=1)
+    pool.on_event("QueueMemberAdded", ev(Status="1", Paused="0"), now=0)
+    assert pool.count(AgentState.IDLE, "agents") == 1
+    pool.on_event("QueueMemberPause", ev(Status="1", Paused="1", PausedReason="break"), now=1)
     a = pool.agents[IFACE]
     assert a.effective_state is AgentState.PAUSED and a.pause_reason == "break"
     pool.on_event("QueueMemberRemoved", ev(), now=2)
@@ -70,3 +70,20 @@ def test_pause_membership_and_anomaly() -> None:
     pool2.on_event("AgentComplete", ev(), now=1)  # missed the connect: re-anchored, counted
     assert pool2.anomalies == 1
     assert pool2.agents[IFACE].effective_state is AgentState.WRAPUP
+
+
+@pytest.mark.parametrize("status", ["4", "5"])
+def test_invalid_and_unavailable_members_are_never_agents(status: str) -> None:
+    """app_queue rings no member whose device is INVALID (4) or UNAVAILABLE (5): such a member
+    is not an idle agent, not on the floor, and comes back when its device does."""
+    pool = AgentPool()
+    pool.load_status([member(Status=status)], now=0)
+    a = pool.agents[IFACE]
+    assert a.effective_state is AgentState.UNAVAILABLE
+    assert pool.count(AgentState.IDLE, "agents") == 0 and pool.logged_in("agents") == 0
+    pool.on_event("QueueMemberPause", ev(Status=status, Paused="1", PausedReason="x"), now=1)
+    assert a.effective_state is AgentState.UNAVAILABLE
+    pool.on_event("QueueMemberStatus", ev(Status="1", Paused="0"), now=2)
+    assert a.effective_state is AgentState.IDLE and pool.logged_in("agents") == 1
+    pool.on_event("QueueMemberStatus", ev(Status=status), now=3)
+    assert pool.count(AgentState.IDLE, "agents") == 0

@@ -39,6 +39,7 @@ from dialer.pacing.types import SHORT_WINDOW_S
 from dialer.settings import AMISettings, Settings
 from dialer.store import Store
 from dialer.store import workers as registry
+from dialer.telephony.agents import OFF_FLOOR
 from dialer.telephony.ami.adapter import AMIClient
 from dialer.telephony.core import DialerCore
 
@@ -318,9 +319,7 @@ class WorkerService:
                 "originates_sent": int(stats["originates_sent"]),
                 "finished": int(stats["finished"]),
                 "given_up": r.given_up,
-                "agents": {
-                    s.value: pool.count(s) for s in AgentState if s is not AgentState.LOGGED_OUT
-                },
+                "agents": {s.value: pool.count(s) for s in AgentState if s not in OFF_FLOOR},
                 "last_error": stats["ami_last_error"],
             }
         return {"host": self.me.host, "pid": self.me.pid, "switches": switches}

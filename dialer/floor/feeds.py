@@ -33,6 +33,7 @@ class SwitchFeeds:
         name = event.name
         if name.startswith(("Agent", "QueueMember")):
             fields = event.headers
+            loop.guard.floor_event(loop.runs, name, fields, loop.clock.time())
             loop.pool.on_event(name, fields, loop.clock.time())
             if name in ("AgentComplete", "AgentConnect"):
                 queue = fields.get("Queue")
@@ -90,6 +91,7 @@ class SwitchFeeds:
             run.abandon_counts.live_answer(f.ended_at)
         if abandoned:
             run.abandon_counts.abandon(f.ended_at)
+        loop.guard.finished(run, item, loop.clock.time())
         ring_end = f.answered_at if f.answered_at is not None else f.ended_at
         if seen_live:
             pass  # its ring phase was learnt when it was answered

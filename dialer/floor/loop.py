@@ -32,6 +32,7 @@ from sqlalchemy import select
 
 from dialer.errors import ComplianceError, ConfigError, DialerError
 from dialer.floor.feeds import SwitchFeeds
+from dialer.floor.guard import BreakerGuard
 from dialer.floor.view import (
     AgentState,
     HistoryPoint,
@@ -44,6 +45,7 @@ from dialer.lists.campaigns import (
 )
 from dialer.lists.stats import abandon_rate
 from dialer.outcomes import AttemptState, Outcome
+from dialer.pacing.breaker import AbandonBreaker
 from dialer.pacing.estimators import PacingEstimator, cold_start
 from dialer.pacing.policies import Policy, policy_for_campaign
 from dialer.pacing.types import AbandonCounts, CallInFlight, PacingInput
@@ -52,7 +54,7 @@ from dialer.pacing.windows import AbandonTracker
 from dialer.settings import Settings
 from dialer.store import Store
 from dialer.store.models import Attempt, Campaign
-from dialer.telephony.agents import Agent, AgentPool
+from dialer.telephony.agents import OFF_FLOOR, Agent, AgentPool
 from dialer.telephony.core import DialerCore, FinishedAttempt, OriginateStatus
 from dialer.telephony.tracker import Call
 
@@ -127,6 +129,14 @@ class CampaignRun:
     snapshot_cache: dict[str, Any] = field(default_factory=dict)
     last_error: str | None = None  # the last dialling error
     reload_error: str | None = None  # the last refused reload of this campaign's file
+    #: stops dialling when answered customers are abandoned while agents look free
+    breaker: AbandonBreaker = field(default_factory=AbandonBreaker)
+    probes: set[int] = field(default_factory=set)  # attempts placed while it is half open
+
+    @property
+    def uses_agents(self) -> bool:
+        """The dialer sends its answered calls to agents (every mode but broadcast/IVR)."""
+        return bool(self.spec.queue) and not self.spec.flow
 
     def abandons(self, now: float) -> AbandonCounts:
         return self.abandon_counts.counts(now)
@@ -156,7 +166,7 @@ class Occupancy:
             dt_s = max(0.0, now - self._at)
             for a in self.pool.agents.values():
                 st = a.effective_state
-                if st is AgentState.LOGGED_OUT:
+                if st in OFF_FLOOR:
                     continue
                 self._logged += dt_s
                 if st in _BUSY_AGENT:
@@ -180,7 +190,7 @@ def build_pacing_input(
     ringing_agents = 0
     for a in queue_agents:
         state = a.effective_state
-        if state is AgentState.LOGGED_OUT:
+        if state in OFF_FLOOR:
             continue
         if state is AgentState.RINGING:
             ringing_agents += 1
@@ -381,6 +391,8 @@ class CampaignLoop:
         self.metrics: Any = None  # dialer.floor.console.DialerMetrics, when the console runs
         #: observers of every pacing decision: (campaign run, input, calls to place)
         self.on_decision: list[Callable[[CampaignRun, PacingInput, int], None]] = []
+        self.guard = BreakerGuard(store, self.pool, owner)
+        self._held: dict[int, tuple[dt.datetime, str] | None] = {}  # breakers open in the store
         self.feeds = SwitchFeeds(self)
         core.subscribe(self.feeds.on_ami_event)
         core.on_queue_status(self.feeds.on_queue_status)
@@ -421,6 +433,7 @@ class CampaignLoop:
                 )
                 # what the store holds for the cap window before this run (never expires here)
                 run.abandon_counts.rebase(live, abandoned)
+                self.guard.restore(run, self.clock.time(), self._held.get(cid))
                 self.runs[cid] = run
             else:
                 self.respec(run, spec)
@@ -438,6 +451,7 @@ class CampaignLoop:
                 spec = spec_of(row)
                 rate = abandon_rate(s, row.id, since=now - spec.pacing.abandon_window)
                 out.append((row.id, spec, rate.live_answers, rate.abandoned))
+                self._held[row.id] = hopper.breaker_hold(s, row.id)
         return out
 
     def respec(self, run: CampaignRun, spec: CampaignSpec) -> None:
@@ -507,7 +521,7 @@ class CampaignLoop:
         # Each policy guards the abandon cap itself (power falls back to progressive, the
         # predictive policy has its feedback, brake and cap guard), exactly as in the rehearsal.
         run.effective_mode = run.policy.mode(inp)
-        n = run.policy.decide(inp)
+        n = self.guard.limit(run, run.policy.decide(inp))
         room = (
             self.max_channels - self.core.live_calls() - sum(r.pending for r in self.runs.values())
         )
@@ -546,6 +560,7 @@ class CampaignLoop:
         return ids
 
     def spawn(self, run: CampaignRun, attempt_ids: list[int]) -> None:
+        self.guard.placed(run, attempt_ids)
         for attempt_id in attempt_ids:
             self.attempt_campaign[attempt_id] = run.id
             task = asyncio.create_task(

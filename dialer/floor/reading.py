@@ -108,6 +108,7 @@ class FloorView:
                     pacing=run.spec.to_document()["pacing"],
                     outcomes=cache["outcomes"],
                     last_error=run.reload_error or run.last_error,
+                    held_reason=self.loop.guard.held_reason(run),
                 )
             )
         return out

@@ -89,6 +89,7 @@ class Dialer:
     @metrics.setter
     def metrics(self, value: Any) -> None:
         self.loop.metrics = value
+        self.loop.guard.metrics = value
 
     @property
     def occupancy(self) -> float:

@@ -63,6 +63,9 @@ class CampaignSnapshot:
     pacing: Mapping[str, Any]  # the running pacing settings (CampaignSpec.pacing, JSON form)
     outcomes: Mapping[str, int] = field(default_factory=dict)
     last_error: str | None = None  # e.g. a refused reload
+    #: why dialling is held although the campaign runs (the abandon breaker, no agent that
+    #: the switch can ring), else None
+    held_reason: str | None = None
 
 
 @dataclass(frozen=True)

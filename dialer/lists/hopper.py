@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from dialer.audit import AuditAction
 from dialer.errors import ComplianceError, IllegalTransition
 from dialer.lists.campaigns import spec_of
 from dialer.lists.compliance import (
@@ -61,7 +62,7 @@ from dialer.lists.compliance import (
 )
 from dialer.lists.dnc import DncChannel, DncMatcher, DncScope, channels_barring, scope_applies
 from dialer.outcomes import AttemptState, Outcome
-from dialer.store.models import Attempt, Campaign, Contact, DncEntry
+from dialer.store.models import Attempt, AuditEntry, Campaign, Contact, DncEntry
 
 DEFAULT_LEASE = dt.timedelta(minutes=2)
 #: Attempts that can fall on a number's current local day lie within this distance of now.
@@ -657,3 +658,23 @@ __all__ = [
     "release",
     "start_attempt",
 ]
+
+
+def breaker_hold(session: Session, campaign_id: int) -> tuple[dt.datetime, str] | None:
+    """(since, reason) while the campaign's abandon breaker holds its dialling, else None.
+
+    The floor writes an audit row when the breaker opens and when it closes, so any process
+    (``hopper explain``, a restarted dialer) reads the same answer from the store.
+    """
+    last = session.scalars(
+        select(AuditEntry)
+        .where(
+            AuditEntry.campaign_id == campaign_id,
+            AuditEntry.action.in_((AuditAction.BREAKER_OPEN, AuditAction.BREAKER_CLOSED)),
+        )
+        .order_by(AuditEntry.id.desc())
+        .limit(1)
+    ).first()
+    if last is None or last.action != AuditAction.BREAKER_OPEN:
+        return None
+    return last.at, str((last.detail or {}).get("reason") or "answered calls abandoned")

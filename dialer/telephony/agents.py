@@ -3,7 +3,11 @@
 Why this file exists: AMI never says "this agent is free now". It reports ringing
 (``AgentCalled``), bridging (``AgentConnect``), the end of a call (``AgentComplete``), pauses
 and membership, and a device status that is unreliable for Local-channel members (a ringing
-Local member shows ``Status: 2``; a fresh dynamic one shows ``Status: 4``). Wrap-up is
+Local member shows ``Status: 2``). ``Status: 4`` (INVALID: the device does not exist, e.g. a
+Local member whose extension is missing, or a phone whose channel driver is absent) and
+``Status: 5`` (UNAVAILABLE: a phone not registered) are members app_queue never rings: they
+are ``UNAVAILABLE``, never idle agents (on a real Asterisk 22, counting them as idle sent
+every answered customer to a queue that rang nobody). Wrap-up is
 invisible on AMI: it is inferred from ``AgentComplete`` plus the queue's ``wrapup_s``.
 
 Rules of this file:
@@ -35,7 +39,13 @@ class AgentState(enum.StrEnum):
     TALKING = "talking"
     WRAPUP = "wrapup"
     PAUSED = "paused"
+    UNAVAILABLE = "unavailable"  # a member whose device is INVALID (4) or UNAVAILABLE (5)
     LOGGED_OUT = "logged_out"
+
+
+#: States in which an agent is not on the floor: app_queue rings nobody in them, so pacing,
+#: occupancy and the console never count them as agents.
+OFF_FLOOR = frozenset({AgentState.UNAVAILABLE, AgentState.LOGGED_OUT})
 
 
 class Activity(enum.StrEnum):
@@ -71,7 +81,8 @@ TRANSITIONS: dict[tuple[Activity, AgentEvent], Activity] = {
 # QueueMember/QueueMemberStatus "Status" (ast_device_state)
 DEVICE_NOT_INUSE, DEVICE_INUSE, DEVICE_BUSY, DEVICE_INVALID, DEVICE_UNAVAILABLE = 1, 2, 3, 4, 5
 DEVICE_RINGING, DEVICE_RINGINUSE, DEVICE_ONHOLD = 6, 7, 8
-_LOGGED_OUT_STATUSES = frozenset({DEVICE_UNAVAILABLE})
+#: app_queue rings no member in these device states (ast_device_state)
+UNREACHABLE_STATUSES = frozenset({DEVICE_INVALID, DEVICE_UNAVAILABLE})
 
 
 def next_activity(current: Activity, event: AgentEvent) -> Activity:
@@ -90,6 +101,7 @@ class Agent:
     paused: bool = False
     pause_reason: str | None = None
     logged_in: bool = True
+    device_status: int = DEVICE_NOT_INUSE  # the last QueueMember(Status) "Status"
     since: float = 0.0  # clock seconds when effective_state last changed
     wrapup_until: float | None = None
     calls_handled: int = 0
@@ -101,6 +113,8 @@ class Agent:
             return AgentState.LOGGED_OUT
         if self.activity is Activity.TALKING:
             return AgentState.TALKING
+        if self.device_status in UNREACHABLE_STATUSES:
+            return AgentState.UNAVAILABLE
         if self.activity is Activity.RINGING:
             return AgentState.RINGING
         if self.paused:
@@ -191,9 +205,8 @@ class AgentPool:
         return sum(1 for a in self.in_queue(queue) if a.effective_state is state)
 
     def logged_in(self, queue: str | None = None) -> int:
-        return sum(
-            1 for a in self.in_queue(queue) if a.effective_state is not AgentState.LOGGED_OUT
-        )
+        """Agents on the floor: members app_queue can ring (not logged out nor unreachable)."""
+        return sum(1 for a in self.in_queue(queue) if a.effective_state not in OFF_FLOOR)
 
     # --- internals ---------------------------------------------------------------------
 
@@ -210,9 +223,8 @@ class AgentPool:
             agent.pause_reason = (fields.get("PausedReason") or None) if agent.paused else None
         status = fields.get("Status")
         if status is not None and status.isdigit():
-            agent.logged_in = int(status) not in _LOGGED_OUT_STATUSES
-        else:
-            agent.logged_in = True
+            agent.device_status = int(status)
+        agent.logged_in = True
 
     def _step(self, agent: Agent, event: AgentEvent, now: float) -> None:
         try:

@@ -10,7 +10,7 @@ import click
 from dialer.app.appctx import AppContext, pass_app
 from dialer.lists.campaigns import get_campaign
 from dialer.lists.compliance import zone
-from dialer.lists.hopper import explain
+from dialer.lists.hopper import breaker_hold, explain
 
 
 @click.group("hopper")
@@ -46,9 +46,19 @@ def explain_cmd(app: AppContext, campaign: str, at_text: str | None, as_json: bo
         row = get_campaign(s, campaign)
         counts = explain(s, row, at, daily_cap=app.settings.max_calls_per_number_per_day)
         steps = _steps_explained(app, s, row, at)
+        hold = breaker_hold(s, row.id)
     if as_json:
-        click.echo(json.dumps({**counts.to_json(), **({"steps": steps} if steps else {})}))
+        by_breaker = (
+            {"by": "abandon_breaker", "since": hold[0].isoformat(), "reason": hold[1]}
+            if hold
+            else None
+        )
+        doc = {**counts.to_json(), **({"steps": steps} if steps else {})}
+        click.echo(json.dumps({**doc, "held": by_breaker}))
         return
+    if hold:
+        since = hold[0].replace(tzinfo=dt.UTC).isoformat(timespec="seconds")
+        click.echo(f"{campaign}: DIALLING HELD by the abandon breaker since {since}: {hold[1]}")
     click.echo(f"{campaign} at {at.astimezone(dt.UTC).isoformat()}: {counts.total} contacts")
     click.echo(f"  {'eligible':20} {counts.eligible:>9}")
     for reason, n in counts.reasons.items():

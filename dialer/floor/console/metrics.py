@@ -67,6 +67,12 @@ class DialerMetrics:
             ["result"],
             registry=registry,
         )
+        self.breaker_trips = Counter(
+            "dialer_abandon_breaker_trips",
+            "Times a campaign's abandon breaker opened (an alarm).",
+            ["campaign"],
+            registry=registry,
+        )
         self.pacing_changes = Counter(
             "dialer_pacing_changes",
             "Pacing changes made at run time (API), by result.",
@@ -90,6 +96,10 @@ class DialerMetrics:
     # --- what the console calls -------------------------------------------------------------
     def count_reload(self, result: ReloadResult) -> None:
         self.reloads.labels(result=result.value).inc()
+
+    def count_breaker_trip(self, campaign: str) -> None:
+        """When a campaign's abandon breaker opens."""
+        self.breaker_trips.labels(campaign=campaign).inc()
 
     def count_pacing_change(self, campaign: str, *, accepted: bool) -> None:
         self.pacing_changes.labels(
@@ -139,7 +149,14 @@ class FloorCollector(Collector):
             "Contacts not callable now, by reason.",
             ["campaign", "reason"],
         )
+        breaker = g(
+            "dialer_abandon_breaker_open",
+            "1 while dialling is held: answered calls abandoned with agents free, or no agent "
+            "the switch can ring.",
+            ["campaign"],
+        )
         for c in camps:
+            breaker.add_metric([c.name], 1.0 if c.held_reason else 0.0)
             running.add_metric([c.name], 1.0 if c.state == "running" else 0.0)
             contacts.add_metric([c.name], c.contacts)
             done.add_metric([c.name], c.contacts_done)
@@ -156,7 +173,7 @@ class FloorCollector(Collector):
             for reason, n in c.hopper_reasons.items():
                 held.add_metric([c.name, reason], n)
         yield from (running, contacts, done, attempts, in_flight, level, lpa, answer)
-        yield from (abandon, live, cap, eligible, held)
+        yield from (abandon, live, cap, eligible, held, breaker)
 
         agents = g("dialer_agents", "Agents by state and queue.", ["queue", "state"])
         counts: dict[tuple[str, str], int] = {}

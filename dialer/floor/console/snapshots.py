@@ -76,6 +76,8 @@ def campaign_json(c: CampaignSnapshot) -> dict[str, Any]:
     out["cap_status"] = cap_status(cap_rate, c.abandon_cap).value
     if c.last_error:
         out["last_error"] = scrub(c.last_error)
+    if c.held_reason:
+        out["held_reason"] = scrub(c.held_reason)
     return out
 
 

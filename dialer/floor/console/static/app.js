@@ -149,6 +149,9 @@ function renderCampaigns(list) {
     act.append(btn, " ", pb);
     tr.append(act);
     rows.push(tr);
+    if (c.held_reason) {
+      rows.push(el("tr", { class: "error-row alarm" }, el("td", { colspan: "15", class: "err", text: "⛔ dialling held: " + c.held_reason })));
+    }
     if (c.last_error) {
       rows.push(el("tr", { class: "error-row" }, el("td", { colspan: "15", class: "err", text: "⚠ " + c.last_error })));
     }
@@ -164,7 +167,7 @@ function chips(target, counts) {
 
 function renderAgents(a) {
   chips($("#agent-counts"), a.by_state);
-  const order = { talking: 0, ringing: 1, wrapup: 2, idle: 3, paused: 4, logged_out: 5 };
+  const order = { talking: 0, ringing: 1, wrapup: 2, idle: 3, paused: 4, unavailable: 5, logged_out: 6 };
   const list = [...a.agents].sort((x, y) => (order[x.state] - order[y.state]) || x.name.localeCompare(y.name));
   $("#agents tbody").replaceChildren(...list.map((g) => el("tr", {},
     el("td", { text: g.name }),
@@ -173,7 +176,7 @@ function renderAgents(a) {
     el("td", { class: "num", text: String(g.calls_handled) }))));
   const sel = $("#preview-agent");
   const cur = sel.value;
-  sel.replaceChildren(...a.agents.filter((g) => g.state !== "logged_out").map((g) => el("option", { value: g.name, text: g.name })));
+  sel.replaceChildren(...a.agents.filter((g) => g.state !== "logged_out" && g.state !== "unavailable").map((g) => el("option", { value: g.name, text: g.name })));
   if (cur) sel.value = cur;
 }
 
