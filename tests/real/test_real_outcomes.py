@@ -102,7 +102,7 @@ async def test_ivr_outcomes(store: Store, tmp_path: Path, real_floor: RealFloor)
     # to agents (handled by an agent)
     rows = [
         {"phone": phone(code, i), "id_last6": "123456", "card_last4": "4321"}
-        for i, code in enumerate(["701", "706", "705"])
+        for i, code in enumerate(["701", "706", "705", "702", "703", "704"])
     ]
     doc = campaign(
         "ivr",
@@ -116,7 +116,7 @@ async def test_ivr_outcomes(store: Store, tmp_path: Path, real_floor: RealFloor)
     )
     load(store, tmp_path, doc, rows)
     await real_floor.dialer.load_campaigns()
-    await real_floor.run(timeout=120)
+    await real_floor.run(timeout=180)
     got = outcomes(store)
     assert got["701"].outcome == Outcome.COMPLETED and got["701"].result == "activated"
     assert got["706"].outcome == Outcome.CUSTOMER_HANGUP
@@ -125,5 +125,10 @@ async def test_ivr_outcomes(store: Store, tmp_path: Path, real_floor: RealFloor)
     with store.session() as s:
         sessions = {x.attempt_id: x for x in s.scalars(select(IvrSession))}
         s.expunge_all()
+    # wrong digits three times: locked; no input; digits typed during the greeting (not
+    # interruptible) are lost on a real switch, so that customer is a no-input too
+    assert (got["702"].outcome, got["702"].result) == (Outcome.COMPLETED, "locked")
+    assert (got["703"].outcome, got["703"].result) == (Outcome.COMPLETED, "no_input")
+    assert (got["704"].outcome, got["704"].result) == (Outcome.COMPLETED, "no_input")
     partial = sessions[got["706"].id]
     assert partial.status == "hangup"  # recorded, partial
