@@ -48,13 +48,10 @@ def explain_cmd(app: AppContext, campaign: str, at_text: str | None, as_json: bo
         steps = _steps_explained(app, s, row, at)
         hold = breaker_hold(s, row.id)
     if as_json:
-        by_breaker = (
-            {"by": "abandon_breaker", "since": hold[0].isoformat(), "reason": hold[1]}
-            if hold
-            else None
-        )
         doc = {**counts.to_json(), **({"steps": steps} if steps else {})}
-        click.echo(json.dumps({**doc, "held": by_breaker}))
+        if hold:  # dialling held although contacts are eligible
+            doc["held"] = {"by": "abandon_breaker", "since": hold[0].isoformat(), "reason": hold[1]}
+        click.echo(json.dumps(doc))
         return
     if hold:
         since = hold[0].replace(tzinfo=dt.UTC).isoformat(timespec="seconds")

@@ -16,7 +16,7 @@ call id or an agent's name, which would leak data and blow up cardinality.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -24,7 +24,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from dialer.floor.view import Floor
+    from dialer.floor.view import CampaignSnapshot, Floor
     from dialer.telephony.core import FinishedAttempt
 
 #: Answer-to-agent time buckets (seconds). 2.0 is the hold limit of DESIGN.md section 9.
@@ -107,6 +107,18 @@ class DialerMetrics:
         ).inc()
 
 
+def _held_gauge(camps: Sequence[CampaignSnapshot]) -> GaugeMetricFamily:
+    held = GaugeMetricFamily(
+        "dialer_abandon_breaker_open",
+        "1 while dialling is held: answered calls abandoned with agents free, or no agent the "
+        "switch can ring.",
+        labels=["campaign"],
+    )
+    for c in camps:
+        held.add_metric([c.name], 1.0 if c.held_reason else 0.0)
+    return held
+
+
 class FloorCollector(Collector):
     """Gauges read from the floor at scrape time."""
 
@@ -149,14 +161,7 @@ class FloorCollector(Collector):
             "Contacts not callable now, by reason.",
             ["campaign", "reason"],
         )
-        breaker = g(
-            "dialer_abandon_breaker_open",
-            "1 while dialling is held: answered calls abandoned with agents free, or no agent "
-            "the switch can ring.",
-            ["campaign"],
-        )
         for c in camps:
-            breaker.add_metric([c.name], 1.0 if c.held_reason else 0.0)
             running.add_metric([c.name], 1.0 if c.state == "running" else 0.0)
             contacts.add_metric([c.name], c.contacts)
             done.add_metric([c.name], c.contacts_done)
@@ -173,7 +178,7 @@ class FloorCollector(Collector):
             for reason, n in c.hopper_reasons.items():
                 held.add_metric([c.name, reason], n)
         yield from (running, contacts, done, attempts, in_flight, level, lpa, answer)
-        yield from (abandon, live, cap, eligible, held, breaker)
+        yield from (abandon, live, cap, eligible, held, _held_gauge(camps))
 
         agents = g("dialer_agents", "Agents by state and queue.", ["queue", "state"])
         counts: dict[tuple[str, str], int] = {}
