@@ -12,7 +12,9 @@
     ├── AMIError               an AMI action failed or timed out
     │   └── AMIDisconnected    the AMI connection is gone
     ├── IllegalTransition      a state machine was fed an event it has no transition for
-    └── WorkerConflict         another live `dialer run` already has this worker id
+    ├── WorkerConflict         another live `dialer run` already has this worker id
+    └── AccessDenied           a console user may not do this (their role, their campaigns)
+        └── LoginRefused       wrong name or password, a disabled or a locked-out account
 
 IVR exceptions (``ivr.errors``) and messaging exceptions (``dialer.messaging.errors``: templates,
 SMS gateway, SMTP) hang under ``DialerError`` as well.
@@ -87,6 +89,14 @@ class IllegalTransition(DialerError):
 
 class WorkerConflict(DialerError):
     """Another live process already runs under this worker id."""
+
+
+class AccessDenied(DialerError):
+    """A console user may not do this."""
+
+
+class LoginRefused(AccessDenied):
+    """A sign-in failed (the message never says whether the name exists)."""
 
 
 def describe_db_error(exc: BaseException) -> str:

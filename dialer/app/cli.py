@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "dialer.app.commands.simulate",
     "dialer.app.commands.sim_pbx",
     "dialer.app.commands.messages",
+    "dialer.app.commands.users",
 )
 
 

@@ -34,13 +34,20 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import SecretStr
 
-from dialer.errors import ConfigError, DialerError
+from dialer.errors import AccessDenied, ConfigError, DialerError
 from dialer.floor.console import snapshots as snap
+from dialer.floor.console.access import PRINCIPAL, USERS, UserAccess, authorize
 from dialer.floor.console.auth import COOKIE_NAME, ThrottleLimits, TokenAuth, actor_name
 from dialer.floor.console.guard import CONSOLE_LIMITS, GUARD, GuardedSite, guard_middleware
 from dialer.floor.console.metrics import DialerMetrics, register_floor
 from dialer.floor.console.reload import FileWatcher, ReloadLog, SighupReloader, reload_and_record
+from dialer.floor.console.replies import MAX_BODY
+from dialer.floor.console.replies import body as _body
+from dialer.floor.console.replies import error as _error
+from dialer.floor.console.replies import reply as _json
+from dialer.floor.console.users_api import USER_ROUTES, audit_logout, sign_in_user
 from dialer.floor.view import Floor
+from dialer.lists.users import Passwords
 from dialer.netguard import ConnectionGuard, GuardLimits, install_log_limits, raise_nofile_limit
 from dialer.privacy import scrub, scrub_json
 
@@ -48,9 +55,6 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/metrics", "/api/login", "/favicon.ico"})
-MAX_BODY = 64 * 1024
-#: deepest JSON nesting a request body may have (the API's objects are flat)
-MAX_JSON_DEPTH = 20
 
 FLOOR = web.AppKey("floor", Floor)
 AUTH = web.AppKey("auth", TokenAuth)
@@ -73,19 +77,6 @@ _PAGE_HEADERS = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        text=json.dumps(data, ensure_ascii=False, default=str),
-        status=status,
-        content_type="application/json",
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-def _error(status: int, message: str) -> web.Response:
-    return _json({"error": scrub(message)}, status=status)
 
 
 def _too_many(retry_after: float) -> web.Response:
@@ -133,10 +124,16 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
             if origin and origin.split("://", 1)[-1] != request.host:
                 return _error(403, "cross-origin request refused")
         request[AUTH_VIA] = via
+        principal = await authorize(request, via)
+        if isinstance(principal, str):
+            status, _, why = principal.partition(": ")
+            return _error(int(status), why)
     try:
         resp = await handler(request)
     except web.HTTPException:
         raise
+    except AccessDenied as exc:
+        return _error(403, str(exc))
     except ConfigError as exc:
         return _error(400, str(exc))
     except DialerError as exc:
@@ -148,57 +145,10 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 def _actor(request: web.Request) -> str:
+    principal = request.get(PRINCIPAL)
+    if principal is not None:
+        return principal.actor(request.headers.get("X-Actor"))
     return actor_name(request.headers.get("X-Actor"), request.get(AUTH_VIA, "api"))
-
-
-def _bad_request(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
-
-
-def json_depth(text: str) -> int:
-    """The deepest nesting of ``[``/``{`` in JSON text (brackets inside strings ignored),
-    found without recursion: a body too deep to parse is refused before the parser sees it."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        text = await request.text()
-    except web.HTTPRequestEntityTooLarge:
-        raise _bad_request(f"body larger than {MAX_BODY} bytes") from None
-    except UnicodeDecodeError:
-        raise _bad_request("body is not valid JSON") from None
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise _bad_request(f"body nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise _bad_request("body is not valid JSON") from exc
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "body must be a JSON object"}),
-            content_type="application/json",
-        )
-    return data
 
 
 def _campaign_or_404(request: web.Request) -> dict[str, Any]:
@@ -238,15 +188,23 @@ async def login(request: web.Request) -> web.Response:
     except web.HTTPException:
         auth.throttle.failed(address)
         raise
-    token = data.get("token")
-    if not isinstance(token, str) or not auth.check_token(token):
-        auth.throttle.failed(address)
-        return _error(401, "wrong token")
+    user = None
+    if "username" in data:  # a person: name and password (dialer users add)
+        signed = await sign_in_user(request, data, address)
+        if isinstance(signed, web.Response):
+            auth.throttle.failed(address)
+            return signed
+        user = signed
+    else:
+        token = data.get("token")
+        if not isinstance(token, str) or not auth.check_token(token):
+            auth.throttle.failed(address)
+            return _error(401, "wrong token")
     auth.throttle.succeeded(address)
-    resp = _json({"ok": True})
+    resp = _json({"ok": True, "user": user.to_json() if user is not None else None})
     resp.set_cookie(
         COOKIE_NAME,
-        auth.sessions.create(),  # a random id the server keeps: sign-out revokes it
+        auth.sessions.create(user),  # a random id the server keeps: sign-out revokes it
         httponly=True,
         samesite="Strict",
         secure=request.secure,
@@ -259,6 +217,9 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     sid = request.cookies.get(COOKIE_NAME)
     if sid:
+        held = request.app[AUTH].sessions.get(sid)
+        if held is not None and held.user is not None:
+            await audit_logout(request, held.user.username)
         request.app[AUTH].sessions.revoke(sid)
     resp = _json({"ok": True})
     resp.del_cookie(COOKIE_NAME, path="/")
@@ -269,7 +230,16 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def session(request: web.Request) -> web.Response:
-    return _json({"authenticated": True, "via": request[AUTH_VIA]})
+    principal = request[PRINCIPAL]
+    user = principal.user
+    return _json(
+        {
+            "authenticated": True,
+            "via": principal.via,
+            "role": principal.role.value,
+            "user": user.to_json() if user is not None else None,
+        }
+    )
 
 
 async def get_snapshot(request: web.Request) -> web.Response:
@@ -492,6 +462,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/reloads", get_reloads),
     ("GET", "/api/messages", get_messages),
     ("POST", "/api/replies/{id}/handled", reply_handled),
+    *USER_ROUTES,
 )
 
 
@@ -538,6 +509,7 @@ def make_app(
     store: Any = None,
     throttle: ThrottleLimits | None = None,
     guard_limits: GuardLimits = CONSOLE_LIMITS,
+    passwords: Passwords | None = None,
 ) -> web.Application:
     """The console as an aiohttp app.
 
@@ -565,7 +537,8 @@ def make_app(
     app[CLOSING] = asyncio.Event()
     app[PUSH_INTERVAL] = push_interval_s
     if store is not None:
-        app[STORE] = store
+        app[STORE] = store  # users sign in only where the store is
+        app[USERS] = UserAccess(store, passwords or Passwords(), auth.sessions)
     register_floor(registry, floor)
 
     async def on_shutdown(app: web.Application) -> None:
@@ -576,7 +549,12 @@ def make_app(
     app.cleanup_ctx.append(_reloaders(floor, watch, watch_interval_s, sighup))
 
     r = app.router
-    add = {"GET": r.add_get, "POST": r.add_post, "PATCH": r.add_patch}  # GET answers HEAD too
+    add = {
+        "GET": r.add_get,
+        "POST": r.add_post,
+        "PATCH": r.add_patch,
+        "DELETE": r.add_delete,
+    }  # GET answers HEAD too
     for method, path, handler in ROUTES:
         add[method](path, handler)
     r.add_static("/static/", STATIC_DIR, append_version=False)
@@ -597,6 +575,7 @@ async def start_console(
     push_interval_s: float = 1.0,
     throttle: ThrottleLimits | None = None,
     guard_limits: GuardLimits = CONSOLE_LIMITS,
+    passwords: Passwords | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Serve the console on ``host:port`` (0 picks a free port) inside the running loop.
 
@@ -623,6 +602,7 @@ async def start_console(
         push_interval_s=push_interval_s,
         throttle=throttle,
         guard_limits=guard_limits,
+        passwords=passwords,
     )
     raise_nofile_limit()  # the guard, not the descriptor limit, decides who is served
     install_log_limits()

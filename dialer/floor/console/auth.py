@@ -23,6 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dialer.errors import ConfigError
 
@@ -57,6 +58,8 @@ def check_token_strength(token: str, *, name: str = "DIALER_API_TOKEN") -> None:
 class _Session:
     created: float
     seen: float
+    user: Any = None  # who signed in (``dialer.lists.users.UserView``); None: the API token
+    checked: float = 0.0  # when ``user`` was last confirmed against the store
 
 
 @dataclass
@@ -75,10 +78,10 @@ class SessionStore:
     def _key(sid: str) -> bytes:
         return hashlib.sha256(sid.encode("utf-8", "replace")).digest()
 
-    def create(self) -> str:
+    def create(self, user: Any = None) -> str:
         sid = secrets.token_urlsafe(32)
         now = self.clock()
-        self._sessions[self._key(sid)] = _Session(now, now)
+        self._sessions[self._key(sid)] = _Session(now, now, user, now)
         while len(self._sessions) > self.max_sessions:
             self._sessions.popitem(last=False)  # the oldest sign-in goes first
         return sid
@@ -94,6 +97,19 @@ class SessionStore:
             return False
         s.seen = now
         return True
+
+    def get(self, sid: str) -> _Session | None:
+        """The live session behind ``sid`` (call ``check`` first)."""
+        return self._sessions.get(self._key(sid))
+
+    def revoke_user(self, username: str) -> int:
+        """End every session of one user (disabled, or their password changed)."""
+        keys = [
+            k for k, s in self._sessions.items() if getattr(s.user, "username", None) == username
+        ]
+        for k in keys:
+            del self._sessions[k]
+        return len(keys)
 
     def revoke(self, sid: str) -> bool:
         return self._sessions.pop(self._key(sid), None) is not None

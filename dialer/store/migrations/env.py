@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import dialer.store.messages  # noqa: F401  (the messaging tables, same metadata)
+import dialer.store.people  # noqa: F401  (users, dispositions, callbacks)
 from dialer.store.models import Base
 
 config = context.config

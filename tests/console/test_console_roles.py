@@ -1,0 +1,234 @@
+"""Users and roles on the console: every route tried with each role and without a session.
+
+``EXPECTED`` is the table the product must keep (written here, not read from the product):
+the least role each route needs. A route the console serves that the table does not list fails
+the test, so a new route is never open by accident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from argon2 import PasswordHasher
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+
+from dialer.audit import AuditAction
+from dialer.floor.console import start_console
+from dialer.floor.service import Dialer
+from dialer.lists.users import LOCKOUT_AFTER, Passwords, Role, add_user
+from dialer.store import Store
+from dialer.store.models import AuditEntry
+
+from .floorkit import TOKEN
+
+CHEAP = Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+PASSWORD = "violet-harbour-ledger-42"
+A, S, M = Role.AGENT, Role.SUPERVISOR, Role.ADMIN
+OPEN = None  # no session needed
+
+EXPECTED: dict[tuple[str, str], Role | None] = {
+    ("GET", "/"): OPEN,
+    ("GET", "/healthz"): OPEN,
+    ("GET", "/metrics"): OPEN,
+    ("POST", "/api/login"): OPEN,
+    ("POST", "/api/logout"): A,
+    ("GET", "/api/session"): A,
+    ("GET", "/api/snapshot"): S,
+    ("GET", "/api/campaigns"): S,
+    ("GET", "/api/campaigns/{name}"): S,
+    ("GET", "/api/campaigns/{name}/report"): S,
+    ("POST", "/api/campaigns/{name}/pause"): S,
+    ("POST", "/api/campaigns/{name}/resume"): S,
+    ("PATCH", "/api/campaigns/{name}/pacing"): S,
+    ("POST", "/api/campaigns/{name}/preview-next"): S,
+    ("GET", "/api/agents"): S,
+    ("GET", "/api/calls"): S,
+    ("GET", "/api/history"): S,
+    ("GET", "/api/workers"): S,
+    ("GET", "/api/events"): S,
+    ("POST", "/api/reload"): M,
+    ("GET", "/api/reloads"): S,
+    ("GET", "/api/messages"): S,
+    ("POST", "/api/replies/{id}/handled"): S,
+    ("GET", "/api/audit"): S,
+    ("GET", "/api/users"): M,
+    ("POST", "/api/users"): M,
+    ("POST", "/api/users/{username}/disable"): M,
+    ("POST", "/api/users/{username}/enable"): M,
+    ("POST", "/api/users/{username}/password"): M,
+}
+FILL = {"{name}": "card-activation-test", "{id}": "1", "{username}": "nobody-here"}
+USERS = {
+    "agent": (A, "Local/1000@agents", ()),
+    "supervisor": (S, None, ()),
+    "admin": (M, None, ()),
+    "narrow": (S, None, ("preview-test",)),  # a supervisor of another campaign
+}
+
+
+@dataclass
+class Site:
+    url: str
+    store: Store
+
+
+@pytest.fixture
+async def site(floor: Dialer, store: Store) -> AsyncIterator[Site]:
+    with store.session() as s:
+        for name, (role, iface, camps) in USERS.items():
+            add_user(
+                s,
+                f"{name}.user",
+                role,
+                PASSWORD,
+                actor="test",
+                passwords=CHEAP,
+                interface=iface,
+                campaigns=camps,
+            )
+    runner, port = await start_console(
+        floor,
+        port=0,
+        token=TOKEN,
+        registry=CollectorRegistry(),
+        store=store,
+        passwords=CHEAP,
+        push_interval_s=0.2,
+    )
+    yield Site(f"http://127.0.0.1:{port}", store)
+    await runner.cleanup()
+
+
+def _client() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))  # 127.0.0.1
+
+
+async def _signed_in(site: Site, name: str) -> aiohttp.ClientSession:
+    http = _client()
+    async with http.post(
+        site.url + "/api/login", json={"username": f"{name}.user", "password": PASSWORD}
+    ) as r:
+        assert r.status == 200, await r.text()
+    return http
+
+
+async def _status(http: aiohttp.ClientSession, url: str, method: str, path: str) -> int:
+    for k, v in FILL.items():
+        path = path.replace(k, v)
+    kw = {"json": {}} if method in ("POST", "PATCH") and path != "/api/login" else {}
+    async with http.request(method, url + path, timeout=aiohttp.ClientTimeout(5), **kw) as r:
+        return r.status
+
+
+async def test_every_route_with_each_role_and_without_a_session(site: Site) -> None:
+    async with aiohttp.ClientSession() as probe:
+        async with probe.get(site.url + "/healthz") as r:
+            assert r.status == 200
+    from dialer.floor.console.app import ROUTES
+
+    served = {(m, p) for m, p, _ in ROUTES}
+    assert served == set(EXPECTED), "every route needs a row in EXPECTED"
+    sessions = {name: await _signed_in(site, name) for name in ("agent", "supervisor", "admin")}
+    sessions["none"] = _client()
+    rank = {"agent": A, "supervisor": S, "admin": M}
+    try:
+        for (method, path), need in sorted(EXPECTED.items(), key=lambda kv: kv[0][1]):
+            if path in ("/api/logout", "/api/login"):
+                continue  # signing out would end the sessions under test
+            for who, http in sessions.items():
+                status = await _status(http, site.url, method, path)
+                where = f"{method} {path} as {who}: {status}"
+                if need is None:
+                    assert status not in (401, 403), where
+                elif who == "none":
+                    assert status == 401, where
+                elif rank[who].at_least(need):
+                    assert status not in (401, 403), where
+                else:
+                    assert status == 403, where
+    finally:
+        for http in sessions.values():
+            await http.close()
+
+
+async def test_a_supervisor_sees_only_their_campaigns(site: Site) -> None:
+    http = await _signed_in(site, "narrow")
+    try:
+        assert await _status(http, site.url, "POST", "/api/campaigns/{name}/pause") == 403
+        async with http.post(site.url + "/api/campaigns/preview-test/pause", json={}) as r:
+            assert r.status == 200
+        async with http.get(site.url + "/api/audit") as r:
+            rows = await r.json()
+        assert {row["campaign"] for row in rows} == {"preview-test"}
+    finally:
+        await http.close()
+
+
+async def test_actions_are_audited_under_the_user_and_disabling_ends_sessions(
+    site: Site,
+) -> None:
+    sup = await _signed_in(site, "supervisor")
+    admin = await _signed_in(site, "admin")
+    try:
+        async with sup.post(
+            site.url + "/api/campaigns/card-activation-test/pause",
+            json={},
+            headers={"X-Actor": "someone-else"},  # a user cannot claim another name
+        ) as r:
+            assert r.status == 200
+        async with admin.post(site.url + "/api/users/supervisor.user/disable") as r:
+            assert r.status == 200
+        async with sup.get(site.url + "/api/campaigns") as r:
+            assert r.status == 401
+        async with admin.get(site.url + "/api/audit?format=csv") as r:
+            assert r.status == 200 and r.content_type == "text/csv"
+            text = await r.text()
+        assert "user:supervisor.user,campaign.pause,card-activation-test" in text
+        assert "user:admin.user,user.disable" in text
+    finally:
+        await sup.close()
+        await admin.close()
+
+
+async def test_wrong_passwords_lock_the_account_and_the_address(site: Site) -> None:
+    async with aiohttp.ClientSession() as http:
+        statuses = []
+        for _ in range(LOCKOUT_AFTER + 1):
+            async with http.post(
+                site.url + "/api/login", json={"username": "agent.user", "password": "nope-nope"}
+            ) as r:
+                statuses.append(r.status)
+        assert statuses[:LOCKOUT_AFTER] == [401] * LOCKOUT_AFTER
+        assert statuses[-1] == 429  # the address throttle (issue 20) holds for users too
+    await asyncio.sleep(0)
+    with site.store.session() as s:
+        actions = [a.action for a in s.scalars(select(AuditEntry))]
+        locked = [a for a in s.scalars(select(AuditEntry)) if a.action == AuditAction.USER_LOCKED]
+    assert actions.count(AuditAction.USER_LOGIN_FAILED) == LOCKOUT_AFTER
+    assert locked and dt.datetime.fromisoformat(locked[0].detail["until"]) > dt.datetime.now(dt.UTC)
+
+
+async def test_the_session_cookie_is_httponly_and_samesite(site: Site) -> None:
+    async with _client() as http:
+        async with http.post(
+            site.url + "/api/login", json={"username": "supervisor.user", "password": PASSWORD}
+        ) as r:
+            cookie = r.headers["Set-Cookie"]
+            body = await r.json()
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert body["user"]["role"] == "supervisor" and "password" not in str(body)
+        pause = site.url + "/api/campaigns/card-activation-test/pause"
+        async with http.post(pause, json={}, headers={"Origin": "http://evil.example"}) as r:
+            assert r.status == 403  # a cookie write from a foreign page
+        async with http.post(pause, json={}, headers={"Origin": site.url}) as r:
+            assert r.status == 200
+        async with http.post(site.url + "/api/logout") as r:
+            assert r.status == 200
+        async with http.get(site.url + "/api/session") as r:
+            assert r.status == 401  # signed out: the session is gone
