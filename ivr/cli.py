@@ -1,8 +1,8 @@
 """The ``ivr`` command line: ``ivr serve`` (FastAGI), ``ivr agi FLOW`` (process AGI),
 ``ivr flows`` (list and validate), ``ivr say`` (show the prompts for a value).
 
-Every command takes the store like ``dialer`` (``--db URL`` / ``$DIALER_DB``) and upgrades
-an empty one on first use.
+Every command takes the store like ``dialer`` (``--db URL`` / ``$DIALER_DB``): one that
+exists (``dialer db upgrade`` creates it), upgraded to the current schema on first use.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dialer.clirun import db_option, run_cli
 from dialer.errors import DialerError
 from dialer.settings import get_secret
 from dialer.store import Store, default_db_url, open_store
+from dialer.store.db import require_store
 from ivr.driver import BlockingAGI, drive_sync
 from ivr.engine import Services, run_session
 from ivr.fastagi import (
@@ -45,6 +46,7 @@ class IvrApp:
     @property
     def store(self) -> Store:
         if self._store is None:
+            require_store(self.db_url)  # only `dialer db upgrade` creates a store
             self._store = open_store(self.db_url)
         return self._store
 
@@ -202,7 +204,9 @@ def flows(app: IvrApp) -> None:
 
 
 @cli.command(name="install-sounds")
-@click.argument("astsounds", type=click.Path(path_type=Path, file_okay=False))
+@click.argument(
+    "astsounds", type=click.Path(path_type=Path, exists=True, file_okay=False, writable=True)
+)
 @click.option(
     "--sounds",
     "src",
@@ -220,12 +224,17 @@ def install_sounds(astsounds: Path, src: Path | None) -> None:
 
     root = src or sounds_dir()
     count = 0
-    for lang in LANGS:
-        dest = astsounds / lang / "dialer"
-        dest.mkdir(parents=True, exist_ok=True)
-        for wav in sorted((root / lang).glob("*.wav")):
-            shutil.copyfile(wav, dest / wav.name)
-            count += 1
+    try:
+        for lang in LANGS:
+            dest = astsounds / lang / "dialer"
+            dest.mkdir(parents=True, exist_ok=True)
+            for wav in sorted((root / lang).glob("*.wav")):
+                shutil.copyfile(wav, dest / wav.name)
+                count += 1
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot install the prompts: {exc.filename}: {exc.strerror}"
+        ) from None
     click.echo(f"installed {count} prompt(s) under {astsounds}/<lang>/dialer/")
 
 
@@ -235,7 +244,11 @@ def install_sounds(astsounds: Path, src: Path | None) -> None:
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
 def say_command(kind: str, value: str, lang: str) -> None:
     """Print the prompt names a value is spoken as (e.g. ivr say amount 10010.05)."""
-    click.echo(" ".join(say(kind, value, lang)))
+    try:
+        prompts = say(kind, value, lang)
+    except (ValueError, ArithmeticError) as exc:
+        raise click.BadParameter(str(exc), param_hint="VALUE") from None
+    click.echo(" ".join(prompts))
 
 
 def main() -> None:

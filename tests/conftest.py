@@ -8,6 +8,7 @@ runs each of its tests on both engines. ``pg_url`` is a fresh, migrated PostgreS
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,9 +66,20 @@ def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
     pg_cluster.drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite store, made once per session (per xdist worker) and copied per test."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    open_store(f"sqlite:///{path}").dispose()  # Alembic upgrade to head; WAL checkpointed
+    return path
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'test.db'}"
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh SQLite store at the current schema (the command lines refuse a missing one)."""
+    path = tmp_path / "test.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

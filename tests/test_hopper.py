@@ -160,11 +160,20 @@ def test_explain_cli(store: Store, db_url: str, tmp_path: Path) -> None:
         return json.loads(r.stdout)
 
     doc = explain_json("--at", "2026-12-01T12:00:00+08:00")
-    assert set(doc) == {"eligible", "reasons"}
+    assert set(doc) == {"at", "zone", "eligible", "reasons", "by_zone"}
     assert doc["eligible"] == 3 and doc["reasons"]["outside_window"] == 4
     assert list(doc["reasons"]) == [r.value for r in Reason]
-    assert explain_json("--at", "2026-12-01T04:00:00") == doc  # no offset: UTC
-    assert explain_json("--at", "2026-12-01T04:00:00Z") == doc
+    # the per-zone breakdown the text shows is in the JSON too
+    assert doc["by_zone"]["Asia/Shanghai"] == {"eligible": 3}
+    assert sum(sum(z.values()) for z in doc["by_zone"].values()) == 7
+    # no offset: the campaign's zone (where most of its contacts are), not UTC
+    assert doc["zone"] == "Asia/Shanghai"
+    assert explain_json("--at", "2026-12-01T12:00:00") == doc
+    utc = explain_json("--at", "2026-12-01T04:00:00Z")
+    assert utc == {**doc, "at": "2026-12-01T04:00:00+00:00"}
+    early = explain_json("--at", "2026-12-01T04:00:00")  # 04:00 in Beijing
+    assert early["at"] == "2026-12-01T04:00:00+08:00"
+    assert early["by_zone"]["Asia/Shanghai"] == {"eligible": 0, "outside_window": 3}
     r = runner.invoke(
         cli, ["--db", db_url, "hopper", "explain", "hop", "--at", "2026-12-01T04:00:00Z"]
     )

@@ -38,14 +38,14 @@ def test_scrub_masks_cards_and_ids_as_people_write_them() -> None:
     assert scrub_json({"a": [text], "n": 5, "h": "h1:abc"}) == {"a": [out], "n": 5, "h": "(hashed)"}
 
 
-def test_contacts_list_masks_cards_in_free_text(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_contacts_list_masks_cards_in_free_text(tmp_path, sqlite_url) -> None:  # type: ignore[no-untyped-def]
     import json
 
     from click.testing import CliRunner
 
     from dialer.app.cli import cli
 
-    db = f"sqlite:///{tmp_path / 'p.db'}"
+    db = sqlite_url
     camp = tmp_path / "c.yaml"
     camp.write_text(
         "name: priv\nmode: progressive\nqueue: q\nchannel: Local/{number}@customer\n"

@@ -9,6 +9,7 @@ import click
 
 from dialer.settings import Settings, load_settings
 from dialer.store import Store, open_store
+from dialer.store.db import require_store
 
 
 @dataclass
@@ -23,6 +24,7 @@ class AppContext:
     @property
     def store(self) -> Store:
         if self._store is None:
+            require_store(self.db_url)  # only `dialer db upgrade` creates a store
             self._store = open_store(self.db_url)
         return self._store
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from dialer.floor.reading import store_figures
+from dialer.floor.reading import natural_key, store_figures
 from dialer.floor.service import Dialer
 from dialer.floor.view import (
     AgentSnapshot,
@@ -119,7 +119,8 @@ class Fleet:
         return out
 
     def agents(self) -> list[AgentSnapshot]:
-        return [a for d in self._all() for a in d.agents()]
+        agents = [a for d in self._all() for a in d.agents()]
+        return sorted(agents, key=lambda a: natural_key(a.name))
 
     def calls(self) -> list[CallSnapshot]:
         return [c for d in self._all() for c in d.calls()]

@@ -7,6 +7,7 @@ changes nothing on the loop; its database counts are cached for a few seconds pe
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from sqlalchemy import func, select
@@ -65,6 +66,15 @@ def store_figures(
         "abandon": {k: RateWindow(v.live_answers, v.abandoned, v.rate) for k, v in rates.items()},
         "outcomes": outcomes,
     }
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sorts names as people read them: "Agent 2" before "Agent 10"."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part.casefold())
+        for part in re.split(r"(\d+)", name)
+        if part
+    )
 
 
 class FloorView:
@@ -128,7 +138,7 @@ class FloorView:
                 calls_handled=a.calls_handled,
                 pause_reason=a.pause_reason,
             )
-            for a in sorted(self.loop.pool.agents.values(), key=lambda a: a.name)
+            for a in sorted(self.loop.pool.agents.values(), key=lambda a: natural_key(a.name))
         ]
 
     def calls(self) -> list[CallSnapshot]:

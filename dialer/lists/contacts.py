@@ -486,6 +486,27 @@ def _count_lines(path: Path, encoding: str) -> _DecodeCount:
     return count
 
 
+#: How spreadsheet files start: .xlsx/.ods are ZIP archives, .xls an OLE2 compound file.
+SPREADSHEET_MAGIC = {
+    b"PK\x03\x04": "a ZIP archive (.xlsx, .ods)",
+    b"\xd0\xcf\x11\xe0": "an Excel .xls",
+}
+
+
+def refuse_spreadsheet(path: Path) -> None:
+    """A spreadsheet is not a CSV: say so, rather than "cannot tell the file's encoding"."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise ImportRejected(f"{path}: cannot read: {exc.strerror}") from None
+    kind = SPREADSHEET_MAGIC.get(head)
+    if kind is not None:
+        raise ImportRejected(
+            f"{path}: this is {kind}, not a CSV file; save the sheet as CSV (UTF-8) and import that"
+        )
+
+
 def detect_encoding(path: Path) -> str:
     """``utf-8-sig`` for UTF-8 (BOM or not), ``gb18030`` for GBK exports; nothing else is
     guessed. A file that is UTF-8 (or GB18030) but for a few rows is read in that encoding and
@@ -694,39 +715,55 @@ def _stream(
     progress: Progress | None,
 ) -> None:
     """Read the file row by row into batches of ``inserter.chunk_rows``."""
-    report, chunk_rows = inserter.report, inserter.chunk_rows
-    flush = inserter.flush
     with path.open("rb") as raw:
         # an undecodable byte becomes a lone surrogate: that row is rejected, not the file
         text = io.TextIOWrapper(raw, encoding=enc, newline="", errors="surrogateescape")
-        records = _records(text)
         try:
-            header = next(records)
-        except StopIteration:
-            raise ImportRejected(f"{path}: the file is empty") from None
-        if _unreadable(header):
-            raise ImportRejected(f"{path}: the header line is not readable text in {enc}")
-        parser = RowParser(header, spec, default_region)
-        report.ignored_columns = parser.ignored
-        if parser.ignored:  # the CLI prints the one warning; this is for services
-            log.info("ignoring unknown columns: %s", ", ".join(parser.ignored))
-        row = 0
-        batch = _Batch()
-        for rec in records:
-            row += 1
-            if not rec:
-                continue
-            batch.add(row, _unreadable(rec) or parser.parse(rec))
-            if batch.size >= chunk_rows:
-                flush(batch)
-                batch = _Batch()
-                gc.collect()  # only this import's objects: the rest is frozen
-            if progress is not None and row % 2000 == 0:
-                progress(row, raw.tell())
-        flush(batch)
-        report.rows = row
-        if progress is not None:
+            _stream_rows(path, enc, text, raw, spec, default_region, inserter, progress)
+        except UnicodeError as exc:  # the codec itself gave up (UTF-16 without a BOM, odd bytes)
+            raise ImportRejected(f"{path}: not text in {enc} ({exc}); give --encoding") from None
+
+
+def _stream_rows(
+    path: Path,
+    enc: str,
+    text: IO[str],
+    raw: IO[bytes],
+    spec: CampaignSpec,
+    default_region: str,
+    inserter: _Inserter,
+    progress: Progress | None,
+) -> None:
+    report, chunk_rows = inserter.report, inserter.chunk_rows
+    flush = inserter.flush
+    records = _records(text)
+    try:
+        header = next(records)
+    except StopIteration:
+        raise ImportRejected(f"{path}: the file is empty") from None
+    if _unreadable(header):
+        raise ImportRejected(f"{path}: the header line is not readable text in {enc}")
+    parser = RowParser(header, spec, default_region)
+    report.ignored_columns = parser.ignored
+    if parser.ignored:  # the CLI prints the one warning; this is for services
+        log.info("ignoring unknown columns: %s", ", ".join(parser.ignored))
+    row = 0
+    batch = _Batch()
+    for rec in records:
+        row += 1
+        if not rec:
+            continue
+        batch.add(row, _unreadable(rec) or parser.parse(rec))
+        if batch.size >= chunk_rows:
+            flush(batch)
+            batch = _Batch()
+            gc.collect()  # only this import's objects: the rest is frozen
+        if progress is not None and row % 2000 == 0:
             progress(row, raw.tell())
+    flush(batch)
+    report.rows = row
+    if progress is not None:
+        progress(row, raw.tell())
 
 
 def import_contacts(
@@ -748,6 +785,7 @@ def import_contacts(
     inside a savepoint that is rolled back. The caller commits.
     """
     spec = spec_of(campaign)
+    refuse_spreadsheet(path)
     enc = encoding or detect_encoding(path)
     try:
         codecs.lookup(enc)

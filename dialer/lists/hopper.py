@@ -639,6 +639,19 @@ def explain_rowwise(
     return counts
 
 
+def main_zone(session: Session, campaign_row: Campaign, default: str = "Asia/Shanghai") -> str:
+    """The campaign's zone: where most of its contacts are (``default`` when it has none).
+    An instant an operator writes without an offset is read in it."""
+    row = session.execute(
+        select(Contact.timezone, func.count())
+        .where(Contact.campaign_id == campaign_row.id, Contact.timezone.is_not(None))
+        .group_by(Contact.timezone)
+        .order_by(func.count().desc(), Contact.timezone)
+        .limit(1)
+    ).first()
+    return str(row[0]) if row is not None and row[0] else default
+
+
 #: The console's cheap numbers are the same as ``explain``.
 counts = explain
 
@@ -650,6 +663,7 @@ __all__ = [
     "counts",
     "explain",
     "explain_rowwise",
+    "main_zone",
     "finish_attempt",
     "lease",
     "number_facts",

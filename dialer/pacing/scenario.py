@@ -185,7 +185,22 @@ def _timeout_of(d: DistSpec) -> float:
     return float(d.max) if d.max is not None else math.inf
 
 
+#: Keys only a simulated-PBX floor file has (dialer.sim.scenario): told apart, not dumped.
+FLOOR_KEYS = frozenset({"called_party", "personas", "faults", "speed"})
+
+
 def parse_scenario(data: dict[str, Any], source: str | None = None) -> Scenario:
+    agents = data.get("agents")
+    floor_agents = isinstance(agents, list) and any(
+        isinstance(a, dict) and "queue" in a for a in agents
+    )
+    if FLOOR_KEYS & set(data) or floor_agents:
+        raise ConfigError(
+            "this is a simulated-PBX floor (called parties, agents on queues) for "
+            "`dialer sim-pbx --scenario` or `dialer demo --scenario`, not a pacing scenario "
+            "for `dialer simulate` (those have name, duration_s, agents, answer_rate)",
+            file=source,
+        )
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:

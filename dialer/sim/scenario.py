@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dialer.errors import ConfigError
+from dialer.settings import format_validation_error
 from dialer.sim.events import Cause, ChannelHungup
 from dialer.sim.queues import AgentBehaviour
 from dialer.sim.sounds import Media, Prompt
@@ -206,6 +207,10 @@ def _prep(data: Any) -> Any:
     return data
 
 
+#: Keys only a pacing rehearsal scenario has (dialer.pacing.scenario): told apart, not dumped.
+REHEARSAL_KEYS = frozenset({"duration_s", "answer_rate", "abandon_target", "ring_answered_s"})
+
+
 def load_scenario(source: str | Path | dict[str, Any]) -> Scenario:
     fname = "<scenario>"
     if isinstance(source, dict):
@@ -213,13 +218,20 @@ def load_scenario(source: str | Path | dict[str, Any]) -> Scenario:
     else:
         fname = str(source)
         data = load_mapping(Path(source))
+    if REHEARSAL_KEYS & set(data):
+        raise ConfigError(
+            "this is a pacing scenario for `dialer simulate`, not a simulated-PBX floor for "
+            "`dialer sim-pbx --scenario` or `dialer demo --scenario` (those have called_party, "
+            "personas, agents on queues)",
+            file=fname,
+        )
     personas = data.get("personas") or []
     data = _prep({k: v for k, v in data.items() if k != "personas"})
     data["personas"] = personas
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid scenario: {exc}", file=fname) from exc
+        raise ConfigError(format_validation_error(fname, exc)) from exc
 
 
 # ====================================================================== called parties

@@ -316,3 +316,17 @@ async def test_token_comes_from_the_environment(
     monkeypatch.delenv("DIALER_API_TOKEN")
     with pytest.raises(SecretMissing):
         await start_console(floor, port=0, registry=CollectorRegistry())
+
+
+def test_agents_sort_as_people_read_them() -> None:
+    from dialer.floor.reading import natural_key
+
+    names = ["Agent 10", "agent 2", "Agent 1", "Agent 2b", "Agent 02", "Zed"]
+    assert sorted(names, key=natural_key) == [
+        "Agent 1",
+        "agent 2",
+        "Agent 02",
+        "Agent 2b",
+        "Agent 10",
+        "Zed",
+    ]

@@ -15,7 +15,7 @@ from ivr.prompts import available, missing_prompts, needed, sounds_dir
 from ivr.say import LANGS
 
 ROOT = Path(__file__).resolve().parents[2]
-DIALPLAN_PROMPTS = {"safe-harbour", "machine-message"}  # notes/contracts.md
+DIALPLAN_PROMPTS = {"safe-harbour", "machine-message"}  # docs/contracts.md
 
 
 def test_every_flow_prompt_exists_in_both_languages(library: FlowLibrary) -> None:

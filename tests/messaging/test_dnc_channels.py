@@ -73,8 +73,8 @@ def test_sms_opt_out_bars_marketing_sms_not_calls(store: Store) -> None:
         assert not DncMatcher.for_numbers(s, [N], DncChannel.SMS).blocks(N, "service")
 
 
-def test_dnc_cli_channel(tmp_path: Path) -> None:
-    db = ["--db", f"sqlite:///{tmp_path / 'x.db'}"]
+def test_dnc_cli_channel(tmp_path: Path, sqlite_url: str) -> None:
+    db = ["--db", sqlite_url]
     r = CliRunner().invoke(cli, [*db, "dnc", "add", "13800000001", "--channel", "sms"])
     assert r.exit_code == 0 and "(all, sms)" in r.output
     r = CliRunner().invoke(cli, [*db, "dnc", "list", "--json"])

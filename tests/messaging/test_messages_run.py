@@ -19,7 +19,7 @@ from dialer import CONFIG_DIR
 from .kannel_box import KannelBox
 
 
-def test_messages_run_process(kannel: KannelBox, tmp_path: Path) -> None:
+def test_messages_run_process(kannel: KannelBox, tmp_path: Path, sqlite_url: str) -> None:
     conf = tmp_path / "conf"
     shutil.copytree(CONFIG_DIR / "messages", conf / "messages")
     (conf / "settings.yaml").write_text("bank: {name_zh: 示例银行}\n", "utf-8")
@@ -29,7 +29,7 @@ def test_messages_run_process(kannel: KannelBox, tmp_path: Path) -> None:
     env = {
         **os.environ,
         "DIALER_SETTINGS": str(conf / "settings.yaml"),
-        "DIALER_DB": f"sqlite:///{tmp_path / 'd.db'}",
+        "DIALER_DB": sqlite_url,
         "DIALER_KANNEL_PASSWORD": kannel.password,
     }
     dialer = [sys.executable, "-m", "dialer.app.cli"]

@@ -15,8 +15,8 @@ from dialer.messaging.templates import Channel
 from dialer.store import open_store
 
 
-def test_send_status_replies(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'x.db'}"
+def test_send_status_replies(tmp_path: Path, sqlite_url: str) -> None:
+    db = sqlite_url
     run = CliRunner().invoke
     r = run(cli, ["--db", db, "sms", "send", "--to", "138 0000 0001", "--text", "您好"])
     assert r.exit_code == 0, r.output

@@ -27,8 +27,8 @@ CAMPAIGN = {
 }
 
 
-def test_apply_and_explain(tmp_path: Path) -> None:
-    db = ["--db", f"sqlite:///{tmp_path / 'x.db'}"]
+def test_apply_and_explain(tmp_path: Path, sqlite_url: str) -> None:
+    db = ["--db", sqlite_url]
     run = CliRunner().invoke
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**CAMPAIGN, "steps": [{"channel": "sms"}]}), "utf-8")

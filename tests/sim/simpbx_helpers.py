@@ -128,7 +128,7 @@ class FastAgi:
 def outbound(
     number: str, cid: str, agi_port: int = 0, flow: str = "", queue: str = "", hold: int = 2
 ) -> OriginateRequest:
-    """The dialer's Originate (notes/contracts.md)."""
+    """The dialer's Originate (docs/contracts.md)."""
     return OriginateRequest(
         channel=f"Local/{number}@customer",
         context="dialer-outbound",

@@ -9,8 +9,8 @@ import click
 
 from dialer.app.appctx import AppContext, pass_app
 from dialer.lists.campaigns import get_campaign
-from dialer.lists.compliance import zone
-from dialer.lists.hopper import breaker_hold, explain
+from dialer.lists.compliance import ReasonCounts, zone
+from dialer.lists.hopper import breaker_hold, explain, main_zone
 
 
 @click.group("hopper")
@@ -18,8 +18,8 @@ def hopper_group() -> None:
     """Inspect which contacts may be dialled."""
 
 
-def parse_instant(text: str | None) -> dt.datetime:
-    """ISO-8601; without an offset the instant is UTC; None means now."""
+def parse_instant(text: str | None, tz: str = "UTC") -> dt.datetime:
+    """ISO-8601; without an offset the instant is read in zone ``tz``; None means now."""
     if text is None:
         return dt.datetime.now(dt.UTC)
     try:
@@ -27,13 +27,30 @@ def parse_instant(text: str | None) -> dt.datetime:
     except ValueError as exc:
         raise click.BadParameter(f"not an ISO-8601 instant: {text!r}") from exc
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
+        value = value.replace(tzinfo=zone(tz))
     return value
+
+
+def zones_json(counts: ReasonCounts) -> dict[str, dict[str, int]]:
+    """Per time zone: eligible contacts and those held back by each first rule."""
+    out = {}
+    for tz in sorted(counts.by_zone):
+        per = counts.by_zone[tz]
+        doc = {"eligible": per.get(None, 0)}
+        doc |= {r.value: n for r, n in per.items() if r is not None and n}
+        out[tz] = doc
+    return out
 
 
 @hopper_group.command("explain")
 @click.argument("campaign")
-@click.option("--at", "at_text", default=None, metavar="ISO-8601", help="Instant (default now).")
+@click.option(
+    "--at",
+    "at_text",
+    default=None,
+    metavar="ISO-8601",
+    help="Instant (default now); without an offset, in the campaign's zone (most contacts').",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def explain_cmd(app: AppContext, campaign: str, at_text: str | None, as_json: bool) -> None:
@@ -41,14 +58,22 @@ def explain_cmd(app: AppContext, campaign: str, at_text: str | None, as_json: bo
 
     Each contact is counted once, under the first rule it breaks.
     """
-    at = parse_instant(at_text)
+    parse_instant(at_text)  # a bad --at is refused before the store is opened
     with app.store.session() as s:
         row = get_campaign(s, campaign)
+        tz = main_zone(s, row)
+        at = parse_instant(at_text, tz)
         counts = explain(s, row, at, daily_cap=app.settings.max_calls_per_number_per_day)
         steps = _steps_explained(app, s, row, at)
         hold = breaker_hold(s, row.id)
     if as_json:
-        doc = {**counts.to_json(), **({"steps": steps} if steps else {})}
+        doc = {
+            "at": at.isoformat(),
+            "zone": tz,
+            **counts.to_json(),
+            "by_zone": zones_json(counts),
+            **({"steps": steps} if steps else {}),
+        }
         if hold:  # dialling held although contacts are eligible
             doc["held"] = {"by": "abandon_breaker", "since": hold[0].isoformat(), "reason": hold[1]}
         click.echo(json.dumps(doc))
@@ -56,7 +81,10 @@ def explain_cmd(app: AppContext, campaign: str, at_text: str | None, as_json: bo
     if hold:
         since = hold[0].replace(tzinfo=dt.UTC).isoformat(timespec="seconds")
         click.echo(f"{campaign}: DIALLING HELD by the abandon breaker since {since}: {hold[1]}")
-    click.echo(f"{campaign} at {at.astimezone(dt.UTC).isoformat()}: {counts.total} contacts")
+    local = at.astimezone(zone(tz)).isoformat(timespec="minutes")
+    click.echo(
+        f"{campaign} at {at.astimezone(dt.UTC).isoformat()} ({local} {tz}): {counts.total} contacts"
+    )
     click.echo(f"  {'eligible':20} {counts.eligible:>9}")
     for reason, n in counts.reasons.items():
         if n:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from dialer.app.appctx import AppContext, pass_app
+from dialer.clirun import OutputFile
 from dialer.lists.report import DEFAULT_TZ, build_report, parse_bound, to_csv, to_text, write_chart
 
 
@@ -19,7 +20,7 @@ from dialer.lists.report import DEFAULT_TZ, build_report, parse_bound, to_csv, t
 @click.option("--tz", default=DEFAULT_TZ, show_default=True, help="Zone for --from/--to and hours.")
 @click.option("--json", "fmt", flag_value="json", help="Print JSON.")
 @click.option("--csv", "fmt", flag_value="csv", help="Print CSV (section,key,field,value).")
-@click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG chart.")
+@click.option("--chart", type=OutputFile(), help="Write a PNG chart.")
 @click.option(
     "--agent-hours",
     type=click.FloatRange(min=0, min_open=True),

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from dialer import CONFIG_DIR
+from dialer.clirun import OutputFile
 from dialer.lists.campaigns import load_campaign_file
 from dialer.pacing.policies import AGENT_POLICIES
 from dialer.pacing.rehearsal import METRICS, RunResult, Summary, rehearse
@@ -104,7 +105,7 @@ def _plot(
 @click.option(
     "--plot",
     "plot_path",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    type=OutputFile(),
     help="Write a PNG of occupancy against abandon rate.",
 )
 @click.option(

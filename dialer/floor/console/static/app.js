@@ -168,7 +168,7 @@ function chips(target, counts) {
 function renderAgents(a) {
   chips($("#agent-counts"), a.by_state);
   const order = { talking: 0, ringing: 1, wrapup: 2, idle: 3, paused: 4, unavailable: 5, logged_out: 6 };
-  const list = [...a.agents].sort((x, y) => (order[x.state] - order[y.state]) || x.name.localeCompare(y.name));
+  const list = [...a.agents].sort((x, y) => (order[x.state] - order[y.state]) || x.name.localeCompare(y.name, undefined, { numeric: true }));
   $("#agents tbody").replaceChildren(...list.map((g) => el("tr", {},
     el("td", { text: g.name }),
     el("td", {}, el("span", { class: "state " + g.state, text: g.state + (g.pause_reason ? " (" + g.pause_reason + ")" : "") })),
