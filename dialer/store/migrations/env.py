@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import dialer.store.alerts  # noqa: F401  (the alert tables, same metadata)
 import dialer.store.messages  # noqa: F401  (the messaging tables, same metadata)
 import dialer.store.people  # noqa: F401  (users, dispositions, callbacks)
 from dialer.store.models import Base
