@@ -65,6 +65,11 @@ _CARD = re.compile(r"(?<![\d])\d(?:[ -]?\d){12,18}(?![\d])")
 _LONG_DIGITS = re.compile(r"\d{6,}")
 
 
+def holds_card_or_id(text: str) -> bool:
+    """Whether free text holds a card number or a resident ID in clear."""
+    return bool(_CN_ID.search(text) or _CARD.search(text))
+
+
 def scrub(text: str) -> str:
     """Mask what identifies a customer in free text (a name field, a note, a log line, an error
     message): ID numbers, card numbers with or without separators, any run of 6+ digits. The
