@@ -14,10 +14,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from dialer.app.alerting import alert_api, attach_desk
 from dialer.floor.console import DialerMetrics, config_paths, outcome_recorder, start_console
 from dialer.floor.fleet import Fleet
 from dialer.floor.loop import Clock
 from dialer.floor.service import Dialer
+from dialer.lists.alertspec import AlertsConfig
 from dialer.settings import Settings
 from dialer.store import Store
 from dialer.telephony.ami.adapter import AMIClient
@@ -31,6 +33,7 @@ async def serve_console(
     port: int,
     watch_config: bool = True,
     sighup: bool = True,
+    alerts: AlertsConfig | None = None,
 ) -> tuple[Any, int]:
     """Start the supervisor console in this loop, with metrics and hot reload wired in: on one
     floor (``dialer demo``) or on a worker's ``Fleet`` of switches (``dialer run``)."""
@@ -50,7 +53,12 @@ async def serve_console(
         watch=watch,
         sighup=sighup,
         store=dialer.store,
+        alerts=alert_api(alerts, dialer.store, lambda: _floors(dialer)),
     )
+
+
+def _floors(dialer: Dialer | Fleet) -> list[Dialer]:
+    return dialer.floors() if isinstance(dialer, Fleet) else [dialer]
 
 
 class FloorRoot:
@@ -68,6 +76,7 @@ class FloorRoot:
         tick_s: float = 0.5,
         campaigns: Sequence[str] | None = None,
         max_channels: int = 500,
+        alerts: AlertsConfig | None = None,
     ) -> None:
         self.core = DialerCore(store, client, agi_url=agi_url, clock=core_clock)
         self.dialer = Dialer(
@@ -79,6 +88,8 @@ class FloorRoot:
             campaigns=campaigns,
             max_channels=max_channels,
         )
+        self.alerts = alerts
+        self.desk = attach_desk(self.dialer, alerts)
         self.console: tuple[Any, int] | None = None
 
     async def start(
@@ -89,7 +100,7 @@ class FloorRoot:
         if console_port is None or console_host is None:
             return None
         self.console = await serve_console(
-            self.dialer, host=console_host, port=console_port, **console
+            self.dialer, host=console_host, port=console_port, alerts=self.alerts, **console
         )
         return self.console[1]
 

@@ -175,8 +175,10 @@ class SimFloor:
         http_host: str = "127.0.0.1",
         max_channels: int = 500,
         record: bool = False,
+        alerts: Any = None,
     ) -> None:
         self.record = record
+        self.alerts = alerts  # an AlertsConfig: the floor gets an alert desk
         self.store = store
         self.settings = settings
         self.start_at = start
@@ -236,6 +238,7 @@ class SimFloor:
             clock=_SimClockAdapter(clock, self.speed),
             tick_s=self.tick_s,
             max_channels=self.max_channels,
+            alerts=self.alerts,
         )
         self.core, self.dialer = self.root.core, self.root.dialer
         await self.root.start(
@@ -306,6 +309,8 @@ async def run_demo(
     """Run the demo and return its figures (the caller prints them)."""
     import time
 
+    from dialer.app.alerting import alerts_of
+
     wall0 = time.monotonic()
     tmp_ctx = (
         tempfile.TemporaryDirectory(prefix="dialer-demo-")
@@ -338,6 +343,7 @@ async def run_demo(
             seed=seed,
             http_port=http_port,
             http_host=http_host,
+            alerts=alerts_of(settings),
         )
         async with floor:
             if on_ready is not None:

@@ -29,11 +29,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dialer.app.alerting import attach_desk
 from dialer.errors import ConfigError
 from dialer.floor.fleet import Fleet
 from dialer.floor.loop import Clock, WallClock
 from dialer.floor.service import Dialer
 from dialer.floor.view import AgentState
+from dialer.lists.alertspec import AlertsConfig
 from dialer.lists.stats import abandon_rate
 from dialer.pacing.types import SHORT_WINDOW_S
 from dialer.settings import AMISettings, Settings
@@ -81,7 +83,9 @@ class WorkerService:
         clock: Clock | None = None,
         client_factory: Callable[[AMISettings], AMIClient] = AMIClient.from_settings,
         wall: Callable[[], dt.datetime] = _wall,
+        alerts: AlertsConfig | None = None,
     ) -> None:
+        self.alerts = alerts  # the alerts file: each switch's floor gets a desk
         known = {a.name: a for a in settings.switches()}
         unknown = sorted(set(servers or ()) - set(known))
         if unknown:
@@ -233,7 +237,7 @@ class WorkerService:
         return DialerCore(self.store, client, agi_url=self.agi_url, owner=self.me.id, server=server)
 
     def _dialer(self, core: DialerCore) -> Dialer:
-        return Dialer(
+        dialer = Dialer(
             self.store,
             core,
             self.settings,
@@ -242,6 +246,8 @@ class WorkerService:
             campaigns=self.campaigns,
             max_channels=self.max_channels,
         )
+        attach_desk(dialer, self.alerts)  # alerts first, on every switch it serves
+        return dialer
 
     async def _start_switch(self, a: AMISettings, adopted: int) -> None:
         core = self._core(a, a.name)

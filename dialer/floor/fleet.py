@@ -88,6 +88,10 @@ class Fleet:
     def _all(self) -> list[Dialer]:
         return [d for _, d in sorted(self._dialers().items())]
 
+    def floors(self) -> list[Dialer]:
+        """The switches' dialers this worker serves now."""
+        return self._all()
+
     def now(self) -> dt.datetime:
         ds = self._all()
         return ds[0].now() if ds else self._wall()

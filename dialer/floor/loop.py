@@ -38,6 +38,7 @@ from dialer.floor.view import (
     HistoryPoint,
 )
 from dialer.lists import hopper
+from dialer.lists.alertspec import is_alert_campaign
 from dialer.lists.campaigns import (
     CampaignSpec,
     State,
@@ -80,6 +81,17 @@ class Clock(Protocol):
 
     def time(self) -> float: ...  # epoch seconds
     async def sleep(self, seconds: float) -> None: ...
+
+
+class Preempting(Protocol):
+    """Work dialled ahead of every campaign (the alert desk): it runs first in each pass and
+    the campaigns leave it ``reserved`` channels."""
+
+    @property
+    def reserved(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    async def tick(self, now: float) -> int: ...
 
 
 class WallClock:
@@ -392,6 +404,7 @@ class CampaignLoop:
         #: observers of every pacing decision: (campaign run, input, calls to place)
         self.on_decision: list[Callable[[CampaignRun, PacingInput, int], None]] = []
         self.guard = BreakerGuard(store, self.pool, owner)
+        self.first: Preempting | None = None  # the alert desk, when alerts are configured
         self._held: dict[int, tuple[dt.datetime, str] | None] = {}  # breakers open in the store
         self.feeds = SwitchFeeds(self)
         core.subscribe(self.feeds.on_ami_event)
@@ -448,6 +461,8 @@ class CampaignLoop:
             for row in s.scalars(select(Campaign).order_by(Campaign.id)):
                 if self.only is not None and row.name not in self.only:
                     continue
+                if is_alert_campaign(row.name):
+                    continue  # the alert desk dials those, under the alerts' own rules
                 spec = spec_of(row)
                 rate = abandon_rate(s, row.id, since=now - spec.pacing.abandon_window)
                 out.append((row.id, spec, rate.live_answers, rate.abandoned))
@@ -483,13 +498,16 @@ class CampaignLoop:
             self.sweeper.if_due(now)
             self.occupancy.account(now, self._point)
             self.pool.tick(now)
+            if self.first is not None and self.core.ready:
+                await self.first.tick(now)  # alerts take the free channels first
             for run in list(self.runs.values()):
                 try:
                     await self._tick(run, now)
                 except DialerError as exc:
                     run.last_error = str(exc)
                     log.warning("campaign %s: %s", run.spec.name, exc)
-            if self.core.live_calls() or any(r.pending for r in self.runs.values()):
+            first = self.first.pending if self.first is not None else 0
+            if self.core.live_calls() or first or any(r.pending for r in self.runs.values()):
                 self._last_activity = now
             elif until_idle and now - self._last_activity >= quiet_s:
                 break
@@ -523,7 +541,10 @@ class CampaignLoop:
         run.effective_mode = run.policy.mode(inp)
         n = self.guard.limit(run, run.policy.decide(inp))
         room = (
-            self.max_channels - self.core.live_calls() - sum(r.pending for r in self.runs.values())
+            self.max_channels
+            - self.core.live_calls()
+            - sum(r.pending for r in self.runs.values())
+            - (self.first.reserved if self.first is not None else 0)
         )
         n = max(0, min(n, room))
         for cb in self.on_decision:

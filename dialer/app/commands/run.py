@@ -14,6 +14,16 @@ from dialer.app.appctx import AppContext, pass_app
 log = logging.getLogger(__name__)
 
 
+def _check_console_token() -> None:
+    """Refuse a weak console token before anything starts."""
+    from dialer.floor.console.auth import check_token_strength
+    from dialer.settings import get_secret
+
+    token = get_secret("api_token")
+    assert token is not None
+    check_token_strength(token.get_secret_value())
+
+
 @click.command("run")
 @click.option("--campaign", "campaigns", multiple=True, help="Only these campaigns (default: all).")
 @click.option(
@@ -82,21 +92,18 @@ def run(
     SIGTERM (or Ctrl-C) stops dialling, lets live calls finish for --grace seconds, ends the
     rest as `interrupted`, frees the servers and exits 0. SIGHUP re-applies the campaign files.
     """
+    from dialer.app.alerting import alerts_of
     from dialer.app.compose import serve_console
     from dialer.app.worker import WorkerService
     from dialer.store.workers import WorkerIdentity
 
     settings = app.settings
-    if not no_console:  # refuse a weak console token before anything starts
-        from dialer.floor.console.auth import check_token_strength
-        from dialer.settings import get_secret
-
-        token = get_secret("api_token")
-        assert token is not None
-        check_token_strength(token.get_secret_value())
+    if not no_console:
+        _check_console_token()
     store = app.store
     agi = agi_url or f"agi://{settings.fastagi.host}:{settings.fastagi.port}"
     me = WorkerIdentity.of(worker_id)
+    alerts = alerts_of(settings)  # a broken alerts file stops the start, with its reason
 
     async def main() -> None:
         service = WorkerService(
@@ -109,6 +116,7 @@ def run(
             takeover=not no_takeover,
             campaigns=campaigns or None,
             max_channels=max_channels,
+            alerts=alerts,
         )
         await service.register()
         loop = asyncio.get_running_loop()
@@ -121,6 +129,7 @@ def run(
                 service.fleet,
                 host=http_host or settings.http.host,
                 port=settings.http.port if http_port is None else http_port,
+                alerts=alerts,
             )
             click.echo(
                 f"dialer: worker {me.id}: console on "

@@ -56,6 +56,9 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("POST", "/api/desk/next"): Role.AGENT,
     ("POST", "/api/desk/dial"): Role.AGENT,
     ("POST", "/api/desk/manual"): Role.AGENT,
+    # alerts from the bank's systems: supervisors follow them (posting is for the machines)
+    ("GET", "/api/v1/alerts"): Role.SUPERVISOR,
+    ("GET", "/api/v1/alerts/{id}"): Role.SUPERVISOR,
     # POST /api/reload and /api/users*: admins (not listed)
 }
 

@@ -19,6 +19,7 @@ Routes (everything under ``/api/`` needs the token; ``/``, ``/static/``, ``/metr
     POST  /api/reload                         re-apply changed campaign/settings files
     GET   /api/reloads                        recent reloads (refusals with their reason)
     GET   /api/campaigns/{name}/report        the end-of-run report (when a store is given)
+    POST  /api/v1/alerts, GET /api/v1/alerts[/{id}]   alerts from the bank's systems (``alerts``)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import SecretStr
 
 from dialer.errors import AccessDenied, ConfigError, DialerError
+from dialer.floor.console import alerts as alerts_api
 from dialer.floor.console import snapshots as snap
 from dialer.floor.console.access import PRINCIPAL, USERS, UserAccess, authorize
 from dialer.floor.console.auth import COOKIE_NAME, ThrottleLimits, TokenAuth, actor_name
@@ -90,10 +92,16 @@ def _address(request: web.Request) -> str:
 
 
 def _authenticated(request: web.Request) -> str | None:
-    """How the request proved itself: ``"bearer"``, ``"session"``, or None."""
+    """How the request proved itself: ``"bearer"``, ``"session"``, ``"system:<name>"`` (an
+    alert system's own credential, on the alert routes only), or None."""
     auth = request.app[AUTH]
     if auth.check_authorization(request.headers.get("Authorization")):
         return "bearer"
+    alerts = request.app.get(alerts_api.API)
+    if alerts is not None and request.path.startswith(alerts_api.PATH):
+        system = alerts.system_for(request.headers.get("Authorization"))
+        if system is not None:
+            return f"system:{system}"
     cookie = request.cookies.get(COOKIE_NAME)
     if cookie and auth.check_session(cookie):
         return "session"
@@ -365,6 +373,10 @@ async def reply_handled(request: web.Request) -> web.Response:
 # --- actions --------------------------------------------------------------------------------
 
 
+async def post_alert(request: web.Request) -> web.Response:
+    return await alerts_api.post_alert(request, await _body(request), request.get(AUTH_VIA, ""))
+
+
 async def pause(request: web.Request) -> web.Response:
     _campaign_or_404(request)
     name = request.match_info["name"]
@@ -463,6 +475,9 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/messages", get_messages),
     ("POST", "/api/replies/{id}/handled", reply_handled),
     *USER_ROUTES,
+    ("POST", alerts_api.PATH, post_alert),
+    ("GET", alerts_api.PATH, alerts_api.list_alerts),
+    ("GET", alerts_api.PATH + "/{id}", alerts_api.get_alert),
 )
 
 
@@ -510,6 +525,7 @@ def make_app(
     throttle: ThrottleLimits | None = None,
     guard_limits: GuardLimits = CONSOLE_LIMITS,
     passwords: Passwords | None = None,
+    alerts: alerts_api.AlertApi | None = None,
 ) -> web.Application:
     """The console as an aiohttp app.
 
@@ -539,6 +555,8 @@ def make_app(
     if store is not None:
         app[STORE] = store  # users sign in only where the store is
         app[USERS] = UserAccess(store, passwords or Passwords(), auth.sessions)
+    if alerts is not None:
+        app[alerts_api.API] = alerts
     register_floor(registry, floor)
 
     async def on_shutdown(app: web.Application) -> None:
@@ -576,6 +594,7 @@ async def start_console(
     throttle: ThrottleLimits | None = None,
     guard_limits: GuardLimits = CONSOLE_LIMITS,
     passwords: Passwords | None = None,
+    alerts: alerts_api.AlertApi | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Serve the console on ``host:port`` (0 picks a free port) inside the running loop.
 
@@ -603,6 +622,7 @@ async def start_console(
         throttle=throttle,
         guard_limits=guard_limits,
         passwords=passwords,
+        alerts=alerts,
     )
     raise_nofile_limit()  # the guard, not the descriptor limit, decides who is served
     install_log_limits()

@@ -1,0 +1,56 @@
+"""Alerts wired into a floor and its console: the alerts file, the desk, the API.
+
+``alerts.yaml`` sits beside the settings file (``config/alerts.yaml`` by default); without it
+a floor has no alert desk and the console answers the alert routes 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from dialer import CONFIG_DIR
+from dialer.floor.alerts import AlertDesk, AlertSms
+from dialer.floor.console.alerts import AlertApi
+from dialer.floor.service import Dialer
+from dialer.lists.alertspec import AlertsConfig, load_alerts
+from dialer.messaging.templates import TemplateLibrary
+from dialer.settings import Settings
+
+
+def _beside(settings: Settings, name: str) -> Path:
+    return (Path(settings.source).parent if settings.source else CONFIG_DIR) / name
+
+
+def alerts_of(settings: Settings) -> AlertsConfig | None:
+    """The alerts file beside the settings, validated (``ConfigError``); None if absent."""
+    path = _beside(settings, "alerts.yaml")
+    return load_alerts(path) if path.is_file() else None
+
+
+def attach_desk(dialer: Dialer, config: AlertsConfig | None) -> AlertDesk | None:
+    """An alert desk on the floor's loop, dialled ahead of its campaigns."""
+    if config is None or not config.types:
+        return None
+    library = TemplateLibrary.load(_beside(dialer.settings, "messages"))
+    desk = AlertDesk(dialer.loop, config, AlertSms(library, dialer.settings.bank))
+    dialer.loop.first = desk
+    return desk
+
+
+def alert_api(
+    config: AlertsConfig | None, store: Any, floors: Callable[[], Iterable[Dialer]]
+) -> AlertApi | None:
+    """The console's alert routes; a new alert wakes every floor's desk at once."""
+    if config is None:
+        return None
+
+    def wake() -> None:
+        for dialer in floors():
+            dialer.loop.wake()
+
+    return AlertApi(config, store, wake)
+
+
+__all__ = ["alert_api", "alerts_of", "attach_desk"]

@@ -1,0 +1,145 @@
+"""The alert desk: alerts from the bank's systems, dialled ahead of every campaign.
+
+Why it is shaped like this: every pass of the campaign loop starts here. The desk settles
+what ended (calls, SMS replies, deadlines) and starts the due rungs of open alerts, most
+urgent first, on the channels free under the floor's channel limit; while any due alert
+still waits for a channel, the campaigns get none (``reserved``), so the next free channel
+is the alert's. Its calls leave at once (no campaign pacer), through the same dialer core.
+The store holds the whole state of every alert (``dialer.lists.alerts``): a restart, or
+another worker, carries on where this one stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from dialer.errors import DialerError
+from dialer.lists import alerts as store_alerts
+from dialer.lists.alertspec import AlertsConfig
+from dialer.messaging import outbox
+from dialer.messaging.compose import render_sms
+from dialer.messaging.templates import MessagePurpose, TemplateLibrary
+from dialer.settings import BankSettings
+from dialer.telephony.core import FinishedAttempt, OriginateStatus
+
+if TYPE_CHECKING:
+    from dialer.floor.loop import CampaignLoop
+
+log = logging.getLogger(__name__)
+
+
+class AlertSms:
+    """Renders an alert's SMS rung from the template library and queues it (the messaging
+    dispatcher hands it to the gateway; a keyword reply comes back on the message)."""
+
+    def __init__(self, library: TemplateLibrary, bank: BankSettings) -> None:
+        self.library = library
+        self.bank = bank
+
+    def __call__(self, session: Session, order: store_alerts.SmsOrder) -> int:
+        template = self.library.get(order.template)
+        values = {"name": order.name, **order.values}
+        preview = render_sms(
+            template, values, sensitive=set(), bank=self.bank, language=order.language
+        )
+        row = outbox.enqueue_sms(
+            session,
+            to=order.number,
+            text=preview.text,
+            purpose=MessagePurpose.SERVICE,
+            campaign_id=order.campaign_id,
+            contact_id=order.contact_id,
+            template=order.template,
+        )
+        return row.id
+
+
+class AlertDesk:
+    def __init__(
+        self,
+        loop: CampaignLoop,
+        config: AlertsConfig,
+        send_sms: store_alerts.SendSms,
+    ) -> None:
+        self.loop = loop
+        self.config = config
+        self.send_sms = send_sms
+        self.campaigns: dict[str, int] = {}
+        self.attempt_alert: dict[int, int] = {}
+        self.waiting = 0  # due alerts the last pass left for want of a channel
+        self.pending = 0  # alert calls being originated
+        self.originated = 0
+        self.last_error: str | None = None
+        #: observers of each alert call as its Originate leaves: (alert id, attempt id)
+        self.on_originate: list[Callable[[int, int], None]] = []
+        self._busy = False
+        loop.core.on_finished(self._finished)
+
+    @property
+    def reserved(self) -> int:
+        """Channels the campaigns must leave free: alerts being dialled, and any waiting."""
+        return self.pending + self.waiting
+
+    def _finished(self, item: FinishedAttempt) -> None:
+        if self.attempt_alert.pop(item.attempt_id, None) is not None:
+            self.loop.attempt_phone.pop(item.attempt_id, None)
+            self.loop.wake()  # the next rung (or the acknowledgement) without a tick's wait
+
+    def room(self) -> int:
+        loop = self.loop
+        busy = loop.core.live_calls() + sum(r.pending for r in loop.runs.values())
+        return max(0, loop.max_channels - busy - self.pending)
+
+    async def tick(self, now: float) -> int:
+        """One pass: settle and start what is due; returns the calls started."""
+        if self._busy or not self.loop.core.ready:
+            return 0
+        self._busy = True
+        try:
+            at = dt.datetime.fromtimestamp(now, dt.UTC)
+            done = await asyncio.to_thread(self._pass, at, self.room())
+        except (DialerError, SQLAlchemyError) as exc:  # the store is away: the next pass retries
+            self.last_error = str(exc)
+            log.warning("alerts: %s", exc)
+            return 0
+        finally:
+            self._busy = False
+        self.waiting = done.waiting_for_channel
+        for attempt_id in done.attempts:
+            self.attempt_alert[attempt_id] = done.attempt_alert[attempt_id]
+            self.pending += 1
+            task = asyncio.create_task(self._originate(attempt_id), name=f"alert-{attempt_id}")
+            self.loop.tasks.add(task)
+            task.add_done_callback(self.loop.tasks.discard)
+        return len(done.attempts)
+
+    def _pass(self, at: dt.datetime, room: int) -> store_alerts.Pass:
+        with self.loop.store.session() as s:
+            return store_alerts.run_due(s, self.config, at, room, self.send_sms, self.campaigns)
+
+    async def _originate(self, attempt_id: int) -> None:
+        alert_id = self.attempt_alert.get(attempt_id, 0)
+
+        async def announce() -> None:  # right before the Originate is written
+            for cb in self.on_originate:
+                cb(alert_id, attempt_id)
+
+        try:
+            status = await self.loop.core.originate(attempt_id, before_send=announce)
+            if status is not OriginateStatus.REJECTED:
+                self.originated += 1
+        except DialerError as exc:
+            self.last_error = str(exc)
+            log.warning("alert %s: attempt %s: %s", alert_id, attempt_id, exc)
+        finally:
+            self.pending -= 1
+
+
+__all__ = ["AlertDesk", "AlertSms"]
