@@ -1,7 +1,7 @@
 """alerts: event-triggered contacts from the bank systems, their timeline and webhook deliveries
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-03 12:08:05.346566
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 import dialer.store.models
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
