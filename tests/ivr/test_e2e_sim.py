@@ -239,7 +239,7 @@ TABLE = [
         "transaction_alert",
         "not me",
         P(CONFIRM, ("ta-ask", 0.5, "2")),
-        ("completed", "denied", "queue:fraud-agents"),
+        ("completed", "denied", "queue:campaign-agents"),  # the campaign's queue
     ),
     (
         "transaction_alert",
