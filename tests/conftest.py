@@ -116,3 +116,14 @@ def store(db_url: str) -> Iterator[Store]:
     s = open_store(db_url)
     yield s
     s.dispose()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests first (the real switch, ``slow``): the workers of ``-n`` then share the
+    short ones at the end instead of one worker finishing a minute-long test alone."""
+
+    def long_first(item: pytest.Item) -> int:
+        path = Path(str(item.path)).relative_to(TESTS).as_posix()
+        return 0 if path.startswith("real/") or item.get_closest_marker("slow") else 1
+
+    items.sort(key=long_first)

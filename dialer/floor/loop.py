@@ -481,7 +481,7 @@ class CampaignLoop:
     async def run(self, *, until_idle: bool = False, quiet_s: float = 120.0) -> None:
         """Dial until stopped. With ``until_idle``, return once nothing has been in flight and
         nothing dialled for ``quiet_s`` clock seconds (every campaign done, or waiting for
-        retry times, windows or agents)."""
+        retry times, windows or agents); never while the switch is out of reach."""
         await self.load_campaigns()
         await asyncio.to_thread(self.sweep_unsent)
         self.sweeper.next_at = self.clock.time() + SWEEP_EVERY_S
@@ -507,7 +507,8 @@ class CampaignLoop:
                     run.last_error = str(exc)
                     log.warning("campaign %s: %s", run.spec.name, exc)
             first = self.first.pending if self.first is not None else 0
-            if self.core.live_calls() or first or any(r.pending for r in self.runs.values()):
+            busy = self.core.live_calls() or first or any(r.pending for r in self.runs.values())
+            if busy or not self.core.ready:  # a switch out of reach is not a finished campaign
                 self._last_activity = now
             elif until_idle and now - self._last_activity >= quiet_s:
                 break

@@ -23,6 +23,7 @@ from dialer.lists.contacts import import_contacts
 from dialer.store import Store
 
 from .pbx import Asterisk, NoAsterisk, build
+from .tap import AmiTap
 
 #: The called party: Local/<E.164>@customer. The last three digits choose the persona.
 #: Timings of the DTMF personas follow the prompts of config/flows/card_activation.yaml
@@ -282,9 +283,43 @@ class RealFloor:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)
             raise AssertionError("the campaign did not finish in time") from None
+        await self.settle()
+
+    async def settle(self, timeout: float = 15.0) -> None:
+        """Wait until every attempt row has its outcome: the tracker's writes are batched and
+        may trail the calls' end by a few seconds on a loaded machine."""
+        from sqlalchemy import select
+
+        from dialer.store.models import Attempt
+
+        def open_attempts() -> list[int]:
+            with self.store.session() as s:
+                return list(s.scalars(select(Attempt.id).where(Attempt.outcome.is_(None))))
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        while left := await asyncio.to_thread(open_attempts):
+            await self.core.batches.flush()
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"attempts {left} still open after the run")
+            await asyncio.sleep(0.2)
 
 
 @pytest.fixture
-async def real_floor(store: Store, asterisk: Asterisk) -> AsyncIterator[RealFloor]:
-    async with RealFloor(store, asterisk) as floor:
-        yield floor
+async def real_floor(
+    store: Store, asterisk: Asterisk, request: pytest.FixtureRequest
+) -> AsyncIterator[RealFloor]:
+    """The product on the switch. With ``DIALER_RECORD_AMI=<folder>`` the AMI traffic goes
+    through a recording proxy and lands in ``<folder>/real-<test name>.txt``: the tool that
+    made the ``tests/fixtures/ami/real-*.txt`` recordings."""
+    folder = os.environ.get("DIALER_RECORD_AMI")
+    if not folder:
+        async with RealFloor(store, asterisk) as floor:
+            yield floor
+        return
+    tap = AmiTap(asterisk.ami_port, record=Path(folder) / f"real-{request.node.name}.txt")
+    await tap.start()
+    try:
+        async with RealFloor(store, asterisk, ami_port=tap.port) as floor:
+            yield floor
+    finally:
+        await tap.close()

@@ -85,6 +85,7 @@ class Asterisk:
         self.ami_port = ami_port or free_port()
         self.secret = SECRET
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_from = 0
         self._write_config(parties, queues, sounds)
 
     # --- configuration -------------------------------------------------------------------
@@ -176,7 +177,9 @@ class Asterisk:
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> None:
-        log = (self.dir / "log" / "console.log").open("ab")
+        console = self.dir / "log" / "console.log"
+        self._log_from = console.stat().st_size if console.exists() else 0  # this boot only
+        log = console.open("ab")
         self.proc = subprocess.Popen(
             [str(self.prefix / "sbin" / "asterisk"), "-f", "-n", "-C", str(self.conf)],
             stdin=subprocess.DEVNULL,
@@ -204,7 +207,9 @@ class Asterisk:
             time.sleep(0.1)
 
     def _booted(self) -> bool:
-        return "Asterisk Ready" in (self.dir / "log" / "console.log").read_text(errors="replace")
+        with (self.dir / "log" / "console.log").open("rb") as fh:
+            fh.seek(self._log_from)
+            return b"Asterisk Ready" in fh.read()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
