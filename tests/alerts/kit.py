@@ -70,7 +70,12 @@ def body(key: str = "txn-1", **over: Any) -> dict[str, Any]:
         "type": "transaction_alert",
         "target": {"customer": "C0001"},
         "priority": 9,
-        "payload": {"txn_amount": "8999.00", "merchant_kind": "online", "card_last4": "1234"},
+        "payload": {
+            "txn_amount": "8999.00",
+            "merchant_kind": "online",
+            "card_last4": "1234",
+            "txn_time": "2026-12-01T09:58:00",
+        },
     }
     doc.update(over)
     return doc

@@ -1,0 +1,184 @@
+"""An alert on the simulated floor, end to end (AMI, FastAGI, the IVR flow, the queue): it
+arrives while a power campaign holds every channel, takes the next free one before any
+new campaign call, and the customer who denies the transaction has the card blocked through
+the hook and reaches the fraud agents' queue."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from dialer.app.demo import SimFloor, demo_start
+from dialer.lists import alerts as store_alerts
+from dialer.lists.alertspec import AlertState, campaign_name
+from dialer.lists.campaigns import apply_campaign, parse_campaign
+from dialer.lists.contacts import import_contacts
+from dialer.settings import Settings
+from dialer.store import Store
+from dialer.store.alerts import Alert
+from dialer.store.models import Attempt, Campaign, Contact
+
+from .kit import SHIPPED, body, customer
+
+ALERT_NUMBER = "+8613912340001"
+START = demo_start(dt.date(2026, 12, 1))  # a Tuesday, 10:00 in Beijing
+QUEUES = """[general]
+persistentmembers = no
+
+[sales]
+strategy = rrmemory
+timeout = 15
+retry = 1
+wrapuptime = 3
+joinempty = yes
+ringinuse = no
+
+[fraud-agents]
+strategy = ringall
+timeout = 15
+joinempty = yes
+ringinuse = no
+"""
+
+
+def load_campaign(store: Store, tmp: Path, n: int) -> None:
+    """A power campaign (three lines an agent) of ``n`` contacts on the sales agents."""
+    spec = parse_campaign(
+        {
+            "name": "big",
+            "mode": "power",
+            "queue": "sales",
+            "channel": "Local/{number}@customer",
+            "max_attempts": 1,
+            "pacing": {
+                "ring_timeout_s": 20,
+                "wrapup_s": 3,
+                "calls_per_second": 50,
+                "min_agents_predictive": 1,
+            },
+        }
+    )
+    path = tmp / "big.csv"
+    path.write_text(
+        "phone\n" + "".join(f"+86139{i:05d}{i % 7 + 1}{i % 5 + 2}{i % 3 + 5}\n" for i in range(n))
+    )
+    with store.session() as s:
+        row, _ = apply_campaign(s, spec, source=None, actor="test")
+        assert import_contacts(s, row, path, default_region="CN", now=START).imported == n
+
+
+class DeniesTheTransaction:
+    """The alert's customer presses 1 (it is me) then 2 (it was not me); everyone else is the
+    scenario's called party."""
+
+    def __init__(self, others: Any) -> None:
+        self.others = others
+
+    async def run(self, e: Any, ch: Any, number: str) -> None:
+        if number != ALERT_NUMBER:
+            await self.others.run(e, ch, number)
+            return
+        e.ringing(ch)
+        await e.wait(ch, 1.0)
+        e.answer(ch)
+        for prompt, key in (("dialer/confirm-customer", "1"), ("dialer/ta-ask", "2")):
+            while not any(p.name == prompt for _, p in ch.media_log):
+                await e.wait(ch, 0.2)
+            await e.wait(ch, 0.5)
+            await e.send_dtmf(ch, key)
+        await e.wait(ch, None)
+
+
+def scenario() -> dict[str, Any]:
+    return {
+        "seed": 5,
+        "called_party": {
+            "answer_probability": 0.6,
+            "ring_s": {"dist": "uniform", "min": 6, "max": 12, "mean": 9},
+            "no_answer_ring_s": 20,
+        },
+        "agents": [
+            {
+                "queue": "sales",
+                "count": 4,
+                "interface": "PJSIP/s-{n:02d}",
+                "answer_s": 0.5,
+                "talk_s": 40,
+                "wrapup_s": 3,
+            },
+            {
+                "queue": "fraud-agents",
+                "count": 1,
+                "interface": "PJSIP/f-{n:02d}",
+                "answer_s": 0.5,
+                "talk_s": 20,
+                "wrapup_s": 3,
+            },
+        ],
+    }
+
+
+async def test_an_alert_takes_the_next_channel_and_a_denial_blocks_and_transfers(
+    store: Store, tmp_path: Path
+) -> None:
+    load_campaign(store, tmp_path, 300)
+    customer(store, numbers=(ALERT_NUMBER,))
+    queues = tmp_path / "queues.conf"
+    queues.write_text(QUEUES)
+    floor = SimFloor(
+        store,
+        Settings(),
+        start=START,
+        speed=20.0,
+        scenario=scenario(),
+        queues=queues,
+        tick_s=0.5,
+        max_channels=6,
+        alerts=SHIPPED,
+    )
+    async with floor:
+        floor.pbx.engine.party_model = DeniesTheTransaction(floor.pbx.engine.party_model)
+        runner = asyncio.create_task(floor.dialer.run())
+        try:
+            for _ in range(400):  # until the campaign holds every channel
+                await asyncio.sleep(0.05)
+                if floor.core.live_calls() >= 6:
+                    break
+            assert floor.core.live_calls() >= 6, "the campaign never filled the channels"
+            with store.session() as s:
+                before = s.scalar(select(func.max(Attempt.id))) or 0
+                req = store_alerts.parse_request(body("floor-1"), SHIPPED, floor.dialer.now())
+                alert_id = store_alerts.intake(s, "test", req, SHIPPED, floor.dialer.now())[0].id
+            floor.dialer.loop.wake()
+            for _ in range(600):
+                await asyncio.sleep(0.05)
+                with store.session() as s:
+                    row = s.get(Alert, alert_id)
+                    assert row is not None
+                    if row.state != AlertState.OPEN:
+                        break
+        finally:
+            floor.dialer.stop()
+            await asyncio.wait_for(runner, 30)
+    with store.session() as s:
+        row = s.get(Alert, alert_id)
+        assert row is not None and (row.state, row.result) == ("acknowledged", "denied")
+        ours = s.scalars(
+            select(Attempt)
+            .join(Campaign)
+            .where(Campaign.name == campaign_name("transaction_alert"))
+        ).one()
+        assert ours.queue == "fraud-agents" and ours.queued_at is not None  # to the fraud agents
+        later = s.scalars(select(Attempt).where(Attempt.id > before, Attempt.id != ours.id)).all()
+        assert later, "the campaign dialled nothing after the alert"
+        # no campaign call decided after the alert left before it
+        assert ours.originated_at is not None
+        assert all(a.originated_at is None or a.originated_at >= ours.originated_at for a in later)
+        vessel = s.get(Contact, ours.contact_id)
+        assert vessel is not None and "card_blocked_at" in vessel.fields  # the block hook ran
+        assert ours.detail["fields"]["txn_amount"] == "8999.00"
+    assert dt.timedelta(0) <= ours.originated_at - row.created_at < dt.timedelta(seconds=60)
