@@ -338,13 +338,10 @@ def lease_and_start(
         if row is None:
             return []
         contacts = hopper.lease(s, row, when, n, owner, daily_cap=daily_cap)
-        for contact in contacts:
-            try:
-                attempt = hopper.start_attempt(s, contact, row, when, daily_cap=daily_cap)
-            except ComplianceError as exc:  # changed between lease and start: skip it
-                log.info("campaign %s: %s", row.name, exc)
+        for attempt in hopper.start_attempts(s, contacts, row, when, daily_cap=daily_cap):
+            if isinstance(attempt, ComplianceError):  # changed between lease and start: skip it
+                log.info("campaign %s: %s", row.name, attempt)
                 continue
-            s.flush()
             ids.append(attempt.id)
             started[attempt.id] = attempt.phone
         hopper.release(s, [c for c in contacts if c.lease_owner == owner])
@@ -565,7 +562,8 @@ class CampaignLoop:
         for pacing) from now until the tracker follows them."""
         run.pending += n
         try:
-            ids = await asyncio.to_thread(
+            # on the core's database thread: one writer, no lock waits between our threads
+            ids = await self.core.in_db(
                 lease_and_start,
                 self.store,
                 run.id,
@@ -592,10 +590,16 @@ class CampaignLoop:
             task.add_done_callback(self.tasks.discard)
 
     async def _originate(self, run: CampaignRun, attempt_id: int) -> None:
+        pending = [True]  # counted in ``run.pending`` until the tracker follows the call
+
         async def pace() -> None:
             slot = run.limiter.reserve(self.clock.time())
             while (wait := slot - self.clock.time()) > 0:
                 await self.clock.sleep(wait)
+            # the core registers the call with the tracker right after this (no await while
+            # its gate is open): from here it counts there, not twice while Asterisk answers
+            pending[0] = False
+            run.pending -= 1
 
         try:
             status = await self.core.originate(attempt_id, before_send=pace)
@@ -607,7 +611,8 @@ class CampaignLoop:
             run.last_error = str(exc)
             log.warning("attempt %s: %s", attempt_id, exc)
         finally:
-            run.pending -= 1
+            if pending[0]:
+                run.pending -= 1
 
     async def refresh_hopper(self, run: CampaignRun, *, force: bool = False) -> None:
         now = self.clock.time()

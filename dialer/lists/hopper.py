@@ -39,7 +39,7 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, defer
 
 from dialer.audit import AuditAction
 from dialer.errors import ComplianceError, IllegalTransition
@@ -97,6 +97,15 @@ def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[st
         yield items[i : i + size]
 
 
+def facts_statement(phones: Sequence[str], now: dt.datetime) -> Any:
+    """The attempts that make a number's facts: live ones, and those near ``now``."""
+    lo, hi = now - _DAY_REACH, now + _DAY_REACH
+    return select(Attempt.phone, Attempt.created_at, Attempt.outcome).where(
+        Attempt.phone.in_(phones),
+        or_(Attempt.outcome.is_(None), Attempt.created_at.between(lo, hi)),
+    )
+
+
 def number_facts(
     session: Session,
     phones: Iterable[str],
@@ -112,11 +121,7 @@ def number_facts(
     live: set[str] = set()
     lo, hi = now - _DAY_REACH, now + _DAY_REACH
     for part in _chunks(nums):
-        q = select(Attempt.phone, Attempt.created_at, Attempt.outcome).where(
-            Attempt.phone.in_(part),
-            or_(Attempt.outcome.is_(None), Attempt.created_at.between(lo, hi)),
-        )
-        for phone, created, outcome in session.execute(q):
+        for phone, created, outcome in session.execute(facts_statement(part, now)):
             if outcome is None:
                 live.add(phone)
             if lo <= created <= hi:
@@ -178,7 +183,7 @@ def open_pairs(
 # --- lease --------------------------------------------------------------------------------
 
 
-def _lease_conditions(
+def lease_conditions(
     campaign_id: int, policy: Policy, now: dt.datetime, pairs: Sequence[tuple[str | None, str]]
 ) -> list[Any]:
     """The rules a lease query can apply in SQL (the rest are re-checked row by row)."""
@@ -220,6 +225,19 @@ def _lease_conditions(
     return conds
 
 
+def lease_statement(conds: Sequence[Any], priority: int, size: int, *, lock: bool) -> Any:
+    """One priority level of the lease, walking ``ix_contact_lease`` (campaign, status,
+    priority, next_attempt_at NULLS FIRST, id) in order, so no query sorts the campaign."""
+    q = (
+        select(Contact)
+        .options(defer(Contact.fields), defer(Contact.name))  # business data: not needed here
+        .where(*conds, Contact.priority == priority)
+        .order_by(Contact.next_attempt_at.asc().nulls_first(), Contact.id)
+        .limit(size)
+    )
+    return q.with_for_update(skip_locked=True) if lock else q
+
+
 def lease(
     session: Session,
     campaign_row: Campaign,
@@ -252,25 +270,15 @@ def lease(
         return []
     open_set = set(pairs)
     priorities = sorted({p for r, tz, p in shape if (r, tz) in open_set}, reverse=True)
-    conds = _lease_conditions(campaign_row.id, policy, now, pairs)
+    conds = lease_conditions(campaign_row.id, policy, now, pairs)
 
-    size = batch or max(4 * n, 100)
-    # One query per priority level, walking the (campaign, status, next_attempt_at) index in
-    # order, so no query sorts the whole campaign.
-    base = (
-        select(Contact)
-        .where(*conds)
-        .order_by(Contact.next_attempt_at.asc().nulls_first(), Contact.id)
-        .limit(size)
-    )
+    size = batch or max(2 * n, 50)
     lock = session.get_bind().dialect.name != "sqlite"
     leased: list[Contact] = []
     until = now + lease_for
     batches = 0
     for prio in priorities:
-        q = base.where(Contact.priority == prio)
-        if lock:
-            q = q.with_for_update(skip_locked=True)
+        q = lease_statement(conds, prio, size, lock=lock)
         skipped = 0
         while batches < max_batches and len(leased) < n:
             rows = list(session.scalars(q.offset(skipped)))
@@ -337,27 +345,60 @@ def start_attempt(
     contact's attempt count goes up now, so a crash can never allow an extra dial; the
     lease is cleared (the open attempt now blocks the number).
     """
+    (started,) = start_attempts(session, [contact], campaign_row, now, daily_cap=daily_cap)
+    if isinstance(started, ComplianceError):
+        raise started
+    return started
+
+
+def start_attempts(
+    session: Session,
+    contacts: Sequence[Contact],
+    campaign_row: Campaign,
+    now: dt.datetime,
+    *,
+    daily_cap: int | None = None,
+    calendar: HolidayCalendar = DEFAULT_CALENDAR,
+) -> list[Attempt | ComplianceError]:
+    """``start_attempt`` for a batch, in one flush: the number facts of the whole batch are
+    read in one query set, and each attempt started here counts as a live call of its number
+    for the rest of the batch (two contacts with one number: only the first is dialled, and
+    the daily cap sees every attempt of the batch). One entry per contact, in order: its new
+    attempt, or the ``ComplianceError`` it broke (the contact is left as it was)."""
     now = _utc(now)
-    reason = check_contact(session, contact, campaign_row, now, daily_cap=daily_cap)
-    if reason is not None:
-        raise ComplianceError(f"contact {contact.id} may not be dialled now: {reason.value}")
-    attempt = Attempt(
-        campaign_id=campaign_row.id,
-        contact_id=contact.id,
-        phone=contact.phone,
-        seq=(contact.attempts or 0) + 1,
-        state=AttemptState.CREATED.value,
-        created_at=now,
-        queue=campaign_row.spec.get("queue"),
-        detail={},
-    )
-    contact.attempts = (contact.attempts or 0) + 1
-    contact.last_attempt_at = now
-    contact.lease_owner = None
-    contact.lease_until = None
-    session.add(attempt)
+    policy = policy_of(campaign_row, daily_cap=daily_cap)
+    facts = number_facts(session, [c.phone for c in contacts], now, policy.purpose)
+    queue = campaign_row.spec.get("queue")
+    out: list[Attempt | ComplianceError] = []
+    for contact in contacts:
+        known = facts[contact.phone]
+        reason = first_broken_rule(ContactState.of(contact), policy, now, known, calendar)
+        if reason is not None:
+            out.append(
+                ComplianceError(f"contact {contact.id} may not be dialled now: {reason.value}")
+            )
+            continue
+        attempt = Attempt(
+            campaign_id=campaign_row.id,
+            contact_id=contact.id,
+            phone=contact.phone,
+            seq=(contact.attempts or 0) + 1,
+            state=AttemptState.CREATED.value,
+            created_at=now,
+            queue=queue,
+            detail={},
+        )
+        contact.attempts = (contact.attempts or 0) + 1
+        contact.last_attempt_at = now
+        contact.lease_owner = None
+        contact.lease_until = None
+        facts[contact.phone] = dataclasses.replace(
+            known, in_flight=True, attempt_times=(*known.attempt_times, now)
+        )
+        session.add(attempt)
+        out.append(attempt)
     session.flush()
-    return attempt
+    return out
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -392,9 +433,13 @@ def finish_attempt(
     outcome: Outcome | str,
     now: dt.datetime,
     facts: AttemptFacts = _NO_FACTS,
+    *,
+    flush: bool = True,
 ) -> RetryDecision:
     """Give the attempt its one outcome and its facts, and apply the campaign's retry rule to
-    its contact. A second call for the same attempt raises ``IllegalTransition``."""
+    its contact. A second call for the same attempt raises ``IllegalTransition``.
+    ``flush=False`` leaves the writes to the session's next flush (a batch of finishes is
+    then written in a few statements instead of two per attempt)."""
     now = _utc(now)
     if attempt.outcome is not None:
         raise IllegalTransition("attempt", attempt.outcome, str(outcome))
@@ -410,7 +455,8 @@ def finish_attempt(
     campaign = session.get(Campaign, attempt.campaign_id)
     contact = session.get(Contact, attempt.contact_id) if attempt.contact_id else None
     if campaign is None:
-        session.flush()
+        if flush:
+            session.flush()
         return RetryDecision(True, None, None, None)
     policy = Policy.of(spec_of(campaign), daily_cap=0)  # the cap plays no part in retries
     used = max(attempt.seq, contact.attempts if contact else 0)
@@ -425,7 +471,8 @@ def finish_attempt(
             contact.next_attempt_at = None
         else:
             contact.next_attempt_at = decision.next_attempt_at
-    session.flush()
+    if flush:
+        session.flush()
     return decision
 
 
@@ -665,12 +712,16 @@ __all__ = [
     "explain_rowwise",
     "main_zone",
     "finish_attempt",
+    "facts_statement",
     "lease",
+    "lease_conditions",
+    "lease_statement",
     "number_facts",
     "open_pairs",
     "policy_of",
     "release",
     "start_attempt",
+    "start_attempts",
 ]
 
 

@@ -28,7 +28,7 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from dialer.errors import (
     AMIDisconnected,
@@ -52,6 +52,7 @@ from dialer.telephony.tracker import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 S_DIALING, S_RINGING = AttemptState.DIALING, AttemptState.RINGING
@@ -263,6 +264,12 @@ class DialerCore:
             )
             return OriginateStatus.REJECTED
         return OriginateStatus.QUEUED
+
+    async def in_db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the core's database thread: every write of the dialer goes
+        through one thread, so SQLite's single writer never waits on a lock held by another
+        of our threads (its busy handler sleeps in steps of up to 100 ms)."""
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     def _register(self, req: OriginateRequest, now: float) -> None:
         self.tracker.register(

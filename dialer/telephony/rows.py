@@ -78,14 +78,34 @@ def _preload(s: Any, attempt_ids: Any) -> list[Any]:
     return keep
 
 
-def ivr_say(s: Any, f: Finished) -> IvrSay | None:
-    """The IVR session's own record of the call, when the IVR ran one (not a test)."""
-    session = s.scalars(
-        select(IvrSession)
-        .where(IvrSession.attempt_id == f.attempt_id, IvrSession.is_test.is_(False))
-        .order_by(IvrSession.id.desc())
-    ).first()
-    return None if session is None else IvrSay(session.status, session.result)
+def ivr_says_statement(attempt_ids: list[int]) -> Any:
+    return (
+        select(IvrSession.attempt_id, IvrSession.status, IvrSession.result)
+        .where(IvrSession.attempt_id.in_(attempt_ids), IvrSession.is_test.is_(False))
+        .order_by(IvrSession.id)
+    )
+
+
+def open_attempts_statement(server: str, owner: str) -> Any:
+    """The attempts a core follows again after a restart (``ix_attempt_open_server``)."""
+    return select(Attempt).where(
+        Attempt.outcome.is_(None),
+        Attempt.server == server,
+        Attempt.owner == owner,
+        Attempt.channel_id.is_not(None),
+    )
+
+
+def ivr_says(s: Any, attempt_ids: Any) -> dict[int, IvrSay]:
+    """The IVR session's own record of each call, when the IVR ran one (not a test): the
+    latest session of each attempt, for a whole batch in one query."""
+    ids = list(attempt_ids)
+    out: dict[int, IvrSay] = {}
+    if not ids:
+        return out
+    for attempt_id, status, result in s.execute(ivr_says_statement(ids)):
+        out[attempt_id] = IvrSay(status, result)
+    return out
 
 
 class AttemptRows:
@@ -120,14 +140,7 @@ class AttemptRows:
     def open_attempts(self) -> list[tuple[int, str, str | None, CallPlan, float]]:
         out = []
         with self.store.session() as s:
-            rows = s.scalars(
-                select(Attempt).where(
-                    Attempt.outcome.is_(None),
-                    Attempt.server == self.server,
-                    Attempt.owner == self.owner,
-                    Attempt.channel_id.is_not(None),
-                )
-            ).all()
+            rows = s.scalars(open_attempts_statement(self.server, self.owner)).all()
             for row in rows:
                 detail = row.detail or {}
                 if row.channel_id is None:
@@ -196,6 +209,15 @@ class AttemptRows:
         states: dict[int, AttemptState] = {}
         with self.store.session() as s, s.no_autoflush:
             _keep = _preload(s, {u.attempt_id for u in batch})
+            says = ivr_says(
+                s,
+                {
+                    u.attempt_id
+                    for u in batch
+                    if isinstance(u, Finished)
+                    and (u.facts is not None or u.outcome is Outcome.UNKNOWN)
+                },
+            )
             for u in batch:
                 if isinstance(u, Transition):
                     if u.after is not AttemptState.ENDED:
@@ -211,7 +233,7 @@ class AttemptRows:
                         )
                     continue
                 states.pop(u.attempt_id, None)
-                item = self.finish_row(s, u)
+                item = self.finish_row(s, u, says.get(u.attempt_id))
                 if item is not None:
                     done.append(item)
             for attempt_id, state in states.items():
@@ -220,7 +242,8 @@ class AttemptRows:
                     row.state = state.value
         return done
 
-    def finish_row(self, s: Any, f: Finished) -> FinishedAttempt | None:
+    def finish_row(self, s: Any, f: Finished, say: IvrSay | None) -> FinishedAttempt | None:
+        """``say``: the IVR session's record of the call (``ivr_says``), if any."""
         attempt = s.get(Attempt, f.attempt_id)
         if attempt is None:
             log.error("finished attempt %s has no row", f.attempt_id)
@@ -237,10 +260,10 @@ class AttemptRows:
             return None
         outcome, result = f.outcome, f.result
         if f.facts is not None:
-            verdict = decide(f.facts, ivr_say(s, f))
+            verdict = decide(f.facts, say)
             outcome, result = verdict.outcome, verdict.result
         elif outcome is Outcome.UNKNOWN:  # no trace on the switch: the store may know
-            verdict = decide_untraced(ivr_say(s, f))
+            verdict = decide_untraced(say)
             outcome, result = verdict.outcome, verdict.result or result
             if outcome is not Outcome.UNKNOWN:
                 self.recovered_from_store += 1
@@ -268,7 +291,7 @@ class AttemptRows:
         )
         try:
             ended = dt.datetime.fromtimestamp(f.ended_at, dt.UTC)
-            decision = hopper.finish_attempt(s, attempt, outcome, ended, facts)
+            decision = hopper.finish_attempt(s, attempt, outcome, ended, facts, flush=False)
         except IllegalTransition:
             log.error("attempt %s already had an outcome; %s ignored", f.attempt_id, outcome)
             return None
