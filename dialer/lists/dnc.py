@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, false, select, true
 from sqlalchemy.orm import Session
 
 from dialer.errors import ConfigError, ImportRejected
@@ -99,6 +99,20 @@ def scope_applies(scope: str, purpose: str) -> bool:
     return scope == DncScope.ALL or purpose == MARKETING_PURPOSE
 
 
+def dnc_statements(
+    numbers: Iterable[str], channel: DncChannel = DncChannel.VOICE
+) -> tuple[Any, Any]:
+    """(every prefix entry, the exact entries of ``numbers``) barring ``channel``: two
+    queries, each served by an index (``ix_dnc_prefix``, ``dnc.number``). One query with
+    ``is_prefix OR number IN (...)`` read the whole list on SQLite."""
+    cols = select(DncEntry.number, DncEntry.is_prefix, DncEntry.scope).where(
+        DncEntry.channel.in_(channels_barring(channel))
+    )
+    # ``= true`` rather than ``IS true``: PostgreSQL serves only the former from an index
+    exact = cols.where(DncEntry.is_prefix == false(), DncEntry.number.in_(list(numbers)))
+    return cols.where(DncEntry.is_prefix == true()), exact
+
+
 @dataclass
 class DncMatcher:
     """In-memory DNC lookups: exact number -> scopes, prefix -> scopes."""
@@ -135,16 +149,12 @@ class DncMatcher:
         prefix row."""
         nums = sorted(set(numbers))
         m = cls()
-        cols = select(DncEntry.number, DncEntry.is_prefix, DncEntry.scope).where(
-            DncEntry.channel.in_(channels_barring(channel))
-        )
+        prefixes, _ = dnc_statements((), channel)
+        for n, p, s in session.execute(prefixes):
+            m.add(n, bool(p), s)
         for i in range(0, len(nums), 500):
-            part = nums[i : i + 500]
-            q = cols.where(or_(DncEntry.is_prefix.is_(True), DncEntry.number.in_(part)))
-            for n, p, s in session.execute(q):
-                m.add(n, bool(p), s)
-        if not nums:
-            for n, p, s in session.execute(cols.where(DncEntry.is_prefix.is_(True))):
+            _, exact = dnc_statements(nums[i : i + 500], channel)
+            for n, p, s in session.execute(exact):
                 m.add(n, bool(p), s)
         return m
 

@@ -194,7 +194,11 @@ class Switch(Base):
 
 class DncEntry(Base):
     __tablename__ = "dnc"
-    __table_args__ = (UniqueConstraint("number", "is_prefix", "scope", "channel", name="uq_dnc"),)
+    __table_args__ = (
+        UniqueConstraint("number", "is_prefix", "scope", "channel", name="uq_dnc"),
+        # every lookup reads all prefix entries: without this it read the whole list
+        Index("ix_dnc_prefix", "is_prefix", "number"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(20), index=True)  # E.164, or a "+86138" prefix
