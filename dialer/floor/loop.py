@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from dialer.errors import ComplianceError, ConfigError, DialerError
 from dialer.floor.feeds import SwitchFeeds
@@ -53,7 +53,7 @@ from dialer.pacing.types import AbandonCounts, CallInFlight, PacingInput
 from dialer.pacing.types import AgentState as PAgent
 from dialer.pacing.windows import AbandonTracker
 from dialer.settings import Settings
-from dialer.store import Store
+from dialer.store import Store, workers
 from dialer.store.models import Attempt, Campaign
 from dialer.telephony.agents import OFF_FLOOR, Agent, AgentPool
 from dialer.telephony.core import DialerCore, FinishedAttempt, OriginateStatus
@@ -240,21 +240,30 @@ SWEEP_EVERY_S = 30.0
 UNSENT_AFTER = dt.timedelta(minutes=2)
 
 
-def sweep_unsent(store: Store, now: dt.datetime, older_than: dt.timedelta = UNSENT_AFTER) -> int:
+def sweep_unsent(
+    store: Store,
+    now: dt.datetime,
+    older_than: dt.timedelta = UNSENT_AFTER,
+    *,
+    dead_after: dt.timedelta | None = None,
+    me: str | None = None,
+) -> int:
     """End attempts a crashed dialer wrote but never sent (no ``channel_id``) as ``failed``.
 
     An Originate only leaves after its ``channel_id`` is committed, so such a row was never
     dialled; left open it would block its number in every campaign. Rows younger than
-    ``older_than`` may belong to another worker that is about to send them.
+    ``older_than`` may belong to another worker that is about to send them, unless that worker
+    (the row's owner, not ``me``) has not beaten for ``dead_after``: those are ended at once.
     """
-    ended = 0
+    stale = Attempt.created_at < now - older_than
     with store.session() as s:
+        if dead_after is not None:
+            alive = sorted(workers.alive_ids(s, now, dead_after) | ({me} if me else set()))
+            dead_owner = and_(Attempt.owner.is_not(None), Attempt.owner.not_in(alive))
+            stale = or_(stale, dead_owner)
+        ended = 0
         rows = s.scalars(
-            select(Attempt).where(
-                Attempt.outcome.is_(None),
-                Attempt.channel_id.is_(None),
-                Attempt.created_at < now - older_than,
-            )
+            select(Attempt).where(Attempt.outcome.is_(None), Attempt.channel_id.is_(None), stale)
         ).all()
         for attempt in rows:
             hopper.finish_attempt(
@@ -266,7 +275,7 @@ def sweep_unsent(store: Store, now: dt.datetime, older_than: dt.timedelta = UNSE
                     ended_at=now,
                     detail={
                         **(attempt.detail or {}),
-                        "end_reason": "never sent: dialer restarted",
+                        "end_reason": "never sent: its dialer stopped",
                     },
                 ),
             )
@@ -338,7 +347,10 @@ def lease_and_start(
         if row is None:
             return []
         contacts = hopper.lease(s, row, when, n, owner, daily_cap=daily_cap)
-        for attempt in hopper.start_attempts(s, contacts, row, when, daily_cap=daily_cap):
+        started_rows = hopper.start_attempts(
+            s, contacts, row, when, daily_cap=daily_cap, owner=owner
+        )
+        for attempt in started_rows:
             if isinstance(attempt, ComplianceError):  # changed between lease and start: skip it
                 log.info("campaign %s: %s", row.name, attempt)
                 continue
@@ -425,7 +437,10 @@ class CampaignLoop:
         raise ConfigError(f"no running campaign named {name!r}")
 
     def sweep_unsent(self, older_than: dt.timedelta = UNSENT_AFTER) -> int:
-        return sweep_unsent(self.store, self.now(), older_than)
+        dead_after = dt.timedelta(seconds=self.settings.worker.dead_after_s)
+        return sweep_unsent(
+            self.store, self.now(), older_than, dead_after=dead_after, me=self.owner
+        )
 
     async def load_campaigns(self) -> None:
         rows = await asyncio.to_thread(self._load_rows)

@@ -359,12 +359,14 @@ def start_attempts(
     *,
     daily_cap: int | None = None,
     calendar: HolidayCalendar = DEFAULT_CALENDAR,
+    owner: str | None = None,
 ) -> list[Attempt | ComplianceError]:
     """``start_attempt`` for a batch, in one flush: the number facts of the whole batch are
     read in one query set, and each attempt started here counts as a live call of its number
     for the rest of the batch (two contacts with one number: only the first is dialled, and
     the daily cap sees every attempt of the batch). One entry per contact, in order: its new
-    attempt, or the ``ComplianceError`` it broke (the contact is left as it was)."""
+    attempt, or the ``ComplianceError`` it broke (the contact is left as it was). ``owner``:
+    the worker that will send the rows (a row a dead worker never sent is ended at once)."""
     now = _utc(now)
     policy = policy_of(campaign_row, daily_cap=daily_cap)
     facts = number_facts(session, [c.phone for c in contacts], now, policy.purpose)
@@ -387,6 +389,7 @@ def start_attempts(
             created_at=now,
             queue=queue,
             detail={},
+            owner=owner,
         )
         contact.attempts = (contact.attempts or 0) + 1
         contact.last_attempt_at = now

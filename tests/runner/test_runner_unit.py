@@ -19,8 +19,9 @@ from dialer.lists.stats import abandon_rates
 from dialer.pacing.estimators import PacingEstimator, cold_start
 from dialer.pacing.policies import policy_for_campaign
 from dialer.settings import Settings
-from dialer.store import Store
+from dialer.store import Store, workers
 from dialer.store.models import Attempt, Campaign
+from dialer.store.workers import WorkerIdentity
 
 
 class _Core:
@@ -166,12 +167,22 @@ def test_sweep_ends_rows_a_crashed_dialer_never_sent(store: Store) -> None:
                     campaign_id=c.id, phone="+8613800001235", created_at=now
                 ),  # another worker's
                 Attempt(campaign_id=c.id, phone="+8613800001236", created_at=old, channel_id="x"),
+                # written just now by a worker that is dead (killed between row and Originate):
+                # ended at once, not two minutes later
+                Attempt(campaign_id=c.id, phone="+8613800001237", created_at=now, owner="gone"),
+                # ...but not one of a live worker, nor one of this dialer's own
+                Attempt(campaign_id=c.id, phone="+8613800001238", created_at=now, owner="w2"),
+                Attempt(
+                    campaign_id=c.id, phone="+8613800001239", created_at=now, owner=d.loop.owner
+                ),
             ]
         )
-    assert d.sweep_unsent() == 1
+        workers.register(s, WorkerIdentity("w2"), now)
+        workers.register(s, WorkerIdentity("gone"), now - dt.timedelta(minutes=5))
+    assert d.sweep_unsent() == 2
     with store.session() as s:
         rows = s.scalars(select(Attempt).order_by(Attempt.id)).all()
-        assert [r.outcome for r in rows] == [Outcome.FAILED, None, None]
+        assert [r.outcome for r in rows] == [Outcome.FAILED, None, None, Outcome.FAILED, None, None]
         contact = s.scalars(select(Contact)).one()
         assert contact.next_attempt_at is not None and contact.status == "active"
 
