@@ -21,13 +21,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 import holidays
 from sqlalchemy import select
 
 from dialer import CONFIG_DIR
+from dialer.app.shift import Progress, ShiftMeter, progress_line, write_chart
 from dialer.lists.campaigns import apply_campaign, load_campaign_file, spec_of
 from dialer.lists.contacts import import_contacts
 from dialer.settings import Settings
@@ -108,6 +109,8 @@ class DemoResult:
     per_campaign: dict[str, dict[str, Any]] = field(default_factory=dict)
     simulated_s: float = 0.0
     wall_s: float = 0.0
+    #: the predictive campaign's team: its occupancy and the campaign's abandon rate
+    team: dict[str, Any] = field(default_factory=dict)
 
     @property
     def abandon_rate(self) -> float:
@@ -125,6 +128,7 @@ class DemoResult:
             "campaigns": self.per_campaign,
             "simulated_s": round(self.simulated_s, 1),
             "wall_s": round(self.wall_s, 1),
+            "team": self.team,
         }
 
 
@@ -293,24 +297,36 @@ def prepare_store(
             log.info("demo: %s: imported %d contacts", spec.name, report.imported)
 
 
+@dataclass(frozen=True)
+class ShiftPlan:
+    """How long the demo's shift lasts and what it leaves behind."""
+
+    minutes: float = 60.0
+    keep_running: bool = False  # dial on past the shift until SIGTERM / Ctrl-C
+    chart: Path | None = None  # PNG of occupancy and abandon rate over the shift
+    progress: TextIO | None = None  # the live progress line (stderr), None: quiet
+    timeout_s: float = 150.0  # wall-clock limit of a shift (not of --keep-running)
+
+
 async def run_demo(
     *,
-    speed: float = 40.0,
+    speed: float = 60.0,
     contacts_per_campaign: int = 40,
     seed: int = 7,
     workdir: Path | None = None,
     scenario: Path | None = None,
-    timeout_s: float = 150.0,
+    plan: ShiftPlan | None = None,
     keep_running: bool = False,
     http_port: int | None = None,
     http_host: str = "127.0.0.1",
     on_ready: Callable[[dict[str, Any]], None] | None = None,
 ) -> DemoResult:
-    """Run the demo and return its figures (the caller prints them)."""
+    """Run the demo's shift and return its figures (the caller prints them)."""
     import time
 
     from dialer.app.alerting import alerts_of
 
+    plan = plan or ShiftPlan(keep_running=keep_running)
     wall0 = time.monotonic()
     tmp_ctx = (
         tempfile.TemporaryDirectory(prefix="dialer-demo-")
@@ -354,20 +370,113 @@ async def run_demo(
                         "console": floor.console,
                     }
                 )
-            try:
-                if keep_running:
-                    await floor.dialer.run(until_idle=False)
-                else:
-                    await asyncio.wait_for(floor.dialer.run(until_idle=True), timeout_s)
-            except TimeoutError:
-                log.warning("demo: time limit of %s s reached; stopping", timeout_s)
+            team = paced_team(store)
+            meter = ShiftMeter(store, team.campaign_id) if team else None
+            await run_shift(floor, plan, meter, team)
             simulated = floor.elapsed_s
         result = summarise(store)
         result.occupancy = floor.dialer.occupancy
         result.simulated_s = simulated
+        if team is not None and meter is not None:
+            result.team = team_figures(team, meter, floor)
+            if plan.chart is not None and meter.points:
+                write_chart(
+                    meter.points,
+                    plan.chart,
+                    title=f"{team.campaign} ({team.queue}): a simulated shift",
+                    abandon_cap=team.abandon_cap,
+                )
         result.wall_s = time.monotonic() - wall0
         store.dispose()
         return result
+
+
+@dataclass(frozen=True)
+class Team:
+    """The predictive campaign of the demo and the agents it paces."""
+
+    campaign_id: int
+    campaign: str
+    queue: str
+    abandon_cap: float
+
+
+def paced_team(store: Store) -> Team | None:
+    """The first predictive campaign (with its queue), else the first with agents."""
+    with store.session() as s:
+        rows = list(s.scalars(select(Campaign).order_by(Campaign.name)))
+        specs = [(row, spec_of(row)) for row in rows]
+    ordered = sorted(specs, key=lambda rs: rs[1].mode.value != "predictive")
+    for row, spec in ordered:
+        if spec.queue and not spec.flow:
+            return Team(row.id, row.name, spec.queue, spec.pacing.abandon_cap)
+    return None
+
+
+def team_figures(team: Team, meter: ShiftMeter, floor: SimFloor) -> dict[str, Any]:
+    busy, logged = floor.dialer.loop.occupancy.of_queue(team.queue)
+    last = meter.points[-1] if meter.points else None
+    return {
+        "campaign": team.campaign,
+        "queue": team.queue,
+        "agents": sum(1 for a in floor.dialer.agents() if team.queue in a.queues),
+        "occupancy": round(busy / logged, 4) if logged else 0.0,
+        "abandon_rate": round(last.abandon_rate, 4) if last else 0.0,
+        "live_answers": last.live_answers if last else 0,
+        "abandoned": last.abandoned if last else 0,
+        "abandon_cap": team.abandon_cap,
+    }
+
+
+async def run_shift(
+    floor: SimFloor, plan: ShiftPlan, meter: ShiftMeter | None, team: Team | None
+) -> None:
+    """Dial until the shift ends (or, with ``keep_running``, until SIGTERM / SIGINT), showing
+    the progress line; a signal stops the floor cleanly, so the temporary folder goes too."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(floor.dialer.run(until_idle=not plan.keep_running))
+    show = Progress(plan.progress) if plan.progress is not None else None
+    wall_end = loop.time() + plan.timeout_s
+    try:
+        while not task.done() and not stop.is_set():
+            if not plan.keep_running:
+                if floor.elapsed_s >= plan.minutes * 60.0:
+                    break
+                if loop.time() > wall_end:
+                    log.warning("demo: time limit of %s s reached; stopping", plan.timeout_s)
+                    break
+            if meter is not None and team is not None and meter.due(floor.elapsed_s):
+                _sample(floor, plan, meter, team, show)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+    finally:
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+        if meter is not None and team is not None:
+            _sample(floor, plan, meter, team, show)
+        if show is not None:
+            show.end()
+        floor.dialer.stop()
+        await task
+
+
+def _sample(
+    floor: SimFloor, plan: ShiftPlan, meter: ShiftMeter, team: Team, show: Progress | None
+) -> None:
+    busy, logged = floor.dialer.loop.occupancy.of_queue(team.queue)
+    in_flight = floor.core.live_calls()
+    point = meter.sample(floor.elapsed_s, busy, logged, in_flight)
+    if show is not None:
+        clock = dt.datetime.fromtimestamp(floor.clock.epoch(), DEMO_TZ)
+        show.show(progress_line(point, clock, plan.minutes, team.queue), point.minute)
 
 
 class _SimClockAdapter:

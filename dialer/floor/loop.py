@@ -165,24 +165,38 @@ class Occupancy:
         self._logged = 0.0
         self._mark: tuple[float, float, float] | None = None  # (at, busy, logged) at last point
         self._at: float | None = None
+        self._queues: dict[str, list[float]] = {}  # queue -> [busy, logged] agent-seconds
 
     @property
     def value(self) -> float:
         """(talk + ringing + wrap-up) / logged-in time, since the start of this run."""
         return self._busy / self._logged if self._logged else 0.0
 
+    def of_queue(self, queue: str) -> tuple[float, float]:
+        """(busy, logged-in) agent-seconds of ``queue``'s members since the start of this run
+        (an agent in two queues counts in both): a team's occupancy is busy / logged-in."""
+        busy, logged = self._queues.get(queue, (0.0, 0.0))
+        return busy, logged
+
     def account(self, now: float, point: Callable[[float, float], HistoryPoint]) -> None:
         """Count the time since the last call; ``point(now, occupancy)`` makes a history point
         when one is due (occupancy over the time since the previous point)."""
         if self._at is not None:
             dt_s = max(0.0, now - self._at)
+            queues = self._queues
             for a in self.pool.agents.values():
                 st = a.effective_state
                 if st in OFF_FLOOR:
                     continue
+                busy = st in _BUSY_AGENT
                 self._logged += dt_s
-                if st in _BUSY_AGENT:
+                if busy:
                     self._busy += dt_s
+                for q in a.queues:
+                    acc = queues.setdefault(q, [0.0, 0.0])
+                    acc[1] += dt_s
+                    if busy:
+                        acc[0] += dt_s
         self._at = now
         mark = self._mark
         if mark is None:

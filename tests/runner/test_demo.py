@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,3 +32,57 @@ def test_demo_json_from_another_directory(tmp_path: Path) -> None:
     assert 0.0 <= doc["abandon_rate"] <= 0.03
     assert 0.0 < doc["occupancy"] <= 1.0
     assert list(tmp_path.iterdir()) == []  # the demo leaves nothing behind in the cwd
+
+
+def test_demo_shift_prints_progress_and_draws_the_chart(tmp_path: Path) -> None:
+    """A short shift as a user runs it: the live progress line, the predictive team's figures
+    and the PNG of occupancy and abandon rate (the full shift is 60 simulated minutes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIALER_")}
+    env["TMPDIR"] = str(tmp_path)
+    chart = tmp_path / "shift.png"
+    out = subprocess.run(
+        [sys.executable, "-m", "dialer.app.cli", "demo", "--minutes", "2", "--contacts", "60"]
+        + ["--chart", str(chart)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "collections-agents: occupancy" in out.stderr  # the progress line
+    assert "predictive team collections-agents (20 agents" in out.stdout
+    assert f"chart of the shift (occupancy, abandon rate): {chart}" in out.stdout
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shift.png"]  # temp folder removed
+
+
+def test_keep_running_demo_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIALER_")}
+    env["TMPDIR"] = str(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dialer.app.cli", "demo", "--keep-running", "--http-port", "0"]
+        + ["--contacts", "40", "--json"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the floor is up once its temp store exists
+            work = [p for p in tmp_path.iterdir() if p.name.startswith("dialer-demo-")]
+            if work and (work[0] / "demo.db").exists():
+                break
+            time.sleep(0.2)
+        time.sleep(2.0)  # dialling
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert json.loads(stdout)["attempts"] > 0
+    assert list(tmp_path.iterdir()) == []  # the temporary folder went with it

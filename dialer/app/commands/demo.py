@@ -6,21 +6,32 @@ import asyncio
 import json
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from dialer.clirun import OutputFile
 
-def _print_report(res: Any) -> None:
+
+def _print_report(res: Any, chart: Path | None) -> None:
     d = res.to_json()
     click.echo(
         f"demo finished: {d['simulated_s'] / 60:.1f} simulated minutes in {d['wall_s']:.1f} s"
     )
     click.echo(f"attempts: {d['attempts']}  unfinished: {d['unfinished']}")
+    team = d["team"]
+    if team:
+        click.echo(
+            f"predictive team {team['queue']} ({team['agents']} agents, campaign "
+            f"{team['campaign']}): occupancy {team['occupancy']:.1%}, abandon rate "
+            f"{team['abandon_rate']:.2%} ({team['abandoned']} of {team['live_answers']} live "
+            f"answers; cap {team['abandon_cap']:.0%})"
+        )
     click.echo(
-        f"live answers: {d['live_answers']}  abandoned: {d['abandoned']}  "
-        f"abandon rate: {d['abandon_rate']:.2%}  agent occupancy: {d['occupancy']:.1%}"
+        f"all campaigns: live answers: {d['live_answers']}  abandoned: {d['abandoned']}  "
+        f"abandon rate: {d['abandon_rate']:.2%}  occupancy of every agent: {d['occupancy']:.1%}"
     )
     click.echo("outcomes:")
     for k, v in d["outcomes"].items():
@@ -28,13 +39,22 @@ def _print_report(res: Any) -> None:
     for name, c in d["campaigns"].items():
         outcomes = ", ".join(f"{k} {v}" for k, v in c["outcomes"].items())
         click.echo(f"campaign {name} ({c['mode']}): {c['attempts']} attempts; {outcomes}")
+    if chart is not None and chart.exists():
+        click.echo(f"chart of the shift (occupancy, abandon rate): {chart}")
 
 
 @click.command("demo")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-@click.option("--speed", default=40.0, show_default=True, help="Simulated seconds per real second.")
+@click.option("--speed", default=60.0, show_default=True, help="Simulated seconds per real second.")
 @click.option(
-    "--contacts", "contacts", default=40, show_default=True, help="Contacts per sample campaign."
+    "--minutes", default=60.0, show_default=True, help="Length of the shift (simulated minutes)."
+)
+@click.option(
+    "--contacts",
+    "contacts",
+    default=3000,
+    show_default=True,
+    help="Contacts per sample campaign (the shift ends early when they are all done).",
 )
 @click.option("--seed", default=7, show_default=True)
 @click.option(
@@ -44,26 +64,39 @@ def _print_report(res: Any) -> None:
     help="Simulated floor (default config/demo/floor.yaml).",
 )
 @click.option(
-    "--keep-running", is_flag=True, help="Keep the floor and the console up until interrupted."
+    "--chart",
+    type=OutputFile(),
+    default=None,
+    help="PNG of occupancy and abandon rate over the shift (default dialer-demo.png here; "
+    "with --json: none unless given).",
+)
+@click.option(
+    "--keep-running",
+    is_flag=True,
+    help="Dial on past the shift with the console up, until SIGTERM or Ctrl-C.",
 )
 @click.option("--http-host", default="127.0.0.1", show_default=True)
 @click.option("--http-port", type=int, default=None, help="Serve the console (0 = a free port).")
 def demo(
     as_json: bool,
     speed: float,
+    minutes: float,
     contacts: int,
     seed: int,
     scenario: Path | None,
+    chart: Path | None,
     keep_running: bool,
     http_host: str,
     http_port: int | None,
 ) -> None:
-    """Run the sample campaigns on the simulated PBX, the IVR and the dialer, then report.
+    """A shift of the sample campaigns on the simulated PBX, the IVR and the dialer: a live
+    progress line, then the figures and a chart.
 
-    Everything runs in this process on free ports, over SQLite in a temporary folder, on a
-    clock that starts inside the campaigns' calling window on a working day.
+    Everything runs in this process on free ports, over SQLite in a temporary folder (removed
+    at the end, also on SIGTERM), on a clock that starts inside the campaigns' calling window
+    on a working day.
     """
-    from dialer.app.demo import run_demo
+    from dialer.app.demo import ShiftPlan, run_demo
 
     def ready(info: dict[str, Any]) -> None:
         console = info.get("console")
@@ -77,16 +110,25 @@ def demo(
 
     if keep_running and http_port is None:
         http_port = 8080
+    if chart is None and not as_json:
+        chart = Path("dialer-demo.png")
     generated_token = None
     if http_port is not None and not os.environ.get("DIALER_API_TOKEN"):
         generated_token = os.environ["DIALER_API_TOKEN"] = secrets.token_urlsafe(18)
+    plan = ShiftPlan(
+        minutes=minutes,
+        keep_running=keep_running,
+        chart=chart,
+        progress=None if as_json else sys.stderr,
+        timeout_s=minutes * 60.0 / speed + 90.0,
+    )
     res = asyncio.run(
         run_demo(
             speed=speed,
             contacts_per_campaign=contacts,
             seed=seed,
             scenario=scenario,
-            keep_running=keep_running,
+            plan=plan,
             http_port=http_port,
             http_host=http_host,
             on_ready=ready,
@@ -94,18 +136,12 @@ def demo(
     )
     if as_json:
         d = res.to_json()
+        keys = ("attempts", "outcomes", "unfinished", "abandon_rate", "occupancy", "team")
         click.echo(
-            json.dumps(
-                {
-                    k: d[k]
-                    for k in ("attempts", "outcomes", "unfinished", "abandon_rate", "occupancy")
-                }
-                | {"campaigns": d["campaigns"]},
-                ensure_ascii=False,
-            )
+            json.dumps({k: d[k] for k in keys} | {"campaigns": d["campaigns"]}, ensure_ascii=False)
         )
     else:
-        _print_report(res)
+        _print_report(res, chart)
 
 
 COMMANDS = [demo]
