@@ -258,6 +258,9 @@ class SimFloor:
         await self.ivr.close(grace=1.0)
         await self.pbx.stop()
 
+    def ready(self) -> dict[str, Any]:
+        return {"console": self.console}
+
     @property
     def elapsed_s(self) -> float:
         return float(self.clock.epoch()) - self.start_at.timestamp()
@@ -363,13 +366,7 @@ async def run_demo(
         )
         async with floor:
             if on_ready is not None:
-                on_ready(
-                    {
-                        "ami_port": floor.ami_port,
-                        "agi_port": floor.ivr.port,
-                        "console": floor.console,
-                    }
-                )
+                on_ready({"ami_port": floor.ami_port, "agi_port": floor.ivr.port} | floor.ready())
             team = paced_team(store)
             meter = ShiftMeter(store, team.campaign_id) if team else None
             await run_shift(floor, plan, meter, team)

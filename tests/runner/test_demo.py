@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -62,20 +63,22 @@ def test_keep_running_demo_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env["TMPDIR"] = str(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "dialer.app.cli", "demo", "--keep-running", "--http-port", "0"]
-        + ["--contacts", "40", "--json"],
+        + ["--contacts", "40", "--chart", str(tmp_path / "shift.png")],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stderr is not None
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # the floor is up once its temp store exists
-            work = [p for p in tmp_path.iterdir() if p.name.startswith("dialer-demo-")]
-            if work and (work[0] / "demo.db").exists():
-                break
-            time.sleep(0.2)
+        seen = ""
+        while time.monotonic() < deadline and "console:" not in seen:  # the floor is up
+            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            if ready:
+                seen += proc.stderr.readline()
+        assert "console:" in seen, seen
         time.sleep(2.0)  # dialling
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
@@ -84,5 +87,5 @@ def test_keep_running_demo_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0, stderr[-2000:]
     assert "Traceback" not in stderr
-    assert json.loads(stdout)["attempts"] > 0
-    assert list(tmp_path.iterdir()) == []  # the temporary folder went with it
+    assert "demo finished" in stdout and "predictive team collections-agents" in stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shift.png"]  # temp folder gone
