@@ -625,13 +625,15 @@ class CampaignLoop:
             slot = run.limiter.reserve(self.clock.time())
             while (wait := slot - self.clock.time()) > 0:
                 await self.clock.sleep(wait)
-            # the core registers the call with the tracker right after this (no await while
-            # its gate is open): from here it counts there, not twice while Asterisk answers
+
+        def followed() -> None:
+            # pacing counts the call in the tracker from now on, not twice while Asterisk
+            # answers the Originate
             pending[0] = False
             run.pending -= 1
 
         try:
-            status = await self.core.originate(attempt_id, before_send=pace)
+            status = await self.core.originate(attempt_id, before_send=pace, on_followed=followed)
             if self.metrics is not None and status is not OriginateStatus.REJECTED:
                 self.metrics.count_dial(run.spec.name)
             if status is OriginateStatus.REJECTED:

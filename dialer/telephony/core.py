@@ -215,14 +215,20 @@ class DialerCore:
         await self.client.wait_ready(self.ready_timeout_s if timeout is None else timeout)
 
     async def originate(
-        self, attempt_id: int, *, before_send: Callable[[], Awaitable[None]] | None = None
+        self,
+        attempt_id: int,
+        *,
+        before_send: Callable[[], Awaitable[None]] | None = None,
+        on_followed: Callable[[], None] | None = None,
     ) -> OriginateStatus:
         """Dial an attempt whose row exists (``hopper.start_attempt``). Sent once, never again.
 
         Waits for the ready gate (raises ``AMIError`` after ``ready_timeout_s``; the row is
         then ended ``failed`` so it is never left open). ``before_send`` is awaited once the
         row is prepared, right before the gate: the runner's ``calls_per_second`` pacer, so
-        the pace holds where the Originate leaves, not where it was decided.
+        the pace holds where the Originate leaves, not where it was decided. ``on_followed``
+        is called once the tracker follows the call (pacing counts it there from then on),
+        before the Originate leaves; it is not called for an attempt that is not dialled.
         """
         if self._stopping:
             raise DialerError("the dialer is stopping: no new calls")
@@ -249,6 +255,8 @@ class DialerCore:
                 await self.client.wait_ready(remaining)
         # from here to the write there is no await: the gate cannot close in between
         self._register(req, self.now())
+        if on_followed is not None:
+            on_followed()
         self._idle.clear()
         self.originates_sent += 1
         try:
