@@ -10,7 +10,8 @@
     │   ├── RemoteProtocolError    ... the other side's fault
     │   └── LocalProtocolError     ... our side's fault (a bug)
     ├── AMIError               an AMI action failed or timed out
-    │   └── AMIDisconnected    the AMI connection is gone
+    │   ├── AMIDisconnected    the AMI connection is gone
+    │   └── AMIAuthFailed      the switch refused our login (wrong user or secret): not retried
     ├── IllegalTransition      a state machine was fed an event it has no transition for
     ├── WorkerConflict         another live `dialer run` already has this worker id
     └── AccessDenied           a console user may not do this (their role, their campaigns)
@@ -75,6 +76,11 @@ class AMIError(DialerError):
 
 class AMIDisconnected(AMIError):
     """The AMI connection is gone."""
+
+
+class AMIAuthFailed(AMIError):
+    """The switch refused the login. Never retried: a switch with fail2ban would lock the
+    dialer's address out after a few tries, and a wrong secret does not heal by itself."""
 
 
 class IllegalTransition(DialerError):

@@ -14,6 +14,7 @@ class Outcome(enum.StrEnum):
     AGENT_HANDLED = "agent_handled"
     ABANDONED = "abandoned"  # live answer not bridged within the hold limit
     CUSTOMER_HANGUP = "customer_hangup"  # answered, then hung up before flow/agent finished
+    IVR_FAILED = "ivr_failed"  # answered, the IVR flow never ran (FastAGI down, unknown flow)
     MACHINE = "machine"
     BUSY = "busy"
     NO_ANSWER = "no_answer"
@@ -26,7 +27,13 @@ class Outcome(enum.StrEnum):
 
 #: Outcomes that mean a person answered (used for connect counts).
 LIVE_OUTCOMES = frozenset(
-    {Outcome.COMPLETED, Outcome.AGENT_HANDLED, Outcome.ABANDONED, Outcome.CUSTOMER_HANGUP}
+    {
+        Outcome.COMPLETED,
+        Outcome.AGENT_HANDLED,
+        Outcome.ABANDONED,
+        Outcome.CUSTOMER_HANGUP,
+        Outcome.IVR_FAILED,
+    }
 )
 
 #: ``unknown`` is retried with the campaign's ``failed`` rule (issue 4).

@@ -8,12 +8,22 @@ problem. A running service swaps the whole object on reload, never parts of it.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from dialer import CONFIG_DIR
 from dialer.errors import ConfigError, SecretMissing
@@ -32,6 +42,33 @@ _SECRET_KEYS_IN_YAML = {"secret", "ami_secret", "api_token", "secret_key", "pass
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def parse_hhmm(value: Any) -> dt.time:
+    """``"09:00"`` (or YAML 1.1's sexagesimal 540) -> time; ``"24:00"`` is ``time.max``."""
+    if isinstance(value, dt.time):
+        return value
+    if isinstance(value, int):  # YAML 1.1 reads 09:00 as sexagesimal minutes
+        if value == 24 * 60:
+            return dt.time.max
+        return dt.time(value // 60, value % 60)
+    if isinstance(value, str):
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", value.strip())
+        if m and int(m.group(1)) <= 24 and int(m.group(2)) < 60:
+            h, mi = int(m.group(1)), int(m.group(2))
+            if h == 24:
+                if mi:
+                    raise ValueError("24:MM is not a time")
+                return dt.time.max
+            return dt.time(h, mi)
+    raise ValueError(f"expected HH:MM, got {value!r}")
+
+
+def format_hhmm(value: dt.time) -> str:
+    return "24:00" if value == dt.time.max else value.strftime("%H:%M")
+
+
+HHMM = Annotated[dt.time, BeforeValidator(parse_hhmm)]
 
 
 class AMISettings(Frozen):
@@ -65,6 +102,44 @@ class BankSettings(Frozen):
     callback_number: str = "95588"
 
 
+class CallingHours(Frozen):
+    """The local hours no campaign may call outside of (in each contact's own zone)."""
+
+    start: HHMM = dt.time(8, 0)
+    end: HHMM = dt.time(21, 0)
+
+    @model_validator(mode="after")
+    def _order(self) -> CallingHours:
+        if self.end <= self.start:
+            raise ValueError("calling_hours.end must be after start (same local day)")
+        return self
+
+
+class Ceilings(Frozen):
+    """Compliance ceilings (``compliance:`` in the settings file). Campaign files and the
+    console may only stay at or under them; nothing at run time raises them: a settings
+    reload may lower them, raising them takes a restart."""
+
+    abandon_cap: float = Field(0.03, gt=0, le=0.5)
+    hold_limit_s: float = Field(2.0, gt=0, le=60)
+    calling_hours: CallingHours = CallingHours()
+
+    def raised_over(self, old: Ceilings) -> list[str]:
+        """The ceilings this one sets higher than ``old`` (wider hours count as higher)."""
+        out = []
+        if self.abandon_cap > old.abandon_cap:
+            out.append(f"abandon_cap {old.abandon_cap} -> {self.abandon_cap}")
+        if self.hold_limit_s > old.hold_limit_s:
+            out.append(f"hold_limit_s {old.hold_limit_s} -> {self.hold_limit_s}")
+        new_h, old_h = self.calling_hours, old.calling_hours
+        if new_h.start < old_h.start or new_h.end > old_h.end:
+            out.append(
+                f"calling_hours {format_hhmm(old_h.start)}-{format_hhmm(old_h.end)} -> "
+                f"{format_hhmm(new_h.start)}-{format_hhmm(new_h.end)}"
+            )
+        return out
+
+
 class Settings(Frozen):
     default_region: str = Field("CN", min_length=2, max_length=2)
     max_calls_per_number_per_day: int = Field(3, ge=1)
@@ -75,6 +150,7 @@ class Settings(Frozen):
     fastagi: ListenSettings = ListenSettings(port=4573)
     http: ListenSettings = ListenSettings(port=8080)
     bank: BankSettings = BankSettings()
+    compliance: Ceilings = Ceilings()
     campaigns_dir: str = "campaigns"  # relative to the settings file's folder
     flows_dir: str = "flows"
     source: str | None = None  # the file these settings came from

@@ -60,6 +60,7 @@ class ServerStats:
     header_timeout: int = 0
     evicted: int = 0  # waiting for a header when a newer connection needed the place
     unknown_flow: int = 0
+    probes: int = 0  # connections closed before a byte: a health check (the dialer's /healthz)
     sessions: int = 0
     completed: int = 0
     hangup: int = 0
@@ -76,10 +77,13 @@ class _Connection:
         self.reply_timeout = reply_timeout
         self.conn = AGIConnection()
         self.commands = 0
+        self.bytes_in = 0
 
     async def environment(self) -> AGIEnvironment:
         while (env := poll_environment(self.conn)) is None:
-            self.conn.receive_data(await self.reader.read(READ_SIZE))
+            data = await self.reader.read(READ_SIZE)
+            self.bytes_in += len(data)
+            self.conn.receive_data(data)
         return env
 
     async def roundtrip(self, command: Command) -> Reply:
@@ -272,6 +276,9 @@ class FastAGIServer:
         try:
             env = await c.environment()  # the guard's sweeper bounds the wait
         except (ProtocolError, ConnectionError) as exc:
+            if c.bytes_in == 0:  # connected and closed: a health probe, not a broken peer
+                self.stats.probes += 1
+                return
             self.stats.bad_header += 1
             self._warn.warning(
                 "bad-header", "FastAGI %s: bad header: %s", peer, scrub(str(exc))[:120]

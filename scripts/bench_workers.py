@@ -284,6 +284,7 @@ def floor_run(
             "asterisk:\n"
             + "".join(f"  - {{name: pbx{i}, port: {p}}}\n" for i, p in enumerate(ports))
             + "worker: {heartbeat_s: 1, dead_after_s: 5}\n"
+            + "compliance: {abandon_cap: 0.5}\n"  # power mode's own fallback, not the ceiling
         )
         for i in range(workers):
             procs.append(

@@ -56,7 +56,7 @@ def test_apply_list_show(db_url: str) -> None:
     assert r.exit_code == 0, r.output
     assert "created campaign card-activation-dec" in r.output
     r = runner.invoke(cli, ["--db", db_url, "campaign", "apply", files[0]])
-    assert "updated campaign" in r.output
+    assert "unchanged campaign" in r.output  # as last applied: nothing re-applied
     r = runner.invoke(cli, ["--db", db_url, "campaign", "list", "--json"])
     names = {c["name"] for c in json.loads(r.output)}
     assert {"card-activation-dec", "repayment-reminder-dec"} <= names
@@ -64,3 +64,44 @@ def test_apply_list_show(db_url: str) -> None:
     doc = json.loads(r.output)
     assert doc["spec"]["retry"]["busy"] == "10m"
     assert doc["spec"]["calling_window"]["start"] == "09:00"
+
+
+def test_apply_checks_every_reference_and_ceiling(db_url: str, tmp_path: Path) -> None:
+    """A flow typo, a prompt not installed and a limit over the settings' ceilings are refused
+    at apply time in one line each, and nothing is written."""
+    runner = CliRunner()
+    text = (ROOT / "config" / "campaigns" / "card-activation-dec.yaml").read_text("utf-8")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(text.replace("flow: card_activation", "flow: card_activaton"), "utf-8")
+    r = runner.invoke(cli, ["--db", db_url, "campaign", "apply", str(typo)])
+    assert isinstance(r.exception, ConfigError)  # run_cli prints it as one line, exit 2
+    assert str(r.exception) == (
+        f"{typo}: flow: no IVR flow named 'card_activaton' (did you mean 'card_activation'?)"
+    )
+
+    sounds = tmp_path / "sounds"
+    for lang in ("zh", "en"):  # every prompt but the apology said when the flow cannot run
+        (sounds / lang).mkdir(parents=True)
+        for wav in (ROOT / "sounds" / lang).glob("*.wav"):
+            if wav.stem != "ivr-apology":
+                (sounds / lang / wav.name).write_bytes(b"")
+    fine = tmp_path / "fine.yaml"
+    fine.write_text(text, "utf-8")
+    r = runner.invoke(
+        cli, ["--db", db_url, "campaign", "apply", str(fine)], env={"IVR_SOUNDS": str(sounds)}
+    )
+    assert "dialplan prompts not installed: zh/ivr-apology" in str(r.exception)
+
+    over = tmp_path / "over.yaml"
+    over.write_text(text.replace("abandon_cap: 0.03", "abandon_cap: 0.05"), "utf-8")
+    r = runner.invoke(cli, ["--db", db_url, "campaign", "apply", str(over)])
+    assert "pacing.abandon_cap 0.05 is above the ceiling 0.03" in str(r.exception)
+    r = runner.invoke(cli, ["--db", db_url, "campaign", "list", "--json"])
+    assert json.loads(r.output) == []
+
+
+def test_a_new_file_without_state_is_applied_paused(db_url: str, tmp_path: Path) -> None:
+    f = tmp_path / "quiet.yaml"
+    f.write_text("name: quiet\nmode: progressive\nqueue: q\n", "utf-8")
+    r = CliRunner().invoke(cli, ["--db", db_url, "campaign", "apply", str(f)])
+    assert r.exit_code == 0 and "created campaign quiet (paused)" in r.output

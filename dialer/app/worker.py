@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dialer.app.alerting import attach_desk
-from dialer.errors import ConfigError
+from dialer.errors import AMIAuthFailed, ConfigError
 from dialer.floor.fleet import Fleet
 from dialer.floor.loop import Clock, WallClock
 from dialer.floor.service import Dialer
@@ -118,6 +118,8 @@ class WorkerService:
         )
         self._stop = asyncio.Event()
         self.lost_id = False
+        #: why the service stopped by itself (a switch refused the login), else None
+        self.fatal: AMIAuthFailed | None = None
         self._healthy_since: float | None = None  # first good heartbeat after a store outage
 
     def dialers(self) -> dict[str, Dialer]:
@@ -183,7 +185,9 @@ class WorkerService:
             owners, health = await asyncio.to_thread(self._beat)
         except Exception:
             self._healthy_since = None  # cut off from the store: judge no one for a while
+            self.fleet.set_store_ok(False)
             raise
+        self.fleet.set_store_ok(True)
         if self._healthy_since is None:
             self._healthy_since = time.monotonic()
         if self.lost_id:
@@ -234,7 +238,14 @@ class WorkerService:
 
     def _core(self, a: AMISettings, server: str) -> DialerCore:
         client = self.client_factory(a)
-        return DialerCore(self.store, client, agi_url=self.agi_url, owner=self.me.id, server=server)
+        return DialerCore(
+            self.store,
+            client,
+            agi_url=self.agi_url,
+            owner=self.me.id,
+            server=server,
+            callback=self.settings.bank.callback_number,
+        )
 
     def _dialer(self, core: DialerCore) -> Dialer:
         dialer = Dialer(
@@ -271,6 +282,10 @@ class WorkerService:
         while not self._stop.is_set():
             try:
                 await r.dialer.run()
+                return
+            except AMIAuthFailed as exc:  # a wrong secret does not heal: stop the service
+                self.fatal = exc
+                self.stop()
                 return
             except Exception as exc:  # AMI not ready in time: the client keeps reconnecting
                 log.warning("switch %s: %s; retrying", r.settings.name, exc)

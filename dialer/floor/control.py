@@ -17,12 +17,14 @@ from sqlalchemy import select
 from dialer.audit import AuditAction
 from dialer.errors import ConfigError
 from dialer.floor.loop import CampaignLoop
+from dialer.floor.references import check_references, load_library
 from dialer.lists.campaigns import (
     CampaignSpec,
     Mode,
     Pacing,
     State,
     apply_campaign,
+    check_ceilings,
     load_campaign_file,
     parse_campaign,
     spec_of,
@@ -73,36 +75,37 @@ class FloorControl:
     async def set_pacing(
         self, campaign: str, changes: Mapping[str, Any], *, actor: str
     ) -> Mapping[str, Any]:
+        """Change pacing keys of a running campaign: never above the settings' compliance
+        ceilings (``ConfigError`` names the ceiling); held until the file's own value for a
+        key changes."""
         run = self.loop.run_named(campaign)
         if not isinstance(changes, Mapping) or not changes:
             raise ConfigError("pacing changes must be a non-empty mapping of pacing keys")
-        doc = run.spec.to_document()
         unknown = set(changes) - set(Pacing.model_fields)
         if unknown:
             raise ConfigError(f"unknown pacing keys: {', '.join(sorted(unknown))}", key="pacing")
-        doc["pacing"] = {**doc["pacing"], **changes}
-        new = parse_campaign(doc, f"campaign {campaign}")  # ConfigError: nothing changes
 
-        def write() -> None:
+        def write() -> CampaignSpec:
             with self.loop.store.session() as s:
                 row = s.get(Campaign, run.id)
                 assert row is not None
                 before = row.spec.get("pacing", {})
+                doc = {**row.spec, "state": row.state, "pacing": {**before, **changes}}
+                new = parse_campaign(doc, f"campaign {campaign}")  # ConfigError: no change
+                check_ceilings(new, self.loop.settings.compliance, f"campaign {campaign}")
                 row.spec = {**new.to_document(), "state": row.state}
+                after = new.to_document()["pacing"]
                 s.add(
                     AuditEntry(
                         actor=actor,
                         action=AuditAction.CAMPAIGN_PACING,
                         campaign_id=row.id,
-                        detail={
-                            "before": before,
-                            "after": new.to_document()["pacing"],
-                            "changes": dict(changes),
-                        },
+                        detail={"before": before, "after": after, "changes": dict(changes)},
                     )
                 )
+                return new
 
-        await asyncio.to_thread(write)
+        new = await asyncio.to_thread(write)
         self.loop.respec(run, new.model_copy(update={"state": run.spec.state}))
         self.loop.wake()
         return new.to_document()["pacing"]
@@ -140,8 +143,16 @@ class FloorControl:
         if path is not None and self.loop.settings.source is not None:
             if Path(path).resolve() == Path(self.loop.settings.source).resolve():
                 new = await asyncio.to_thread(load_settings, Path(path))
+                raised = new.compliance.raised_over(self.loop.settings.compliance)
+                if raised:
+                    raise ConfigError(
+                        f"{path}: compliance ceilings rise only with a restart "
+                        f"({'; '.join(raised)})"
+                    )
                 changed = ["settings"] if new != self.loop.settings else []
                 self.loop.settings = new
+                if changed:
+                    await self.loop.load_campaigns()  # lowered ceilings hold at once
                 return changed
 
         def work() -> tuple[list[str], dict[str, str]]:
@@ -163,6 +174,17 @@ class FloorControl:
                     refused[by_source.get(str(p.resolve()), str(p))] = str(exc)
             if refused:
                 return [], refused
+            ceilings = self.loop.settings.compliance
+            flows = load_library(self.loop.settings)
+            queues = self.loop.switch_queues()
+            for p, spec in specs:
+                try:
+                    check_ceilings(spec, ceilings, str(p))
+                    check_references(spec, str(p), library=flows, queues=queues)
+                except ConfigError as exc:
+                    refused[spec.name] = str(exc)
+            if refused:
+                return [], refused
             changed = []
             with self.loop.store.session() as s:
                 for p, spec in specs:
@@ -170,7 +192,9 @@ class FloorControl:
                         select(Campaign).where(Campaign.name == spec.name)
                     ).one_or_none()
                     before = None if row is None else (row.spec, row.state)
-                    row, _ = apply_campaign(s, spec, source=str(p.resolve()), actor=actor)
+                    row, _ = apply_campaign(
+                        s, spec, source=str(p.resolve()), actor=actor, ceilings=ceilings
+                    )
                     if before != (row.spec, row.state):
                         changed.append(spec.name)
             return changed, {}

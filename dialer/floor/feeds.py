@@ -53,6 +53,7 @@ class SwitchFeeds:
     def on_queue_status(self, events: Sequence[Event]) -> None:
         loop = self.loop
         members = [e.headers for e in events if e.name == "QueueMember"]
+        loop.queues_seen = {e.headers.get("Queue") or "" for e in events if e.name == "QueueParams"}
         loop.pool.load_status(members, loop.clock.time())
         loop.wake()
 
@@ -95,6 +96,7 @@ class SwitchFeeds:
         if abandoned:
             run.abandon_counts.abandon(f.ended_at)
         loop.guard.finished(run, item, loop.clock.time())
+        loop.ivr_guard.finished(run, item)
         ring_end = f.answered_at if f.answered_at is not None else f.ended_at
         if seen_live:
             pass  # its ring phase was learnt when it was answered

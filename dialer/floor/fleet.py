@@ -30,6 +30,8 @@ from dialer.floor.view import (
     AgentState,
     CallSnapshot,
     CampaignSnapshot,
+    Dependency,
+    Health,
     HistoryPoint,
 )
 from dialer.lists.campaigns import spec_of
@@ -60,6 +62,7 @@ class Fleet:
         self._metrics: Any = None
         self._health: list[dict[str, Any]] = []
         self._store_campaigns: list[CampaignSnapshot] = []
+        self._store_ok = True
 
     # -- what serve_console wires in: shared by every switch's dialer --------------------
 
@@ -132,6 +135,32 @@ class Fleet:
     def history(self) -> list[HistoryPoint]:
         ds = self._all()
         return ds[0].history() if ds else []
+
+    def health(self) -> Health:
+        """Every switch's dependencies and alarms; a worker serving no switch checks only
+        what it can (the store, through its heartbeat)."""
+        ds = self._all()
+        if not ds:
+            store_up = self._store_ok
+            deps = (Dependency("store", store_up, "" if store_up else "heartbeat failed"),)
+            states = {c.name: c.state for c in self._store_campaigns}
+            return Health(self._wall(), deps, states, ())
+        parts = [d.health() for d in ds]
+        deps_by_name: dict[str, Dependency] = {}
+        for h in parts:
+            for dep in h.dependencies:  # the store and FastAGI are shared: down on any is down
+                old = deps_by_name.get(dep.name)
+                if old is None or (old.up and not dep.up):
+                    deps_by_name[dep.name] = dep
+        camps: dict[str, str] = {}
+        for h in parts:
+            for name, state in h.campaigns.items():
+                camps[name] = "held" if "held" in (state, camps.get(name)) else state
+        alarms = {(a.kind, a.subject): a for h in parts for a in h.alarms}
+        return Health(parts[0].at, tuple(deps_by_name.values()), camps, tuple(alarms.values()))
+
+    def set_store_ok(self, ok: bool) -> None:
+        self._store_ok = ok
 
     def workers(self) -> list[dict[str, Any]]:
         """Every worker's health, as the last heartbeat round read it from the store."""

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, or_, select
 
 from dialer.errors import ComplianceError, ConfigError, DialerError
+from dialer.floor.alarms import IvrGuard
 from dialer.floor.feeds import SwitchFeeds
 from dialer.floor.guard import BreakerGuard
 from dialer.floor.view import (
@@ -43,6 +44,7 @@ from dialer.lists.campaigns import (
     CampaignSpec,
     State,
     spec_of,
+    within_ceilings,
 )
 from dialer.lists.stats import abandon_rate
 from dialer.outcomes import AttemptState, Outcome
@@ -428,7 +430,10 @@ class CampaignLoop:
         self.on_decision: list[Callable[[CampaignRun, PacingInput, int], None]] = []
         self.guard = BreakerGuard(store, self.pool, owner)
         self.first: Preempting | None = None  # the alert desk, when alerts are configured
+        self.ivr_guard = IvrGuard(store, owner)
         self._held: dict[int, tuple[dt.datetime, str] | None] = {}  # breakers open in the store
+        #: the queues the switch listed at its last login (QueueStatus), None before one
+        self.queues_seen: set[str] | None = None
         self.feeds = SwitchFeeds(self)
         core.subscribe(self.feeds.on_ami_event)
         core.on_queue_status(self.feeds.on_queue_status)
@@ -449,6 +454,12 @@ class CampaignLoop:
             if run.spec.name == name:
                 return run
         raise ConfigError(f"no running campaign named {name!r}")
+
+    def switch_queues(self) -> set[str] | None:
+        """The queues the switch knows, while it is connected (None: not checked)."""
+        if self.queues_seen is None or not self.core.client.ready.is_set():
+            return None
+        return self.queues_seen
 
     def sweep_unsent(self, older_than: dt.timedelta = UNSENT_AFTER) -> int:
         dead_after = dt.timedelta(seconds=self.settings.worker.dead_after_s)
@@ -489,13 +500,14 @@ class CampaignLoop:
                     continue
                 if is_alert_campaign(row.name):
                     continue  # the alert desk dials those, under the alerts' own rules
-                spec = spec_of(row)
+                spec = within_ceilings(spec_of(row), self.settings.compliance)
                 rate = abandon_rate(s, row.id, since=now - spec.pacing.abandon_window)
                 out.append((row.id, spec, rate.live_answers, rate.abandoned))
                 self._held[row.id] = hopper.breaker_hold(s, row.id)
         return out
 
     def respec(self, run: CampaignRun, spec: CampaignSpec) -> None:
+        spec = within_ceilings(spec, self.settings.compliance)
         if spec.mode != run.spec.mode:
             run.policy = policy_for_campaign(spec)
         if spec.pacing.calls_per_second != run.spec.pacing.calls_per_second:

@@ -6,14 +6,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dialer.floor.control import FloorControl
+from dialer.floor.health import HealthMonitor
 from dialer.floor.loop import CampaignLoop, CampaignRun, Clock
 from dialer.floor.reading import FloorView
-from dialer.floor.view import AgentSnapshot, CallSnapshot, CampaignSnapshot, HistoryPoint
+from dialer.floor.view import (
+    AgentSnapshot,
+    CallSnapshot,
+    CampaignSnapshot,
+    Health,
+    HistoryPoint,
+)
 from dialer.pacing.types import PacingInput
 from dialer.settings import Settings
 from dialer.store import Store
@@ -37,6 +46,7 @@ class Dialer:
         max_channels: int = 500,
         history_every_s: float = 30.0,
         snapshot_cache_s: float = 5.0,
+        health_every_s: float = 2.0,
     ) -> None:
         self.loop = CampaignLoop(
             store,
@@ -51,6 +61,7 @@ class Dialer:
         )
         self.view = FloorView(self.loop, cache_s=snapshot_cache_s)
         self.control = FloorControl(self.loop)
+        self.monitor = HealthMonitor(self.loop, every_s=health_every_s)
 
     # -- the loop's parts the composition root and the console wire to --------------------
 
@@ -99,7 +110,14 @@ class Dialer:
     # -- running ----------------------------------------------------------------------------
 
     async def run(self, *, until_idle: bool = False, quiet_s: float = 120.0) -> None:
-        await self.loop.run(until_idle=until_idle, quiet_s=quiet_s)
+        """Dial (see ``CampaignLoop.run``) while the health monitor keeps the alarms current."""
+        monitor = asyncio.create_task(self.monitor.run(), name="floor-health")
+        try:
+            await self.loop.run(until_idle=until_idle, quiet_s=quiet_s)
+        finally:
+            monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await monitor
 
     def stop(self) -> None:
         self.loop.stop()
@@ -129,6 +147,9 @@ class Dialer:
 
     def history(self) -> list[HistoryPoint]:
         return self.view.history()
+
+    def health(self) -> Health:
+        return self.monitor.health()
 
     # -- Floor: commands --------------------------------------------------------------------
 

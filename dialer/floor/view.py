@@ -77,6 +77,39 @@ class HistoryPoint:
     calls_in_flight: int
 
 
+@dataclass(frozen=True)
+class Dependency:
+    """One outside part the floor needs: ``ami:<switch>``, ``fastagi``, ``store``."""
+
+    name: str
+    up: bool
+    detail: str = ""  # why it is down
+
+
+@dataclass(frozen=True)
+class Health:
+    at: dt.datetime
+    dependencies: tuple[Dependency, ...]
+    campaigns: Mapping[str, str]  # name -> running | paused | held
+    alarms: tuple[Any, ...]  # dialer.floor.alarms.Alarm
+
+    @property
+    def ok(self) -> bool:
+        return all(d.up for d in self.dependencies)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "at": self.at.isoformat(),
+            "dependencies": {
+                d.name: {"up": d.up, **({"detail": d.detail} if d.detail else {})}
+                for d in self.dependencies
+            },
+            "campaigns": dict(self.campaigns),
+            "alarms": [a.to_json() for a in self.alarms],
+        }
+
+
 class Floor(Protocol):
     """Implemented by the campaign runner; everything the console needs."""
 
@@ -89,6 +122,10 @@ class Floor(Protocol):
     def calls(self) -> list[CallSnapshot]: ...
 
     def history(self) -> list[HistoryPoint]: ...
+
+    def health(self) -> Health:
+        """Dependencies up or down, each campaign's state, and the alarms that hold now."""
+        ...
 
     async def pause(self, campaign: str, *, actor: str) -> None: ...
 

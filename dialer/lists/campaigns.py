@@ -26,7 +26,7 @@ from pydantic import (
 from dialer.audit import AuditAction
 from dialer.errors import ConfigError
 from dialer.outcomes import Outcome
-from dialer.settings import format_validation_error
+from dialer.settings import HHMM, Ceilings, format_hhmm, format_validation_error
 from dialer.yamlfile import load_mapping
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
@@ -97,26 +97,6 @@ class Weekday(enum.StrEnum):
 
 
 ALL_DAYS = tuple(Weekday)
-
-
-def _parse_hhmm(value: Any) -> dt.time:
-    if isinstance(value, dt.time):
-        return value
-    if isinstance(value, int):  # YAML 1.1 reads 09:00 as sexagesimal minutes
-        return dt.time(value // 60, value % 60)
-    if isinstance(value, str):
-        m = re.fullmatch(r"(\d{1,2}):(\d{2})", value.strip())
-        if m and int(m.group(1)) <= 24 and int(m.group(2)) < 60:
-            h, mi = int(m.group(1)), int(m.group(2))
-            if h == 24:
-                if mi:
-                    raise ValueError("24:MM is not a time")
-                return dt.time.max
-            return dt.time(h, mi)
-    raise ValueError(f"expected HH:MM, got {value!r}")
-
-
-HHMM = Annotated[dt.time, BeforeValidator(_parse_hhmm)]
 
 
 class CallingWindow(Frozen):
@@ -252,50 +232,174 @@ def parse_campaign(data: dict[str, Any], source: str | None = None) -> CampaignS
 
 
 def load_campaign_file(path: Path) -> CampaignSpec:
-    return parse_campaign(load_mapping(path), str(path))
+    """A campaign file that does not say ``state: running`` is paused: applying a new file
+    never starts dialling by itself."""
+    data = load_mapping(path)
+    return parse_campaign({"state": State.PAUSED.value, **data}, str(path))
 
 
 # --- store side -------------------------------------------------------------------------
 
 
+def file_document(spec: CampaignSpec) -> dict[str, Any]:
+    """What the file itself says: its document, with ``state`` only when the file names it."""
+    doc = spec.to_document()
+    if "state" not in spec.model_fields_set:
+        doc.pop("state", None)
+    return doc
+
+
+def _flat(doc: dict[str, Any]) -> dict[str, Any]:
+    """Pacing keys one by one (a console change is per key); the rest as they are."""
+    out = {k: v for k, v in doc.items() if k != "pacing"}
+    out.update({f"pacing.{k}": v for k, v in (doc.get("pacing") or {}).items()})
+    return out
+
+
+def _unflat(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: v for k, v in flat.items() if not k.startswith("pacing.")}
+    out["pacing"] = {k[7:]: v for k, v in flat.items() if k.startswith("pacing.")}
+    return out
+
+
+_ABSENT = object()
+
+
+def merge_file_change(
+    old_file: dict[str, Any], new_file: dict[str, Any], live: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Three-way merge of a changed file into the live definition: a key takes the file's new
+    value only where the file's own value changed; elsewhere the live value (a console pause,
+    a pacing change) holds. Returns (merged live document, audit detail)."""
+    old_f, new_f, cur = _flat(old_file), _flat(new_file), _flat(live)
+    merged = dict(cur)
+    replaced: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
+    for key in sorted(set(old_f) | set(new_f) | set(cur)):
+        was, now = old_f.get(key, _ABSENT), new_f.get(key, _ABSENT)
+        held = cur.get(key, _ABSENT)
+        if was != now and now is not _ABSENT:
+            merged[key] = now
+            if held is not _ABSENT and held != was and held != now:
+                replaced[key] = {"live": held, "file_before": _none(was), "file_after": now}
+        elif was != now:  # the file no longer names the key: the live value stays
+            continue
+        elif held is not _ABSENT and held != now and now is not _ABSENT:
+            kept[key] = {"live": held, "file": now}
+    changed = {
+        k: [_none(cur.get(k, _ABSENT)), merged[k]]
+        for k in sorted(merged)
+        if cur.get(k, _ABSENT) != merged[k]
+    }
+    return _unflat(merged), {"changed": changed, "overrides_replaced": replaced, "kept": kept}
+
+
+def _none(value: Any) -> Any:
+    return None if value is _ABSENT else value
+
+
+def check_ceilings(spec: CampaignSpec, ceilings: Ceilings, source: str | None) -> None:
+    """Refuse a campaign whose compliance limits go above the settings' ceilings."""
+    where = source or f"campaign {spec.name}"
+    problems = []
+    if spec.pacing.abandon_cap > ceilings.abandon_cap:
+        problems.append(
+            f"pacing.abandon_cap {spec.pacing.abandon_cap} is above the ceiling "
+            f"{ceilings.abandon_cap} (settings compliance.abandon_cap)"
+        )
+    if spec.pacing.hold_limit_s > ceilings.hold_limit_s:
+        problems.append(
+            f"pacing.hold_limit_s {spec.pacing.hold_limit_s:g} is above the ceiling "
+            f"{ceilings.hold_limit_s:g} (settings compliance.hold_limit_s)"
+        )
+    hours, window = ceilings.calling_hours, spec.calling_window
+    if window.start < hours.start or window.end > hours.end:
+        problems.append(
+            f"calling_window {format_hhmm(window.start)}-{format_hhmm(window.end)} is outside "
+            f"the calling hours {format_hhmm(hours.start)}-{format_hhmm(hours.end)} "
+            "(settings compliance.calling_hours)"
+        )
+    if problems:
+        raise ConfigError("; ".join(f"{where}: {p}" for p in problems))
+
+
+def within_ceilings(spec: CampaignSpec, ceilings: Ceilings) -> CampaignSpec:
+    """The spec the floor runs: every compliance limit at or under its ceiling, whatever the
+    store holds (a row written before the ceiling was lowered, or by hand)."""
+    pacing = spec.pacing.model_copy(
+        update={
+            "abandon_cap": min(spec.pacing.abandon_cap, ceilings.abandon_cap),
+            "hold_limit_s": min(spec.pacing.hold_limit_s, ceilings.hold_limit_s),
+        }
+    )
+    window = spec.calling_window
+    start = max(window.start, ceilings.calling_hours.start)
+    end = min(window.end, ceilings.calling_hours.end)
+    days: tuple[Weekday, ...] = window.days
+    if end <= start:  # no hour left to call in: a window that never opens
+        end, days = start, ()
+    window = window.model_copy(update={"start": start, "end": end, "days": days})
+    if pacing == spec.pacing and window == spec.calling_window:
+        return spec
+    return spec.model_copy(update={"pacing": pacing, "calling_window": window})
+
+
 def apply_campaign(
-    session: Any, spec: CampaignSpec, *, source: str | None, actor: str
+    session: Any,
+    spec: CampaignSpec,
+    *,
+    source: str | None,
+    actor: str,
+    ceilings: Ceilings | None = None,
 ) -> tuple[Any, bool]:
-    """Create or update the campaign row from ``spec``; audited. Returns (row, created)."""
+    """Create or update the campaign row from ``spec``; audited. Returns (row, created).
+
+    The row keeps the file's document as last applied (``applied``) apart from the live
+    definition (``spec``, ``state``): re-applying an unchanged file changes nothing, and a
+    changed file moves only the keys whose own value in the file changed, so a console pause
+    or pacing change holds until the file itself says otherwise (the audit names both)."""
     from sqlalchemy import select
 
     from dialer.store.models import AuditEntry, Campaign
 
+    if ceilings is not None:
+        check_ceilings(spec, ceilings, source)
     row = session.scalars(select(Campaign).where(Campaign.name == spec.name)).one_or_none()
-    created = row is None
-    doc = spec.to_document()
+    new_file = file_document(spec)
     if row is None:
-        row = Campaign(name=spec.name)
+        state = spec.state
+        row = Campaign(name=spec.name, state=state.value, purpose=spec.purpose.value)
+        row.mode, row.source, row.applied = spec.mode.value, source, new_file
+        row.spec = {**spec.to_document(), "state": state.value}
         session.add(row)
-    before = {} if created else {**(row.spec or {}), "state": row.state}
-    after = {**doc, "state": spec.state.value}
-    diff = {
-        k: [before.get(k), after.get(k)]
-        for k in sorted(set(before) | set(after))
-        if before.get(k) != after.get(k)
-    }
-    changed = created or bool(diff)
-    row.state = spec.state.value
-    row.purpose = spec.purpose.value
-    row.mode = spec.mode.value
-    row.spec = doc
-    row.source = source
-    session.flush()
-    if changed:
+        session.flush()
+        detail: dict[str, Any] = {"source": source, "changed": {}, "state": state.value}
         session.add(
             AuditEntry(
-                actor=actor,
-                action=AuditAction.CAMPAIGN_CREATE if created else AuditAction.CAMPAIGN_APPLY,
-                campaign_id=row.id,
-                detail={"source": source, "changed": {} if created else diff},
+                actor=actor, action=AuditAction.CAMPAIGN_CREATE, campaign_id=row.id, detail=detail
             )
         )
-    return row, created
+        return row, True
+    live = {**(row.spec or {}), "state": row.state}
+    old_file = row.applied if row.applied is not None else live
+    row.source = source
+    if new_file == old_file:
+        return row, False  # the file did not change: nothing it says is re-applied
+    merged, detail = merge_file_change(old_file, new_file, live)
+    merged_spec = parse_campaign(merged, source)
+    row.spec = {**merged_spec.to_document(), "state": merged_spec.state.value}
+    row.state = merged_spec.state.value
+    row.purpose, row.mode, row.applied = merged_spec.purpose.value, merged_spec.mode.value, new_file
+    session.flush()
+    session.add(
+        AuditEntry(
+            actor=actor,
+            action=AuditAction.CAMPAIGN_APPLY,
+            campaign_id=row.id,
+            detail={"source": source, **detail},
+        )
+    )
+    return row, False
 
 
 #: Validated specs by their stored text: every finished call reads its campaign's spec, and

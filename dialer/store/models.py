@@ -63,6 +63,9 @@ class Campaign(Base):
     purpose: Mapped[str] = mapped_column(String(16))
     mode: Mapped[str] = mapped_column(String(16))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # CampaignSpec.to_document()
+    #: the file's own document as last applied (dialer.lists.campaigns.file_document): what a
+    #: reload compares against, apart from the live ``spec``/``state`` supervisors change
+    applied: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     source: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

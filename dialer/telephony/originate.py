@@ -63,6 +63,16 @@ def _clean(value: str) -> str:
     return value.replace("\r", " ").replace("\n", " ").replace(",", " ")
 
 
+APOLOGY_PROMPT = "dialer/ivr-apology"
+
+
+def apology(callback: str) -> str:
+    """What the dialplan plays when the IVR flow cannot run: the apology, then the bank's
+    callback number digit by digit (``Playback`` file list, ``&``-separated)."""
+    digits = [f"dialer/digit-{d}" for d in callback if d.isdigit()]
+    return "&".join([APOLOGY_PROMPT, *digits])
+
+
 def build_originate(
     *,
     attempt_id: int,
@@ -70,6 +80,7 @@ def build_originate(
     spec: CampaignSpec,
     language: str | None,
     agi_url: str,
+    callback: str = "",
     action_id: str | None = None,
     new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
 ) -> OriginateRequest:
@@ -108,6 +119,7 @@ def build_originate(
         "DIALER_AMD": spec.amd,
         "DIALER_AGI": agi_url,
         "DIALER_LANG": lang,
+        "DIALER_SORRY": apology(callback),
     }
     fields += [("Variable", f"{k}={_clean(v)}") for k, v in variables.items()]
     return OriginateRequest(

@@ -120,9 +120,11 @@ class AttemptRows:
         owner: str,
         server: str,
         trail: bool,
+        callback: str = "",
     ) -> None:
         self.store = store
         self.agi_url = agi_url
+        self.callback = callback  # the bank's number, spoken when the IVR cannot run
         self.now = now
         self.owner = owner  # the worker id: this core follows the attempts it owns
         self.server = server  # the switch's name (settings ``asterisk[].name``)
@@ -195,6 +197,7 @@ class AttemptRows:
             spec=spec_of(campaign),
             language=contact.language if contact else None,
             agi_url=self.agi_url,
+            callback=self.callback,
         )
         attempt.channel_id = req.channel_id
         attempt.state = AttemptState.DIALING.value

@@ -175,7 +175,9 @@ STATE_UP = "6"
 STATE_RINGING = "5"
 
 #: Variables the tracker keeps from ``VarSet``.
-KEPT_VARS = frozenset({"AGISTATUS", "QUEUESTATUS", "IVR_NEXT", "DIALSTATUS"})
+KEPT_VARS = frozenset({"AGISTATUS", "QUEUESTATUS", "IVR_NEXT", "DIALSTATUS", "DIALER_IVR"})
+#: ``VarSet DIALER_IVR=failed``: the dialplan found the flow did not run (it set no IVR_NEXT)
+IVR_FAILED_MARK = "failed"
 
 #: Seconds to wait for a missing ``OriginateResponse`` / leg ``Hangup`` before ending anyway.
 END_GRACE_S = 5.0
@@ -261,6 +263,7 @@ class Call:
             ivr_result=self.ivr_result,
             queue_status=self.vars.get("QUEUESTATUS"),
             agi_status=self.vars.get("AGISTATUS"),
+            ivr_failed=self.vars.get("DIALER_IVR") == IVR_FAILED_MARK,
             planned_flow_or_queue=bool(self.plan.flow or self.plan.queue),
             customer_hung_up_first=self.first_down is not None
             and self.is_customer_leg(self.first_down),
@@ -353,6 +356,7 @@ class OutcomeFacts:
     ivr_result: str | None
     queue_status: str | None
     agi_status: str | None
+    ivr_failed: bool
     planned_flow_or_queue: bool
     customer_hung_up_first: bool
 
@@ -406,6 +410,9 @@ def _outcome_of(f: OutcomeFacts) -> Outcome:
         return Outcome.MACHINE
     if f.bridged:
         return Outcome.AGENT_HANDLED
+    if f.ivr_failed:
+        # the flow never ran; the dialplan sent the customer to the queue or an apology
+        return Outcome.IVR_FAILED
     if f.queued_at is not None:
         if not f.via_ivr:
             # sent to agents by the dialer and never bridged: a timeout at the hold limit or
@@ -938,6 +945,7 @@ RESYNC_VARIABLES = (
     "QUEUESTATUS",
     "DIALER_MSG",
     "AGISTATUS",
+    "DIALER_IVR",
 )
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 from ami_replay import fixture
 
-from dialer.errors import AMIDisconnected, AMIError
+from dialer.errors import AMIAuthFailed, AMIDisconnected, AMIError
 from dialer.telephony.ami.adapter import AMIClient
 from dialer.telephony.ami.framing import AMIFraming
 from dialer.telephony.ami.messages import Event, Unrecognised
@@ -211,7 +212,11 @@ async def test_every_action_has_a_timeout(peer: Peer) -> None:
     await c.close()
 
 
-async def test_wrong_secret_backs_off_and_never_opens_the_gate(peer: Peer) -> None:
+async def test_wrong_secret_is_tried_once_and_stops_with_one_clear_line(
+    peer: Peer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused login is never retried (a switch with fail2ban would ban the dialer's
+    address): the client gives up, and waiting for it raises ``AMIAuthFailed`` at once."""
     port = peer.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     c = AMIClient(
         "127.0.0.1",
@@ -223,13 +228,21 @@ async def test_wrong_secret_backs_off_and_never_opens_the_gate(peer: Peer) -> No
         rng=random.Random(1),
     )
     _CLIENTS.append(c)
+    caplog.set_level(logging.WARNING, logger="dialer.telephony.ami")
     await c.start()
-    with pytest.raises(AMIError, match="not ready"):
-        await c.wait_ready(0.5)
-    await c.close()
+    t0 = time.monotonic()
+    with pytest.raises(AMIAuthFailed, match="login refused for user 'dialer'") as err:
+        await c.wait_ready(5)
+    assert time.monotonic() - t0 < 1.0  # not the timeout: the refusal itself
+    assert "DIALER_AMI_SECRET" in str(err.value) and "\n" not in str(err.value)
+    await asyncio.sleep(0.3)  # well past the back-off: still one login
     logins = [a for a in peer.actions if a["Action"] == "Login"]
-    assert 2 <= len(logins) <= 20  # retried, with a growing delay (not a busy loop)
-    assert "login refused" in (c.last_error or "")
+    assert len(logins) == 1 and not c.ready.is_set()
+    [line] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "not retrying" in line.getMessage()
+    with pytest.raises(AMIAuthFailed):  # later waits too
+        await c.wait_ready(0.1)
+    await c.close()
 
 
 async def test_not_connected_is_refused_at_once() -> None:

@@ -34,6 +34,7 @@ def test_fields_and_variables_per_contract() -> None:
         spec=SPEC,
         language="en",
         agi_url="agi://127.0.0.1:4573",
+        callback="955-88",
     )
     f = dict(req.fields)
     assert f["Channel"] == "Local/+8613800000486@customer"
@@ -56,13 +57,16 @@ def test_fields_and_variables_per_contract() -> None:
         "DIALER_AMD": "message",
         "DIALER_AGI": "agi://127.0.0.1:4573",
         "DIALER_LANG": "en",
+        # said when the flow cannot run: the apology, then the callback number's digits
+        "DIALER_SORRY": "dialer/ivr-apology&dialer/digit-9&dialer/digit-5&dialer/digit-5"
+        "&dialer/digit-8&dialer/digit-8",
     }
     assert req.plan.flow == "card_activation" and req.plan.amd == "message"
     # it goes on the wire as repeated Variable lines and parses back the same
     [msg] = AMIFraming(expect_banner=False).receive_data(
         serialize_action("Originate", req.action_id, req.fields)
     )
-    assert len(msg.headers.getall("Variable")) == 8  # type: ignore[union-attr]
+    assert len(msg.headers.getall("Variable")) == 9  # type: ignore[union-attr]
 
 
 def test_ids_are_fixed_length_and_fresh() -> None:

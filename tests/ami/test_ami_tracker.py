@@ -168,6 +168,7 @@ IVR_CALL = OutcomeFacts(
     ivr_result=None,
     queue_status=None,
     agi_status=None,
+    ivr_failed=False,
     planned_flow_or_queue=True,
     customer_hung_up_first=True,
 )
@@ -185,6 +186,23 @@ IVR_CALL = OutcomeFacts(
             dataclasses.replace(IVR_CALL, queued_at=5.0),
             IvrSay("completed", "x"),
             (Outcome.CUSTOMER_HANGUP, None),
+        ),
+        # the flow never ran (the dialplan marked it): the fault, not the customer; the
+        # queue it was rescued to and the IVR's lack of a record change nothing
+        (
+            dataclasses.replace(IVR_CALL, ivr_failed=True, agi_status="FAILURE"),
+            None,
+            (Outcome.IVR_FAILED, None),
+        ),
+        (
+            dataclasses.replace(IVR_CALL, ivr_failed=True, queued_at=5.0),
+            IvrSay("error"),
+            (Outcome.IVR_FAILED, None),
+        ),
+        (
+            dataclasses.replace(IVR_CALL, ivr_failed=True, queued_at=5.0, bridged=True),
+            None,
+            (Outcome.AGENT_HANDLED, None),
         ),
         # a machine stays a machine
         (

@@ -27,6 +27,8 @@ from dialer.floor.view import (
     AgentState,
     CallSnapshot,
     CampaignSnapshot,
+    Dependency,
+    Health,
     HistoryPoint,
     RateWindow,
 )
@@ -97,6 +99,9 @@ class BigFloor:
 
     def history(self) -> list[HistoryPoint]:
         return self._history
+
+    def health(self) -> Health:
+        return Health(NOW, (Dependency("ami:default", True), Dependency("store", True)), {}, ())
 
     async def pause(self, campaign: str, *, actor: str) -> None: ...
     async def resume(self, campaign: str, *, actor: str) -> None: ...

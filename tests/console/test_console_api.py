@@ -54,7 +54,8 @@ async def test_public_paths_need_no_token(console: Console) -> None:
     assert "http" not in body.replace("http-equiv", "")  # nothing from a CDN
     for path in ("/static/app.js", "/static/style.css", "/healthz", "/metrics"):
         status, _ = await console.request("GET", path, auth=False)
-        assert status == 200, path
+        # the seeded floor's AMI client never connected: its health says so
+        assert status == (503 if path == "/healthz" else 200), path
 
 
 async def test_api_refuses_without_token(console: Console) -> None:

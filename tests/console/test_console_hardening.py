@@ -36,6 +36,9 @@ GUARDS: list[ConnectionGuard[Any]] = []
 
 @contextlib.asynccontextmanager
 async def served(floor: Dialer, **kw: Any) -> AsyncIterator[str]:
+    # the switch is logged in (seeded, as the agents and calls are): /healthz answers 200,
+    # and these tests are about the console's connections, not the switch
+    floor.core.client.ready.set()
     runner, port = await start_console(
         floor, port=0, token=TOKEN, registry=CollectorRegistry(), **kw
     )

@@ -53,6 +53,7 @@ WATCH_POLL_S = 1.0
 def campaign_doc(name: str, *, power_ratio: float = 1.0) -> dict[str, Any]:
     return {
         "name": name,
+        "state": "running",
         "mode": "power",
         "queue": "sales",
         "channel": "Local/{number}@customer",
@@ -192,7 +193,10 @@ async def live_floor(store: Store, tmp_path: Path, name: str) -> AsyncIterator[L
     """Settings file + campaigns folder in ``tmp_path``; the campaign applied from its file,
     contacts imported; the simulated floor, the runner and its console running."""
     settings_file = tmp_path / "dialer.yaml"
-    settings_file.write_text("default_region: CN\ncampaigns_dir: campaigns\n", encoding="utf-8")
+    settings_file.write_text(
+        "default_region: CN\ncampaigns_dir: campaigns\ncompliance: {abandon_cap: 0.5}\n",
+        encoding="utf-8",
+    )
     settings = load_settings(settings_file)
     (tmp_path / "campaigns").mkdir()
     campaign_file = tmp_path / "campaigns" / f"{name}.yaml"

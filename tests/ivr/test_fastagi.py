@@ -136,6 +136,23 @@ async def test_closed_before_header_end(server: FastAGIServer) -> None:
     assert await good_session_is_prompt(server) < 1.0
 
 
+async def test_a_health_probe_is_counted_not_warned(
+    server: FastAGIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The dialer's health check connects and closes: no bad header, no warning."""
+    caplog.set_level(logging.WARNING, logger="ivr.fastagi")
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.close()
+    for _ in range(200):
+        if server.stats.probes:
+            break
+        await asyncio.sleep(0.01)
+    await wait_idle(server)
+    assert (server.stats.probes, server.stats.bad_header) == (1, 0)
+    assert not [r for r in caplog.records if r.name.startswith("ivr")]
+    assert await good_session_is_prompt(server) < 1.0
+
+
 async def test_header_that_never_ends_is_cut(server: FastAGIServer) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(b"agi_network: yes\n")

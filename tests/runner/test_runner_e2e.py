@@ -21,12 +21,13 @@ from dialer.lists.contacts import import_contacts
 from dialer.lists.dnc import add_entry
 from dialer.outcomes import Outcome
 from dialer.pacing.types import AgentState as PAgent
-from dialer.settings import Settings
+from dialer.settings import Ceilings, Settings
 from dialer.store import Store
 from dialer.store.models import Attempt
 
 START = demo_start(dt.date(2026, 12, 1))  # a Tuesday, 10:00 in Beijing
-SETTINGS = Settings()
+#: the power-mode tests set a 50% cap to see the policy's own fallback, not the ceiling's
+SETTINGS = Settings(compliance=Ceilings(abandon_cap=0.5))
 QUEUES = Path(__file__).resolve().parent / "queues.conf"
 
 

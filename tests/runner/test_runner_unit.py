@@ -211,15 +211,16 @@ async def test_refused_reload_is_shown_on_the_campaign_whose_file_it_is(
     assert snaps["probe"].last_error and "power_ratio" in snaps["probe"].last_error
     assert snaps["power"].last_error is None
     assert snaps["probe"].pacing["power_ratio"] == 1.0 and snaps["probe"].state == "paused"
-    # a valid edit applies the file (the file is the source of definitions) and says what changed
+    # a valid edit applies what the file changed (the file is the source of definitions) and
+    # says so; the supervisor's pause holds (the file's own state did not change)
     f.write_text("name: probe\nmode: power\nqueue: q\npacing: {power_ratio: 2.0}\n")
     assert await d.reload(str(f), actor="watcher") == ["probe"]
     snaps = {c.name: c for c in d.campaigns()}
     assert snaps["probe"].last_error is None and snaps["probe"].pacing["power_ratio"] == 2.0
+    assert snaps["probe"].state == "paused"
     with store.session() as s:
         audit = s.scalars(select(AuditEntry).where(AuditEntry.actor == "watcher")).one()
-        assert set(audit.detail["changed"]) == {"pacing", "state"}
-        assert audit.detail["changed"]["state"] == ["paused", "running"]
+        assert audit.detail["changed"] == {"pacing.power_ratio": [1.0, 2.0]}
 
 
 class _StepClock:

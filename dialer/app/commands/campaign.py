@@ -32,18 +32,35 @@ def campaign() -> None:
 )
 @pass_app
 def apply(app: AppContext, files: tuple[Path, ...]) -> None:
-    """Create or update campaigns from YAML FILES (all are validated before any is written)."""
+    """Create or update campaigns from YAML FILES (all are validated before any is written).
+
+    Every name a file refers to is checked first (its IVR flow, the prompts it plays), and its
+    compliance limits against the settings' ceilings. Re-applying an unchanged file changes
+    nothing; a changed one moves only the keys the file itself changed (a pause or a pacing
+    change made on the console holds). A file without ``state: running`` is applied paused."""
     from dialer.app.commands.messages import load_library
+    from dialer.floor.references import check_references
+    from dialer.floor.references import load_library as load_flows
+    from dialer.lists.campaigns import check_ceilings
     from dialer.messaging.sequencer import check_steps, steps_of
 
     specs = [(f, load_campaign_file(f)) for f in files]
+    flows = load_flows(app.settings)
     for f, spec in specs:  # multi-step campaigns: steps and templates checked before writing
+        check_ceilings(spec, app.settings.compliance, str(f))
+        check_references(spec, str(f), library=flows)
         if spec.steps:
             check_steps(steps_of(spec), load_library(app), str(f))
     with app.store.session() as s:
         for f, spec in specs:
-            _, created = apply_campaign(s, spec, source=str(f.resolve()), actor=actor())
-            click.echo(f"{'created' if created else 'updated'} campaign {spec.name}")
+            before = s.scalars(select(Campaign.applied).where(Campaign.name == spec.name)).first()
+            row, created = apply_campaign(s, spec, source=str(f.resolve()), actor=actor())
+            if created:
+                click.echo(f"created campaign {spec.name} ({row.state})")
+            elif before == row.applied:
+                click.echo(f"unchanged campaign {spec.name} (the file is as last applied)")
+            else:
+                click.echo(f"updated campaign {spec.name} ({row.state})")
 
 
 def _summary(s, row: Campaign) -> dict:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Any
 
 import click
 
@@ -136,16 +137,37 @@ def run(
                 f"http://{http_host or settings.http.host}:{console[1]}/",
                 err=True,
             )
-        try:
-            await service.run()
-        finally:
-            click.echo(f"dialer: stopping; live calls get {grace:g} s", err=True)
-            await service.shutdown(grace)
-            if console is not None:
-                with contextlib.suppress(Exception):
-                    await console[0].cleanup()
+        await serve(service, console, grace)
 
+    default_level_logs()
     asyncio.run(main())
+
+
+async def serve(service: Any, console: tuple[Any, int] | None, grace: float) -> None:
+    """Until the service stops; a switch that refused the login stops it with exit code 2."""
+    try:
+        await service.run()
+    finally:
+        if service.fatal is None:
+            click.echo(f"dialer: stopping; live calls get {grace:g} s", err=True)
+        await service.shutdown(grace)
+        if console is not None:
+            with contextlib.suppress(Exception):
+                await console[0].cleanup()
+    if service.fatal is not None:  # already said, in one line, by the AMI client
+        raise SystemExit(2)
+
+
+#: What ``dialer run`` says at the default level beside warnings: connection changes, the
+#: floor's one-line summary each minute, the console's address.
+RUN_INFO_LOGGERS = ("dialer.telephony.ami.adapter", "dialer.floor.health", "dialer.floor.alarms")
+
+
+def default_level_logs() -> None:
+    for name in RUN_INFO_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
 
 
 COMMANDS = [run]

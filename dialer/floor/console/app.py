@@ -5,7 +5,10 @@ Routes (everything under ``/api/`` needs the token; ``/``, ``/static/``, ``/metr
 ``/healthz`` do not):
 
     GET   /                                   the live page (static, no CDN)
-    GET   /healthz, /metrics                  liveness; Prometheus text format
+    GET   /healthz                            AMI, FastAGI, store, campaigns, alarms; 503 when
+                                              a dependency is down
+    GET   /metrics                            Prometheus text format
+    GET   /api/alarms                         the alarms that hold now
     POST  /api/login, /api/logout             token -> session cookie; clear it
     GET   /api/session                        200 when authenticated
     GET   /api/snapshot                       campaigns + agents + calls + history at once
@@ -177,7 +180,14 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"ok": True, "at": snap.to_json(request.app[FLOOR].now())})
+    """Each dependency (AMI per switch, FastAGI, the store), each campaign's state and the
+    alarms; HTTP 503 while a dependency is down (what a load balancer or monitor acts on)."""
+    health = request.app[FLOOR].health()
+    return _json(health.to_json(), status=200 if health.ok else 503)
+
+
+async def alarms(request: web.Request) -> web.Response:
+    return _json([a.to_json() for a in request.app[FLOOR].health().alarms])
 
 
 async def metrics_page(request: web.Request) -> web.Response:
@@ -453,6 +463,7 @@ async def reload(request: web.Request) -> web.Response:
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/", index),
     ("GET", "/healthz", healthz),
+    ("GET", "/api/alarms", alarms),
     ("GET", "/metrics", metrics_page),
     ("POST", "/api/login", login),
     ("POST", "/api/logout", logout),

@@ -119,6 +119,39 @@ def _held_gauge(camps: Sequence[CampaignSnapshot]) -> GaugeMetricFamily:
     return held
 
 
+def _occupancy_gauge(floor: Floor) -> Iterator[GaugeMetricFamily]:
+    hist = floor.history()
+    if hist:
+        occ = GaugeMetricFamily(
+            "dialer_occupancy_ratio",
+            "Agents' (talk + wrap-up) / logged-in time, recent.",
+            labels=[],
+        )
+        occ.add_metric([], hist[-1].occupancy)
+        yield occ
+
+
+def _health_gauges(floor: Floor) -> Iterator[GaugeMetricFamily]:
+    health = floor.health()
+    up = GaugeMetricFamily(
+        "dialer_dependency_up",
+        "1 while the dependency answers: ami:<switch> (logged in), fastagi, store.",
+        labels=["dependency"],
+    )
+    for d in health.dependencies:
+        up.add_metric([d.name], 1.0 if d.up else 0.0)
+    yield up
+    alarm = GaugeMetricFamily(
+        "dialer_alarm",
+        "1 per alarm that holds now (kind: switch_down, ivr_down, ivr_failures, store_down, "
+        "abandon_near, abandon_over, breaker_open, no_agents).",
+        labels=["kind", "subject"],
+    )
+    for a in health.alarms:
+        alarm.add_metric([a.kind.value, a.subject], 1.0)
+    yield alarm
+
+
 class FloorCollector(Collector):
     """Gauges read from the floor at scrape time."""
 
@@ -200,13 +233,8 @@ class FloorCollector(Collector):
             calls.add_metric([camp, state], n)
         yield calls
 
-        hist = self.floor.history()
-        if hist:
-            occ = g(
-                "dialer_occupancy_ratio", "Agents' (talk + wrap-up) / logged-in time, recent.", []
-            )
-            occ.add_metric([], hist[-1].occupancy)
-            yield occ
+        yield from _health_gauges(self.floor)
+        yield from _occupancy_gauge(self.floor)
 
 
 def register_floor(registry: CollectorRegistry, floor: Floor) -> FloorCollector:

@@ -141,6 +141,7 @@ def snapshot(floor: Floor) -> dict[str, Any]:
         "calls": calls(floor),
         "history": history(floor),
         "workers": workers(floor),
+        "health": floor.health().to_json(),
     }
 
 

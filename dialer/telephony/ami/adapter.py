@@ -39,12 +39,13 @@ import itertools
 import logging
 import random
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from pydantic import SecretStr
 
-from dialer.errors import AMIDisconnected, AMIError, ProtocolError
+from dialer.errors import AMIAuthFailed, AMIDisconnected, AMIError, ProtocolError
 from dialer.settings import AMISettings, ami_secret_var, get_secret
 from dialer.telephony.ami.connection import (
     ActionDone,
@@ -94,6 +95,30 @@ async def _first_of(
     if not step.done():
         raise AMIError(missing)
     step.result()  # raises a refusal, or the loss of the connection
+
+
+async def _either(a: asyncio.Event, b: asyncio.Event, timeout: float | None) -> None:
+    """Until either event is set, or ``timeout``."""
+    waits = {asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())}
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+async def _ping_loop(client: AMIClient) -> None:
+    """A ping each ``ping_interval_s``; one unanswered drops the connection (it reconnects)."""
+    while True:
+        await asyncio.sleep(client.ping_interval_s)
+        try:
+            await client.action("Ping", timeout=client.action_timeout_s)
+        except AMIDisconnected:
+            return
+        except AMIError:
+            log.warning("AMI ping unanswered: dropping the connection")
+            client.drop()
+            return
 
 
 class Backoff:
@@ -146,7 +171,14 @@ class _Session:
             elif isinstance(h, LoggedIn):
                 self.settle(self.logged_in)
             elif isinstance(h, LoginRefused):
-                self.settle(self.logged_in, AMIError(f"login refused: {h.message}"))
+                self.settle(
+                    self.logged_in,
+                    AMIAuthFailed(
+                        f"AMI {client._where}: login refused for user {client.username!r} "
+                        f"({h.message}); check the user in manager.conf and the secret "
+                        "(DIALER_AMI_SECRET); not retrying"
+                    ),
+                )
             elif isinstance(h, ConnectionClosed):
                 client.ready.clear()
                 lost = AMIDisconnected("AMI connection lost")
@@ -196,6 +228,8 @@ class AMIClient:
         self._closing = False
         self._down_since: float | None = None  # when the connection was lost (monotonic)
         self.ready = asyncio.Event()  # set exactly while the session is READY
+        self.failed = asyncio.Event()  # set once it gave up for good: ``fatal`` says why
+        self.fatal: AMIAuthFailed | None = None
         self.banner: Banner | None = None
         self.connections = 0  # successful logins so far
         self.last_error: str | None = None
@@ -255,12 +289,12 @@ class AMIClient:
             self._task = asyncio.create_task(self._run(), name="ami-client")
 
     async def wait_ready(self, timeout: float | None = None) -> None:
-        try:
-            await asyncio.wait_for(self.ready.wait(), timeout)
-        except TimeoutError:
-            raise AMIError(
-                f"AMI not ready after {timeout} s ({self.last_error or 'connecting'})"
-            ) from None
+        """Until the session is ready; ``AMIAuthFailed`` at once if the login was refused."""
+        await _either(self.ready, self.failed, timeout)
+        if self.fatal is not None:
+            raise self.fatal
+        if not self.ready.is_set():
+            raise AMIError(f"AMI not ready after {timeout} s ({self.last_error or 'connecting'})")
 
     async def close(self) -> None:
         """Log off (best effort) and stop reconnecting."""
@@ -332,6 +366,11 @@ class AMIClient:
                 await self._connect_once()
             except asyncio.CancelledError:
                 raise
+            except AMIAuthFailed as exc:  # retrying would only get the address banned
+                self.last_error, self.fatal = str(exc), exc
+                log.error("%s", exc)
+                self.failed.set()
+                break
             except (OSError, AMIError, ProtocolError, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 lost = "connection lost" if self.connections > logins else "cannot connect"
@@ -370,7 +409,7 @@ class AMIClient:
             self.last_error = None
             self.ready.set()
             self._log_up()
-            pinger = asyncio.create_task(self._ping_loop(), name="ami-ping")
+            pinger = asyncio.create_task(_ping_loop(self), name="ami-ping")
             await reader_task
         finally:
             await self._end(session, reader_task, pinger)
@@ -410,18 +449,6 @@ class AMIClient:
         """The connection is gone: the gate closes and every waiter wakes at once."""
         self.ready.clear()
         session.dispatch(session.conn.close())
-
-    async def _ping_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.ping_interval_s)
-            try:
-                await self.action("Ping", timeout=self.action_timeout_s)
-            except AMIDisconnected:
-                return
-            except AMIError:
-                log.warning("AMI ping unanswered: dropping the connection")
-                self.drop()
-                return
 
     async def _read(self, reader: Reader, session: _Session) -> None:
         conn = session.conn

@@ -105,7 +105,7 @@ function render(s) {
   renderAgents(s.agents);
   renderCalls(s.calls);
   renderWorkers(s.workers || []);
-  renderBanner(s.campaigns, s.reloads || []);
+  renderBanner(s.campaigns, s.reloads || [], s.health);
   drawPlot(s.history, s.campaigns);
   fillPacingSelect(s.campaigns);
   renderReloads(s.reloads || []);
@@ -219,10 +219,20 @@ function renderWorkers(list) {
   $("#workers tbody").replaceChildren(...rows);
 }
 
-function renderBanner(list, reloads) {
+function renderBanner(list, reloads, health) {
   const b = $("#banner");
   const msgs = [];
   let over = false;
+  if (health) {
+    for (const [name, d] of Object.entries(health.dependencies || {})) {
+      if (!d.up) { over = true; msgs.push("⛔ " + name + " DOWN" + (d.detail ? ": " + d.detail : "")); }
+    }
+    for (const a of health.alarms || []) {
+      if (a.kind === "abandon_near" || a.kind === "abandon_over" || a.kind.endsWith("_down")) continue; // said above / below
+      over = true;
+      msgs.push("⛔ " + a.subject + ": " + a.message);
+    }
+  }
   for (const c of list) {
     const r = (c.abandon.cap_window || { rate: 0 }).rate;
     if (c.cap_status === "over") { over = true; msgs.push(c.name + ": abandon rate " + pct(r, 2) + " is OVER the cap " + pct(c.abandon_cap, 1)); }

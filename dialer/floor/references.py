@@ -1,0 +1,91 @@
+"""Every name a campaign file refers to is checked when it is applied, not when a customer
+answers: its IVR flow exists, the prompts that flow and the dialplan play are installed, and
+(when a switch is connected) its queue is one the switch knows. A refusal is one line naming the
+file, the key and what exists instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection
+from pathlib import Path
+
+from dialer.errors import ConfigError
+from dialer.lists.campaigns import CampaignSpec
+from dialer.settings import Settings
+from ivr.flow import FlowLibrary, default_flows_dir
+from ivr.prompts import available, missing_prompts, sounds_dir
+from ivr.say import LANGS
+
+#: Prompts the dialplan (config/asterisk/extensions_dialer.conf) plays itself.
+SAFE_HARBOUR = "safe-harbour"
+MACHINE_MESSAGE = "machine-message"
+IVR_APOLOGY = "ivr-apology"  # the flow failed: sorry, we will call back / call us on N
+
+
+def flows_dir(settings: Settings) -> Path:
+    """The flows folder beside the settings file (``flows_dir``), else the IVR's default."""
+    if settings.source:
+        here = Path(settings.source).parent / settings.flows_dir
+        if here.is_dir():
+            return here
+    return default_flows_dir()
+
+
+def load_library(settings: Settings) -> FlowLibrary:
+    return FlowLibrary.load(flows_dir(settings))
+
+
+def _suggest(name: str, names: Collection[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(names), n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known: {', '.join(sorted(names)) or 'none'})"
+
+
+def dialplan_prompts(spec: CampaignSpec) -> set[str]:
+    needed = set()
+    if spec.queue:
+        needed.add(SAFE_HARBOUR)
+    if spec.amd == "message":
+        needed.add(MACHINE_MESSAGE)
+    if spec.flow:
+        needed.add(IVR_APOLOGY)
+    return needed
+
+
+def check_references(
+    spec: CampaignSpec,
+    source: str | None,
+    *,
+    library: FlowLibrary,
+    sounds: Path | None = None,
+    queues: Collection[str] | None = None,
+) -> None:
+    """Raise ``ConfigError`` (one line per problem) when a name in ``spec`` leads nowhere.
+    ``queues``: the queues the switch reported (None: no switch connected, not checked)."""
+    where = source or f"campaign {spec.name}"
+    problems = []
+    root = sounds or sounds_dir()
+    if spec.flow:
+        if spec.flow not in library.flows:
+            problems.append(
+                f"flow: no IVR flow named {spec.flow!r}{_suggest(spec.flow, library.flows)}"
+            )
+        else:
+            missing = missing_prompts(library.flows[spec.flow], root)
+            if missing:
+                problems.append(
+                    f"flow {spec.flow}: prompts not installed: {', '.join(missing[:5])}"
+                    + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                )
+    for lang in LANGS:
+        lacking = sorted(dialplan_prompts(spec) - available(lang, root))
+        if lacking:
+            problems.append(f"dialplan prompts not installed: {lang}/{', '.join(lacking)}")
+    if spec.queue and queues is not None and spec.queue not in queues:
+        problems.append(
+            f"queue: the switch knows no queue named {spec.queue!r}{_suggest(spec.queue, queues)}"
+        )
+    if problems:
+        raise ConfigError("; ".join(f"{where}: {p}" for p in problems))

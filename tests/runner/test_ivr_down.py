@@ -1,0 +1,148 @@
+"""The FastAGI server goes away mid-campaign (simulated PBX, the shipped dialplan): every
+answered customer still hears something - the campaign's queue or the apology with the bank's
+callback number - the attempts end ``ivr_failed`` (never ``customer_hangup``), and after
+repeated failures the dialer stops the campaign and raises the alarm."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from dialer.app.demo import SimFloor, demo_start
+from dialer.floor.alarms import IVR_FAILURES_TO_STOP, AlarmKind
+from dialer.lists.campaigns import apply_campaign, get_campaign, parse_campaign
+from dialer.lists.contacts import import_contacts
+from dialer.outcomes import Outcome
+from dialer.settings import BankSettings, Settings
+from dialer.store import Store, open_store
+from dialer.store.models import Attempt
+from dialer.telephony.ami.messages import Event
+
+START = demo_start(dt.date(2026, 12, 1))
+CAMPAIGN = {
+    "name": "notice-run",
+    "state": "running",
+    "mode": "broadcast",
+    "flow": "notice",
+    "channel": "Local/{number}@customer",
+    "caller_id": "95588",
+    "max_attempts": 1,
+    "retry": {},
+    "pacing": {"channels": 2, "ring_timeout_s": 20, "calls_per_second": 50},
+}
+SCENARIO: dict[str, Any] = {
+    "seed": 5,
+    "called_party": {
+        "invalid_share": 0.0,
+        "busy_share": 0.0,
+        "congestion_share": 0.0,
+        "answer_probability": 1.0,
+        "ring_s": {"dist": "fixed", "mean": 2},
+        "machine_share": 0.0,
+        "hangup_after_s": None,
+        "queue_patience_s": None,
+    },
+    "agents": [],
+}
+
+
+def load(store: Store, tmp: Path, n: int) -> None:
+    path = tmp / "c.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["phone", "name"])
+        w.writerows(
+            [f"+86139{i:05d}{(i % 7) + 1}{(i % 5) + 2}{(i % 3) + 5}", "客户"] for i in range(n)
+        )
+    with store.session() as s:
+        row, _ = apply_campaign(s, parse_campaign(CAMPAIGN), source=None, actor="test")
+        import_contacts(s, row, path, default_region="CN", now=START.astimezone(dt.UTC))
+
+
+def rows(store: Store) -> list[Attempt]:
+    with store.session() as s:
+        return list(s.scalars(select(Attempt).order_by(Attempt.id)))
+
+
+async def until(cond: Any, timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+async def test_fastagi_down_mid_campaign_no_silence_and_the_campaign_stops(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """On SQLite only: the store plays no part in what is tested here."""
+    store = open_store(sqlite_url)
+    try:
+        await fastagi_down(store, tmp_path)
+    finally:
+        store.dispose()
+
+
+async def fastagi_down(store: Store, tmp_path: Path) -> None:
+    load(store, tmp_path, 30)
+    settings = Settings(bank=BankSettings(callback_number="95566"))
+    played: dict[str, str] = {}  # channel -> what the dialplan played after the flow failed
+
+    def on_event(ev: Event) -> None:
+        h = ev.headers
+        if ev.name == "Newexten" and h.get("Application") == "Playback":
+            played[h.get("Channel", "")] = h.get("AppData", "")
+
+    async with SimFloor(store, settings, start=START, speed=80.0, scenario=SCENARIO) as floor:
+        floor.core.subscribe(on_event)
+        floor.dialer.monitor.every_s = 0.2
+        task = asyncio.create_task(floor.dialer.run(until_idle=False))
+        try:
+            await until(
+                lambda: sum(r.outcome == Outcome.COMPLETED for r in rows(store)) >= 2,
+                20,
+                "no flow completed while the IVR was up",
+            )
+            await floor.ivr.close(grace=5.0)  # the IVR goes away mid-campaign
+            cut = max(r.id for r in rows(store))
+            await until(
+                lambda: (
+                    floor.dialer.runs
+                    and all(r.spec.state.value == "paused" for r in floor.dialer.runs.values())
+                ),
+                20,
+                "the campaign was not stopped",
+            )
+            placed = len(rows(store))
+            await until(
+                lambda: all(r.outcome for r in rows(store)), 20, "calls still open after the stop"
+            )
+            await asyncio.sleep(0.5)  # 40 simulated seconds: the loop ticks many times
+            health = floor.dialer.health()
+        finally:
+            floor.dialer.stop()
+            await asyncio.wait_for(task, 10)
+
+    after = [r for r in rows(store) if r.id > cut]
+    failed = [r for r in after if r.outcome == Outcome.IVR_FAILED]
+    assert len(failed) >= IVR_FAILURES_TO_STOP
+    assert Outcome.CUSTOMER_HANGUP not in {r.outcome for r in after}
+    # each failed call heard the apology and the configured callback number, digit by digit
+    apologies = [v for v in played.values() if v.startswith("dialer/ivr-apology")]
+    assert len(apologies) >= len(failed)
+    assert set(apologies) == {
+        "dialer/ivr-apology&" + "&".join(f"dialer/digit-{d}" for d in "95566")
+    }
+    # the dialer stopped dialling once stopped (calls then in flight ended), paused for good
+    assert len(rows(store)) == placed
+    with store.session() as s:
+        assert get_campaign(s, "notice-run").state == "paused"
+    kinds = {(a.kind, a.subject) for a in health.alarms}
+    assert (AlarmKind.IVR_FAILURES, "notice-run") in kinds
+    assert (AlarmKind.IVR_DOWN, "fastagi") in kinds
+    assert not health.ok and health.campaigns == {"notice-run": "held"}
