@@ -166,7 +166,16 @@ async def test_json_shapes(console: Console) -> None:
         "calls_in_flight",
     }
     status, snapshot = await console.request("GET", "/api/snapshot")
-    assert set(snapshot) == {"at", "campaigns", "agents", "calls", "history", "reloads", "workers"}
+    assert set(snapshot) == {
+        "at",
+        "campaigns",
+        "agents",
+        "calls",
+        "history",
+        "reloads",
+        "workers",
+        "health",
+    }
     assert snapshot["workers"] == []  # a lone dialer: no worker rows to show
 
 

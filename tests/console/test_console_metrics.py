@@ -47,6 +47,9 @@ async def test_metrics_parse_and_follow_conventions(console: Console) -> None:
                 "reason",
                 "result",
                 "le",
+                "dependency",  # ami:<switch>, fastagi, store
+                "kind",  # an alarm's
+                "subject",  # an alarm's: a switch, fastagi, store or a campaign
             }
             if name.endswith("_ratio"):
                 assert 0.0 <= sample.value <= 1.0 or name == "dialer_dial_level_ratio", sample

@@ -54,6 +54,7 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/events"): S,
     ("POST", "/api/reload"): M,
     ("GET", "/api/reloads"): S,
+    ("GET", "/api/alarms"): S,
     ("GET", "/api/messages"): S,
     ("POST", "/api/replies/{id}/handled"): S,
     ("GET", "/api/audit"): S,
@@ -129,7 +130,7 @@ async def _status(http: aiohttp.ClientSession, url: str, method: str, path: str)
 async def test_every_route_with_each_role_and_without_a_session(site: Site) -> None:
     async with aiohttp.ClientSession() as probe:
         async with probe.get(site.url + "/healthz") as r:
-            assert r.status == 200
+            assert r.status == 503  # open to all; the seeded floor's switch never connected
     from dialer.floor.console.app import ROUTES
 
     served = {(m, p) for m, p, _ in ROUTES}

@@ -42,6 +42,7 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/api/workers"): Role.SUPERVISOR,
     ("GET", "/api/events"): Role.SUPERVISOR,
     ("GET", "/api/reloads"): Role.SUPERVISOR,
+    ("GET", "/api/alarms"): Role.SUPERVISOR,
     ("GET", "/api/messages"): Role.SUPERVISOR,
     ("POST", "/api/replies/{id}/handled"): Role.SUPERVISOR,
     ("GET", "/api/audit"): Role.SUPERVISOR,
