@@ -78,13 +78,7 @@ class FloorRoot:
         max_channels: int = 500,
         alerts: AlertsConfig | None = None,
     ) -> None:
-        self.core = DialerCore(
-            store,
-            client,
-            agi_url=agi_url,
-            clock=core_clock,
-            callback=settings.bank.callback_number,
-        )
+        self.core = DialerCore(store, client, agi_url=agi_url, clock=core_clock)
         self.dialer = Dialer(
             store,
             self.core,

@@ -238,14 +238,7 @@ class WorkerService:
 
     def _core(self, a: AMISettings, server: str) -> DialerCore:
         client = self.client_factory(a)
-        return DialerCore(
-            self.store,
-            client,
-            agi_url=self.agi_url,
-            owner=self.me.id,
-            server=server,
-            callback=self.settings.bank.callback_number,
-        )
+        return DialerCore(self.store, client, agi_url=self.agi_url, owner=self.me.id, server=server)
 
     def _dialer(self, core: DialerCore) -> Dialer:
         dialer = Dialer(

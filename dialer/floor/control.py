@@ -151,6 +151,7 @@ class FloorControl:
                     )
                 changed = ["settings"] if new != self.loop.settings else []
                 self.loop.settings = new
+                self.loop.core.rows.callback = new.bank.callback_number
                 if changed:
                     await self.loop.load_campaigns()  # lowered ceilings hold at once
                 return changed

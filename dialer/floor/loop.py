@@ -408,6 +408,7 @@ class CampaignLoop:
         self.store = store
         self.core = core
         self.settings = settings
+        core.rows.callback = settings.bank.callback_number  # said when a flow cannot run
         self.clock: Clock = clock or WallClock()
         self.owner = owner
         self.tick_s = tick_s

@@ -102,19 +102,12 @@ class DialerCore:
         owner: str = "dialer",
         server: str = "default",
         trail: bool = False,
-        callback: str = "",
     ) -> None:
         self.store = store
         self.client = client
         self.clock = clock
         self.rows = AttemptRows(
-            store,
-            agi_url=agi_url,
-            now=self.now,
-            owner=owner,
-            server=server,
-            trail=trail,
-            callback=callback,
+            store, agi_url=agi_url, now=self.now, owner=owner, server=server, trail=trail
         )
         self.tick_s = tick_s
         self.ready_timeout_s = ready_timeout_s
