@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import click
 
 from dialer.clirun import db_option, run_cli
 from dialer.errors import DialerError
-from dialer.settings import get_secret
+from dialer.settings import BankSettings, get_secret
 from dialer.store import Store, default_db_url, open_store
 from dialer.store.db import require_store
 from ivr.driver import BlockingAGI, drive_sync
@@ -34,6 +35,7 @@ from ivr.fastagi import (
 )
 from ivr.flow import FlowLibrary
 from ivr.record import StoreRecorder
+from ivr.render import bank_vars, can_render, fingerprint, render
 from ivr.say import SayKind, say
 
 
@@ -214,15 +216,39 @@ def flows(app: IvrApp) -> None:
     default=None,
     help="Rendered prompts (default: the project's sounds/).",
 )
-def install_sounds(astsounds: Path, src: Path | None) -> None:
+@click.option(
+    "--settings",
+    "settings_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="DIALER_SETTINGS",
+    default=None,
+    help="Settings YAML whose bank names the prompt bank-name (default config/settings.yaml).",
+)
+@click.option(
+    "--bank-recording",
+    "recordings",
+    multiple=True,
+    metavar="LANG=WAV",
+    help="The bank's own recording of its name (8 kHz mono), e.g. zh=/srv/bank-zh.wav.",
+)
+def install_sounds(
+    astsounds: Path, src: Path | None, settings_path: Path | None, recordings: tuple[str, ...]
+) -> None:
     """Copy the prompts where Asterisk plays them as dialer/<name>:
-    ASTSOUNDS/<lang>/dialer/<name>.wav (e.g. ivr install-sounds /var/lib/asterisk/sounds)."""
+    ASTSOUNDS/<lang>/dialer/<name>.wav (e.g. ivr install-sounds /var/lib/asterisk/sounds).
+
+    The prompt bank-name says the bank's name from the settings: the bank's own recording
+    (--bank-recording), else the shipped one when it says that name, else one rendered with
+    espeak-ng and sox."""
     import shutil
 
+    from dialer.settings import load_settings
     from ivr.prompts import sounds_dir
     from ivr.say import LANGS
 
     root = src or sounds_dir()
+    own = _recordings(recordings)
+    bank = load_settings(settings_path).bank
     count = 0
     try:
         for lang in LANGS:
@@ -231,11 +257,54 @@ def install_sounds(astsounds: Path, src: Path | None) -> None:
             for wav in sorted((root / lang).glob("*.wav")):
                 shutil.copyfile(wav, dest / wav.name)
                 count += 1
+            how = install_bank_name(root, dest, lang, bank, own.get(lang))
+            click.echo(f"{lang}: bank-name {how}")
     except OSError as exc:
         raise click.ClickException(
             f"cannot install the prompts: {exc.filename}: {exc.strerror}"
         ) from None
     click.echo(f"installed {count} prompt(s) under {astsounds}/<lang>/dialer/")
+
+
+def _recordings(pairs: tuple[str, ...]) -> dict[str, Path]:
+    out = {}
+    for pair in pairs:
+        lang, sep, path = pair.partition("=")
+        if not sep or lang not in ("zh", "en") or not Path(path).is_file():
+            raise click.BadParameter(f"{pair!r}: expected zh=FILE or en=FILE (an existing WAV)")
+        out[lang] = Path(path)
+    return out
+
+
+def install_bank_name(
+    root: Path,
+    dest: Path,
+    lang: str,
+    bank: BankSettings,
+    recording: Path | None,
+    can_render: Callable[[], bool] = can_render,
+) -> str:
+    """Put the prompt ``bank-name`` for ``lang`` in ``dest``; say where it came from."""
+    import json
+    import shutil
+
+    target = dest / "bank-name.wav"
+    if recording is not None:
+        shutil.copyfile(recording, target)
+        return f"from the bank's recording {recording}"
+    name = bank_vars(bank)[lang]["bank"]
+    manifest_file = root / "manifest.json"
+    manifest = json.loads(manifest_file.read_text("utf-8")) if manifest_file.is_file() else {}
+    if manifest.get(f"{lang}/bank-name") == fingerprint(name, lang) and target.is_file():
+        return f"says {name} (shipped)"
+    if not can_render():
+        target.unlink(missing_ok=True)  # never a prompt that names another bank
+        raise click.ClickException(
+            f"the settings name the bank {name!r} ({lang}) but no prompt says it: give "
+            f"--bank-recording {lang}=FILE.wav, or install espeak-ng and sox to render it"
+        )
+    render(name, lang, target)
+    return f"says {name} (rendered from the settings)"
 
 
 @cli.command(name="say")

@@ -14,84 +14,25 @@ trimmed, a short pad at the end.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from dialer.settings import load_settings
 from dialer.yamlfile import load_mapping
+from ivr.render import VOICES, bank_vars, fingerprint, render, text_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SOUNDS = ROOT / "sounds"
 SOURCE = SOUNDS / "prompts.yaml"
 MANIFEST = SOUNDS / "manifest.json"
 
-VOICES = {"zh": ("cmn", 250), "en": ("en-us", 190)}  # espeak-ng voice, words per minute
-RATE = 8000
-
 
 def load(path: Path = SOURCE) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """The prompt texts, and the values of {bank} and {callback}: the settings' bank."""
     data = load_mapping(path)
-    return data["prompts"], data.get("vars", {})
-
-
-def text_of(
-    prompts: dict[str, dict[str, str]], vars_: dict[str, dict[str, str]], name: str, lang: str
-) -> str:
-    return prompts[name][lang].format(**vars_.get(lang, {}))
-
-
-def fingerprint(text: str, lang: str) -> str:
-    voice, wpm = VOICES[lang]
-    return hashlib.sha256(f"{voice}|{wpm}|{RATE}|{text}".encode()).hexdigest()[:16]
-
-
-def render(text: str, lang: str, out: Path) -> None:
-    voice, wpm = VOICES[lang]
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw.wav"
-        subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(raw), text],
-            check=True,
-            capture_output=True,
-        )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                "sox",
-                "-V1",
-                str(raw),
-                "-r",
-                str(RATE),
-                "-c",
-                "1",
-                "-b",
-                "16",
-                "-e",
-                "signed-integer",
-                str(out),
-                "vol",
-                "0.9",
-                "silence",
-                "1",
-                "0.02",
-                "0.5%",
-                "reverse",
-                "silence",
-                "1",
-                "0.02",
-                "0.5%",
-                "reverse",
-                "pad",
-                "0",
-                "0.15",
-            ],
-            check=True,
-            capture_output=True,
-        )
+    return data["prompts"], bank_vars(load_settings().bank)
 
 
 def main(argv: list[str] | None = None) -> int:

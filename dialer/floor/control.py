@@ -32,6 +32,7 @@ from dialer.lists.campaigns import (
 from dialer.privacy import mask_phone
 from dialer.settings import load_settings
 from dialer.store.models import Attempt, AuditEntry, Campaign, Contact
+from ivr.messages import dialplan_messages
 
 _STATE_ACTION = {
     State.PAUSED: AuditAction.CAMPAIGN_PAUSE,
@@ -151,7 +152,7 @@ class FloorControl:
                     )
                 changed = ["settings"] if new != self.loop.settings else []
                 self.loop.settings = new
-                self.loop.core.rows.callback = new.bank.callback_number
+                self.loop.core.rows.messages = dialplan_messages(new.bank)
                 if changed:
                     await self.loop.load_campaigns()  # lowered ceilings hold at once
                 return changed

@@ -60,6 +60,7 @@ from dialer.store.models import Attempt, Campaign
 from dialer.telephony.agents import OFF_FLOOR, Agent, AgentPool
 from dialer.telephony.core import DialerCore, FinishedAttempt, OriginateStatus
 from dialer.telephony.tracker import Call
+from ivr.messages import dialplan_messages
 
 log = logging.getLogger(__name__)
 
@@ -408,7 +409,7 @@ class CampaignLoop:
         self.store = store
         self.core = core
         self.settings = settings
-        core.rows.callback = settings.bank.callback_number  # said when a flow cannot run
+        core.rows.messages = dialplan_messages(settings.bank)  # the bank's name and number
         self.clock: Clock = clock or WallClock()
         self.owner = owner
         self.tick_s = tick_s

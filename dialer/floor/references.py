@@ -14,13 +14,13 @@ from dialer.errors import ConfigError
 from dialer.lists.campaigns import CampaignSpec
 from dialer.settings import Settings
 from ivr.flow import FlowLibrary, default_flows_dir
+from ivr.messages import BankMessage, message_pieces
 from ivr.prompts import available, missing_prompts, sounds_dir
 from ivr.say import LANGS
 
-#: Prompts the dialplan (config/asterisk/extensions_dialer.conf) plays itself.
-SAFE_HARBOUR = "safe-harbour"
-MACHINE_MESSAGE = "machine-message"
-IVR_APOLOGY = "ivr-apology"  # the flow failed: sorry, we will call back / call us on N
+#: The pieces of the bank's messages the dialplan (config/asterisk/extensions_dialer.conf)
+#: plays itself (ivr.messages): the callback number's digits are in every flow's vocabulary.
+DIGITS = {f"digit-{d}" for d in range(10)}
 
 
 def flows_dir(settings: Settings) -> Path:
@@ -46,12 +46,12 @@ def _suggest(name: str, names: Collection[str]) -> str:
 def dialplan_prompts(spec: CampaignSpec) -> set[str]:
     needed = set()
     if spec.queue:
-        needed.add(SAFE_HARBOUR)
+        needed |= message_pieces(BankMessage.ABANDON)
     if spec.amd == "message":
-        needed.add(MACHINE_MESSAGE)
+        needed |= message_pieces(BankMessage.MACHINE)
     if spec.flow:
-        needed.add(IVR_APOLOGY)
-    return needed
+        needed |= message_pieces(BankMessage.APOLOGY)
+    return needed | DIGITS if needed else needed
 
 
 def check_references(

@@ -3,6 +3,7 @@
 What the campaign runner (``dialer run``) calls::
 
     core = DialerCore(store, AMIClient.from_settings(settings.ami), agi_url="agi://...")
+    core.rows.messages = dialplan_messages(settings.bank)  # ivr.messages; the floor does it
     core.on_finished(callback)          # FinishedAttempt, after its row is committed
     core.subscribe(listener)            # every AMI event (agents, queues), in wire order
     core.on_queue_status(listener)      # QueueStatus list after each (re)connect

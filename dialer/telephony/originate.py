@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from dialer.errors import ConfigError, LocalProtocolError
 from dialer.lists.campaigns import CampaignSpec
@@ -63,16 +63,6 @@ def _clean(value: str) -> str:
     return value.replace("\r", " ").replace("\n", " ").replace(",", " ")
 
 
-APOLOGY_PROMPT = "dialer/ivr-apology"
-
-
-def apology(callback: str) -> str:
-    """What the dialplan plays when the IVR flow cannot run: the apology, then the bank's
-    callback number digit by digit (``Playback`` file list, ``&``-separated)."""
-    digits = [f"dialer/digit-{d}" for d in callback if d.isdigit()]
-    return "&".join([APOLOGY_PROMPT, *digits])
-
-
 def build_originate(
     *,
     attempt_id: int,
@@ -80,11 +70,13 @@ def build_originate(
     spec: CampaignSpec,
     language: str | None,
     agi_url: str,
-    callback: str = "",
+    messages: Mapping[str, Mapping[str, str]] | None = None,
     action_id: str | None = None,
     new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
 ) -> OriginateRequest:
-    """The Originate for one attempt: fields in wire order, ``Variable`` lines repeated."""
+    """The Originate for one attempt: fields in wire order, ``Variable`` lines repeated.
+    ``messages`` holds, per language, the variables with the bank's messages (playlists built
+    by ``ivr.messages.dialplan_messages`` from the settings)."""
     ring_timeout_s = spec.pacing.ring_timeout_s
     if ring_timeout_s < MIN_RING_TIMEOUT_S:
         raise ConfigError(
@@ -119,7 +111,7 @@ def build_originate(
         "DIALER_AMD": spec.amd,
         "DIALER_AGI": agi_url,
         "DIALER_LANG": lang,
-        "DIALER_SORRY": apology(callback),
+        **(messages or {}).get(lang, {}),
     }
     fields += [("Variable", f"{k}={_clean(v)}") for k, v in variables.items()]
     return OriginateRequest(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -120,11 +120,11 @@ class AttemptRows:
         owner: str,
         server: str,
         trail: bool,
-        callback: str = "",
     ) -> None:
         self.store = store
         self.agi_url = agi_url
-        self.callback = callback  # the bank's number, spoken when the IVR cannot run
+        #: per language, the Originate variables with the bank's messages (ivr.messages)
+        self.messages: Mapping[str, Mapping[str, str]] = {}
         self.now = now
         self.owner = owner  # the worker id: this core follows the attempts it owns
         self.server = server  # the switch's name (settings ``asterisk[].name``)
@@ -197,7 +197,7 @@ class AttemptRows:
             spec=spec_of(campaign),
             language=contact.language if contact else None,
             agi_url=self.agi_url,
-            callback=self.callback,
+            messages=self.messages,
         )
         attempt.channel_id = req.channel_id
         attempt.state = AttemptState.DIALING.value

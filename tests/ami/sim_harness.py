@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dialer.lists.campaigns import CampaignSpec, apply_campaign
+from dialer.settings import BankSettings
 from dialer.sim import SimPbx, VirtualClock
 from dialer.sim.engine import ChannelHungup
 from dialer.sim.queues import AgentBehaviour
@@ -17,6 +18,7 @@ from dialer.store import Store
 from dialer.store.models import Attempt, Contact
 from dialer.telephony.ami.adapter import AMIClient
 from dialer.telephony.core import DialerCore, FinishedAttempt
+from ivr.messages import dialplan_messages
 
 SECRET = os.environ.get("DIALER_AMI_SECRET", "test-only-ami-secret")
 
@@ -47,7 +49,11 @@ def campaign(store: Store, name: str = "e2e", **over: Any) -> int:
 
 
 def attempts(
-    store: Store, campaign_id: int, phones: Sequence[str], name: str = "张伟明"
+    store: Store,
+    campaign_id: int,
+    phones: Sequence[str],
+    name: str = "张伟明",
+    language: str = "zh",
 ) -> list[int]:
     """Contact + attempt rows, as ``hopper.start_attempt`` leaves them (state created)."""
     ids = []
@@ -57,7 +63,7 @@ def attempts(
                 campaign_id=campaign_id,
                 phone=phone,
                 name=name,
-                language="zh",
+                language=language,
                 timezone="Asia/Shanghai",
                 attempts=1,
             )
@@ -124,6 +130,7 @@ def make_core(store: Store, pbx: SimPbx, **kw: Any) -> DialerCore:
         "flush_s": 0.01,
     }
     core = DialerCore(store, client, **{**opts, **kw})
+    core.rows.messages = dialplan_messages(BankSettings())  # as the floor sets them
     _CORES.append(core)
     return core
 

@@ -10,9 +10,11 @@ from pydantic import ValidationError
 
 from dialer.errors import ConfigError, LocalProtocolError
 from dialer.lists.campaigns import CampaignSpec
+from dialer.settings import BankSettings
 from dialer.telephony.ami.framing import AMIFraming
 from dialer.telephony.ami.messages import serialize_action
 from dialer.telephony.originate import build_originate, dial_string
+from ivr.messages import dialplan_messages
 
 SPEC = CampaignSpec.model_validate(
     {
@@ -27,6 +29,9 @@ SPEC = CampaignSpec.model_validate(
 )
 
 
+DIGITS = "&".join(f"dialer/digit-{d}" for d in "95588")
+
+
 def test_fields_and_variables_per_contract() -> None:
     req = build_originate(
         attempt_id=42,
@@ -34,7 +39,7 @@ def test_fields_and_variables_per_contract() -> None:
         spec=SPEC,
         language="en",
         agi_url="agi://127.0.0.1:4573",
-        callback="955-88",
+        messages=dialplan_messages(BankSettings(callback_number="955-88")),
     )
     f = dict(req.fields)
     assert f["Channel"] == "Local/+8613800000486@customer"
@@ -57,16 +62,20 @@ def test_fields_and_variables_per_contract() -> None:
         "DIALER_AMD": "message",
         "DIALER_AGI": "agi://127.0.0.1:4573",
         "DIALER_LANG": "en",
+        # the bank's messages in the contact's language, naming the settings' bank and number
+        "DIALER_MSG_ABANDON": "dialer/hello-this-is&dialer/bank-name&dialer/sh-sorry"
+        f"&{DIGITS}&dialer/thank-you",
+        "DIALER_MSG_MACHINE": "dialer/hello-this-is&dialer/bank-name&dialer/mm-important"
+        f"&{DIGITS}&dialer/thank-you",
         # said when the flow cannot run: the apology, then the callback number's digits
-        "DIALER_SORRY": "dialer/ivr-apology&dialer/digit-9&dialer/digit-5&dialer/digit-5"
-        "&dialer/digit-8&dialer/digit-8",
+        "DIALER_SORRY": f"dialer/ivr-apology&{DIGITS}",
     }
     assert req.plan.flow == "card_activation" and req.plan.amd == "message"
     # it goes on the wire as repeated Variable lines and parses back the same
     [msg] = AMIFraming(expect_banner=False).receive_data(
         serialize_action("Originate", req.action_id, req.fields)
     )
-    assert len(msg.headers.getall("Variable")) == 9  # type: ignore[union-attr]
+    assert len(msg.headers.getall("Variable")) == 11  # type: ignore[union-attr]
 
 
 def test_ids_are_fixed_length_and_fresh() -> None:

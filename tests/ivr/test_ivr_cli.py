@@ -81,5 +81,6 @@ def test_install_sounds(tmp_path: object) -> None:
     dest = Path(str(tmp_path))
     r = CliRunner().invoke(cli, ["install-sounds", str(dest)])
     assert r.exit_code == 0, r.output
-    assert (dest / "zh" / "dialer" / "safe-harbour.wav").is_file()
-    assert (dest / "en" / "dialer" / "machine-message.wav").is_file()
+    assert (dest / "zh" / "dialer" / "sh-sorry.wav").is_file()
+    assert (dest / "en" / "dialer" / "mm-important.wav").is_file()
+    assert "zh: bank-name says 示例银行 (shipped)" in r.output

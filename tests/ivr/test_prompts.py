@@ -11,11 +11,12 @@ import pytest
 
 from dialer.yamlfile import load_mapping
 from ivr.flow import FlowLibrary
+from ivr.messages import message_prompt_names
 from ivr.prompts import available, missing_prompts, needed, sounds_dir
 from ivr.say import LANGS
 
 ROOT = Path(__file__).resolve().parents[2]
-DIALPLAN_PROMPTS = {"safe-harbour", "machine-message"}  # docs/contracts.md
+DIALPLAN_PROMPTS = message_prompt_names()  # the pieces of the bank's messages (ivr/messages.py)
 
 
 def test_every_flow_prompt_exists_in_both_languages(library: FlowLibrary) -> None:

@@ -9,8 +9,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from dialer.outcomes import Outcome
+from dialer.settings import Settings
 from dialer.store import Store
 from dialer.store.models import Attempt, IvrSession
+from ivr.messages import BankMessage, message_prompts
 
 from .conftest import RealFloor, campaign, load, phone
 
@@ -62,10 +64,12 @@ async def test_abandoned_at_hold_limit_hears_safe_harbour(
     (att,) = outcomes(store).values()
     assert att.outcome == Outcome.ABANDONED
     assert att.live_answer and att.queued_at is not None and att.bridged_at is None
-    assert att.message_played_at is not None  # dialer/safe-harbour played after the timeout
-    # DIALER_MSG is set once the prompt has played: queue wait = that time - the prompt
-    with wave.open(str(SOUNDS / "zh" / "safe-harbour.wav")) as w:
-        prompt_s = w.getnframes() / w.getframerate()
+    assert att.message_played_at is not None  # the safe-harbour message played after the timeout
+    # DIALER_MSG is set once the message has played: queue wait = that time - the message
+    prompt_s = 0.0
+    for prompt in message_prompts(BankMessage.ABANDON, "zh", Settings().bank):
+        with wave.open(str(SOUNDS / "zh" / f"{prompt}.wav")) as w:
+            prompt_s += w.getnframes() / w.getframerate()
     hold = (att.message_played_at - att.queued_at).total_seconds() - prompt_s
     assert 1.5 <= hold <= 3.0
 

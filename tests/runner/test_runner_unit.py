@@ -30,7 +30,7 @@ class _Core:
     def __init__(self) -> None:
         self.tracker = SimpleNamespace(calls={})
         self.ready = True
-        self.rows = SimpleNamespace(callback="", agi_url="agi://127.0.0.1:4573", server="default")
+        self.rows = SimpleNamespace(messages={}, agi_url="agi://127.0.0.1:4573", server="default")
 
     def subscribe(self, _cb: Any) -> None: ...
     def on_queue_status(self, _cb: Any) -> None: ...

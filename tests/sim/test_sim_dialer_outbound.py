@@ -24,7 +24,11 @@ async def test_amd_machine_message_branch() -> None:
         ]
     }
     pbx = SimPbx(clock=VirtualClock(), scenario=sc, record=True)
-    req = with_vars(outbound("+8613800001002", "m-1"), DIALER_AMD="message")
+    req = with_vars(
+        outbound("+8613800001002", "m-1"),
+        DIALER_AMD="message",
+        DIALER_MSG_MACHINE="dialer/hello-this-is&dialer/bank-name",
+    )
     pbx.engine.spawn(pbx.engine.originate(req))
     await pbx.clock.advance(30)
     v = varsets(pbx.events, "m-1")
@@ -32,7 +36,7 @@ async def test_amd_machine_message_branch() -> None:
     apps = [
         e.get("AppData") for e in pbx.events if e.name == "Newexten" and e.get("Uniqueid") == "m-1"
     ]
-    assert "dialer/machine-message" in apps
+    assert "dialer/hello-this-is&dialer/bank-name" in apps  # the playlist the dialer sent
     await pbx.stop()
 
 
