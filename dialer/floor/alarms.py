@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 #: ``abandon_near`` from this share of the cap on (the console's "nearing" colour too).
 NEAR_CAP = 0.8
+#: Live answers in the cap window before the abandon rate can raise an alarm: 2 of the first 6
+#: is 33% and says little (the abandon breaker watches that early pattern itself).
+MIN_LIVE_FOR_RATE = 20
 #: ``ivr_failed`` outcomes in a row that stop a campaign.
 IVR_FAILURES_TO_STOP = 3
 
@@ -141,11 +144,12 @@ def find_alarms(
             continue
         rate = c.abandoned / c.live_answers if c.live_answers else 0.0
         figures = f"{rate:.1%} of {c.live_answers} live answers, cap {c.cap:.1%}"
-        if c.abandoned and rate > c.cap:
+        judged = c.abandoned > 0 and c.live_answers >= MIN_LIVE_FOR_RATE
+        if judged and rate > c.cap:
             out.append(
                 Alarm(AlarmKind.ABANDON_OVER, c.name, f"abandon rate over the cap: {figures}")
             )
-        elif c.abandoned and rate >= NEAR_CAP * c.cap:
+        elif judged and rate >= NEAR_CAP * c.cap:
             out.append(
                 Alarm(AlarmKind.ABANDON_NEAR, c.name, f"abandon rate near the cap: {figures}")
             )

@@ -154,6 +154,8 @@ def test_live_page(browser: Any, store: Store, tmp_path: Path) -> None:
         assert re.fullmatch(r"\d+\.\d\d%", cell("abandon_30d"))
         assert "over" in js(f'{row} td[data-field="abandon_30d"]', "className")
         assert "OVER the cap" in browser.find_element(By.ID, "banner").text
+        # the seeded floor's switch never connected: the page says so, whatever "live" says
+        assert "ami:default DOWN" in browser.find_element(By.ID, "banner").text
         assert re.fullmatch(r"\d/6", cell("progress").strip())
         agent_rows = browser.execute_script(
             "return [...document.querySelectorAll('#agents tbody tr')].map(r => r.textContent)"

@@ -73,6 +73,8 @@ def test_each_alarm_kind_from_the_floors_state() -> None:
     assert alarms(camp(agents_logged_in=0), agents_known=False) == set()  # not listed yet
     assert alarms(camp(agents_logged_in=0, uses_agents=False)) == set()  # an IVR-only run
     assert alarms(camp(abandoned=9, running=False)) == set()  # paused: nothing to watch
+    assert alarms(camp(abandoned=2, live_answers=6)) == set()  # too few answers to judge
+    assert alarms(camp(abandoned=2, live_answers=20)) == {("abandon_over", "c")}
     assert alarms(camp(running=False, stopped_by_ivr="3 in a row")) == {("ivr_failures", "c")}
 
 
