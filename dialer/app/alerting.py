@@ -6,6 +6,7 @@ a floor has no alert desk and the console answers the alert routes 404.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,13 @@ def attach_desk(dialer: Dialer, config: AlertsConfig | None) -> AlertDesk | None
 
 
 def alert_api(
-    config: AlertsConfig | None, store: Any, floors: Callable[[], Iterable[Dialer]]
+    config: AlertsConfig | None,
+    store: Any,
+    floors: Callable[[], Iterable[Dialer]],
+    clock: Callable[[], dt.datetime],
 ) -> AlertApi | None:
-    """The console's alert routes; a new alert wakes every floor's desk at once."""
+    """The console's alert routes on the floor's clock (wall time live; the simulated one in
+    the demo); a new alert wakes every floor's desk at once."""
     if config is None:
         return None
 
@@ -50,7 +55,7 @@ def alert_api(
         for dialer in floors():
             dialer.loop.wake()
 
-    return AlertApi(config, store, wake)
+    return AlertApi(config, store, wake, clock)
 
 
 __all__ = ["alert_api", "alerts_of", "attach_desk"]

@@ -53,7 +53,7 @@ async def serve_console(
         watch=watch,
         sighup=sighup,
         store=dialer.store,
-        alerts=alert_api(alerts, dialer.store, lambda: _floors(dialer)),
+        alerts=alert_api(alerts, dialer.store, lambda: _floors(dialer), dialer.now),
     )
 
 
