@@ -260,6 +260,8 @@ async def main(args: argparse.Namespace) -> None:
             token = os.environ["DIALER_API_TOKEN"]
             runner = asyncio.create_task(floor.dialer.run())
             await asyncio.sleep(2.0)
+            # one alert first: the alert type's campaign is created on the first call
+            await post_alerts(url, token, clocks, "warm", 5.0, 1.0, args.customers)
             idle = await post_alerts(
                 url, token, clocks, "idle", args.rate, args.seconds, args.customers
             )

@@ -1,10 +1,12 @@
 """The alert desk: alerts from the bank's systems, dialled ahead of every campaign.
 
-Why it is shaped like this: every pass of the campaign loop starts here. The desk settles
-what ended (calls, SMS replies, deadlines) and starts the due rungs of open alerts, most
-urgent first, on the channels free under the floor's channel limit; while any due alert
-still waits for a channel, the campaigns get none (``reserved``), so the next free channel
-is the alert's. Its calls leave at once (no campaign pacer), through the same dialer core.
+Why it is shaped like this: the desk is its own task beside the campaign loop, woken with it
+(and at once by a new alert), so an alert never waits behind a campaign's pass (a lease, a
+hopper explanation over a large list). Each pass settles what ended (calls, SMS replies,
+deadlines) and starts the due rungs of open alerts, most urgent first, on the channels free
+under the floor's channel limit. While any due alert waits for a channel, and while a pass
+woken by a new alert runs, the campaigns leave the desk a channel (``reserved``), so the
+next free channel is the alert's. Its calls leave at once (no campaign pacer), through the same dialer core.
 The store holds the whole state of every alert (``dialer.lists.alerts``): a restart, or
 another worker, carries on where this one stopped.
 """
@@ -12,6 +14,7 @@ another worker, carries on where this one stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -80,17 +83,34 @@ class AlertDesk:
         #: observers of each alert call as its Originate leaves: (alert id, attempt id)
         self.on_originate: list[Callable[[int, int], None]] = []
         self._busy = False
+        self._wake = asyncio.Event()
+        self._woken = False
         loop.core.on_finished(self._finished)
 
     @property
     def reserved(self) -> int:
         """Channels the campaigns must leave free: alerts being dialled, and any waiting."""
-        return self.pending + self.waiting
+        return self.pending + max(self.waiting, 1 if self._woken else 0)
 
     def _finished(self, item: FinishedAttempt) -> None:
         if self.attempt_alert.pop(item.attempt_id, None) is not None:
             self.loop.attempt_phone.pop(item.attempt_id, None)
             self.loop.wake()  # the next rung (or the acknowledgement) without a tick's wait
+
+    def wake(self) -> None:
+        self._wake.set()
+        self._woken = True  # a new alert may be due: hold a channel until the pass has looked
+
+    async def serve(self) -> None:
+        """Pass after pass until cancelled: at once when woken (a new alert, a call ended),
+        else every tick of the loop."""
+        loop = self.loop
+        while True:
+            self._wake.clear()
+            await self.tick(loop.clock.time())
+            self._woken = self._wake.is_set()  # woken again during the pass: keep holding
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), loop.tick_s / loop.clock.speed)
 
     def room(self) -> int:
         loop = self.loop

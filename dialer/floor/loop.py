@@ -87,14 +87,16 @@ class Clock(Protocol):
 
 
 class Preempting(Protocol):
-    """Work dialled ahead of every campaign (the alert desk): it runs first in each pass and
-    the campaigns leave it ``reserved`` channels."""
+    """Work dialled ahead of every campaign (the alert desk): its own task, woken with the
+    loop, never waiting behind a campaign's pass; the campaigns leave it ``reserved``
+    channels."""
 
     @property
     def reserved(self) -> int: ...
     @property
     def pending(self) -> int: ...
-    async def tick(self, now: float) -> int: ...
+    async def serve(self) -> None: ...
+    def wake(self) -> None: ...
 
 
 class WallClock:
@@ -450,6 +452,8 @@ class CampaignLoop:
 
     def wake(self) -> None:
         self._wake.set()
+        if self.first is not None:
+            self.first.wake()
 
     def run_named(self, name: str) -> CampaignRun:
         for run in self.runs.values():
@@ -527,9 +531,13 @@ class CampaignLoop:
         self.sweeper.next_at = self.clock.time() + SWEEP_EVERY_S
         await self.core.wait_ready()
         self._last_activity = self.clock.time()
+        first = asyncio.create_task(self.first.serve(), name="alerts") if self.first else None
         try:
             await self._loop(until_idle, quiet_s)
         finally:
+            if first is not None:
+                first.cancel()
+                await asyncio.gather(first, return_exceptions=True)
             await self.sweeper.finish()
 
     async def _loop(self, until_idle: bool, quiet_s: float) -> None:
@@ -538,8 +546,6 @@ class CampaignLoop:
             self.sweeper.if_due(now)
             self.occupancy.account(now, self._point)
             self.pool.tick(now)
-            if self.first is not None and self.core.ready:
-                await self.first.tick(now)  # alerts take the free channels first
             for run in list(self.runs.values()):
                 try:
                     await self._tick(run, now)

@@ -230,9 +230,11 @@ class RealFloor:
         agi: bool = True,
         agi_url: str | None = None,
         tick_s: float = 0.25,
+        alerts: Any = None,
     ) -> None:
         self.store = store
         self.ast = ast
+        self.alerts = alerts  # an AlertsConfig: the floor gets its alert desk
         self.ami_port = ami_port or ast.ami_port
         self.agi = agi
         self.agi_url = agi_url
@@ -265,7 +267,9 @@ class RealFloor:
         else:
             url = self.agi_url or "agi://127.0.0.1:1"  # nothing listens there
         client = AMIClient("127.0.0.1", self.ami_port, settings.ami.username, self.ast.secret)
-        self.root = FloorRoot(self.store, settings, client, agi_url=url, tick_s=self.tick_s)
+        self.root = FloorRoot(
+            self.store, settings, client, agi_url=url, tick_s=self.tick_s, alerts=self.alerts
+        )
         self.core = self.root.core
         self.dialer = self.root.dialer
         await self.root.start()
