@@ -165,8 +165,10 @@ class Clocks:
 
 
 async def post_alerts(
-    url: str, token: str, clocks: Clocks, tag: str, rate: float, seconds: float, customers: int
+    url: str, token: str, clocks: Clocks, tag: str, rate: float, seconds: float, customers: range
 ) -> list[int]:
+    """POST ``rate`` alerts a second for ``seconds``, each to its own customer (a number with
+    a live call would wait for it), and wait until their calls ring."""
     ids: list[int] = []
     headers = {"Authorization": f"Bearer {token}"}
     n = int(rate * seconds)
@@ -176,7 +178,7 @@ async def post_alerts(
             body = {
                 "idempotency_key": f"{tag}-{i}",
                 "type": "transaction_alert",
-                "target": {"customer": f"C{i % customers:05d}"},
+                "target": {"customer": f"C{customers[i % len(customers)]:05d}"},
                 "priority": 9,
                 "payload": {
                     "txn_amount": "8999.00",
@@ -236,7 +238,8 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp_s:
         tmp = Path(tmp_s)
         store = open_store(f"sqlite:///{tmp / 'bench.db'}")
-        prepare(store, tmp, args.contacts, args.customers, args.agents, args.ratio)
+        customers = 2 * int(args.rate * args.seconds) + 5
+        prepare(store, tmp, args.contacts, customers, args.agents, args.ratio)
         (tmp / "queues.conf").write_text(QUEUES)
         settings = Settings()
         floor = SimFloor(
@@ -261,9 +264,10 @@ async def main(args: argparse.Namespace) -> None:
             runner = asyncio.create_task(floor.dialer.run())
             await asyncio.sleep(2.0)
             # one alert first: the alert type's campaign is created on the first call
-            await post_alerts(url, token, clocks, "warm", 5.0, 1.0, args.customers)
+            n = int(args.rate * args.seconds)
+            await post_alerts(url, token, clocks, "warm", 5.0, 1.0, range(2 * n, 2 * n + 5))
             idle = await post_alerts(
-                url, token, clocks, "idle", args.rate, args.seconds, args.customers
+                url, token, clocks, "idle", args.rate, args.seconds, range(0, n)
             )
             base = report(
                 "baseline: idle floor", idle, clocks, f"{args.rate:g}/s for {args.seconds:g} s"
@@ -274,7 +278,7 @@ async def main(args: argparse.Namespace) -> None:
                 await asyncio.sleep(0.5)
             live0 = floor.core.live_calls()
             busy = await post_alerts(
-                url, token, clocks, "busy", args.rate, args.seconds, args.customers
+                url, token, clocks, "busy", args.rate, args.seconds, range(n, 2 * n)
             )
             live1 = floor.core.live_calls()
             loaded = report(
@@ -306,7 +310,6 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--contacts", type=int, default=200_000)
-    ap.add_argument("--customers", type=int, default=500)
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--agents", type=int, default=40)

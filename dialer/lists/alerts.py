@@ -39,13 +39,14 @@ from dialer.lists.alertspec import (
     campaign_name,
     expand,
     first_broken,
+    webhook_backoff,
 )
 from dialer.lists.campaigns import CampaignSpec, State, apply_campaign
 from dialer.lists.compliance import ContactStatus, is_valid_zone, local_time
 from dialer.lists.dnc import DncChannel, DncMatcher
 from dialer.outcomes import AttemptState
 from dialer.privacy import holds_card_or_id, mask_phone, scrub_json
-from dialer.store.alerts import Alert, AlertEvent
+from dialer.store.alerts import Alert, AlertDelivery, AlertEvent
 from dialer.store.messages import Message
 from dialer.store.models import Attempt, Campaign, Contact
 
@@ -612,6 +613,76 @@ def expire(session: Session, now: dt.datetime) -> int:
     return n
 
 
+# --- results back to the bank ---------------------------------------------------------------
+
+#: a delivery in progress holds the alert this long (another worker does not send it too)
+WEBHOOK_LEASE = dt.timedelta(seconds=30)
+
+
+def claim_webhooks(session: Session, now: dt.datetime, limit: int = 20) -> list[int]:
+    """Closed alerts whose result is due to the bank's webhook, each claimed for one sender."""
+    ids = session.scalars(
+        select(Alert.id)
+        .where(Alert.webhook == "pending", Alert.webhook_next_at <= now)
+        .order_by(Alert.webhook_next_at)
+        .limit(limit)
+    ).all()
+    claimed = []
+    for alert_id in ids:
+        got = session.execute(
+            update(Alert)
+            .where(Alert.id == alert_id, Alert.webhook == "pending", Alert.webhook_next_at <= now)
+            .values(webhook_next_at=now + WEBHOOK_LEASE)
+            .execution_options(synchronize_session=False)
+        )
+        if got.rowcount == 1:  # type: ignore[attr-defined]
+            claimed.append(alert_id)
+    return claimed
+
+
+def webhook_body(session: Session, alert_id: int) -> dict[str, Any]:
+    """What the bank's system receives: the alert's outcome (masked), no timeline."""
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise DialerError(f"no alert {alert_id}")
+    keys = ("id", "key", "system", "type", "state", "result", "acknowledged_by", "calls")
+    full = alert_json(alert, alert.closed_at or alert.created_at)
+    return {**{k: full[k] for k in keys}, "closed_at": full["closed_at"]}
+
+
+def record_delivery(
+    session: Session,
+    alert_id: int,
+    url: str,
+    now: dt.datetime,
+    *,
+    status: int | None,
+    error: str | None,
+) -> bool:
+    """One try, recorded; a 2xx answer delivers it, anything else waits for the next try."""
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        return False
+    ok = status is not None and 200 <= status < 300
+    session.add(
+        AlertDelivery(
+            alert_id=alert_id,
+            at=now,
+            url=url[:300],
+            status=status,
+            error=(error or None) and str(error)[:200],
+            delivered=ok,
+        )
+    )
+    alert.webhook_tries = (alert.webhook_tries or 0) + 1
+    if ok:
+        alert.webhook, alert.webhook_next_at = "delivered", None
+        event(session, alert, EventKind.WEBHOOK, now, status=status, tries=alert.webhook_tries)
+    else:
+        alert.webhook_next_at = now + dt.timedelta(seconds=webhook_backoff(alert.webhook_tries))
+    return ok
+
+
 # --- reading --------------------------------------------------------------------------------
 
 
@@ -694,13 +765,16 @@ __all__ = [
     "UnknownTarget",
     "alert_json",
     "alert_of_attempt",
+    "claim_webhooks",
     "ensure_campaign",
     "expire",
     "intake",
     "open_alerts",
     "parse_request",
+    "record_delivery",
     "run_due",
     "settle_calls",
     "settle_replies",
     "timeline",
+    "webhook_body",
 ]

@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
+import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,6 +231,22 @@ def load_alerts(path: Path) -> AlertsConfig:
     return parse_alerts(load_mapping(path), str(path))
 
 
+#: waits between webhook tries (the last repeats until the bank's system takes the result)
+WEBHOOK_BACKOFF_S = (2.0, 5.0, 15.0, 60.0, 300.0, 900.0)
+
+
+def webhook_backoff(tries: int) -> float:
+    """Seconds to wait after the ``tries``-th failed delivery (1-based)."""
+    return WEBHOOK_BACKOFF_S[min(max(tries, 1), len(WEBHOOK_BACKOFF_S)) - 1]
+
+
+def sign_webhook(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Dialer-Signature`` of a delivery: HMAC-SHA256 over ``<timestamp>.<body>`` (the
+    bank checks it with the same secret and refuses an old timestamp: no replays)."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
 def campaign_name(alert_type: str) -> str:
     """The hidden campaign that carries an alert type's calls (its attempts and reports)."""
     return f"{ALERT_CAMPAIGN_PREFIX}{alert_type}"
@@ -317,10 +335,13 @@ __all__ = [
     "System",
     "TargetKind",
     "Webhook",
+    "WEBHOOK_BACKOFF_S",
     "campaign_name",
     "expand",
     "first_broken",
     "is_alert_campaign",
     "load_alerts",
     "parse_alerts",
+    "sign_webhook",
+    "webhook_backoff",
 ]
