@@ -15,6 +15,7 @@ from dialer import CONFIG_DIR
 from dialer.floor.alerts import AlertDesk, AlertSms
 from dialer.floor.console.alerts import AlertApi
 from dialer.floor.service import Dialer
+from dialer.floor.webhooks import WebhookSender
 from dialer.lists.alertspec import AlertsConfig, load_alerts
 from dialer.messaging.templates import TemplateLibrary
 from dialer.settings import Settings
@@ -35,7 +36,9 @@ def attach_desk(dialer: Dialer, config: AlertsConfig | None) -> AlertDesk | None
     if config is None or not config.types:
         return None
     library = TemplateLibrary.load(_beside(dialer.settings, "messages"))
-    desk = AlertDesk(dialer.loop, config, AlertSms(library, dialer.settings.bank))
+    hooks = any(t.webhook for t in config.types.values())
+    webhooks = WebhookSender(dialer.store, config) if hooks else None
+    desk = AlertDesk(dialer.loop, config, AlertSms(library, dialer.settings.bank), webhooks)
     dialer.loop.first = desk
     return desk
 
@@ -53,6 +56,9 @@ def alert_api(
 
     def wake() -> None:
         for dialer in floors():
+            desk = dialer.loop.first
+            if isinstance(desk, AlertDesk):
+                desk.wake(new_alert=True)  # before the loop's pass: campaigns hold back
             dialer.loop.wake()
 
     return AlertApi(config, store, wake, clock)

@@ -5,8 +5,8 @@ Why it is shaped like this: the desk is its own task beside the campaign loop, w
 hopper explanation over a large list). Each pass settles what ended (calls, SMS replies,
 deadlines) and starts the due rungs of open alerts, most urgent first, on the channels free
 under the floor's channel limit. While any due alert waits for a channel, and while a pass
-woken by a new alert runs, the campaigns leave the desk a channel (``reserved``), so the
-next free channel is the alert's. Its calls leave at once (no campaign pacer), through the same dialer core.
+woken by a new alert runs, the campaigns dial nothing (``reserved``), so the next free
+channel is the alert's. Its calls leave at once (no campaign pacer), through the same dialer core.
 The store holds the whole state of every alert (``dialer.lists.alerts``): a restart, or
 another worker, carries on where this one stopped.
 """
@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dialer.errors import DialerError
+from dialer.floor.webhooks import WebhookSender
 from dialer.lists import alerts as store_alerts
 from dialer.lists.alertspec import AlertsConfig
 from dialer.messaging import outbox
@@ -64,14 +65,20 @@ class AlertSms:
         return row.id
 
 
+#: how often the results waiting for the bank's webhooks are looked at
+WEBHOOK_EVERY_S = 1.0
+
+
 class AlertDesk:
     def __init__(
         self,
         loop: CampaignLoop,
         config: AlertsConfig,
         send_sms: store_alerts.SendSms,
+        webhooks: WebhookSender | None = None,
     ) -> None:
         self.loop = loop
+        self.webhooks = webhooks
         self.config = config
         self.send_sms = send_sms
         self.campaigns: dict[str, int] = {}
@@ -84,33 +91,59 @@ class AlertDesk:
         self.on_originate: list[Callable[[int, int], None]] = []
         self._busy = False
         self._wake = asyncio.Event()
-        self._woken = False
+        self._arrived = False
         loop.core.on_finished(self._finished)
 
     @property
     def reserved(self) -> int:
-        """Channels the campaigns must leave free: alerts being dialled, and any waiting."""
-        return self.pending + max(self.waiting, 1 if self._woken else 0)
+        """Channels the campaigns must leave free: the alert calls being sent; all of them
+        while an alert waits for a channel or a new one has not been looked at yet."""
+        if self.waiting or self._arrived:  # every free channel waits for the desk's pass
+            return self.loop.max_channels
+        return self.pending
 
     def _finished(self, item: FinishedAttempt) -> None:
         if self.attempt_alert.pop(item.attempt_id, None) is not None:
             self.loop.attempt_phone.pop(item.attempt_id, None)
             self.loop.wake()  # the next rung (or the acknowledgement) without a tick's wait
 
-    def wake(self) -> None:
+    def wake(self, *, new_alert: bool = False) -> None:
+        """A pass now; ``new_alert``: the campaigns dial nothing until it has looked."""
         self._wake.set()
-        self._woken = True  # a new alert may be due: hold a channel until the pass has looked
+        if new_alert:
+            self._arrived = True
 
     async def serve(self) -> None:
         """Pass after pass until cancelled: at once when woken (a new alert, a call ended),
         else every tick of the loop."""
+        results = asyncio.create_task(self._deliver(), name="alert-webhooks")
+        try:
+            await self._passes()
+        finally:
+            results.cancel()
+            await asyncio.gather(results, return_exceptions=True)
+
+    async def _passes(self) -> None:
         loop = self.loop
         while True:
             self._wake.clear()
             await self.tick(loop.clock.time())
-            self._woken = self._wake.is_set()  # woken again during the pass: keep holding
+            if not self._wake.is_set():  # no alert came during the pass: the hold ends
+                self._arrived = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), loop.tick_s / loop.clock.speed)
+
+    async def _deliver(self) -> None:
+        """Closed alerts' results to the bank's webhooks, every ``WEBHOOK_EVERY_S``."""
+        if self.webhooks is None:
+            return
+        loop = self.loop
+        while True:
+            try:
+                await self.webhooks.tick(dt.datetime.fromtimestamp(loop.clock.time(), dt.UTC))
+            except (DialerError, SQLAlchemyError) as exc:
+                log.warning("alert webhooks: %s", exc)
+            await loop.clock.sleep(WEBHOOK_EVERY_S)
 
     def room(self) -> int:
         loop = self.loop

@@ -181,11 +181,20 @@ def reach_of(session: Session, config: AlertsConfig, kind: TargetKind, target: s
     c = customer_contact(session, target)
     if c is None:
         raise UnknownTarget(f"no contact carries customer id {target!r}")
-    reach = [Reach("main", c.phone, c.timezone, c.language)]
+    reach = [Reach("main", c.phone, c.timezone, c.language, c.id)]
     for n in (c.fields or {}).get("numbers") or []:
         if n.get("number") and n["number"] != c.phone:
-            reach.append(Reach(str(n.get("kind") or "other"), n["number"], c.timezone, c.language))
+            label = str(n.get("kind") or "other")
+            reach.append(Reach(label, n["number"], c.timezone, c.language, c.id))
     return reach
+
+
+def _customer_of(session: Session, alert: Alert, step: Mapping[str, Any]) -> Contact | None:
+    """The customer's contact an alert's step reaches (by its row id, kept in the plan)."""
+    if alert.target_kind != TargetKind.CUSTOMER:
+        return None
+    cid = step.get("contact")
+    return session.get(Contact, cid) if cid else customer_contact(session, alert.target)
 
 
 # --- intake ---------------------------------------------------------------------------------
@@ -398,7 +407,7 @@ def _contact(session: Session, alert: Alert, step: Mapping[str, Any], campaign_i
     fields: dict[str, Any] = {}
     name = step["who"] if alert.target_kind == TargetKind.ROSTER else None
     if alert.target_kind == TargetKind.CUSTOMER:
-        customer = customer_contact(session, alert.target)
+        customer = _customer_of(session, alert, step)
         if customer is not None:
             fields = {k: v for k, v in (customer.fields or {}).items() if k != "numbers"}
             name = customer.name
@@ -463,11 +472,7 @@ def _send(
     send_sms: SendSms,
     campaign_id: int,
 ) -> None:
-    contact = (
-        customer_contact(session, alert.target)
-        if alert.target_kind == TargetKind.CUSTOMER
-        else None
-    )
+    contact = _customer_of(session, alert, step)
     fields = {k: v for k, v in ((contact.fields if contact else None) or {}).items()}
     fields.pop("numbers", None)
     order = SmsOrder(

@@ -267,6 +267,7 @@ class Reach:
     number: str
     timezone: str
     language: str = "zh"
+    contact: int | None = None  # the customer's contact row (its name and fields)
 
 
 def expand(ladder: Sequence[Step], reach: Sequence[Reach]) -> list[dict[str, Any]]:
@@ -292,7 +293,13 @@ def expand(ladder: Sequence[Step], reach: Sequence[Reach]) -> list[dict[str, Any
 
 
 def _who(r: Reach) -> dict[str, Any]:
-    return {"who": r.who, "number": r.number, "timezone": r.timezone, "language": r.language}
+    return {
+        "who": r.who,
+        "number": r.number,
+        "timezone": r.timezone,
+        "language": r.language,
+        "contact": r.contact,
+    }
 
 
 # --- may this call go now? -----------------------------------------------------------------

@@ -89,6 +89,8 @@ class Contact(Base):
             "id",
             postgresql_ops={"next_attempt_at": "NULLS FIRST"},
         ),
+        # the bank's customer id: an alert finds its customer's contact by it
+        Index("ix_contact_external_id", "external_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

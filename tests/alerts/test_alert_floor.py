@@ -151,8 +151,13 @@ async def test_an_alert_takes_the_next_channel_and_a_denial_blocks_and_transfers
             assert floor.core.live_calls() >= 6, "the campaign never filled the channels"
             with store.session() as s:
                 before = s.scalar(select(func.max(Attempt.id))) or 0
+                # campaign calls already decided (leased or being sent) may still leave first
+                decided = sum(r.pending for r in floor.dialer.loop.runs.values())
                 req = store_alerts.parse_request(body("floor-1"), SHIPPED, floor.dialer.now())
                 alert_id = store_alerts.intake(s, "test", req, SHIPPED, floor.dialer.now())[0].id
+            desk = floor.root.desk
+            assert desk is not None
+            desk.wake(new_alert=True)  # as the API does once the alert is stored
             floor.dialer.loop.wake()
             for _ in range(600):
                 await asyncio.sleep(0.05)
@@ -175,9 +180,10 @@ async def test_an_alert_takes_the_next_channel_and_a_denial_blocks_and_transfers
         assert ours.queue == "fraud-agents" and ours.queued_at is not None  # to the fraud agents
         later = s.scalars(select(Attempt).where(Attempt.id > before, Attempt.id != ours.id)).all()
         assert later, "the campaign dialled nothing after the alert"
-        # no campaign call decided after the alert left before it
+        # no campaign call decided after the alert arrived left before it
         assert ours.originated_at is not None
-        assert all(a.originated_at is None or a.originated_at >= ours.originated_at for a in later)
+        first = [a for a in later if a.originated_at and a.originated_at < ours.originated_at]
+        assert len(first) <= decided, (len(first), decided)  # none decided after it arrived
         vessel = s.get(Contact, ours.contact_id)
         assert vessel is not None and "card_blocked_at" in vessel.fields  # the block hook ran
         assert ours.detail["fields"]["txn_amount"] == "8999.00"
