@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from ivr_fakepbx import FakeAsterisk, Persona, header, run_tcp
 from ivr_testkit import seed_attempt
@@ -84,3 +87,17 @@ def test_install_sounds(tmp_path: object) -> None:
     assert (dest / "zh" / "dialer" / "sh-sorry.wav").is_file()
     assert (dest / "en" / "dialer" / "mm-important.wav").is_file()
     assert "zh: bank-name says 示例银行 (shipped)" in r.output
+
+
+def test_flows_fail_when_prompts_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ivr.prompts import sounds_dir
+
+    for lang in ("zh", "en"):
+        shutil.copytree(sounds_dir() / lang, tmp_path / lang)
+    (tmp_path / "zh" / "ca-offer.wav").unlink()
+    monkeypatch.setenv("IVR_SOUNDS", str(tmp_path))
+    r = CliRunner().invoke(cli, ["flows"])
+    assert r.exit_code == 1, r.output
+    assert "card_activation" in r.output and "missing prompts: zh/ca-offer" in r.output
