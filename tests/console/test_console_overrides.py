@@ -188,3 +188,18 @@ def test_the_spec_the_floor_runs_never_exceeds_a_ceiling(
     w = got.calling_window
     assert not w.days or (hours[0] <= w.start < w.end <= hours[1])
     assert w.start >= window[0] or not w.days
+
+
+async def test_a_reload_refuses_a_queue_the_connected_switch_does_not_know(
+    floor: Dialer, files: dict[str, Path]
+) -> None:
+    edit(files[NAME], "queue: activation-agents", "queue: activaton-agents")
+    floor.loop.queues_seen = {"activation-agents", "collections-agents"}  # its QueueStatus
+    assert floor.loop.switch_queues() is None  # not connected: the queue is not checked
+    floor.core.client.ready.set()
+    with pytest.raises(ConfigError, match="did you mean 'activation-agents'"):
+        await floor.reload(None, actor="sighup")
+    [c] = [c for c in floor.campaigns() if c.name == NAME]
+    assert c.last_error and "knows no queue named 'activaton-agents'" in c.last_error
+    edit(files[NAME], "queue: activaton-agents", "queue: activation-agents")
+    assert await floor.reload(None, actor="sighup") == []  # as applied: nothing to do

@@ -11,6 +11,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from dialer.app.demo import SimFloor, demo_start
@@ -23,6 +24,7 @@ from dialer.store import Store, open_store
 from dialer.store.models import Attempt
 from dialer.telephony.ami.messages import Event
 
+FLOWS = Path(__file__).resolve().parents[2] / "config" / "flows"
 START = demo_start(dt.date(2026, 12, 1))
 CAMPAIGN = {
     "name": "notice-run",
@@ -77,18 +79,20 @@ async def until(cond: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_fastagi_down_mid_campaign_no_silence_and_the_campaign_stops(
-    sqlite_url: str, tmp_path: Path
+@pytest.mark.parametrize("fault", ["fastagi_down", "flow_unknown_to_the_ivr"])
+async def test_ivr_fault_mid_campaign_no_silence_and_the_campaign_stops(
+    sqlite_url: str, tmp_path: Path, fault: str
 ) -> None:
-    """On SQLite only: the store plays no part in what is tested here."""
+    """The FastAGI server stopped, or serving flows without the campaign's (an IVR deployed
+    apart with other flows). On SQLite only: the store plays no part in what is tested."""
     store = open_store(sqlite_url)
     try:
-        await fastagi_down(store, tmp_path)
+        await ivr_fault(store, tmp_path, fault)
     finally:
         store.dispose()
 
 
-async def fastagi_down(store: Store, tmp_path: Path) -> None:
+async def ivr_fault(store: Store, tmp_path: Path, fault: str) -> None:
     load(store, tmp_path, 30)
     settings = Settings(bank=BankSettings(callback_number="95566"))
     played: dict[str, str] = {}  # channel -> what the dialplan played after the flow failed
@@ -108,7 +112,13 @@ async def fastagi_down(store: Store, tmp_path: Path) -> None:
                 20,
                 "no flow completed while the IVR was up",
             )
-            await floor.ivr.close(grace=5.0)  # the IVR goes away mid-campaign
+            if fault == "fastagi_down":
+                await floor.ivr.close(grace=5.0)  # the IVR goes away mid-campaign
+            else:  # the IVR now serves only another flow
+                other = tmp_path / "flows"
+                other.mkdir()
+                (other / "opt_out.yaml").write_bytes((FLOWS / "opt_out.yaml").read_bytes())
+                assert floor.ivr.reload_flows(other) == ["opt_out"]
             cut = max(r.id for r in rows(store))
             await until(
                 lambda: (
@@ -144,5 +154,5 @@ async def fastagi_down(store: Store, tmp_path: Path) -> None:
         assert get_campaign(s, "notice-run").state == "paused"
     kinds = {(a.kind, a.subject) for a in health.alarms}
     assert (AlarmKind.IVR_FAILURES, "notice-run") in kinds
-    assert (AlarmKind.IVR_DOWN, "fastagi") in kinds
-    assert not health.ok and health.campaigns == {"notice-run": "held"}
+    assert ((AlarmKind.IVR_DOWN, "fastagi") in kinds) is (fault == "fastagi_down")
+    assert health.ok is (fault != "fastagi_down") and health.campaigns == {"notice-run": "held"}
