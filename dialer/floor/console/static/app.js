@@ -385,6 +385,30 @@ async function loadMessages() {
 }
 setInterval(() => { if (last) loadMessages(); }, 5000);
 
+// --- alerts from the bank's systems: open ones with stage and age; past deadline = alarm --
+async function loadAlerts() {
+  const r = await api("GET", "/api/v1/alerts");
+  const card = $("#alerts-card");
+  if (!r.ok || !r.data) { card.classList.add("hidden"); return; }  // 404: none configured
+  card.classList.remove("hidden");
+  const list = r.data.alerts;
+  const open = list.filter((a) => a.state === "open").length;
+  chips($("#alert-counts"), { open: open, "past deadline": r.data.overdue });
+  const rows = list.map((a) => el("tr", { "data-alert": String(a.id), class: a.overdue ? "over" : "" },
+    el("td", { text: a.type }),
+    el("td", { text: Object.entries(a.target).map(([k, v]) => k + " " + v).join("") }),
+    el("td", { text: String(a.priority) }),
+    el("td", { "data-field": "state", text: a.overdue ? a.state + " (past deadline)" : a.state }),
+    el("td", { "data-field": "stage", text: Math.min(a.stage + 1, a.steps) + "/" + a.steps }),
+    el("td", { text: a.next ? a.next.act + " " + a.next.who : "" }),
+    el("td", { class: "num", text: dur(a.age_s) }),
+    el("td", { text: hhmm(a.deadline_at) })));
+  $("#alerts tbody").replaceChildren(...(rows.length ? rows
+    : [el("tr", { class: "placeholder" }, el("td", { colspan: "8", text: "no open alerts" }))]));
+  if (r.data.overdue) alertMsg(r.data.overdue + " alert(s) past their deadline unacknowledged");
+}
+setInterval(() => { if (last) loadAlerts(); }, 3000);
+
 // --- start ----------------------------------------------------------------------------
 (async () => {
   const r = await fetch("/api/session", { credentials: "same-origin" });
