@@ -153,6 +153,7 @@ class FloorControl:
                 changed = ["settings"] if new != self.loop.settings else []
                 self.loop.settings = new
                 self.loop.core.rows.messages = dialplan_messages(new.bank)
+                self.loop.core.rows.ceilings = new.compliance
                 if changed:
                     await self.loop.load_campaigns()  # lowered ceilings hold at once
                 return changed

@@ -412,6 +412,7 @@ class CampaignLoop:
         self.core = core
         self.settings = settings
         core.rows.messages = dialplan_messages(settings.bank)  # the bank's name and number
+        core.rows.ceilings = settings.compliance  # the hold limit each Originate carries
         self.clock: Clock = clock or WallClock()
         self.owner = owner
         self.tick_s = tick_s

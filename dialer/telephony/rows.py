@@ -19,8 +19,9 @@ from sqlalchemy import select
 
 from dialer.errors import ConfigError, DialerError, IllegalTransition, LocalProtocolError
 from dialer.lists import hopper
-from dialer.lists.campaigns import spec_of
+from dialer.lists.campaigns import spec_of, within_ceilings
 from dialer.outcomes import AttemptState, Outcome
+from dialer.settings import Ceilings
 from dialer.store import Store
 from dialer.store.models import Attempt, CallEvent, Campaign, Contact, IvrSession
 from dialer.telephony.originate import OriginateRequest, build_originate
@@ -125,6 +126,8 @@ class AttemptRows:
         self.agi_url = agi_url
         #: per language, the Originate variables with the bank's messages (ivr.messages)
         self.messages: Mapping[str, Mapping[str, str]] = {}
+        #: the settings' compliance ceilings: no Originate carries a hold limit above them
+        self.ceilings: Ceilings | None = None
         self.now = now
         self.owner = owner  # the worker id: this core follows the attempts it owns
         self.server = server  # the switch's name (settings ``asterisk[].name``)
@@ -191,10 +194,13 @@ class AttemptRows:
         if campaign is None:
             raise DialerError(f"attempt {attempt_id}: campaign gone")
         contact = s.get(Contact, attempt.contact_id) if attempt.contact_id else None
+        spec = spec_of(campaign)
+        if self.ceilings is not None:
+            spec = within_ceilings(spec, self.ceilings)
         req = build_originate(
             attempt_id=attempt_id,
             phone=attempt.phone,
-            spec=spec_of(campaign),
+            spec=spec,
             language=contact.language if contact else None,
             agi_url=self.agi_url,
             messages=self.messages,

@@ -203,3 +203,23 @@ async def test_a_reload_refuses_a_queue_the_connected_switch_does_not_know(
     assert c.last_error and "knows no queue named 'activaton-agents'" in c.last_error
     edit(files[NAME], "queue: activaton-agents", "queue: activation-agents")
     assert await floor.reload(None, actor="sighup") == []  # as applied: nothing to do
+
+
+async def test_no_originate_carries_a_hold_limit_above_the_ceiling(
+    floor: Dialer, store: Store
+) -> None:
+    """A row written before the ceiling was lowered (or by hand) holds 5 s: the switch is told
+    the ceiling's 2 s all the same."""
+    from dialer.store.models import Attempt, Campaign
+
+    with store.session() as s:
+        row = get_campaign(s, NAME)
+        row.spec = {**row.spec, "pacing": {**row.spec["pacing"], "hold_limit_s": 5}}
+        attempt = Attempt(campaign_id=row.id, phone="+8613900000123")
+        s.add(attempt)
+        s.flush()
+        aid = attempt.id
+    with store.session() as s:
+        req = floor.core.rows.prepare_one(s, aid)
+        assert req.variables()["DIALER_HOLD"] == "2"
+        assert s.get(Campaign, row.id).spec["pacing"]["hold_limit_s"] == 5  # type: ignore[union-attr]
