@@ -180,3 +180,24 @@ async def test_repeated_ivr_failures_stop_the_campaign_until_a_supervisor_resume
     await floor.resume("card-activation-test", actor="console:sup")
     assert not [a for a in floor.health().alarms if a.kind is AlarmKind.IVR_FAILURES]
     assert dataclasses.replace(alarm, message="x").key == alarm.key
+
+
+async def test_a_workers_fleet_reports_every_switch_and_a_standby_its_store(
+    floor: Dialer, store: Store
+) -> None:
+    """``dialer run`` serves the console a ``Fleet``: its health joins its switches'; a
+    standby worker (no switch) knows the store from its heartbeat."""
+    from dialer.floor.fleet import Fleet
+    from dialer.settings import Settings
+
+    fleet = Fleet(store, Settings(), dialers=lambda: {"default": floor})
+    h = fleet.health()
+    assert not h.ok and {d.name for d in h.dependencies} == {"ami:default", "store"}
+    floor.core.client.ready.set()
+    assert fleet.health().ok and fleet.health().campaigns == floor.health().campaigns
+
+    standby = Fleet(store, Settings(), dialers=dict)
+    assert standby.health().ok
+    standby.set_store_ok(False)  # a heartbeat failed
+    h = standby.health()
+    assert not h.ok and h.to_json()["dependencies"]["store"]["up"] is False
