@@ -34,7 +34,7 @@ from ivr.fastagi import (
     FastAGIServer,
 )
 from ivr.flow import FlowLibrary
-from ivr.record import StoreRecorder
+from ivr.record import GroupCommitRecorder, StoreRecorder
 from ivr.render import bank_vars, can_render, fingerprint, render
 from ivr.say import SayKind, say
 
@@ -57,13 +57,20 @@ class IvrApp:
             self._store.dispose()
             self._store = None
 
-    def services(self) -> Services:
+    def services(self, *, group_commit: bool = False) -> Services:
+        """``group_commit``: the server's sessions share transactions (``ivr serve``); a
+        process AGI call writes its own."""
         # Verification compares typed digits with keyed hashes: without the key no call can
         # be verified, so refuse to start rather than fail on the first caller.
         get_secret("secret_key")
+        recorder = (
+            GroupCommitRecorder(self.store, utc_now)
+            if group_commit
+            else StoreRecorder(self.store, utc_now)
+        )
         return Services(
             library=FlowLibrary.load(self.flows_dir),
-            recorder=StoreRecorder(self.store, utc_now),
+            recorder=recorder,
             store=self.store,
             clock=utc_now,
         )
@@ -114,7 +121,7 @@ def serve(
 
     SIGTERM/SIGINT: graceful shutdown. SIGHUP: reload the flows (an invalid file is refused
     and the running flows stay)."""
-    services = app.services()
+    services = app.services(group_commit=True)
 
     async def main() -> None:
         server = FastAGIServer(

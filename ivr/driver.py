@@ -134,7 +134,7 @@ async def drive_async(
         try:
             if isinstance(effect, Command):
                 value = await roundtrip(effect)
-            elif executor is None:
+            elif executor is None or effect.inline:
                 value = effect.run()
             else:
                 value = await loop.run_in_executor(executor, effect.run)

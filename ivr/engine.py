@@ -75,6 +75,7 @@ class Call:
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    inline: bool = False  # never blocks (it only queues): the driver runs it in place
 
     def run(self) -> Any:
         return self.fn(*self.args, **self.kwargs)
@@ -151,6 +152,7 @@ class _Run:
                 outcome,
                 dict(detail or {}),
             ),
+            inline=getattr(self.services.recorder, "queues_steps", False),
         )
 
     def _hook(self, name: str, **kwargs: Any) -> Generator[Effect, Any, Any]:

@@ -198,6 +198,7 @@ class FastAGIServer:
                 await asyncio.wait_for(self._server.wait_closed(), 5)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        await asyncio.to_thread(self.services.recorder.close)  # commit what sessions queued
         log.info("FastAGI closed")
 
     def reload_flows(self, directory: Path | None = None) -> list[str]:
@@ -331,12 +332,12 @@ async def start_in_process(
     to ``store``, listen (port 0 = any free port). ``server.port`` is the bound port; pass
     ``f"agi://{host}:{server.port}"`` as ``DIALER_AGI``; ``await server.close()`` at the end."""
     from ivr.flow import FlowLibrary
-    from ivr.record import StoreRecorder
+    from ivr.record import GroupCommitRecorder
 
     now = clock or _utc_now
     services = Services(
         library=FlowLibrary.load(flows_dir),
-        recorder=StoreRecorder(store, now),
+        recorder=GroupCommitRecorder(store, now),
         store=store,
         clock=now,
     )

@@ -204,7 +204,7 @@ class SimFloor:
         from ivr.engine import Services
         from ivr.fastagi import FastAGIServer
         from ivr.flow import FlowLibrary
-        from ivr.record import StoreRecorder
+        from ivr.record import GroupCommitRecorder
 
         os.environ.setdefault("DIALER_AMI_SECRET", secrets.token_hex(16))
         self.clock = RealClock(speed=self.speed, start_epoch=self.start_at.timestamp())
@@ -224,7 +224,7 @@ class SimFloor:
 
         services = Services(
             library=FlowLibrary.load(None),
-            recorder=StoreRecorder(self.store, now_dt),
+            recorder=GroupCommitRecorder(self.store, now_dt),
             store=self.store,
             clock=now_dt,
         )

@@ -248,7 +248,7 @@ class RealFloor:
         from ivr.engine import Services
         from ivr.fastagi import FastAGIServer
         from ivr.flow import FlowLibrary
-        from ivr.record import StoreRecorder
+        from ivr.record import GroupCommitRecorder
 
         # CI runs at any hour: the calling-hours ceiling opens the whole day, as ALL_DAY does
         settings = Settings(
@@ -257,7 +257,7 @@ class RealFloor:
         if self.agi:
             services = Services(
                 library=FlowLibrary.load(None),
-                recorder=StoreRecorder(self.store, lambda: dt.datetime.now(dt.UTC)),
+                recorder=GroupCommitRecorder(self.store, lambda: dt.datetime.now(dt.UTC)),
                 store=self.store,
                 clock=lambda: dt.datetime.now(dt.UTC),
             )
