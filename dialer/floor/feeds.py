@@ -64,9 +64,6 @@ class SwitchFeeds:
         the ring time-out: the answer rate read ~0.1 for a true 0.3, and the loop over-dialled
         into ~20% abandons in the first minutes.)"""
         loop = self.loop
-        if t.after is AttemptState.ENDED:
-            loop.wake()  # its channel is free now, not only once its outcome is committed
-            return
         if t.after not in _LIVE_STATES or t.attempt_id in self.live_seen:
             return
         cid = loop.attempt_campaign.get(t.attempt_id)
