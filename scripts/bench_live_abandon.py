@@ -15,7 +15,12 @@ measured in the same run, the rehearsal of the same settings (``dialer simulate`
   of per-run rates against it: chance if alike, estimation if the live rate sits above the
   rehearsal's in every window).
 
-    .venv/bin/python scripts/bench_live_abandon.py [--runs 20] [--minutes 60] [--speed 20]
+Two arms, side by side, each live run of both on the same seed (same called parties and
+agents): ``baseline`` = the predictive policy before the confidence-bound guard
+(``PREDICTIVE_V1``: guard on the observed rate after 500 live answers) and ``bound`` = the
+current default. ``--arms bound`` runs one.
+
+    .venv/bin/python scripts/bench_live_abandon.py [--runs 20] [--minutes 30] [--speed 40]
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_live_vs_rehearsal import live, rehearsal_scenario  # noqa: E402
 
-from dialer.pacing.rehearsal import rehearse  # noqa: E402
+from dialer.pacing.policies import PREDICTIVE_V1, Predictive, PredictiveTuning  # noqa: E402
+from dialer.pacing.rehearsal import RunResult, run_once, summarize  # noqa: E402
 from dialer.pacing.scenario import parse_scenario  # noqa: E402
 
 AGENTS = 30
@@ -66,92 +72,144 @@ def live_windows(workdir: Path, warmup_s: float) -> dict[str, int]:
     return out
 
 
+ARMS: dict[str, PredictiveTuning] = {"baseline": PREDICTIVE_V1, "bound": PredictiveTuning()}
+
+
 def rate(ab: int, n: int) -> float:
     return ab / n if n else 0.0
+
+
+def live_summary(runs: list[dict[str, Any]]) -> dict[str, float]:
+    n = sum(r["live_answers"] for r in runs)
+    ab = sum(r["abandoned"] for r in runs)
+    pooled = rate(ab, n)
+    per_run = [r["abandon_rate"] for r in runs]
+    mean_n = n / len(runs)
+    return {
+        "pooled": pooled,
+        "live": n,
+        "over": sum(1 for x in per_run if x > CAP),
+        "max": max(per_run),
+        "occupancy": sum(r["occupancy"] for r in runs) / len(runs),
+        "dials_ah": sum(r["dials_per_agent_hour"] for r in runs) / len(runs),
+        "connects_ah": sum(r["connects_per_agent_hour"] for r in runs) / len(runs),
+        "early": rate(sum(r["early_ab"] for r in runs), sum(r["early_live"] for r in runs)),
+        "late": rate(sum(r["late_ab"] for r in runs), sum(r["late_live"] for r in runs)),
+        "spread_obs": (
+            math.sqrt(sum((x - pooled) ** 2 for x in per_run) / (len(per_run) - 1))
+            if len(per_run) > 1
+            else 0.0
+        ),
+        "spread_chance": math.sqrt(pooled * (1 - pooled) / mean_n) if mean_n else 0.0,
+    }
+
+
+def rehearsal_summary(reps: list[RunResult]) -> dict[str, float]:
+    s = summarize(reps, CAP)
+    return {
+        "pooled": s.abandon_rate,
+        "live": sum(r.live for r in reps),
+        "over": sum(1 for r in reps if r.abandon_rate > CAP),
+        "max": max(r.abandon_rate for r in reps),
+        "occupancy": s.occupancy,
+        "dials_ah": s.dials_per_agent_hour,
+        "connects_ah": s.connects_per_agent_hour,
+    }
+
+
+ROWS = (
+    ("pooled abandon rate", "pooled", "{:.4f}"),
+    ("live answers (all runs)", "live", "{:d}"),
+    ("runs over the cap", "over", "{:d}"),
+    ("highest run", "max", "{:.4f}"),
+    ("occupancy (mean of runs)", "occupancy", "{:.3f}"),
+    ("dials per agent-hour", "dials_ah", "{:.1f}"),
+    ("connects per agent-hour", "connects_ah", "{:.1f}"),
+)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--minutes", type=float, default=60.0)
-    ap.add_argument("--speed", type=float, default=20.0)
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--speed", type=float, default=40.0)
     ap.add_argument("--agents", type=int, default=AGENTS)
     ap.add_argument("--talk-mean", type=float, default=LONG_TALK["mean"])
     ap.add_argument("--talk-sd", type=float, default=LONG_TALK["sd"])
     ap.add_argument("--warmup", type=float, default=10.0, help="minutes counted as warm-up")
-    ap.add_argument("--policy", default="predictive")
+    ap.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=list(ARMS))
     args = ap.parse_args()
     talk = {"mean": args.talk_mean, "sd": args.talk_sd}
+    arms: list[str] = args.arms
 
     print(
-        f"{args.runs} live runs x {args.minutes:g} simulated min, {args.agents} agents, talk "
-        f"lognormal mean {talk['mean']:g} s sd {talk['sd']:g} s, policy {args.policy}, cap {CAP}"
+        f"{args.runs} live runs x {args.minutes:g} simulated min per arm ({', '.join(arms)}), "
+        f"{args.agents} agents, talk lognormal mean {talk['mean']:g} s sd {talk['sd']:g} s, "
+        f"speed {args.speed:g}, cap {CAP}"
     )
-    runs: list[dict[str, Any]] = []
+    runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
     t_live = time.monotonic()
     for i in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="bench-abandon-") as tmp:
-            res = asyncio.run(
-                live(
-                    args.minutes,
-                    args.speed,
-                    args.policy,
-                    Path(tmp),
-                    agents=args.agents,
-                    talk=talk,
-                    seed=1000 + i,
+        for arm in arms:
+            tuning = ARMS[arm]
+            with tempfile.TemporaryDirectory(prefix="bench-abandon-") as tmp:
+                res = asyncio.run(
+                    live(
+                        args.minutes,
+                        args.speed,
+                        "predictive",
+                        Path(tmp),
+                        agents=args.agents,
+                        talk=talk,
+                        seed=1000 + i,
+                        make_policy=lambda tuning=tuning: Predictive(tuning),
+                    )
                 )
+                res.update(live_windows(Path(tmp), args.warmup * 60))
+            runs[arm].append(res)
+            print(
+                f"  run {i + 1:2d} {arm:>8}: {res['abandoned']:3d}/{res['live_answers']:4d} = "
+                f"{res['abandon_rate']:.4f}  (first {args.warmup:g} min "
+                f"{rate(res['early_ab'], res['early_live']):.4f}, rest "
+                f"{rate(res['late_ab'], res['late_live']):.4f})  occupancy {res['occupancy']:.3f}"
+                f"  {res['wall_s']:.0f} s wall",
+                flush=True,
             )
-            res.update(live_windows(Path(tmp), args.warmup * 60))
-        runs.append(res)
-        print(
-            f"  live run {i + 1:2d}: {res['abandoned']:3d}/{res['live_answers']:4d} = "
-            f"{res['abandon_rate']:.4f}  (first {args.warmup:g} min "
-            f"{rate(res['early_ab'], res['early_live']):.4f}, rest "
-            f"{rate(res['late_ab'], res['late_live']):.4f})  occupancy {res['occupancy']:.3f}"
-            f"  {res['wall_s']:.0f} s wall",
-            flush=True,
-        )
     live_s = time.monotonic() - t_live
 
     t_reh = time.monotonic()
     sc = parse_scenario(rehearsal_scenario(args.minutes * 60, args.agents, talk), "long-call-floor")
-    summary, reps = rehearse(sc, [args.policy], reps=args.runs, seed=1)[args.policy]
+    reh = {
+        arm: [run_once(sc, Predictive(ARMS[arm]), rep=r, seed=1) for r in range(args.runs)]
+        for arm in arms
+    }
     reh_s = time.monotonic() - t_reh
 
-    n = sum(r["live_answers"] for r in runs)
-    ab = sum(r["abandoned"] for r in runs)
-    pooled = rate(ab, n)
-    over = sum(1 for r in runs if r["abandon_rate"] > CAP) / len(runs)
-    early = rate(sum(r["early_ab"] for r in runs), sum(r["early_live"] for r in runs))
-    late = rate(sum(r["late_ab"] for r in runs), sum(r["late_live"] for r in runs))
-    per_run = [r["abandon_rate"] for r in runs]
-    mean_n = n / len(runs)
-    spread = math.sqrt(pooled * (1 - pooled) / mean_n) if mean_n else 0.0
-    observed = (
-        math.sqrt(sum((x - pooled) ** 2 for x in per_run) / (len(per_run) - 1))
-        if len(per_run) > 1
-        else 0.0
-    )
-    reh_n = sum(r.live for r in reps)
-    reh_ab = sum(r.abandoned for r in reps)
+    cols = [(f"live {a}", live_summary(runs[a])) for a in arms]
+    cols += [(f"rehearsal {a}", rehearsal_summary(reh[a])) for a in arms]
     print()
-    print(f"{'':34}{'live (sim PBX)':>16}{'rehearsal':>12}")
-    print(f"{'pooled abandon rate':34}{pooled:16.4f}{rate(reh_ab, reh_n):12.4f}")
-    print(f"{'live answers (all runs)':34}{n:16d}{reh_n:12d}")
-    print(f"{'runs over the cap':34}{over:16.2f}{summary.p_run_over_cap:12.2f}")
-    print(
-        f"{'occupancy (mean of runs)':34}{sum(r['occupancy'] for r in runs) / len(runs):16.3f}"
-        f"{summary.occupancy:12.3f}"
-    )
-    print(
-        f"{'first ' + format(args.warmup, 'g') + ' min / rest (live)':34}{early:16.4f}{late:12.4f}"
-    )
-    print(
-        f"spread of per-run rates: observed {observed:.4f}, chance alone at the pooled rate "
-        f"{spread:.4f} (binomial, {mean_n:.0f} live answers a run)"
-    )
-    print(f"pooled live abandon rate {pooled:.4f} {'<=' if pooled <= CAP else '>'} cap {CAP}")
+    print(f"{'':28}" + "".join(f"{name:>20}" for name, _ in cols))
+    for label, key, fmt in ROWS:
+        print(f"{label:28}" + "".join(f"{fmt.format(c[key]):>20}" for _, c in cols))
+    for arm in arms:
+        ls = live_summary(runs[arm])
+        print(
+            f"{arm}: live first {args.warmup:g} min {ls['early']:.4f}, rest {ls['late']:.4f}; "
+            f"spread of per-run rates {ls['spread_obs']:.4f} against {ls['spread_chance']:.4f} "
+            f"by chance alone (binomial); pooled {ls['pooled']:.4f} "
+            f"{'<=' if ls['pooled'] <= CAP else '>'} cap {CAP}, "
+            f"{ls['over']} of {args.runs} runs over it"
+        )
+    if "baseline" in runs and len(arms) > 1:
+        b = live_summary(runs["baseline"])
+        for arm in arms:
+            if arm != "baseline":
+                x = live_summary(runs[arm])
+                print(
+                    f"{arm} / baseline (live): occupancy {x['occupancy'] / b['occupancy']:.3f}, "
+                    f"dials per agent-hour {x['dials_ah'] / b['dials_ah']:.3f}, connects per "
+                    f"agent-hour {x['connects_ah'] / b['connects_ah']:.3f}"
+                )
     print(f"wall: live {live_s:.0f} s, rehearsal {reh_s:.1f} s")
 
 

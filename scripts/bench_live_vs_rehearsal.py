@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from sqlalchemy import select  # noqa: E402
 from dialer.app.demo import SimFloor, demo_start  # noqa: E402
 from dialer.lists.campaigns import apply_campaign, parse_campaign  # noqa: E402
 from dialer.lists.contacts import import_contacts  # noqa: E402
+from dialer.pacing.policies import Policy  # noqa: E402
 from dialer.pacing.rehearsal import rehearse  # noqa: E402
 from dialer.pacing.scenario import parse_scenario  # noqa: E402
 from dialer.settings import Settings  # noqa: E402
@@ -130,7 +132,9 @@ async def live(
     agents: int = AGENTS,
     talk: dict[str, float] = TALK,
     seed: int = 4242,
+    make_policy: Callable[[], Policy] | None = None,
 ) -> dict[str, Any]:
+    """One live run; ``make_policy`` gives the campaign's policy object (default: its mode's)."""
     store = open_store(f"sqlite:///{workdir / 'live.db'}")
     start = demo_start(dt.date(2026, 12, 1))
     n_contacts = int(agents * minutes * 6) + 200  # more than can be dialled in the run
@@ -154,6 +158,10 @@ async def live(
     )
     t0 = time.monotonic()
     async with floor:
+        if make_policy is not None:
+            await floor.dialer.load_campaigns()
+            for run in floor.dialer.loop.runs.values():
+                run.policy = make_policy()  # kept by run(): the campaign's mode is unchanged
         task = asyncio.create_task(floor.dialer.run())
         while floor.elapsed_s < minutes * 60:
             await asyncio.sleep(0.2)

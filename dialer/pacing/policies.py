@@ -14,15 +14,23 @@ Why the predictive policy looks the way it does (DESIGN.md section 3):
 - The threshold is steered by the realised abandon rate over the cap window: every live answer
   adds ``setpoint`` to a slack, every abandon takes one away, and the threshold moves with
   ``exp(gain * slack)``. The model's bias is absorbed; the run's own rate hugs the setpoint
-  (``abandon_cap * margin``), which is what keeps single runs under the cap.
+  (``abandon_cap * margin``).
+- Few answers say little about the rate: 2 abandons in 40 answers is 5% or, by chance, 1%. So
+  the slack is also counted against the cap less a confidence margin that shrinks with
+  evidence - ``z * sqrt(cap * (1 - cap) / n)``, where the Wilson upper bound of the rate meets
+  the cap - and the smaller slack steers. Early in a window (a campaign's first hour, a
+  30-minute run of ~230 live answers on a long-call floor) that margin, not the setpoint,
+  keeps single runs under the cap; over a 30-day window the setpoint does.
 - Calls this policy will itself dial before the new call is answered compete with it: they
   enter as a Poisson demand at the policy's own recent dial rate. Demand is right-skewed, so
   the tail probability carries a skewness (Edgeworth) correction.
 - Guards: fewer active agents than ``min_agents_predictive`` -> progressive. A cold start
   (fewer than ``warmup_samples`` recent outcomes), a short-window abandon spike (brake) and a
-  cap window over the cap (after ``guard_min_live`` live answers) switch to the most cautious
-  threshold, not to progressive: progressive drains the pipeline and idles the floor for
-  minutes, while the cautious model still keeps abandons rare. Never more than
+  cap window likely over the cap (its Wilson upper bound at ``guard_z``, from the first live
+  answer; ``guard_z = 0`` and ``guard_min_live`` give the old guard on the observed rate)
+  switch to the most cautious threshold, not to progressive: progressive drains the pipeline
+  and idles the floor for minutes, while the cautious model still keeps abandons rare. Never
+  more than
   ``max_lines_per_agent`` lines per active agent nor ``calls_per_second``; never fewer calls
   than progressive.
 
@@ -45,7 +53,7 @@ from dialer.errors import ConfigError
 from dialer.lists.campaigns import CampaignSpec, Mode
 from dialer.pacing.dists import FloatArray, norm_cdf
 from dialer.pacing.estimators import Estimates
-from dialer.pacing.types import AgentState, PacingInput
+from dialer.pacing.types import AbandonCounts, AgentState, PacingInput
 
 _IDLE = int(AgentState.IDLE)
 _RINGING = int(AgentState.RINGING)
@@ -159,7 +167,8 @@ class PredictiveTuning:
 
     threshold: float = 0.045  # marginal P(no agent | answered) accepted at zero slack
     margin: float = 0.87  # the realised rate is steered to abandon_cap * margin
-    gain: float = 0.1  # log-threshold change per abandon of slack
+    gain: float = 0.2  # log-threshold change per abandon of slack
+    bound_z: float = 1.645  # slack also counted against the Wilson bound at this z (0: off)
     slack_clip: float = 12.0  # anti wind-up, in abandons (at the reference team size)
     gain_team_ref: float = 20.0  # teams of this size or more use ``gain`` as is; smaller ...
     gain_scale_max: float = 4.0  # ... ones ``gain * ref / team``, at most this many times
@@ -169,10 +178,35 @@ class PredictiveTuning:
     brake_min_abandons: int = 3  # short-window abandons before the brake may engage
     brake_factor: float = 3.0  # ... and a short-window rate above brake_factor * cap
     brake_progressive: bool = False  # brake to progressive (else: to threshold_min)
-    guard_min_live: int = 500  # live answers in the cap window before the cap guard acts
+    guard_min_live: int = 0  # live answers in the cap window before the cap guard acts
+    guard_z: float = 0.5  # ... when the Wilson upper bound at this z is over the cap
     warmup_samples: int = 30  # recent dial outcomes before the answer rate is trusted
     future_weight: float = 1.0  # weight of calls this policy will dial before the new one answers
     rate_window_s: float = 120.0  # the policy's own dial rate is measured over this window
+
+
+#: The predictive policy before the confidence-bound guard (the baseline of
+#: ``scripts/bench_live_abandon.py``): slower feedback on the setpoint alone, the cap guard on the
+#: observed rate after 500 live answers. Over-dials windows of a few hundred live answers.
+PREDICTIVE_V1 = PredictiveTuning(gain=0.1, bound_z=0.0, guard_min_live=500, guard_z=0.0)
+
+
+def wilson_upper(abandoned: int, live: int, z: float) -> float:
+    """Wilson score upper bound of a rate seen as ``abandoned`` of ``live`` (``z`` standard
+    deviations, one-sided; ``z = 0`` gives the observed rate; 1.0 with no observation)."""
+    if live <= 0:
+        return 1.0
+    p = abandoned / live
+    z2n = z * z / live
+    half = z * math.sqrt(p * (1.0 - p) / live + z2n / (4.0 * live))
+    return min((p + z2n / 2.0 + half) / (1.0 + z2n), 1.0)
+
+
+def bound_slack(abandoned: int, live: int, cap: float, z: float) -> float:
+    """Abandons in hand before the Wilson upper bound at ``z`` reaches ``cap``: the Wilson
+    interval inverts the score test, so ``wilson_upper(a, n, z) <= cap`` exactly when
+    ``a <= cap * n - z * sqrt(n * cap * (1 - cap))`` (for ``a / n <= cap``)."""
+    return cap * live - z * math.sqrt(live * cap * (1.0 - cap)) - abandoned
 
 
 class Predictive(Policy):
@@ -196,8 +230,10 @@ class Predictive(Policy):
     def threshold(self, inp: PacingInput) -> float:
         t = self.tuning
         ab = inp.abandons
-        setpoint = inp.settings.abandon_cap * t.margin
-        slack = setpoint * ab.window_live - ab.window_abandoned
+        cap = inp.settings.abandon_cap
+        slack = cap * t.margin * ab.window_live - ab.window_abandoned
+        if t.bound_z > 0:
+            slack = min(slack, bound_slack(ab.window_abandoned, ab.window_live, cap, t.bound_z))
         # One abandon weighs more in a small team's rate: the gain grows as the team shrinks.
         active = max(int(np.count_nonzero(inp.agent_state != _PAUSED)), 1)
         scale = min(max(t.gain_team_ref / active, 1.0), t.gain_scale_max)
@@ -271,9 +307,9 @@ class Predictive(Policy):
             # (progressive would drain the pipeline and idle the floor for minutes).
             self.last_mode = "brake"
             theta = t.threshold_min
-        elif ab.window_live >= t.guard_min_live and ab.window_rate > cap:
-            # Over the cap: the most cautious model-based dialling. Abandons become rare, so
-            # the window rate falls back under the cap while agents keep working.
+        elif self.over_cap(ab, cap):
+            # Over the cap, or likely to be: the most cautious model-based dialling. Abandons
+            # become rare, so the window rate falls back under the cap while agents keep working.
             self.last_mode = "cap-guard"
             theta = t.threshold_min
         else:
@@ -281,6 +317,17 @@ class Predictive(Policy):
             theta = self.threshold(inp)
         self.last_threshold = theta
         return max(prog, self._marginal(inp, theta, limit))
+
+    def over_cap(self, ab: AbandonCounts, cap: float) -> bool:
+        """The cap guard: the window's rate (its Wilson upper bound at ``guard_z``) is over
+        the cap, once the window holds ``guard_min_live`` live answers."""
+        t = self.tuning
+        live = ab.window_live
+        return (
+            live > 0
+            and live >= t.guard_min_live
+            and (wilson_upper(ab.window_abandoned, live, t.guard_z) > cap)
+        )
 
     def _marginal(self, inp: PacingInput, theta: float, kmax: int) -> int:
         est = inp.estimates

@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dialer.errors import ConfigError
 from dialer.lists.campaigns import CampaignSpec, Mode, Pacing
@@ -21,7 +23,7 @@ from dialer.pacing import (
     make_policy,
     policy_for_campaign,
 )
-from dialer.pacing.policies import ErlangC, erlang_c
+from dialer.pacing.policies import ErlangC, bound_slack, erlang_c, wilson_upper
 
 IDLE, TALK, WRAP, PAUSED, RINGING = (
     AgentState.IDLE,
@@ -188,7 +190,10 @@ def test_predictive_never_dials_less_than_progressive() -> None:
     [
         (AbandonCounts(1000, 20, short_live=10, short_abandoned=3), 400, "brake"),
         (AbandonCounts(1000, 31, short_live=10, short_abandoned=0), 400, "cap-guard"),
-        (AbandonCounts(400, 13, short_live=10, short_abandoned=0), 400, "predictive"),
+        # the cap guard acts from the first answers, on the rate's upper bound
+        (AbandonCounts(400, 13, short_live=10, short_abandoned=0), 400, "cap-guard"),
+        (AbandonCounts(40, 2, short_live=10, short_abandoned=0), 400, "cap-guard"),
+        (AbandonCounts(400, 10, short_live=10, short_abandoned=0), 400, "predictive"),
         (AbandonCounts(1000, 20, short_live=10, short_abandoned=1), 5, "warm-up"),
         (AbandonCounts(1000, 20, short_live=10, short_abandoned=1), 400, "predictive"),
     ],
@@ -291,8 +296,65 @@ def test_ringing_agent_counts_as_busy() -> None:
 
 
 def test_feedback_is_stronger_for_small_teams() -> None:
-    ab = AbandonCounts(300, 10)  # 10 abandons where the setpoint allows ~7.8
+    ab = AbandonCounts(1000, 27)  # 27 abandons where the Wilson bound allows ~21
     small, large = Predictive(), Predictive()
     small.decide(make_input([(IDLE, 0.0)] * 5, abandons=ab))
     large.decide(make_input([(IDLE, 0.0)] * 20, abandons=ab))
     assert small.last_threshold < large.last_threshold < large.tuning.threshold
+
+
+def test_wilson_bound_and_its_slack() -> None:
+    assert wilson_upper(0, 10, 1.96) == pytest.approx(0.2775, abs=1e-4)  # textbook value
+    assert wilson_upper(3, 100, 0.0) == pytest.approx(0.03)
+    assert wilson_upper(0, 0, 1.0) == 1.0
+    for n in range(1, 400):
+        for a in range(0, int(0.03 * n) + 1):
+            assert (bound_slack(a, n, 0.03, 1.645) >= 0) == (wilson_upper(a, n, 1.645) <= 0.03)
+
+
+_AGENT = st.tuples(
+    st.sampled_from([IDLE, TALK, WRAP, PAUSED, RINGING]), st.floats(0.0, 600.0, allow_nan=False)
+)
+_CALL = st.builds(CallInFlight, st.floats(0.0, 25.0, allow_nan=False), st.booleans())
+
+
+@st.composite
+def _windows(draw: st.DrawFn) -> tuple[int, int]:
+    live = draw(st.integers(1, 3000))
+    return live, draw(st.integers(0, min(live, 200)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    agents=st.lists(_AGENT, min_size=5, max_size=40),
+    calls=st.lists(_CALL, max_size=30),
+    window=_windows(),
+)
+def test_cap_guard_never_dials_more_once_the_bound_is_over_the_cap(
+    agents: list[tuple[AgentState, float]], calls: list[CallInFlight], window: tuple[int, int]
+) -> None:
+    live, abandoned = window
+    s = Pacing(calls_per_second=1000, max_lines_per_agent=5)
+
+    def decide(ab: int) -> tuple[int, Predictive]:
+        pol = Predictive()
+        return pol.decide(
+            make_input(agents, calls, settings=s, abandons=AbandonCounts(live, ab))
+        ), pol
+
+    n, pol = decide(abandoned)
+    # one more abandon never raises the dial rate (threshold and guard move one way)
+    if abandoned < live:
+        assert decide(abandoned + 1)[0] <= n
+    if wilson_upper(abandoned, live, pol.tuning.guard_z) > s.abandon_cap:
+        # over the cap by the bound: never more than the same floor with no abandon at all,
+        # and, once predictive pacing is on, at the most cautious threshold
+        assert n <= decide(0)[0]
+        active = sum(1 for st_, _ in agents if st_ is not PAUSED)
+        idle = sum(1 for st_, _ in agents if st_ is IDLE)
+        model_paced = active >= s.min_agents_predictive and 5 * active - len(calls) > max(
+            idle - len(calls), 0
+        )
+        if model_paced:
+            assert pol.last_mode == "cap-guard"
+            assert pol.last_threshold == pol.tuning.threshold_min
