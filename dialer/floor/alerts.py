@@ -157,7 +157,9 @@ class AlertDesk:
         self._busy = True
         try:
             at = dt.datetime.fromtimestamp(now, dt.UTC)
-            done = await asyncio.to_thread(self._pass, at, self.room())
+            # on the core's database thread, with every other write of the floor (one SQLite
+            # writer: no lock waits between our own threads)
+            done = await self.loop.core.in_db(self._pass, at, self.room())
         except (DialerError, SQLAlchemyError) as exc:  # the store is away: the next pass retries
             self.last_error = str(exc)
             log.warning("alerts: %s", exc)

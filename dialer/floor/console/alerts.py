@@ -2,7 +2,8 @@
 
     POST /api/v1/alerts          an alert (JSON); 202 once it is stored, with its id. The same
                                  idempotency key again answers 202 with the same alert
-                                 (``Idempotent-Replayed: true``); the key for another alert 409.
+                                 (``Idempotent-Replayed: true``); the key for another alert 409;
+                                 503 (Retry-After) when the store did not take it.
     GET  /api/v1/alerts          open alerts (stage, age, past their deadline) for the console
     GET  /api/v1/alerts/{id}     one alert with its timeline
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import OperationalError
 
 from dialer.errors import ConfigError
 from dialer.lists import alerts as store_alerts
@@ -130,6 +132,10 @@ async def post_alert(request: web.Request, body: dict[str, Any], via: str) -> we
         alert, created = await asyncio.to_thread(store)
     except store_alerts.UnknownTarget as exc:
         return _json({"error": str(exc)}, 422)
+    except OperationalError:  # the store is busy or away: nothing was stored
+        log.warning("alert %s from %s: the store did not take it; asked to retry", req.key, system)
+        busy = {"error": "the store is busy: send the alert again with the same idempotency_key"}
+        return _json(busy, 503, {"Retry-After": "1"})
     if created:
         api.wake()
         log.info(
