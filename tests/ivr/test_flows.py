@@ -14,7 +14,7 @@ from ivr_testkit import ID_LAST6, NOW, RunFn, seed_attempt
 from sqlalchemy import select
 
 from dialer.store import Store
-from dialer.store.models import Contact, DncEntry, IvrSession, IvrStep
+from dialer.store.models import Attempt, Contact, DncEntry, IvrSession, IvrStep
 from ivr.engine import SessionStatus
 from ivr.errors import FlowDefinitionError
 from ivr.flow import FlowLibrary, parse_flow
@@ -254,6 +254,31 @@ def test_transaction_alert_not_me_blocks_and_transfers_to_fraud(
     assert contact_fields(store)["card_blocked_at"] == NOW.isoformat()
     row, _ = session_row(store, r.outcome.session_id)
     assert row.data["blocked_card"] == "****4321"
+
+
+def _device_fault_attempt(store: Store) -> int:
+    """A device-fault call: the device number comes with the alert (the attempt's fields)."""
+    aid = seed_attempt(store, "device_fault")
+    with store.session() as s:
+        row = s.get(Attempt, aid)
+        assert row is not None
+        row.detail = {"alert_id": 1, "fields": {"device_no": "0123"}}
+    return aid
+
+
+def test_device_fault_the_person_on_duty_takes_it(store: Store, run_flow: RunFn) -> None:
+    r = run_flow("device_fault", Persona(answers=["1", "1"]), attempt=_device_fault_attempt(store))
+    assert (r.outcome.result, r.outcome.next) == ("acknowledged", "hangup")
+    at = r.pbx.played.index("dialer/df-device")
+    # the device number from the alert's payload (the attempt's own fields)
+    assert r.pbx.played[at + 1 : at + 5] == [f"dialer/digit-{d}" for d in "0123"]
+    assert r.pbx.played[-1] == "dialer/df-acknowledged"
+
+
+def test_device_fault_someone_else_never_hears_the_device(store: Store, run_flow: RunFn) -> None:
+    r = run_flow("device_fault", Persona(answers=["2"]), attempt=_device_fault_attempt(store))
+    assert r.outcome.result == "no_input"
+    assert "dialer/df-device" not in r.pbx.played  # right party first
 
 
 def test_transaction_alert_no_input(store: Store, run_flow: RunFn) -> None:
