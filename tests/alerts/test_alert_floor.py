@@ -188,3 +188,76 @@ async def test_an_alert_takes_the_next_channel_and_a_denial_blocks_and_transfers
         assert vessel is not None and "card_blocked_at" in vessel.fields  # the block hook ran
         assert ours.detail["fields"]["txn_amount"] == "8999.00"
     assert dt.timedelta(0) <= ours.originated_at - row.created_at < dt.timedelta(seconds=60)
+
+
+class Roster:
+    """The first person on duty lets it ring out; the second confirms and takes it (1, 1)."""
+
+    async def run(self, e: Any, ch: Any, number: str) -> None:
+        e.ringing(ch)
+        await e.wait(ch, 1.0)
+        if number == "+8613800000001":
+            await e.wait(ch, 3.0)
+            e.request_hangup(ch)  # never answered
+            return
+        e.answer(ch)
+        for prompt in ("dialer/df-on-duty", "dialer/df-ask"):
+            while not any(p.name == prompt for _, p in ch.media_log):
+                await e.wait(ch, 0.2)
+            await e.wait(ch, 0.5)
+            await e.send_dtmf(ch, "1")
+        await e.wait(ch, None)
+
+
+async def test_a_device_fault_walks_the_roster_until_the_second_person_takes_it(
+    store: Store, tmp_path: Path
+) -> None:
+    queues = tmp_path / "queues.conf"
+    queues.write_text(QUEUES)
+    floor = SimFloor(
+        store,
+        Settings(),
+        start=START,
+        speed=20.0,
+        scenario={"seed": 1},
+        queues=queues,
+        tick_s=0.5,
+        alerts=SHIPPED,
+    )
+    async with floor:
+        floor.pbx.engine.party_model = Roster()
+        runner = asyncio.create_task(floor.dialer.run())
+        try:
+            with store.session() as s:
+                doc = {
+                    "idempotency_key": "atm-1",
+                    "type": "device_fault",
+                    "target": {"roster": "atm-duty-east"},
+                    "payload": {"device_no": "0123"},
+                }
+                req = store_alerts.parse_request(doc, SHIPPED, floor.dialer.now())
+                alert_id = store_alerts.intake(s, "test", req, SHIPPED, floor.dialer.now())[0].id
+            floor.dialer.loop.wake()
+            for _ in range(600):
+                await asyncio.sleep(0.05)
+                with store.session() as s:
+                    row = s.get(Alert, alert_id)
+                    assert row is not None
+                    if row.state != AlertState.OPEN:
+                        break
+        finally:
+            floor.dialer.stop()
+            await asyncio.wait_for(runner, 30)
+    with store.session() as s:
+        row = s.get(Alert, alert_id)
+        assert row is not None
+        assert (row.state, row.result, row.acknowledged_by, row.calls) == (
+            "acknowledged",
+            "acknowledged",
+            "值班员乙",
+            2,
+        )
+        timeline = store_alerts.timeline(s, alert_id, floor.dialer.now())
+        assert timeline is not None
+        ended = [e for e in timeline["timeline"] if e["kind"] == "call_ended"]
+        assert [e["result"] for e in ended] == [None, "acknowledged"]
