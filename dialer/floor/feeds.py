@@ -27,6 +27,7 @@ class SwitchFeeds:
     def __init__(self, loop: CampaignLoop) -> None:
         self.loop = loop
         self.live_seen: set[int] = set()  # attempts already counted as live answers
+        self.abandon_seen: set[int] = set()  # attempts already counted as abandons
 
     def on_ami_event(self, event: Event) -> None:
         loop = self.loop
@@ -49,6 +50,28 @@ class SwitchFeeds:
                             else:
                                 run.estimator.observe_agent_answer(ring)
             loop.wake()
+        elif name == "QueueCallerAbandon":
+            self.count_abandons(loop.clock.time())
+
+    def count_abandons(self, now: float) -> None:
+        """An abandon is learnt when the caller leaves the queue unanswered (the hold limit ran
+        out, or they hung up), as the rehearsal learns it - not seconds later, once the
+        safe-harbour message has played, the call has ended and its outcome is committed: in
+        between, every decision would see the abandon window without it. The tracker (fed
+        before its listeners) has marked the call; a queue reached from the IVR is not an
+        abandon."""
+        loop = self.loop
+        for attempt_id, call in loop.core.tracker.calls.items():
+            if not call.queue_abandoned or call.via_ivr or attempt_id in self.abandon_seen:
+                continue
+            if attempt_id not in self.live_seen:
+                continue  # its answer was not counted here (followed after a resync)
+            cid = loop.attempt_campaign.get(attempt_id)
+            run = loop.runs.get(cid) if cid is not None else None
+            if run is not None:
+                self.abandon_seen.add(attempt_id)
+                run.abandon_counts.abandon(now)
+        loop.wake()
 
     def on_queue_status(self, events: Sequence[Event]) -> None:
         loop = self.loop
@@ -81,7 +104,9 @@ class SwitchFeeds:
         cid = loop.attempt_campaign.pop(item.attempt_id, None)
         loop.attempt_phone.pop(item.attempt_id, None)
         seen_live = item.attempt_id in self.live_seen
+        seen_abandon = item.attempt_id in self.abandon_seen
         self.live_seen.discard(item.attempt_id)
+        self.abandon_seen.discard(item.attempt_id)
         run = loop.runs.get(cid) if cid is not None else None
         if run is None:
             return
@@ -90,7 +115,7 @@ class SwitchFeeds:
         abandoned = item.outcome is Outcome.ABANDONED
         if live and not seen_live:
             run.abandon_counts.live_answer(f.ended_at)
-        if abandoned:
+        if abandoned and not seen_abandon:
             run.abandon_counts.abandon(f.ended_at)
         loop.guard.finished(run, item, loop.clock.time())
         loop.ivr_guard.finished(run, item)

@@ -329,3 +329,48 @@ def test_a_live_answer_is_learnt_when_it_happens_not_when_the_call_ends(store: S
     for aid in (1, 2, 3):  # the long calls end minutes later: not counted again
         d.loop.feeds.on_finished(finished(aid, Outcome.AGENT_HANDLED, True, t0 + 400))
     assert run.abandons(t0 + 401).window_live == 3
+
+
+def test_an_abandon_is_learnt_when_the_caller_leaves_the_queue(store: Store) -> None:
+    """As in the rehearsal, an abandon counts when the hold limit runs out (QueueCallerAbandon),
+    not once the safe-harbour message has played and the outcome is committed; meanwhile the
+    caller is no longer one waiting for an agent. Counted once; a queue the IVR transferred
+    to is not an abandon."""
+    from dialer.outcomes import AttemptState as S
+    from dialer.outcomes import Outcome
+    from dialer.telephony.ami.messages import Event, Headers
+    from dialer.telephony.rows import FinishedAttempt
+    from dialer.telephony.tracker import Finished, Signal, Transition
+
+    d = dialer_with_idle_agents(store, 0)
+    run = make_run("predictive")
+    d.loop.runs[run.id] = run
+    t0 = 1_000_000.0
+    for aid, via_ivr in ((1, False), (2, True)):
+        d.loop.attempt_campaign[aid] = run.id
+        d.core.tracker.calls[aid] = SimpleNamespace(
+            attempt_id=aid, originated_at=t0, answered_at=t0 + 8.0, state=S.QUEUED,
+            queue_abandoned=False,
+            via_ivr=via_ivr,
+        )  # fmt: skip
+        d.loop.feeds.on_transition(Transition(aid, S.ANSWERED, S.QUEUED, Signal.QUEUE_JOIN, t0 + 9))
+    assert d.loop.pacing_input(run, t0 + 10).callers_waiting == 2
+    for call in d.core.tracker.calls.values():  # the tracker has seen the hold limit run out
+        call.queue_abandoned = True
+    abandon = Event("QueueCallerAbandon", Headers([("Queue", "q"), ("HoldTime", "2")]))
+    d.loop.feeds.on_ami_event(abandon)
+    d.loop.feeds.on_ami_event(abandon)  # a second event counts nothing twice
+    ab = run.abandons(t0 + 11)
+    assert (ab.window_live, ab.window_abandoned) == (2, 1)
+    inp = d.loop.pacing_input(run, t0 + 11)
+    assert inp.callers_waiting == 0 and inp.other_live_calls == 2  # channels, no agent needed
+    f = Finished(
+        attempt_id=1, outcome=Outcome.ABANDONED, end_reason="", originated_at=t0, ringing_at=t0,
+        answered_at=t0 + 8.0, greeting_end_at=t0 + 8.0, queued_at=t0 + 9, bridged_at=None,
+        message_played_at=t0 + 16, ended_at=t0 + 17, originate_reason=None, hangup_cause=None,
+        amd_status=None, queue="q", agent=None, result=None, live_answer=True, resynced=False,
+        detail={},
+    )  # fmt: skip
+    d.loop.feeds.on_finished(FinishedAttempt(1, Outcome.ABANDONED, f, None))
+    ab = run.abandons(t0 + 18)
+    assert (ab.window_live, ab.window_abandoned) == (2, 1)
