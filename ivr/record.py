@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from dialer.privacy import scrub
 from dialer.store import Store
@@ -77,16 +77,16 @@ class Recorder(Protocol):
     def close(self) -> None: ...
 
 
-def _session_row(call: CallContext, at: dt.datetime) -> IvrSession:
-    return IvrSession(
-        attempt_id=call.attempt_id,
-        flow=call.flow,
-        channel=scrub(call.channel)[:128],
-        is_test=call.is_test,
-        status="running",
-        data={"language": call.language},
-        started_at=at,
-    )
+def _session_values(call: CallContext, at: dt.datetime) -> dict[str, Any]:
+    return {
+        "attempt_id": call.attempt_id,
+        "flow": call.flow,
+        "channel": scrub(call.channel)[:128],
+        "is_test": call.is_test,
+        "status": "running",
+        "data": {"language": call.language},
+        "started_at": at,
+    }
 
 
 def _step_row(
@@ -109,19 +109,23 @@ def _step_row(
     }
 
 
-def _finish_row(
-    row: IvrSession,
+def _end_values(
+    session_id: int,
     status: str,
     result: str | None,
     next_: str,
     data: Mapping[str, Any],
     at: dt.datetime,
-) -> None:
-    row.status = status
-    row.result = result
-    row.next = next_
-    row.data = {**(row.data or {}), **mask(data)}
-    row.ended_at = at
+) -> dict[str, Any]:
+    """The columns a session's end sets (``data``: the whole, already masked)."""
+    return {
+        "id": session_id,
+        "status": status,
+        "result": result,
+        "next": next_,
+        "data": dict(data),
+        "ended_at": at,
+    }
 
 
 class StoreRecorder:
@@ -136,7 +140,7 @@ class StoreRecorder:
 
     def start(self, call: CallContext) -> int | None:
         with self.store.session() as s:
-            row = _session_row(call, self.clock())
+            row = IvrSession(**_session_values(call, self.clock()))
             s.add(row)
             s.flush()
             return row.id
@@ -165,7 +169,11 @@ class StoreRecorder:
             row = s.get(IvrSession, session_id)
             if row is None:
                 return
-            _finish_row(row, status, result, next_, data, self.clock())
+            merged = {**(row.data or {}), **mask(data)}
+            for key, value in _end_values(
+                row.id, status, result, next_, merged, self.clock()
+            ).items():
+                setattr(row, key, value)
 
     def close(self) -> None:
         pass
@@ -314,30 +322,33 @@ class GroupCommitRecorder:
         (a step or an end always belongs to a session committed in an earlier group)."""
         results: list[Any] = [None] * len(group)
         with self.store.session() as s:
-            started = [
-                (i, _session_row(op.args[0], op.at))
-                for i, op in enumerate(group)
-                if op.kind == "start"
-            ]
-            if started:
-                s.add_all([row for _, row in started])
-                s.flush()
-                for i, row in started:
-                    results[i] = row.id
+            starts = [i for i, op in enumerate(group) if op.kind == "start"]
+            if starts:
+                q = insert(IvrSession).returning(IvrSession.id, sort_by_parameter_order=True)
+                rows = [_session_values(group[i].args[0], group[i].at) for i in starts]
+                for i, session_id in zip(starts, s.scalars(q, rows), strict=True):
+                    results[i] = session_id
             steps = [op.args[0] for op in group if op.kind == "step"]
             if steps:
                 s.execute(insert(IvrStep), steps)
             ends = [op for op in group if op.kind == "finish" and op.args[0] is not None]
             if ends:
                 ids = {op.args[0] for op in ends}
-                rows = {
-                    r.id: r for r in s.scalars(select(IvrSession).where(IvrSession.id.in_(ids)))
+                known: dict[int, Any] = {
+                    session_id: data
+                    for session_id, data in s.execute(
+                        select(IvrSession.id, IvrSession.data).where(IvrSession.id.in_(ids))
+                    )
                 }
+                values = []
                 for op in ends:
                     session_id, status, result, next_, data = op.args
-                    found = rows.get(session_id)
-                    if found is not None:
-                        _finish_row(found, status, result, next_, data, op.at)
+                    if session_id in known:
+                        merged = {**(known[session_id] or {}), **mask(data)}
+                        known[session_id] = merged
+                        values.append(_end_values(session_id, status, result, next_, merged, op.at))
+                if values:
+                    s.execute(update(IvrSession), values)
         return results
 
 

@@ -7,8 +7,9 @@ same run. Prints figures; not a test. Needs the Asterisk build of ``scripts/buil
     .venv/bin/python scripts/bench_switch.py fastagi [--concurrency 50,100,200]
     ... add ``--profile DIR`` to sample the product's process with py-spy (every thread)
 
-``originate``: callees answer at once; the campaign is IVR-only (broadcast) whose FastAGI
-address refuses connections, so every answered call ends at once in the project's own dialplan.
+``originate``: callees answer at once; the campaign is IVR-only (broadcast) and its flow is
+two AGI commands (a minimal FastAGI server in a process of its own, the same for both), so every
+answered call ends at once in the project's own dialplan.
 Baseline: a raw-socket script that logs in and sends byte-identical ``Originate`` actions,
 keeping the same number of calls live (a call ends with its ``Hangup``). Product: ``dialer run``'s
 floor (campaign loop, hopper, dialer core, SQLite store) dialling a campaign of as many contacts.
@@ -46,7 +47,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-DEAD_AGI = "agi://127.0.0.1:1"  # nothing listens: AGISTATUS=FAILURE, the call hangs up
+#: the flow of the originate runs: two commands, then the call hangs up (the same AGI server
+#: for the script and the product, in a process of its own)
+QUICK_COMMANDS = ["SET VARIABLE IVR_RESULT notified", "SET VARIABLE IVR_NEXT hangup"]
 
 #: Called parties: every number answers at once and stays until the dialer's side hangs up.
 PARTIES = r"""
@@ -119,6 +122,10 @@ class Switch:
         self.ast.start()
         assert self.ast.proc is not None
         self.pid = self.ast.proc.pid
+        self.agi = child(["_agi", "quick"])
+        assert self.agi.stdout is not None
+        self.agi_url = f"agi://127.0.0.1:{int(self.agi.stdout.readline())}"
+        os.environ["BENCH_AGI_URL"] = self.agi_url  # for the product's child
 
     def cpu(self) -> float:
         return cpu_of(self.pid)
@@ -134,6 +141,8 @@ class Switch:
             time.sleep(0.2)
 
     def stop(self) -> None:
+        self.agi.terminate()
+        self.agi.wait(10)
         self.ast.stop()
 
 
@@ -261,7 +270,7 @@ def raw_child(port: int, secret: str, actions_file: str, channels: int) -> None:
     print(json.dumps(asyncio.run(main())), flush=True)
 
 
-def raw_actions(n: int, channels: int, path: Path) -> None:
+def raw_actions(n: int, channels: int, path: Path, agi_url: str) -> None:
     """The product's own Originate fields (build_originate), framed as AMI actions."""
     from dialer.lists.campaigns import parse_campaign
     from dialer.telephony.originate import build_originate
@@ -270,7 +279,7 @@ def raw_actions(n: int, channels: int, path: Path) -> None:
     out = []
     for i in range(n):
         req = build_originate(
-            attempt_id=10_000_000 + i, phone=phone(i), spec=spec, language="zh", agi_url=DEAD_AGI
+            attempt_id=10_000_000 + i, phone=phone(i), spec=spec, language="zh", agi_url=agi_url
         )
         lines = ["Action: Originate", f"ActionID: {req.action_id}"]
         lines += [f"{k}: {v}" for k, v in req.fields]
@@ -393,7 +402,8 @@ def product_child(
 
     async def main() -> dict[str, Any]:
         client = AMIClient("127.0.0.1", port, "dialer", secret, action_timeout_s=30)
-        root = FloorRoot(store, Settings(), client, agi_url=DEAD_AGI, max_channels=channels)
+        agi_url = os.environ["BENCH_AGI_URL"]
+        root = FloorRoot(store, Settings(), client, agi_url=agi_url, max_channels=channels)
         await root.start()
         await root.core.wait_ready(10)
         outcomes: collections.Counter[str] = collections.Counter()
@@ -463,7 +473,7 @@ def bench_originate(args: argparse.Namespace) -> None:
     sw = Switch(work)
     try:
         actions = work / "actions.json"
-        raw_actions(args.calls, args.channels, actions)
+        raw_actions(args.calls, args.channels, actions, sw.agi_url)
         print(
             f"originate path: {args.calls} calls, {args.channels} live at most, callees answer"
             " at once (real Asterisk 22)"
@@ -478,7 +488,7 @@ def bench_originate(args: argparse.Namespace) -> None:
                 False,
             )
             sw.settle()
-            raw_actions(args.calls, args.channels, actions)  # fresh ChannelIds
+            raw_actions(args.calls, args.channels, actions, sw.agi_url)  # fresh ChannelIds
             prod, prod_ast = run_child(
                 [
                     "_product",
@@ -575,9 +585,9 @@ def bench_store(args: argparse.Namespace) -> None:
 # --- FastAGI ------------------------------------------------------------------------------
 
 
-def minimal_agi_child() -> None:
+def minimal_agi_child(commands: list[str] = NOTICE_COMMANDS) -> None:
     """The baseline: an asyncio server that reads the header and sends the same 7 commands."""
-    cmds = [(c + "\n").encode() for c in NOTICE_COMMANDS]
+    cmds = [(c + "\n").encode() for c in commands]
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -757,7 +767,12 @@ def main() -> None:
             url = rest[5] if len(rest) > 5 else None
             product_child(int(rest[0]), rest[1], int(rest[2]), int(rest[3]), int(rest[4]), url)
         elif kind == "_agi":
-            minimal_agi_child() if rest[0] == "minimal" else product_agi_child(rest[1])
+            if rest[0] == "quick":
+                minimal_agi_child(QUICK_COMMANDS)
+            elif rest[0] == "minimal":
+                minimal_agi_child()
+            else:
+                product_agi_child(rest[1])
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--profile", type=Path, default=None, help="py-spy raw output folder")
