@@ -79,3 +79,48 @@ async def test_paused_and_wrapup_members(
     assert {AgentState.TALKING, AgentState.WRAPUP} <= seen
     (att,) = attempts(store)
     assert att.outcome == Outcome.AGENT_HANDLED and att.agent == "Agent 04"
+
+
+async def test_breaker_holds_a_campaign_whose_agent_never_answers(
+    store: Store, tmp_path: Path, real_floor: RealFloor
+) -> None:
+    """The only member rings and never picks up, so app_queue shows it idle between rings:
+    pacing sees a free agent, and every answered customer waits out the hold limit. The abandon
+    breaker opens after three such abandons in a row and the campaign stops dialling; the
+    console and ``hopper explain`` say why. The member ringing and idle again is no floor
+    change: no probe call is placed while nothing on the floor changed."""
+    from dialer.lists import hopper
+    from dialer.store.models import Campaign
+
+    load(
+        store,
+        tmp_path,
+        campaign("deaf-run", "progressive", queue="deaf"),
+        [{"phone": phone("111", i)} for i in range(10)],
+    )
+    await real_floor.dialer.load_campaigns()
+    task = asyncio.create_task(real_floor.dialer.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while asyncio.get_running_loop().time() < deadline:
+            (snap,) = real_floor.dialer.campaigns()
+            if snap.held_reason:
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(5)  # held: nothing more is dialled while the floor is unchanged
+        (snap,) = real_floor.dialer.campaigns()
+    finally:
+        real_floor.dialer.stop()
+        await task
+    await real_floor.settle()
+    rows = attempts(store)
+    assert snap.held_reason, snap
+    with store.session() as s:
+        cid = s.scalars(select(Campaign.id).where(Campaign.name == "deaf-run")).one()
+        held = hopper.breaker_hold(s, cid)
+    assert held is not None and "abandon" in held[1]
+    opened_at = held[0]
+    # three abandons trip it; a fourth call may have left while the third customer was still
+    # hearing the safe-harbour message (the agent looked idle again): nothing after it opened
+    assert 3 <= len(rows) <= 4 and {r.outcome for r in rows} == {Outcome.ABANDONED}, rows
+    assert all(r.created_at <= opened_at for r in rows), [(r.created_at, opened_at) for r in rows]
