@@ -71,6 +71,23 @@ def load_campaign(store: Store, tmp: Path, n: int) -> None:
         assert import_contacts(s, row, path, default_region="CN", now=START).imported == n
 
 
+def take(s: Any, doc: dict[str, Any], now: dt.datetime) -> int:
+    """The alert stored as the API stores it; its id."""
+    req = store_alerts.parse_request(doc, SHIPPED, now)
+    return store_alerts.intake(s, "test", req, SHIPPED, now)[0].id
+
+
+async def closed(store: Store, alert_id: int, wait_s: float = 30.0) -> None:
+    """Until the alert is no longer open (or ``wait_s`` pass)."""
+    for _ in range(int(wait_s / 0.05)):
+        await asyncio.sleep(0.05)
+        with store.session() as s:
+            row = s.get(Alert, alert_id)
+            assert row is not None
+            if row.state != AlertState.OPEN:
+                return
+
+
 class DeniesTheTransaction:
     """The alert's customer presses 1 (it is me) then 2 (it was not me); everyone else is the
     scenario's called party."""
@@ -153,19 +170,12 @@ async def test_an_alert_takes_the_next_channel_and_a_denial_blocks_and_transfers
                 before = s.scalar(select(func.max(Attempt.id))) or 0
                 # campaign calls already decided (leased or being sent) may still leave first
                 decided = sum(r.pending for r in floor.dialer.loop.runs.values())
-                req = store_alerts.parse_request(body("floor-1"), SHIPPED, floor.dialer.now())
-                alert_id = store_alerts.intake(s, "test", req, SHIPPED, floor.dialer.now())[0].id
+                alert_id = take(s, body("floor-1"), floor.dialer.now())
             desk = floor.root.desk
             assert desk is not None
             desk.wake(new_alert=True)  # as the API does once the alert is stored
             floor.dialer.loop.wake()
-            for _ in range(600):
-                await asyncio.sleep(0.05)
-                with store.session() as s:
-                    row = s.get(Alert, alert_id)
-                    assert row is not None
-                    if row.state != AlertState.OPEN:
-                        break
+            await closed(store, alert_id)
         finally:
             floor.dialer.stop()
             await asyncio.wait_for(runner, 30)
@@ -228,23 +238,16 @@ async def test_a_device_fault_walks_the_roster_until_the_second_person_takes_it(
         floor.pbx.engine.party_model = Roster()
         runner = asyncio.create_task(floor.dialer.run())
         try:
+            doc = {
+                "idempotency_key": "atm-1",
+                "type": "device_fault",
+                "target": {"roster": "atm-duty-east"},
+                "payload": {"device_no": "0123"},
+            }
             with store.session() as s:
-                doc = {
-                    "idempotency_key": "atm-1",
-                    "type": "device_fault",
-                    "target": {"roster": "atm-duty-east"},
-                    "payload": {"device_no": "0123"},
-                }
-                req = store_alerts.parse_request(doc, SHIPPED, floor.dialer.now())
-                alert_id = store_alerts.intake(s, "test", req, SHIPPED, floor.dialer.now())[0].id
+                alert_id = take(s, doc, floor.dialer.now())
             floor.dialer.loop.wake()
-            for _ in range(600):
-                await asyncio.sleep(0.05)
-                with store.session() as s:
-                    row = s.get(Alert, alert_id)
-                    assert row is not None
-                    if row.state != AlertState.OPEN:
-                        break
+            await closed(store, alert_id)
         finally:
             floor.dialer.stop()
             await asyncio.wait_for(runner, 30)

@@ -63,6 +63,9 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/users/{username}/disable"): M,
     ("POST", "/api/users/{username}/enable"): M,
     ("POST", "/api/users/{username}/password"): M,
+    ("POST", "/api/v1/alerts"): M,  # the bank's systems (the token, or their own credential)
+    ("GET", "/api/v1/alerts"): S,
+    ("GET", "/api/v1/alerts/{id}"): S,
 }
 FILL = {"{name}": "card-activation-test", "{id}": "1", "{username}": "nobody-here"}
 USERS = {
