@@ -101,6 +101,7 @@ def live_summary(runs: list[dict[str, Any]]) -> dict[str, float]:
             else 0.0
         ),
         "spread_chance": math.sqrt(pooled * (1 - pooled) / mean_n) if mean_n else 0.0,
+        "stalled": sum(1 for r in runs if r["stalls_over_hold"]),
     }
 
 
@@ -172,7 +173,8 @@ def main() -> None:
                 f"{res['abandon_rate']:.4f}  (first {args.warmup:g} min "
                 f"{rate(res['early_ab'], res['early_live']):.4f}, rest "
                 f"{rate(res['late_ab'], res['late_live']):.4f})  occupancy {res['occupancy']:.3f}"
-                f"  {res['wall_s']:.0f} s wall",
+                f"  {res['wall_s']:.0f} s wall, longest stall {res['stall_max_s']:.1f} sim s"
+                f" ({res['stalls_over_hold']} over the hold limit)",
                 flush=True,
             )
     live_s = time.monotonic() - t_live
@@ -198,8 +200,17 @@ def main() -> None:
             f"spread of per-run rates {ls['spread_obs']:.4f} against {ls['spread_chance']:.4f} "
             f"by chance alone (binomial); pooled {ls['pooled']:.4f} "
             f"{'<=' if ls['pooled'] <= CAP else '>'} cap {CAP}, "
-            f"{ls['over']} of {args.runs} runs over it"
+            f"{ls['over']} of {args.runs} runs over it; {ls['stalled']} run(s) had a stall of "
+            f"the floor longer than the hold limit"
         )
+        clean = [r for r in runs[arm] if not r["stalls_over_hold"]]
+        if clean and len(clean) < len(runs[arm]):
+            cs = live_summary(clean)
+            print(
+                f"{arm}, the {len(clean)} runs without a stall: pooled {cs['pooled']:.4f}, "
+                f"{cs['over']} over the cap, occupancy {cs['occupancy']:.3f}, dials per "
+                f"agent-hour {cs['dials_ah']:.1f}"
+            )
     if "baseline" in runs and len(arms) > 1:
         b = live_summary(runs["baseline"])
         for arm in arms:

@@ -157,7 +157,9 @@ async def live(
         tick_s=1.0,
     )
     t0 = time.monotonic()
+    stalls: list[float] = []  # the event loop's lateness, in simulated seconds
     async with floor:
+        watch = asyncio.create_task(_watch_stalls(speed, stalls))
         if make_policy is not None:
             await floor.dialer.load_campaigns()
             for run in floor.dialer.loop.runs.values():
@@ -168,6 +170,7 @@ async def live(
         occupancy = floor.dialer.occupancy
         floor.dialer.stop()
         await task
+        watch.cancel()
     wall = time.monotonic() - t0
     with store.session() as s:
         rows = s.scalars(select(Attempt)).all()
@@ -184,7 +187,20 @@ async def live(
         "dials_per_agent_hour": dials / hours,
         "connects_per_agent_hour": (live_n - ab) / hours,
         "wall_s": wall,
+        # The PBX, the agents and the dialer share one event loop on a clock scaled by
+        # ``speed``: a stall of the process (a busy machine) is simulated time in which no
+        # agent picks up a caller. Stalls over the hold limit make abandons no dialer causes.
+        "stall_max_s": max(stalls, default=0.0),
+        "stalls_over_hold": sum(1 for x in stalls if x > HOLD),
     }
+
+
+async def _watch_stalls(speed: float, out: list[float], period: float = 0.02) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(period)
+        out.append((loop.time() - t - period) * speed)
 
 
 def main() -> None:
