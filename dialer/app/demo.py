@@ -451,8 +451,9 @@ async def run_shift(
                     break
             if meter is not None and team is not None and meter.due(floor.elapsed_s):
                 _sample(floor, plan, meter, team, show)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.2)
+            with contextlib.suppress(TimeoutError):  # (wait_for can swallow a cancellation)
+                async with asyncio.timeout(0.2):
+                    await stop.wait()
     finally:
         for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

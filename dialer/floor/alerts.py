@@ -130,8 +130,12 @@ class AlertDesk:
             await self.tick(loop.clock.time())
             if not self._wake.is_set():  # no alert came during the pass: the hold ends
                 self._arrived = False
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the cancellation
+            # that stops the desk when the wake-up lands at the same moment (the loop then
+            # waited for a desk that went on passing forever)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), loop.tick_s / loop.clock.speed)
+                async with asyncio.timeout(loop.tick_s / loop.clock.speed):
+                    await self._wake.wait()
 
     async def _deliver(self) -> None:
         """Closed alerts' results to the bank's webhooks, every ``WEBHOOK_EVERY_S``."""
