@@ -11,9 +11,9 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 
 from dialer.privacy import scrub
 from dialer.store import Store
@@ -203,6 +203,19 @@ class _Pending:
         return self.result
 
 
+_SESSION = cast(Table, IvrSession.__table__)
+_INSERT_SESSIONS = insert(_SESSION).returning(_SESSION.c.id, sort_by_parameter_order=True)
+_INSERT_STEPS = insert(cast(Table, IvrStep.__table__))
+#: one executemany for every session ended in a group (bind names apart from the columns')
+_END_SESSIONS = (
+    update(_SESSION)
+    .where(_SESSION.c.id == bindparam("v_id"))
+    .values(
+        {name: bindparam(f"v_{name}") for name in ("status", "result", "next", "data", "ended_at")}
+    )
+)
+
+
 class GroupCommitRecorder:
     """Writes the sessions of a FastAGI server in group commits: one writer thread commits
     whatever every live session queued during the last ``window_s`` in one transaction.
@@ -222,7 +235,7 @@ class GroupCommitRecorder:
     queues_steps = True
 
     def __init__(
-        self, store: Store, clock: Callable[[], dt.datetime], *, window_s: float = 0.02
+        self, store: Store, clock: Callable[[], dt.datetime], *, window_s: float = 0.05
     ) -> None:
         self.store = store
         self.clock = clock
@@ -318,37 +331,35 @@ class GroupCommitRecorder:
             op.settle(result)
 
     def _write(self, group: list[_Pending]) -> list[Any]:
-        """One transaction: sessions started, steps added, sessions finished, in that order
-        (a step or an end always belongs to a session committed in an earlier group)."""
+        """One transaction, in SQLAlchemy Core (the ORM's bulk paths cost milliseconds per
+        statement): sessions started, steps added, sessions finished, in that order (a step
+        or an end always belongs to a session committed in an earlier group)."""
         results: list[Any] = [None] * len(group)
-        with self.store.session() as s:
+        with self.store.engine.begin() as conn:
             starts = [i for i, op in enumerate(group) if op.kind == "start"]
             if starts:
-                q = insert(IvrSession).returning(IvrSession.id, sort_by_parameter_order=True)
                 rows = [_session_values(group[i].args[0], group[i].at) for i in starts]
-                for i, session_id in zip(starts, s.scalars(q, rows), strict=True):
+                ids = conn.scalars(_INSERT_SESSIONS, rows).all()
+                for i, session_id in zip(starts, ids, strict=True):
                     results[i] = session_id
             steps = [op.args[0] for op in group if op.kind == "step"]
             if steps:
-                s.execute(insert(IvrStep), steps)
+                conn.execute(_INSERT_STEPS, steps)
             ends = [op for op in group if op.kind == "finish" and op.args[0] is not None]
             if ends:
-                ids = {op.args[0] for op in ends}
-                known: dict[int, Any] = {
-                    session_id: data
-                    for session_id, data in s.execute(
-                        select(IvrSession.id, IvrSession.data).where(IvrSession.id.in_(ids))
-                    )
-                }
+                wanted = {op.args[0] for op in ends}
+                q = select(_SESSION.c.id, _SESSION.c.data).where(_SESSION.c.id.in_(wanted))
+                known: dict[int, Any] = {sid: data for sid, data in conn.execute(q)}
                 values = []
                 for op in ends:
                     session_id, status, result, next_, data = op.args
                     if session_id in known:
                         merged = {**(known[session_id] or {}), **mask(data)}
                         known[session_id] = merged
-                        values.append(_end_values(session_id, status, result, next_, merged, op.at))
+                        end = _end_values(session_id, status, result, next_, merged, op.at)
+                        values.append({f"v_{k}": v for k, v in end.items()})
                 if values:
-                    s.execute(update(IvrSession), values)
+                    conn.execute(_END_SESSIONS, values)
         return results
 
 
