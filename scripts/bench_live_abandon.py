@@ -139,18 +139,25 @@ def main() -> None:
     ap.add_argument("--talk-sd", type=float, default=LONG_TALK["sd"])
     ap.add_argument("--warmup", type=float, default=10.0, help="minutes counted as warm-up")
     ap.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=list(ARMS))
+    ap.add_argument(
+        "--rehearsal-only",
+        action="store_true",
+        help="only the rehearsal columns (virtual time: the figures do not depend on the "
+        "machine's load, the live runs' do - see their stall figures)",
+    )
     args = ap.parse_args()
     talk = {"mean": args.talk_mean, "sd": args.talk_sd}
     arms: list[str] = args.arms
 
     print(
-        f"{args.runs} live runs x {args.minutes:g} simulated min per arm ({', '.join(arms)}), "
+        f"{args.runs} {'rehearsal' if args.rehearsal_only else 'live'} runs x "
+        f"{args.minutes:g} simulated min per arm ({', '.join(arms)}), "
         f"{args.agents} agents, talk lognormal mean {talk['mean']:g} s sd {talk['sd']:g} s, "
         f"speed {args.speed:g}, cap {CAP}"
     )
     runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
     t_live = time.monotonic()
-    for i in range(args.runs):
+    for i in range(0 if args.rehearsal_only else args.runs):
         for arm in arms:
             tuning = ARMS[arm]
             with tempfile.TemporaryDirectory(prefix="bench-abandon-") as tmp:
@@ -187,13 +194,14 @@ def main() -> None:
     }
     reh_s = time.monotonic() - t_reh
 
-    cols = [(f"live {a}", live_summary(runs[a])) for a in arms]
+    live_arms = [a for a in arms if runs[a]]
+    cols = [(f"live {a}", live_summary(runs[a])) for a in live_arms]
     cols += [(f"rehearsal {a}", rehearsal_summary(reh[a])) for a in arms]
     print()
     print(f"{'':28}" + "".join(f"{name:>20}" for name, _ in cols))
     for label, key, fmt in ROWS:
         print(f"{label:28}" + "".join(f"{fmt.format(c[key]):>20}" for _, c in cols))
-    for arm in arms:
+    for arm in live_arms:
         ls = live_summary(runs[arm])
         print(
             f"{arm}: live first {args.warmup:g} min {ls['early']:.4f}, rest {ls['late']:.4f}; "
@@ -211,16 +219,20 @@ def main() -> None:
                 f"{cs['over']} over the cap, occupancy {cs['occupancy']:.3f}, dials per "
                 f"agent-hour {cs['dials_ah']:.1f}"
             )
-    if "baseline" in runs and len(arms) > 1:
-        b = live_summary(runs["baseline"])
-        for arm in arms:
-            if arm != "baseline":
-                x = live_summary(runs[arm])
-                print(
-                    f"{arm} / baseline (live): occupancy {x['occupancy'] / b['occupancy']:.3f}, "
-                    f"dials per agent-hour {x['dials_ah'] / b['dials_ah']:.3f}, connects per "
-                    f"agent-hour {x['connects_ah'] / b['connects_ah']:.3f}"
-                )
+    if "baseline" in arms and len(arms) > 1:
+        both = [("live", live_summary, runs)] if live_arms else []
+        both.append(("rehearsal", rehearsal_summary, reh))  # type: ignore[arg-type]
+        for engine, summary, data in both:
+            b = summary(data["baseline"])
+            for arm in arms:
+                if arm != "baseline":
+                    x = summary(data[arm])
+                    print(
+                        f"{arm} / baseline ({engine}): occupancy "
+                        f"{x['occupancy'] / b['occupancy']:.3f}, dials per agent-hour "
+                        f"{x['dials_ah'] / b['dials_ah']:.3f}, connects per agent-hour "
+                        f"{x['connects_ah'] / b['connects_ah']:.3f}"
+                    )
     print(f"wall: live {live_s:.0f} s, rehearsal {reh_s:.1f} s")
 
 
