@@ -247,7 +247,7 @@ class DialerCore:
             if self._stopping or remaining <= 0:
                 # never sent: close the row now so it is not left open
                 now = self.now()
-                self._register(req, now)
+                follow(self.tracker, req, now)
                 self._apply(self.tracker.originate_rejected(attempt_id, "AMI not ready", now))
                 if self._stopping:
                     return OriginateStatus.REJECTED
@@ -255,7 +255,7 @@ class DialerCore:
             with contextlib.suppress(AMIError):
                 await self.client.wait_ready(remaining)
         # from here to the write there is no await: the gate cannot close in between
-        self._register(req, self.now())
+        follow(self.tracker, req, self.now())
         if on_followed is not None:
             on_followed()
         self._idle.clear()
@@ -279,16 +279,6 @@ class DialerCore:
         through one thread, so SQLite's single writer never waits on a lock held by another
         of our threads (its busy handler sleeps in steps of up to 100 ms)."""
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
-
-    def _register(self, req: OriginateRequest, now: float) -> None:
-        self.tracker.register(
-            req.attempt_id,
-            req.channel_id,
-            other_channel_id=req.other_channel_id,
-            action_id=req.action_id,
-            plan=req.plan,
-            now=now,
-        )
 
     async def stop(self, grace_s: float = 30.0, *, hangup_unanswered: bool = True) -> None:
         """SIGTERM semantics: no new dials; live calls get ``grace_s`` to end by themselves;
@@ -394,6 +384,18 @@ class DialerCore:
             updates = self.tracker.tick(self.now())
             if updates:
                 self._apply(updates)
+
+
+def follow(tracker: CallTracker, req: OriginateRequest, now: float) -> None:
+    """The tracker follows the call of ``req`` from now (before its Originate leaves)."""
+    tracker.register(
+        req.attempt_id,
+        req.channel_id,
+        other_channel_id=req.other_channel_id,
+        action_id=req.action_id,
+        plan=req.plan,
+        now=now,
+    )
 
 
 def core_stats(core: DialerCore) -> dict[str, Any]:
