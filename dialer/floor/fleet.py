@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from dialer.floor.desk import AgentDesk
 from dialer.floor.reading import natural_key, store_figures
 from dialer.floor.service import Dialer
 from dialer.floor.view import (
@@ -161,6 +162,9 @@ class Fleet:
 
     def set_store_ok(self, ok: bool) -> None:
         self._store_ok = ok
+    def desks(self) -> list[AgentDesk]:
+        """The agents' desktop on each switch this worker serves (``DeskFloor``)."""
+        return [d.desk for d in self._dialers().values()]
 
     def workers(self) -> list[dict[str, Any]]:
         """Every worker's health, as the last heartbeat round read it from the store."""

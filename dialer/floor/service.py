@@ -14,6 +14,7 @@ from typing import Any
 
 from dialer.floor.control import FloorControl
 from dialer.floor.health import HealthMonitor
+from dialer.floor.desk import AgentDesk
 from dialer.floor.loop import CampaignLoop, CampaignRun, Clock
 from dialer.floor.reading import FloorView
 from dialer.floor.view import (
@@ -62,6 +63,7 @@ class Dialer:
         self.view = FloorView(self.loop, cache_s=snapshot_cache_s)
         self.control = FloorControl(self.loop)
         self.monitor = HealthMonitor(self.loop, every_s=health_every_s)
+        self.desk = AgentDesk(self.loop)
 
     # -- the loop's parts the composition root and the console wire to --------------------
 
@@ -150,6 +152,9 @@ class Dialer:
 
     def health(self) -> Health:
         return self.monitor.health()
+    def desks(self) -> list[AgentDesk]:
+        """The agents' desktop on this switch (``dialer.floor.desk.DeskFloor``)."""
+        return [self.desk]
 
     # -- Floor: commands --------------------------------------------------------------------
 

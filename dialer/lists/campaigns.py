@@ -25,36 +25,11 @@ from pydantic import (
 
 from dialer.audit import AuditAction
 from dialer.errors import ConfigError
+from dialer.lists.dispositions import DispositionSpec
+from dialer.lists.durations import format_duration, parse_duration
 from dialer.outcomes import Outcome
 from dialer.settings import HHMM, Ceilings, format_hhmm, format_validation_error
 from dialer.yamlfile import load_mapping
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-
-
-def parse_duration(value: Any) -> dt.timedelta:
-    """``"10m"``, ``"2h"``, ``"30d"``, ``90`` (seconds) -> timedelta."""
-    if isinstance(value, dt.timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 10m, 2h or 30d")
-    if isinstance(value, int | float):
-        return dt.timedelta(seconds=float(value))
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return dt.timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
-    raise ValueError(f"expected a duration like 10m, 2h or 30d, got {value!r}")
-
-
-def format_duration(td: dt.timedelta) -> str:
-    s = int(td.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s and s % size == 0:
-            return f"{s // size}{unit}"
-    return f"{s}s"
-
 
 Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
 
@@ -173,6 +148,19 @@ class CampaignSpec(Frozen):
     # Multi-step campaigns across channels (SMS, call, e-mail), kept as written here and
     # validated by dialer.messaging.steps, the layer that runs them.
     steps: list[dict[str, Any]] = Field(default_factory=list)
+    # The agents' desktop: the script shown on the screen-pop, the disposition form, and how
+    # long wrap-up may last before the agent is made ready again (dialer.lists.dispositions).
+    script: str | None = Field(None, max_length=20_000)
+    dispositions: dict[str, DispositionSpec] = Field(default_factory=dict)
+    wrapup_limit_s: float | None = Field(None, gt=0, le=3600)
+
+    @field_validator("dispositions")
+    @classmethod
+    def _disposition_codes(cls, v: dict[str, DispositionSpec]) -> dict[str, DispositionSpec]:
+        for code in v:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", code):
+                raise ValueError(f"disposition {code!r} must be lower_snake_case")
+        return v
 
     @field_validator("channel")
     @classmethod
@@ -212,6 +200,8 @@ class CampaignSpec(Frozen):
         doc = self.model_dump(mode="json", exclude_none=True)
         if not self.steps:
             doc.pop("steps", None)  # single-channel campaigns keep their stored shape
+        if not self.dispositions:
+            doc.pop("dispositions", None)
         doc["retry"] = {k.value: format_duration(v) for k, v in self.retry.items()}
         doc["pacing"]["abandon_window"] = format_duration(self.pacing.abandon_window)
         cw = doc["calling_window"]

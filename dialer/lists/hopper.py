@@ -61,6 +61,7 @@ from dialer.lists.compliance import (
     retry_decision,
 )
 from dialer.lists.dnc import DncChannel, DncMatcher, DncScope, channels_barring, scope_applies
+from dialer.lists.wrapup import reapply
 from dialer.outcomes import AttemptState, Outcome
 from dialer.store.models import Attempt, AuditEntry, Campaign, Contact, DncEntry
 
@@ -474,6 +475,10 @@ def finish_attempt(
             contact.next_attempt_at = None
         else:
             contact.next_attempt_at = decision.next_attempt_at
+    disposition = (attempt.detail or {}).get("disposition")
+    if isinstance(disposition, dict):  # an agent saved one during the call: their word wins
+        attempt.result = disposition.get("code") or attempt.result
+        reapply(session, attempt, contact, now)
     if flush:
         session.flush()
     return decision

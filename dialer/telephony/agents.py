@@ -43,6 +43,10 @@ class AgentState(enum.StrEnum):
     LOGGED_OUT = "logged_out"
 
 
+#: The ``QueuePause`` reason of a wrap-up the agent's desktop holds until the disposition is
+#: saved: app_queue rings nobody paused, and pacing sees the member in wrap-up, not on a break.
+WRAPUP_PAUSE = "wrapup"
+
 #: States in which an agent is not on the floor: app_queue rings nobody in them, so pacing,
 #: occupancy and the console never count them as agents.
 OFF_FLOOR = frozenset({AgentState.UNAVAILABLE, AgentState.LOGGED_OUT})
@@ -117,8 +121,8 @@ class Agent:
             return AgentState.UNAVAILABLE
         if self.activity is Activity.RINGING:
             return AgentState.RINGING
-        if self.paused:
-            return AgentState.PAUSED
+        if self.paused:  # the desktop holds wrap-up as a pause until the disposition is saved
+            return AgentState.WRAPUP if self.pause_reason == WRAPUP_PAUSE else AgentState.PAUSED
         if self.activity is Activity.WRAPUP:
             return AgentState.WRAPUP
         return AgentState.IDLE

@@ -36,6 +36,7 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("GET", "/"): OPEN,
     ("GET", "/healthz"): OPEN,
     ("GET", "/metrics"): OPEN,
+    ("GET", "/desk"): OPEN,
     ("POST", "/api/login"): OPEN,
     ("POST", "/api/logout"): A,
     ("GET", "/api/session"): A,
@@ -59,6 +60,13 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/replies/{id}/handled"): S,
     ("GET", "/api/audit"): S,
     ("GET", "/api/users"): M,
+    ("GET", "/api/desk"): A,
+    ("GET", "/api/desk/events"): A,
+    ("POST", "/api/desk/queues"): A,
+    ("POST", "/api/desk/state"): A,
+    ("POST", "/api/desk/disposition"): A,
+    ("POST", "/api/desk/next"): A,
+    ("POST", "/api/agents/force"): S,
     ("POST", "/api/users"): M,
     ("POST", "/api/users/{username}/disable"): M,
     ("POST", "/api/users/{username}/enable"): M,
@@ -70,8 +78,8 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
 FILL = {"{name}": "card-activation-test", "{id}": "1", "{username}": "nobody-here"}
 USERS = {
     "agent": (A, "Local/1000@agents", ()),
-    "supervisor": (S, None, ()),
-    "admin": (M, None, ()),
+    "supervisor": (S, "Local/1001@agents", ()),  # a supervisor may take calls too
+    "admin": (M, "Local/1002@agents", ()),
     "narrow": (S, None, ("preview-test",)),  # a supervisor of another campaign
 }
 
@@ -165,6 +173,7 @@ async def test_a_supervisor_sees_only_their_campaigns(site: Site) -> None:
     http = await _signed_in(site, "narrow")
     try:
         assert await _status(http, site.url, "POST", "/api/campaigns/{name}/pause") == 403
+        assert await _status(http, site.url, "GET", "/api/desk") == 403  # no phone bound
         async with http.post(site.url + "/api/campaigns/preview-test/pause", json={}) as r:
             assert r.status == 200
         async with http.get(site.url + "/api/audit") as r:

@@ -53,10 +53,7 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("POST", "/api/desk/queues"): Role.AGENT,
     ("POST", "/api/desk/state"): Role.AGENT,
     ("POST", "/api/desk/disposition"): Role.AGENT,
-    ("POST", "/api/desk/callback"): Role.AGENT,
     ("POST", "/api/desk/next"): Role.AGENT,
-    ("POST", "/api/desk/dial"): Role.AGENT,
-    ("POST", "/api/desk/manual"): Role.AGENT,
     # alerts from the bank's systems: supervisors follow them (posting is for the machines)
     ("GET", "/api/v1/alerts"): Role.SUPERVISOR,
     ("GET", "/api/v1/alerts/{id}"): Role.SUPERVISOR,

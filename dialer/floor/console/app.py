@@ -43,7 +43,9 @@ from dialer.floor.console import alerts as alerts_api
 from dialer.floor.console import snapshots as snap
 from dialer.floor.console.access import PRINCIPAL, USERS, UserAccess, authorize
 from dialer.floor.console.auth import COOKIE_NAME, ThrottleLimits, TokenAuth, actor_name
+from dialer.floor.console.desktop import DESK_ROUTES, HUB, PopHub
 from dialer.floor.console.guard import CONSOLE_LIMITS, GUARD, GuardedSite, guard_middleware
+from dialer.floor.console.keys import CLOSING, FLOOR, STORE
 from dialer.floor.console.metrics import DialerMetrics, register_floor
 from dialer.floor.console.reload import FileWatcher, ReloadLog, SighupReloader, reload_and_record
 from dialer.floor.console.replies import MAX_BODY
@@ -51,6 +53,7 @@ from dialer.floor.console.replies import body as _body
 from dialer.floor.console.replies import error as _error
 from dialer.floor.console.replies import reply as _json
 from dialer.floor.console.users_api import USER_ROUTES, audit_logout, sign_in_user
+from dialer.floor.desk import DeskFloor
 from dialer.floor.view import Floor
 from dialer.lists.users import Passwords
 from dialer.netguard import ConnectionGuard, GuardLimits, install_log_limits, raise_nofile_limit
@@ -61,15 +64,12 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/metrics", "/api/login", "/favicon.ico"})
 
-FLOOR = web.AppKey("floor", Floor)
 AUTH = web.AppKey("auth", TokenAuth)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 METRICS = web.AppKey("metrics", DialerMetrics)
 RELOADS = web.AppKey("reloads", ReloadLog)
 CACHE = web.AppKey("cache", snap.SnapshotCache)
-CLOSING = web.AppKey("closing", asyncio.Event)
 PUSH_INTERVAL = web.AppKey("push_interval", float)
-STORE = web.AppKey("store", object)
 AUTH_VIA = web.RequestKey("auth_via", str)
 
 _PAGE_HEADERS = {
@@ -489,6 +489,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", alerts_api.PATH, post_alert),
     ("GET", alerts_api.PATH, alerts_api.list_alerts),
     ("GET", alerts_api.PATH + "/{id}", alerts_api.get_alert),
+    *DESK_ROUTES,
 )
 
 
@@ -568,10 +569,15 @@ def make_app(
         app[USERS] = UserAccess(store, passwords or Passwords(), auth.sessions)
     if alerts is not None:
         app[alerts_api.API] = alerts
+        app[HUB] = hub = PopHub(store)
+        if isinstance(floor, DeskFloor):
+            hub.attach(floor.desks())
     register_floor(registry, floor)
 
     async def on_shutdown(app: web.Application) -> None:
         app[CLOSING].set()  # ends every event stream
+        if HUB in app:
+            await app[HUB].close()
 
     app.on_shutdown.append(on_shutdown)
 

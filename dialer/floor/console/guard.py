@@ -27,7 +27,7 @@ CONSOLE_LIMITS = GuardLimits(
     max_connections=256, max_per_address=128, header_timeout_s=10.0, header_timeout_min_s=1.0
 )
 REQUEST_TIMEOUT_S = 60.0
-STREAM_PATHS = frozenset({"/api/events"})
+STREAM_PATHS = frozenset({"/api/events", "/api/desk/events"})
 GUARD = web.AppKey("guard", ConnectionGuard)
 
 _BUSY = json.dumps({"error": "the console is busy: try again in a moment"}).encode()

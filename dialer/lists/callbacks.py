@@ -1,0 +1,130 @@
+"""Callbacks: a call booked for a time in the customer's zone, under the same rules as any dial.
+
+A callback is refused (``ComplianceError`` with the rule) unless, at its due instant, the
+contact may be dialled by the compliance core (``first_broken_rule``): inside the calling
+window of its own zone, not on a holiday the campaign skips, the number not on the DNC list
+for calls, the attempt limit not reached, the contact's validity not over. What the booking
+itself changes (the contact's next attempt) is not held against it. It is due in the future
+and at most ``HORIZON`` ahead. Booking sets the contact's next attempt to the due instant; a
+personal callback names the agent, and falls back to the campaign ``fallback_after`` later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from sqlalchemy.orm import Session
+
+from dialer.audit import AuditAction
+from dialer.errors import ComplianceError, ConfigError
+from dialer.lists.campaigns import spec_of
+from dialer.lists.compliance import (
+    DEFAULT_CALENDAR,
+    ContactState,
+    ContactStatus,
+    HolidayCalendar,
+    NumberFacts,
+    Policy,
+    Reason,
+    first_broken_rule,
+    zone,
+)
+from dialer.lists.dnc import DncMatcher
+from dialer.store.models import AuditEntry, Campaign, Contact
+from dialer.store.people import Callback
+
+HORIZON = dt.timedelta(days=30)
+FALLBACK_AFTER = dt.timedelta(minutes=15)
+
+
+def callback_refusal(
+    contact: ContactState,
+    policy: Policy,
+    due: dt.datetime,
+    now: dt.datetime,
+    *,
+    dnc: bool,
+    calendar: HolidayCalendar = DEFAULT_CALENDAR,
+) -> Reason | str | None:
+    """Why a callback at ``due`` may not be booked (None: it may). Pure."""
+    if due <= now:
+        return "the time has passed"
+    if due > now + HORIZON:
+        return f"more than {HORIZON.days} days ahead"
+    # the booking re-opens the contact and sets its next attempt: neither is held against it
+    booked = dataclasses.replace(contact, next_attempt_at=None, status=ContactStatus.ACTIVE.value)
+    rules = dataclasses.replace(policy, running=True, daily_cap=10**9)
+    return first_broken_rule(booked, rules, due, NumberFacts(dnc=dnc), calendar)
+
+
+def local_instant(when: str | dt.datetime, tz: str) -> dt.datetime:
+    """``2026-12-04T15:30`` read in the contact's zone (an aware value keeps its offset)."""
+    if isinstance(when, str):
+        try:
+            when = dt.datetime.fromisoformat(when)
+        except ValueError:
+            raise ConfigError(f"a callback time is like 2026-12-04T15:30, not {when!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=zone(tz))
+    return when.astimezone(dt.UTC)
+
+
+def book_callback(
+    s: Session,
+    contact: Contact,
+    when: str | dt.datetime,
+    *,
+    now: dt.datetime,
+    booked_by: str,
+    agent: str | None = None,
+    attempt_id: int | None = None,
+    fallback_after: dt.timedelta = FALLBACK_AFTER,
+    calendar: HolidayCalendar = DEFAULT_CALENDAR,
+) -> Callback:
+    """Book a callback (personal when ``agent`` is given); audited."""
+    campaign = s.get(Campaign, contact.campaign_id)
+    assert campaign is not None
+    spec = spec_of(campaign)
+    due = local_instant(when, contact.timezone)
+    dnc = DncMatcher.for_numbers(s, [contact.phone]).blocks(contact.phone, spec.purpose.value)
+    why = callback_refusal(
+        ContactState.of(contact),
+        Policy.of(spec, daily_cap=0),
+        due,
+        now,
+        dnc=dnc,
+        calendar=calendar,
+    )
+    if why is not None:
+        raise ComplianceError(f"callback refused: {why}")
+    row = Callback(
+        campaign_id=contact.campaign_id,
+        contact_id=contact.id,
+        agent=agent,
+        due_at=due,
+        fallback_at=due + fallback_after if agent else None,
+        booked_by=booked_by[:64],
+        attempt_id=attempt_id,
+    )
+    s.add(row)
+    contact.status = ContactStatus.ACTIVE.value
+    contact.next_attempt_at = due
+    s.flush()
+    s.add(
+        AuditEntry(
+            actor=booked_by[:64],
+            action=AuditAction.CALLBACK_BOOK,
+            campaign_id=contact.campaign_id,
+            detail={
+                "callback": row.id,
+                "contact": contact.id,
+                "due": due.isoformat(),
+                "personal": agent,
+            },
+        )
+    )
+    return row
+
+
+__all__ = ["FALLBACK_AFTER", "HORIZON", "book_callback", "callback_refusal", "local_instant"]

@@ -1,0 +1,181 @@
+"""Dispositions and callbacks: the form's checks, what a disposition does to the contact (saved
+after the call or during it), and callbacks under the compliance rules (property-based, with
+the independent oracle of the compliance tests)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from test_compliance import broken_rules, cases
+
+from dialer.errors import ComplianceError, ConfigError
+from dialer.lists.callbacks import HORIZON, book_callback, callback_refusal
+from dialer.lists.campaigns import apply_campaign, parse_campaign
+from dialer.lists.compliance import ContactState, NumberFacts, Policy
+from dialer.lists.dispositions import check_form
+from dialer.lists.dnc import DncChannel, DncMatcher
+from dialer.lists.hopper import finish_attempt
+from dialer.lists.wrapup import save_disposition
+from dialer.outcomes import Outcome
+from dialer.store import Store
+from dialer.store.models import Attempt, Contact
+from dialer.store.people import Callback, Disposition
+
+NOW = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)  # Tuesday 11:00 in Beijing
+DOC: dict[str, Any] = {
+    "name": "collect",
+    "queue": "collections",
+    "max_attempts": 3,
+    "fields": {"mobile_new": "text", "address": "text"},
+    "calling_window": {"start": "09:00", "end": "20:00"},
+    "dispositions": {
+        "promise_to_pay": {"fields": {"amount": "decimal", "date": "date"}, "then": "retry 3d"},
+        "callback": {"then": "callback"},
+        "paid_already": {"then": "done"},
+        "do_not_call": {"then": "dnc"},
+        "data_changed": {"fields": {"changed": "fields"}, "then": "done"},
+        "refused": {},
+    },
+}
+
+
+def seed(store: Store) -> tuple[int, int]:
+    """A campaign, one contact, one attempt with an agent; returns (attempt, contact) ids."""
+    with store.session() as s:
+        row, _ = apply_campaign(s, parse_campaign(DOC), source=None, actor="test")
+        c = Contact(campaign_id=row.id, phone="+8613900001234", timezone="Asia/Shanghai")
+        c.attempts = 1
+        c.region = "CN"
+        s.add(c)
+        s.flush()
+        a = Attempt(campaign_id=row.id, contact_id=c.id, phone=c.phone, created_at=NOW)
+        s.add(a)
+        s.flush()
+        return a.id, c.id
+
+
+def save(store: Store, aid: int, code: str, data: Any = None, **kw: Any) -> Any:
+    with store.session() as s:
+        return save_disposition(s, aid, code, data or {}, kw.pop("notes", None), now=NOW, **kw)
+
+
+def test_the_form_checks_each_value_and_names_the_first_bad_one() -> None:
+    spec = parse_campaign(DOC).dispositions
+    ok = check_form("p", spec["promise_to_pay"], {"amount": "12.5", "date": "2026-12-09"}, set())
+    assert ok == {"amount": "12.5", "date": "2026-12-09"}
+    for data, why in [
+        ({"amount": "12.345", "date": "2026-12-09"}, "amount"),
+        ({"amount": "-1", "date": "2026-12-09"}, "amount"),
+        ({"amount": "1", "date": "09/12/2026"}, "date"),
+        ({"amount": "1"}, "date is required"),
+        ({"amount": "1", "date": "2026-12-09", "card": "1"}, "no field 'card'"),
+    ]:
+        with pytest.raises(ConfigError, match=why):
+            check_form("p", spec["promise_to_pay"], data, set())
+    with pytest.raises(ConfigError, match="no field 'salary'"):
+        check_form("d", spec["data_changed"], {"changed": ["salary"]}, {"address"})
+    with pytest.raises(ConfigError, match="then is"):
+        parse_campaign({**DOC, "dispositions": {"x": {"then": "explode"}}})
+
+
+def test_a_disposition_after_the_call_decides_the_contact(store: Store) -> None:
+    aid, cid = seed(store)
+    with store.session() as s:
+        finish_attempt(s, s.get(Attempt, aid), Outcome.AGENT_HANDLED, NOW)  # final: done
+    saved = save(
+        store,
+        aid,
+        "promise_to_pay",
+        {"amount": "500", "date": "2026-12-05"},
+        agent="wang",
+        notes="card 6222021234567890 ok",
+    )
+    assert saved.contact_status == "active"
+    assert saved.next_attempt_at == NOW + dt.timedelta(days=3)
+    with store.session() as s:
+        attempt = s.get(Attempt, aid)
+        assert attempt is not None and attempt.result == "promise_to_pay"
+        d = s.scalars(select(Disposition)).one()
+        assert "6222021234567890" not in (d.notes or "") and d.data["amount"] == "500"
+
+
+def test_a_disposition_during_the_call_wins_over_the_outcome_rule(store: Store) -> None:
+    aid, cid = seed(store)
+    save(store, aid, "promise_to_pay", {"amount": "500", "date": "2026-12-05"}, agent="wang")
+    with store.session() as s:
+        finish_attempt(s, s.get(Attempt, aid), Outcome.AGENT_HANDLED, NOW + dt.timedelta(minutes=2))
+    with store.session() as s:
+        contact = s.get(Contact, cid)
+        attempt = s.get(Attempt, aid)
+        assert contact is not None and attempt is not None
+        assert contact.status == "active" and contact.next_attempt_at == NOW + dt.timedelta(days=3)
+        assert attempt.result == "promise_to_pay" and attempt.outcome == "agent_handled"
+
+
+def test_do_not_call_puts_the_number_on_the_list_and_ends_the_contact(store: Store) -> None:
+    aid, cid = seed(store)
+    save(store, aid, "do_not_call", agent="wang")
+    with store.session() as s:
+        contact = s.get(Contact, cid)
+        assert contact is not None and contact.status == "done"
+        dnc = DncMatcher.for_numbers(s, [contact.phone], DncChannel.VOICE)
+        assert dnc.blocks(contact.phone, "collections")
+
+
+def test_a_callback_is_booked_for_the_agent_in_the_customers_zone(store: Store) -> None:
+    aid, cid = seed(store)
+    saved = save(
+        store, aid, "callback", agent="wang", callback_at="2026-12-02T15:30", personal=True
+    )
+    with store.session() as s:
+        cb = s.get(Callback, saved.callback_id)
+        contact = s.get(Contact, cid)
+        assert cb is not None and contact is not None
+        assert cb.agent == "wang" and cb.due_at == dt.datetime(2026, 12, 2, 7, 30, tzinfo=dt.UTC)
+        assert contact.next_attempt_at == cb.due_at and cb.fallback_at is not None
+    # 21:00 local is outside the window: refused, nothing written
+    with pytest.raises(ComplianceError, match="outside_window"):
+        save(store, aid, "callback", agent="wang", callback_at="2026-12-02T21:00")
+    with store.session() as s:
+        assert len(list(s.scalars(select(Callback)))) == 1
+        assert len(list(s.scalars(select(Disposition)))) == 1
+
+
+def test_a_callback_for_a_contact_out_of_attempts_is_refused(store: Store) -> None:
+    aid, cid = seed(store)
+    with store.session() as s:
+        contact = s.get(Contact, cid)
+        assert contact is not None
+        contact.attempts = 3
+        with pytest.raises(ComplianceError, match="attempts_exhausted"):
+            book_callback(s, contact, "2026-12-02T15:30", now=NOW, booked_by="t")
+
+
+@given(case=cases(), ahead=st.integers(-3600, 40 * 86400))
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_booked_callback_never_breaks_a_compliance_rule(
+    case: tuple[ContactState, Policy, dt.datetime, NumberFacts], ahead: int
+) -> None:
+    """Whatever the time asked for: a callback is booked only for an instant at which the
+    contact may be dialled (window in its zone, holidays, DNC, attempt limit, validity,
+    abandon lock-out), in the future and within the horizon."""
+    contact, policy, now, facts = case
+    due = now + dt.timedelta(seconds=ahead)
+    why = callback_refusal(contact, policy, due, now, dnc=facts.dnc)
+    reopened = dataclasses.replace(contact, status="active", next_attempt_at=None)
+    rules = dataclasses.replace(policy, running=True, daily_cap=10**9)
+    broken = broken_rules(reopened, rules, due, NumberFacts(dnc=facts.dnc))
+    in_range = now < due <= now + HORIZON
+    assert (why is None) == (in_range and not broken), (why, broken)
+
+
+def test_campaign_files_keep_their_shape_without_dispositions(tmp_path: Path) -> None:
+    spec = parse_campaign({"name": "plain", "queue": "q"})
+    assert "dispositions" not in spec.to_document() and "script" not in spec.to_document()
