@@ -36,7 +36,7 @@ MIN_PASSWORD_CHARS = 10
 #: zxcvbn's estimate of guesses a password must need (10^8: not a word, a date or a run)
 MIN_PASSWORD_GUESSES_LOG10 = 8.0
 _USERNAME = re.compile(r"[a-z][a-z0-9_.-]{1,39}")
-_INTERFACE = re.compile(r"[A-Za-z0-9]+/[A-Za-z0-9_.@+-]{1,120}")
+_INTERFACE = re.compile(r"[A-Za-z0-9]+/[A-Za-z0-9_.@+/-]{1,120}")
 
 
 class Role(enum.StrEnum):

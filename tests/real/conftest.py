@@ -147,6 +147,10 @@ member => Local/deaf01@test-agents/n,0,Deaf 01
 [wrapq](agent-queue)
 wrapuptime = 8
 member => Local/agent04@test-agents/n,0,Agent 04
+
+; no static member: agents join it from their desktop (QueueAdd)
+[deskq](agent-queue)
+wrapuptime = 1
 """
 
 

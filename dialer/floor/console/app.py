@@ -567,11 +567,11 @@ def make_app(
     if store is not None:
         app[STORE] = store  # users sign in only where the store is
         app[USERS] = UserAccess(store, passwords or Passwords(), auth.sessions)
-    if alerts is not None:
-        app[alerts_api.API] = alerts
         app[HUB] = hub = PopHub(store)
         if isinstance(floor, DeskFloor):
             hub.attach(floor.desks())
+    if alerts is not None:
+        app[alerts_api.API] = alerts
     register_floor(registry, floor)
 
     async def on_shutdown(app: web.Application) -> None:
