@@ -54,7 +54,7 @@ POP_WITHIN_S = 1.0
 
 CAMPAIGN = {
     "name": "collect-desk",
-    "mode": "progressive",
+    "mode": "predictive",  # one agent: under min_agents_predictive it dials progressively
     "purpose": "collections",
     "queue": "sales",
     "channel": "Local/{number}@customer",
@@ -383,6 +383,24 @@ def drive_the_page(browser: Any, url: str, name: str) -> dict[str, str]:
     Select(el("#pause-reason")).select_by_value("lunch")
     el("#pause-btn").click()
     wait_for(lambda: el("#state").get_attribute("data-reason") == "lunch", what="lunch")
+    # the supervisor's page: the pause and its reason, and a forced log-out
+    el("#signout-btn").click()
+    wait_for(lambda: el("#login").is_displayed(), what="signed out")
+    browser.get(url + "/")
+    wait_for(lambda: el("#login").is_displayed(), what="supervisor sign-in")
+    el("#username").send_keys("li.super")
+    el("#password").send_keys(PASSWORD)
+    el("#login-btn").click()
+
+    def agent_row() -> Any:
+        for row in browser.find_elements(By.CSS_SELECTOR, "#agents tbody tr"):
+            if "王坐席" in row.text:
+                return row
+        return None
+
+    wait_for(lambda: "paused (lunch)" in agent_row().text, what="the pause on the page")
+    agent_row().find_element(By.CSS_SELECTOR, ".force-logout").click()
+    wait_for(lambda: "logged_out" in agent_row().text, what="forced log-out")
     return seen
 
 

@@ -11,7 +11,8 @@
     POST /api/desk/disposition     {"attempt_id", "code", "fields", "notes", "callback_at"?,
                                    "personal"?}: saved against a call that popped on my screen
     POST /api/desk/next            {"campaign"}: preview dialling - the next contact, dialled
-    POST /api/agents/force         supervisors: {"interface", "action": "pause"|"logout",
+    POST /api/agents/force         supervisors: {"interface" (or "agent": the name the
+                                   supervisor page shows), "action": "pause"|"logout",
                                    "reason"?} on an agent of theirs
 
 An agent acts only on their own interface (from their user record, never from the request)
@@ -463,11 +464,17 @@ async def force(request: web.Request) -> web.Response:
     """A supervisor pauses or logs out an agent (of their campaigns' queues)."""
     principal = request[PRINCIPAL]
     data = await body(request)
-    iface = str(data.get("interface") or "")
-    desk = _desk_for(request, iface)
-    agent = desk.agent(iface)
-    if agent is None:
-        return error(404, f"no agent {iface!r} on this floor")
+    key = str(data.get("interface") or data.get("agent") or "")
+    found = [
+        (d, a)
+        for d in _desks(request)
+        for a in d.loop.pool.agents.values()
+        if key in (a.interface, a.name)
+    ]
+    if not found:
+        return error(404, f"no agent {key!r} on this floor")
+    desk, agent = found[0]
+    iface = agent.interface
     if principal.user is not None and principal.role is not Role.ADMIN:
         theirs = set(desk.queues_of(principal.user.campaigns).values())
         if principal.user.campaigns and not agent.queues & theirs:

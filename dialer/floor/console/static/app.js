@@ -20,6 +20,7 @@ function el(tag, attrs, ...children) {
     if (k === "class") e.className = v;
     else if (k === "text") e.textContent = v;
     else if (k === "width") e.style.width = v; // CSSOM, allowed by the page's CSP
+    else if (k === "onclick") e.addEventListener("click", v); // no inline handlers under the CSP
     else e.setAttribute(k, v);
   }
   for (const c of children) e.append(c);
@@ -61,12 +62,14 @@ function showLogin(msg) {
 $("#login-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   localStorage.setItem("actor", $("#actor").value.trim());
+  const user = $("#username").value.trim();
   const r = await fetch("/api/login", {
     method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ token: $("#token").value }),
+    body: JSON.stringify(user ? { username: user, password: $("#password").value } : { token: $("#token").value }),
   });
   $("#token").value = "";
-  if (!r.ok) { $("#login-msg").textContent = "Wrong token."; return; }
+  $("#password").value = "";
+  if (!r.ok) { $("#login-msg").textContent = user ? "Wrong user name or password." : "Wrong token."; return; }
   $("#login").classList.add("hidden");
   connect();
 });
@@ -102,7 +105,7 @@ function render(s) {
   last = s;
   $("#clock").textContent = new Date(s.at).toLocaleTimeString([], { hour12: false });
   renderCampaigns(s.campaigns);
-  renderAgents(s.agents);
+  renderAgents(s.agents, s.calls);
   renderCalls(s.calls);
   renderWorkers(s.workers || []);
   renderBanner(s.campaigns, s.reloads || [], s.health);
@@ -165,7 +168,14 @@ function chips(target, counts) {
     el("span", { class: "chip state " + k, "data-state": k, text: k.replace("_", " ") + " " + n })));
 }
 
-function renderAgents(a) {
+async function force(agent, action) {
+  const r = await api("POST", "/api/agents/force", { agent, action, reason: "supervisor" });
+  if (!r.ok) alert((r.data && r.data.error) || r.status);
+}
+
+function renderAgents(a, calls) {
+  const onCall = {};
+  for (const k of (calls && calls.calls) || []) if (k.agent && k.state === "with_agent") onCall[k.agent] = k;
   chips($("#agent-counts"), a.by_state);
   const order = { talking: 0, ringing: 1, wrapup: 2, idle: 3, paused: 4, unavailable: 5, logged_out: 6 };
   const list = [...a.agents].sort((x, y) => (order[x.state] - order[y.state]) || x.name.localeCompare(y.name, undefined, { numeric: true }));
@@ -173,7 +183,11 @@ function renderAgents(a) {
     el("td", { text: g.name }),
     el("td", {}, el("span", { class: "state " + g.state, text: g.state + (g.pause_reason ? " (" + g.pause_reason + ")" : "") })),
     el("td", { class: "num", text: dur(g.seconds_in_state) }),
-    el("td", { class: "num", text: String(g.calls_handled) }))));
+    el("td", { class: "num", text: String(g.calls_handled) }),
+    el("td", { text: onCall[g.name] ? onCall[g.name].phone_masked + " " + onCall[g.name].campaign : "" }),
+    el("td", {}, ...(g.state === "logged_out" ? [] : [
+      el("button", { type: "button", class: "force-pause", "data-agent": g.name, text: "pause", onclick: () => force(g.name, "pause") }),
+      el("button", { type: "button", class: "force-logout", "data-agent": g.name, text: "log out", onclick: () => force(g.name, "logout") })])))));
   const sel = $("#preview-agent");
   const cur = sel.value;
   sel.replaceChildren(...a.agents.filter((g) => g.state !== "logged_out" && g.state !== "unavailable").map((g) => el("option", { value: g.name, text: g.name })));
