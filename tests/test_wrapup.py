@@ -179,3 +179,32 @@ def test_a_booked_callback_never_breaks_a_compliance_rule(
 def test_campaign_files_keep_their_shape_without_dispositions(tmp_path: Path) -> None:
     spec = parse_campaign({"name": "plain", "queue": "q"})
     assert "dispositions" not in spec.to_document() and "script" not in spec.to_document()
+
+
+def test_a_due_callback_is_served_first_and_gives_its_priority_back(store: Store) -> None:
+    from dialer.lists.hopper import lease, start_attempt
+    from dialer.store.models import Campaign
+
+    aid, cid = seed(store)
+    with store.session() as s:
+        finish_attempt(s, s.get(Attempt, aid), Outcome.NO_ANSWER, NOW)
+        camp = s.scalars(select(Campaign)).one()
+        fresh = Contact(campaign_id=camp.id, phone="+8613900005678", timezone="Asia/Shanghai")
+        s.add(fresh)  # never tried: without the callback it would go first
+        contact = s.get(Contact, cid)
+        assert contact is not None
+        cb = book_callback(s, contact, "2026-12-02T15:30", now=NOW, booked_by="user:wang")
+        due = cb.due_at
+    with store.session() as s:
+        camp = s.scalars(select(Campaign)).one()
+        assert [c.id for c in lease(s, camp, due - dt.timedelta(minutes=1), 1, "w")] != [cid]
+    with store.session() as s:
+        camp = s.scalars(select(Campaign)).one()
+        for c in s.scalars(select(Contact)):
+            c.lease_owner = c.lease_until = None
+        (got,) = lease(s, camp, due, 1, "w")
+        assert got.id == cid
+        attempt = start_attempt(s, got, camp, due)
+        assert got.priority == 0
+        (booked,) = s.scalars(select(Callback))
+        assert booked.state == "dialled" and booked.attempt_id == attempt.id

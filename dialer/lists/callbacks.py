@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dialer.audit import AuditAction
@@ -35,6 +36,9 @@ from dialer.store.models import AuditEntry, Campaign, Contact
 from dialer.store.people import Callback
 
 HORIZON = dt.timedelta(days=30)
+#: A contact with a callback pending sits at this priority: the hopper walks priority levels
+#: from the highest, so a due callback is served before the campaign's other work.
+CALLBACK_PRIORITY = 1_000_000
 FALLBACK_AFTER = dt.timedelta(minutes=15)
 
 
@@ -98,6 +102,10 @@ def book_callback(
     )
     if why is not None:
         raise ComplianceError(f"callback refused: {why}")
+    before = contact.priority or 0
+    for earlier in _pending(s, contact.id):  # a new booking replaces the one pending
+        earlier.state = "replaced"
+        before = earlier.priority_before if earlier.priority_before is not None else before
     row = Callback(
         campaign_id=contact.campaign_id,
         contact_id=contact.id,
@@ -106,10 +114,12 @@ def book_callback(
         fallback_at=due + fallback_after if agent else None,
         booked_by=booked_by[:64],
         attempt_id=attempt_id,
+        priority_before=before,
     )
     s.add(row)
     contact.status = ContactStatus.ACTIVE.value
     contact.next_attempt_at = due
+    contact.priority = CALLBACK_PRIORITY
     s.flush()
     s.add(
         AuditEntry(
@@ -127,4 +137,29 @@ def book_callback(
     return row
 
 
-__all__ = ["FALLBACK_AFTER", "HORIZON", "book_callback", "callback_refusal", "local_instant"]
+def _pending(s: Session, contact_id: int) -> list[Callback]:
+    return list(
+        s.scalars(
+            select(Callback).where(Callback.contact_id == contact_id, Callback.state == "pending")
+        )
+    )
+
+
+def callback_dialled(s: Session, contact: Contact, attempt_id: int | None) -> None:
+    """The contact's pending callback is being dialled: it is done, the priority goes back."""
+    for cb in _pending(s, contact.id):
+        cb.state = "dialled"
+        cb.attempt_id = attempt_id
+        if cb.priority_before is not None:
+            contact.priority = cb.priority_before
+
+
+__all__ = [
+    "CALLBACK_PRIORITY",
+    "FALLBACK_AFTER",
+    "HORIZON",
+    "book_callback",
+    "callback_dialled",
+    "callback_refusal",
+    "local_instant",
+]

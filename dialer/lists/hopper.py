@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session, aliased, defer
 
 from dialer.audit import AuditAction
 from dialer.errors import ComplianceError, IllegalTransition
+from dialer.lists.callbacks import CALLBACK_PRIORITY, callback_dialled
 from dialer.lists.campaigns import spec_of
 from dialer.lists.compliance import (
     DEFAULT_CALENDAR,
@@ -402,6 +403,9 @@ def start_attempts(
         session.add(attempt)
         out.append(attempt)
     session.flush()
+    for contact, started in zip(contacts, out, strict=True):
+        if contact.priority == CALLBACK_PRIORITY and isinstance(started, Attempt):
+            callback_dialled(session, contact, started.id)  # a booked callback: served
     return out
 
 

@@ -74,6 +74,9 @@ class Callback(Base):
     booked_by: Mapped[str] = mapped_column(String(64))
     attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempt.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: the contact's priority before the booking raised it (the hopper serves callbacks first);
+    #: given back when the callback is dialled
+    priority_before: Mapped[int | None] = mapped_column(Integer)
 
 
 __all__ = ["AppUser", "Callback", "Disposition"]
