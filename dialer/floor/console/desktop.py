@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 HISTORY_MAX = 20
 POPS_KEPT = 50  # calls per agent a disposition may still be saved for
+#: wrap-up held for a campaign that sets no ``wrapup_limit_s`` ends after this long
+DEFAULT_WRAPUP_LIMIT_S = 600.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -142,6 +144,7 @@ class _Seat:
     pop: dict[str, Any] | None = None
     attempts: list[int] = field(default_factory=list)
     saved: set[int] = field(default_factory=set)  # calls whose disposition is saved
+    attended: bool = False  # an agent's desktop asked for this interface
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     popped_at: float = 0.0  # how long after AgentConnect the pop was ready (seconds)
 
@@ -167,7 +170,9 @@ class PopHub:
         return self.seats.setdefault(interface, _Seat())
 
     def _connected(self, c: Connected) -> None:
-        seat = self.seat(c.interface)
+        seat = self.seats.get(c.interface)
+        if seat is None or not seat.attended:
+            return  # nobody's desktop shows this phone: no pop, no held wrap-up
         seat.attempts = [*seat.attempts[-POPS_KEPT:], c.attempt_id]
         task = asyncio.get_running_loop().create_task(self._build(c))
         self._tasks.add(task)
@@ -177,13 +182,13 @@ class PopHub:
         """The call ended: wrap-up lasts until the disposition (or the campaign's limit)."""
         seat = self.seats.get(interface)
         pop = seat.pop if seat is not None else None
-        if seat is None or pop is None or pop.get("attempt_id") in seat.saved:
+        if seat is None or not seat.attended or pop is None or pop.get("attempt_id") in seat.saved:
             return
         run = next((r for r in desk.loop.runs.values() if r.spec.name == pop.get("campaign")), None)
         if run is None or not run.spec.dispositions:
             return
         task = asyncio.get_running_loop().create_task(
-            _hold_wrapup(desk, interface, run.spec.wrapup_limit_s)
+            _hold_wrapup(desk, interface, run.spec.wrapup_limit_s or DEFAULT_WRAPUP_LIMIT_S)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -320,6 +325,7 @@ async def get_desk(request: web.Request) -> web.Response:
     me = _me(request)
     desk = _desk_for(request, me.interface or "")
     seat = request.app[HUB].seat(me.interface or "")
+    seat.attended = True
     return reply(
         {
             "user": me.to_json(),
@@ -336,6 +342,7 @@ async def desk_events(request: web.Request) -> web.StreamResponse:
     iface = me.interface or ""
     desk = _desk_for(request, iface)
     seat = request.app[HUB].seat(iface)
+    seat.attended = True
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
     )
