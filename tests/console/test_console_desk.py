@@ -33,6 +33,7 @@ from dialer.floor.console import start_console
 from dialer.floor.desk import Connected
 from dialer.lists.campaigns import apply_campaign, load_campaign_file
 from dialer.lists.contacts import import_contacts
+from dialer.lists.dnc import add_entry
 from dialer.lists.users import Passwords, Role, add_user
 from dialer.privacy import mask_phone
 from dialer.settings import load_settings
@@ -313,11 +314,30 @@ async def test_pause_with_a_reason_shows_to_the_supervisor_and_on_the_switch(
             )
             assert forced["action"] == "logout"
         await desk.wait_state(agent, "logged_out")
+        # manual dialling: a typed number, under the rules of any dial
+        with store.session() as s:
+            add_entry(s, "+8613700007777", reason="asked", source="test")
+        for number, status, why in [
+            ("12345", 400, "not a valid phone number"),
+            ("137 0000 7777", 409, "dnc"),
+            ("+86 139 0000 8888", 200, None),
+        ]:
+            async with agent.post(
+                desk.url + "/api/desk/manual", json={"campaign": "collect-desk", "number": number}
+            ) as r:
+                body = await r.json()
+                assert r.status == status, body
+                assert why is None or why in body["error"]
+        assert body["phone"] == mask_phone("+8613900008888")
+        with store.session() as s:
+            manual = s.get(Attempt, body["attempt_id"])
+            assert manual is not None and manual.detail["manual_by"] == PHONE
         with store.session() as s:
             actions = {(a.actor, a.action) for a in s.scalars(select(AuditEntry))}
         assert ("user:wang.agent", "agent.queue_login") in actions
         assert ("user:wang.agent", "agent.pause") in actions
         assert ("user:li.super", "agent.forced") in actions
+        assert ("user:wang.agent", "dial.manual") in actions
 
 
 @pytest.mark.parametrize("code", ["promise_to_pay"])

@@ -66,6 +66,7 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/desk/state"): A,
     ("POST", "/api/desk/disposition"): A,
     ("POST", "/api/desk/next"): A,
+    ("POST", "/api/desk/manual"): A,
     ("POST", "/api/agents/force"): S,
     ("POST", "/api/v1/alerts"): M,  # machines: the token (or a system's own credential)
     ("GET", "/api/v1/alerts"): S,

@@ -11,6 +11,7 @@
     POST /api/desk/disposition     {"attempt_id", "code", "fields", "notes", "callback_at"?,
                                    "personal"?}: saved against a call that popped on my screen
     POST /api/desk/next            {"campaign"}: preview dialling - the next contact, dialled
+    POST /api/desk/manual          {"campaign", "number"}: a typed number, under every rule
     POST /api/agents/force         supervisors: {"interface" (or "agent": the name the
                                    supervisor page shows), "action": "pause"|"logout",
                                    "reason"?} on an agent of theirs
@@ -39,6 +40,7 @@ from dialer.floor.console.access import PRINCIPAL
 from dialer.floor.console.keys import CLOSING, FLOOR, STORE
 from dialer.floor.console.replies import body, error, reply
 from dialer.floor.desk import PAUSE_REASONS, WRAPUP_REASON, AgentDesk, Connected, DeskFloor
+from dialer.floor.dialing import manual_dial
 from dialer.lists.campaigns import spec_of
 from dialer.lists.users import Role, UserView
 from dialer.lists.wrapup import save_disposition
@@ -467,6 +469,22 @@ async def post_next(request: web.Request) -> web.Response:
     return reply({"campaign": name, "contact": scrub_json(contact) if contact else None})
 
 
+async def post_manual(request: web.Request) -> web.Response:
+    """A number the agent types, dialled under the rules of any dial (409 names the rule)."""
+    me = _me(request)
+    data = await body(request)
+    name, number = str(data.get("campaign") or ""), data.get("number")
+    if not me.may_see_campaign(name):
+        return error(403, f"campaign {name!r} is not one of yours")
+    if not isinstance(number, str) or not number.strip():
+        return error(400, 'give {"campaign": ..., "number": ...}')
+    desk = _desk_for(request, me.interface or "")
+    out = await manual_dial(
+        desk.loop, name, number, agent=me.interface or "", actor=request[PRINCIPAL].actor(None)
+    )
+    return reply(out)
+
+
 async def force(request: web.Request) -> web.Response:
     """A supervisor pauses or logs out an agent (of their campaigns' queues)."""
     principal = request[PRINCIPAL]
@@ -506,6 +524,7 @@ DESK_ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/api/desk/state", post_state),
     ("POST", "/api/desk/disposition", post_disposition),
     ("POST", "/api/desk/next", post_next),
+    ("POST", "/api/desk/manual", post_manual),
     ("POST", "/api/agents/force", force),
 )
 

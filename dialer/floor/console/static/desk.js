@@ -3,14 +3,14 @@
 const $ = (s) => document.querySelector(s);
 const T = {
   zh: { title: "坐席工作台", signout: "退出", phone: "我的电话", queues_in: "登录队列", queues_out: "退出队列",
-    ready: "就绪", pause: "暂停", queues: "队列", next: "下一位客户", customer: "客户", no_call: "暂无通话",
+    ready: "就绪", pause: "暂停", dial: "拨号", queues: "队列", next: "下一位客户", customer: "客户", no_call: "暂无通话",
     campaign: "活动", call: "通话", fields: "客户资料", ivr: "语音导航记录", history: "历史", script: "话术",
     disposition: "处理结果", callback_at: "回拨时间 (客户当地)", notes: "备注", save: "保存", signin: "坐席登录",
     username: "用户名", password: "密码", signin_btn: "登录", saved: "已保存", none: "没有可拨打的客户",
     idle: "就绪", paused: "暂停", ringing: "振铃", talking: "通话中", wrapup: "话后整理", logged_out: "未登录",
     unavailable: "不可用", break: "休息", lunch: "午餐", training: "培训", meeting: "会议", coaching: "辅导", system: "系统" },
   en: { title: "Agent desktop", signout: "Sign out", phone: "My phone", queues_in: "Log in to queues",
-    queues_out: "Log out of queues", ready: "Ready", pause: "Pause", queues: "Queues", next: "Next customer",
+    queues_out: "Log out of queues", ready: "Ready", pause: "Pause", dial: "Dial", queues: "Queues", next: "Next customer",
     customer: "Customer", no_call: "No call", campaign: "Campaign", call: "Call", fields: "Customer data",
     ivr: "What the IVR recorded", history: "History", script: "Script", disposition: "Disposition",
     callback_at: "Call back at (customer's time)", notes: "Notes", save: "Save", signin: "Agent sign-in",
@@ -77,6 +77,8 @@ async function start() {
   $("#preview-row").classList.toggle("hidden", previews.length === 0);
   $("#preview-campaign").innerHTML = "";
   for (const c of previews) { const o = document.createElement("option"); o.value = c.name; o.textContent = c.name; $("#preview-campaign").appendChild(o); }
+  $("#manual-campaign").innerHTML = "";
+  for (const c of me.campaigns) { const o = document.createElement("option"); o.value = c.name; o.textContent = c.name; $("#manual-campaign").appendChild(o); }
   applyLang();
   if (me.pop) showPop(me.pop);
   connect();
@@ -186,6 +188,11 @@ $("#pause-btn").addEventListener("click", () => act("/api/desk/state", { state: 
 $("#next-btn").addEventListener("click", async () => {
   const r = await act("/api/desk/next", { campaign: $("#preview-campaign").value });
   if (r.ok) $("#next-out").textContent = r.data.contact ? (r.data.contact.name || "") + " " + r.data.contact.phone : t("none");
+});
+
+$("#manual-btn").addEventListener("click", async () => {
+  const r = await act("/api/desk/manual", { campaign: $("#manual-campaign").value, number: $("#manual-number").value });
+  $("#manual-out").textContent = r.ok ? r.data.phone : "";
 });
 
 applyLang();
