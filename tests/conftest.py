@@ -35,6 +35,7 @@ BOTH_ENGINE_SUITES = (
     "test_contacts_stream.py",
     "test_dnc.py",
     "test_hopper.py",
+    "test_wrapup.py",
     "runner/",
     "ivr/",
     "console/",

@@ -99,6 +99,13 @@ def scenario() -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: a running floor per test is costly; the store side of dispositions and
+    callbacks runs on both engines in tests/test_wrapup.py."""
+    return sqlite_url
+
+
 @dataclass
 class Desk:
     sim: SimFloor
@@ -200,6 +207,7 @@ async def read_pop(resp: aiohttp.ClientResponse, timeout: float) -> tuple[float,
     raise AssertionError("the stream ended without a pop")
 
 
+@pytest.mark.slow  # a live call on the simulated floor: ~10 s
 async def test_an_agent_signs_in_goes_ready_gets_the_pop_and_saves_a_promise(
     store: Store, tmp_path: Path
 ) -> None:
@@ -424,6 +432,7 @@ def drive_the_page(browser: Any, url: str, name: str) -> dict[str, str]:
     return seen
 
 
+@pytest.mark.slow  # Chromium through a live call and the supervisor's page: ~15 s
 async def test_the_desktop_page_in_chromium(store: Store, tmp_path: Path, browser: Any) -> None:
     async with desk_floor(store, tmp_path) as desk:
         with store.session() as s:  # the hopper's first: never tried, lowest id
