@@ -180,6 +180,11 @@ async def test_a_supervisor_sees_only_their_campaigns(site: Site) -> None:
         assert await _status(http, site.url, "GET", "/api/desk") == 403  # no phone bound
         async with http.post(site.url + "/api/campaigns/preview-test/pause", json={}) as r:
             assert r.status == 200
+        for path in ("/api/campaigns", "/api/snapshot"):
+            async with http.get(site.url + path) as r:
+                got = await r.json()
+            camps = got if path == "/api/campaigns" else got["campaigns"]
+            assert [c["name"] for c in camps] == ["preview-test"], path
         async with http.get(site.url + "/api/audit") as r:
             rows = await r.json()
         assert {row["campaign"] for row in rows} == {"preview-test"}

@@ -138,6 +138,22 @@ class UserAccess:
 USERS = web.AppKey("users", UserAccess)
 
 
+def scoped(principal: Principal, snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot with only the campaigns (and their calls) a supervisor of some campaigns
+    may see; everyone else gets it whole."""
+    user = principal.user
+    if user is None or user.role is Role.ADMIN or not user.campaigns:
+        return snapshot
+    out = dict(snapshot)
+    if isinstance(out.get("campaigns"), list):
+        out["campaigns"] = [c for c in out["campaigns"] if user.may_see_campaign(c["name"])]
+    calls = out.get("calls")
+    if isinstance(calls, dict) and isinstance(calls.get("calls"), list):
+        kept = [k for k in calls["calls"] if user.may_see_campaign(k.get("campaign", ""))]
+        out["calls"] = {**calls, "calls": kept}
+    return out
+
+
 def _route_key(request: web.Request) -> tuple[str, str]:
     resource = request.match_info.route.resource
     pattern = resource.canonical if resource is not None else request.path
@@ -180,4 +196,5 @@ __all__ = [
     "UserAccess",
     "authorize",
     "required_role",
+    "scoped",
 ]

@@ -41,7 +41,7 @@ from pydantic import SecretStr
 from dialer.errors import AccessDenied, ConfigError, DialerError
 from dialer.floor.console import alerts as alerts_api
 from dialer.floor.console import snapshots as snap
-from dialer.floor.console.access import PRINCIPAL, USERS, UserAccess, authorize
+from dialer.floor.console.access import PRINCIPAL, USERS, UserAccess, authorize, scoped
 from dialer.floor.console.auth import COOKIE_NAME, ThrottleLimits, TokenAuth, actor_name
 from dialer.floor.console.desktop import DESK_ROUTES, HUB, PopHub
 from dialer.floor.console.guard import CONSOLE_LIMITS, GUARD, GuardedSite, guard_middleware
@@ -261,11 +261,14 @@ async def session(request: web.Request) -> web.Response:
 
 
 async def get_snapshot(request: web.Request) -> web.Response:
-    return _json(request.app[CACHE].get())
+    return _json(scoped(request[PRINCIPAL], request.app[CACHE].get()))
 
 
 async def get_campaigns(request: web.Request) -> web.Response:
-    return _json(snap.campaigns(request.app[FLOOR]))
+    principal = request[PRINCIPAL]
+    return _json(
+        [c for c in snap.campaigns(request.app[FLOOR]) if principal.may_see_campaign(c["name"])]
+    )
 
 
 async def get_campaign(request: web.Request) -> web.Response:
@@ -277,7 +280,7 @@ async def get_agents(request: web.Request) -> web.Response:
 
 
 async def get_calls(request: web.Request) -> web.Response:
-    return _json(snap.calls(request.app[FLOOR]))
+    return _json(scoped(request[PRINCIPAL], {"calls": snap.calls(request.app[FLOOR])})["calls"])
 
 
 async def get_workers(request: web.Request) -> web.Response:
