@@ -162,6 +162,7 @@ class Fleet:
 
     def set_store_ok(self, ok: bool) -> None:
         self._store_ok = ok
+
     def desks(self) -> list[AgentDesk]:
         """The agents' desktop on each switch this worker serves (``DeskFloor``)."""
         return [d.desk for d in self._dialers().values()]

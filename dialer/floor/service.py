@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dialer.floor.control import FloorControl
-from dialer.floor.health import HealthMonitor
 from dialer.floor.desk import AgentDesk
+from dialer.floor.health import HealthMonitor
 from dialer.floor.loop import CampaignLoop, CampaignRun, Clock
 from dialer.floor.reading import FloorView
 from dialer.floor.view import (
@@ -152,6 +152,7 @@ class Dialer:
 
     def health(self) -> Health:
         return self.monitor.health()
+
     def desks(self) -> list[AgentDesk]:
         """The agents' desktop on this switch (``dialer.floor.desk.DeskFloor``)."""
         return [self.desk]
