@@ -55,6 +55,7 @@ POP_WITHIN_S = 1.0
 
 CAMPAIGN = {
     "name": "collect-desk",
+    "state": "running",
     "mode": "predictive",  # one agent: under min_agents_predictive it dials progressively
     "purpose": "collections",
     "queue": "sales",
@@ -427,7 +428,11 @@ def drive_the_page(browser: Any, url: str, name: str) -> dict[str, str]:
         return None
 
     wait_for(lambda: "paused (lunch)" in agent_row().text, what="the pause on the page")
-    agent_row().find_element(By.CSS_SELECTOR, ".force-logout").click()
+    def log_out() -> bool:  # the table is redrawn every second: retry a stale row
+        agent_row().find_element(By.CSS_SELECTOR, ".force-logout").click()
+        return True
+
+    wait_for(log_out, what="the log-out button")
     wait_for(lambda: "logged_out" in agent_row().text, what="forced log-out")
     return seen
 
