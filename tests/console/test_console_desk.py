@@ -428,6 +428,7 @@ def drive_the_page(browser: Any, url: str, name: str) -> dict[str, str]:
         return None
 
     wait_for(lambda: "paused (lunch)" in agent_row().text, what="the pause on the page")
+
     def log_out() -> bool:  # the table is redrawn every second: retry a stale row
         agent_row().find_element(By.CSS_SELECTOR, ".force-logout").click()
         return True

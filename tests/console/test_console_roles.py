@@ -68,9 +68,6 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/desk/next"): A,
     ("POST", "/api/desk/manual"): A,
     ("POST", "/api/agents/force"): S,
-    ("POST", "/api/v1/alerts"): M,  # machines: the token (or a system's own credential)
-    ("GET", "/api/v1/alerts"): S,
-    ("GET", "/api/v1/alerts/{id}"): S,
     ("POST", "/api/users"): M,
     ("POST", "/api/users/{username}/disable"): M,
     ("POST", "/api/users/{username}/enable"): M,
