@@ -231,12 +231,13 @@ def build_pacing_input(
     for c in sorted(calls, key=lambda c: c.originated_at):
         if c.state in (AttemptState.DIALING, AttemptState.RINGING):
             ages.append((now - c.originated_at, False))
-        elif not run.spec.flow and c.state in _ANSWERED_WAITING and not c.queue_abandoned:
-            ages.append((now - c.originated_at, True))  # live answer waiting for an agent
+        elif not run.spec.flow and c.state in _ANSWERED_WAITING:
+            # a live answer waiting for an agent; also a caller who left the queue unanswered
+            # and hears the safe-harbour message: counted until the call ends, so progressive
+            # does not dial past an agent that never answers before the breaker sees it
+            ages.append((now - c.originated_at, True))
         elif c.state is not AttemptState.WITH_AGENT:
-            # in the IVR, a machine being dropped, or a caller who left the queue unanswered
-            # hearing the safe-harbour message: a channel, no agent
-            other_live += 1
+            other_live += 1  # in the IVR, or a machine being dropped: a channel, no agent
     # an agent ringing already has its caller: drop that many waiting callers (oldest first)
     waiting = [i for i, (_, answered) in enumerate(ages) if answered]
     drop = set(waiting[:ringing_agents])
