@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -30,7 +32,16 @@ def test_demo_json_from_another_directory(tmp_path: Path) -> None:
     assert doc["attempts"] >= 20
     assert doc["unfinished"] == 0
     assert len([k for k, v in doc["outcomes"].items() if v]) >= 4
-    assert 0.0 <= doc["abandon_rate"] <= 0.03
+    # 25 contacts give about ten live answers: one abandon is 10%, so the cap itself is checked
+    # where the figure means something (tests/runner/test_demo_figures.py, the demo's settings
+    # over the whole shift); here the JSON must agree with its own counts
+    team = doc["team"]
+    assert team["abandoned"] <= team["live_answers"]
+    if team["live_answers"]:
+        assert team["abandon_rate"] == pytest.approx(
+            team["abandoned"] / team["live_answers"], abs=1e-3
+        )
+    assert 0.0 <= doc["abandon_rate"] <= 1.0
     assert 0.0 < doc["occupancy"] <= 1.0
     assert list(tmp_path.iterdir()) == []  # the demo leaves nothing behind in the cwd
 
