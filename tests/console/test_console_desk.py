@@ -429,9 +429,19 @@ def drive_the_page(browser: Any, url: str, name: str) -> dict[str, str]:
 
     wait_for(lambda: "paused (lunch)" in agent_row().text, what="the pause on the page")
 
-    def log_out() -> bool:  # the table is redrawn every second: retry a stale row
-        agent_row().find_element(By.CSS_SELECTOR, ".force-logout").click()
-        return True
+    def log_out() -> bool:
+        # the table is redrawn every second: find the row's button and click it in one step
+        # in the page (a find, then a click from here, can keep landing on a redrawn row)
+        return bool(
+            browser.execute_script(
+                "for (const tr of document.querySelectorAll('#agents tbody tr')) {"
+                "  const b = tr.querySelector('.force-logout');"
+                "  if (b && tr.textContent.includes(arguments[0])) { b.click(); return true; }"
+                "}"
+                "return false;",
+                "王坐席",
+            )
+        )
 
     wait_for(log_out, what="the log-out button")
     wait_for(lambda: "logged_out" in agent_row().text, what="forced log-out")
