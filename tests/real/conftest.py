@@ -12,6 +12,8 @@ import contextlib
 import csv
 import datetime as dt
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -201,6 +203,16 @@ def campaign(name: str, mode: str, **kw: Any) -> dict[str, Any]:
     doc.update(kw)
     doc["pacing"].update(pacing)
     return doc
+
+
+def spawn(tmp: Path, name: str, *argv: str) -> subprocess.Popen[bytes]:
+    """``python -m <argv>`` (``dialer ...``, ``ivr ...``) as its own process, output to
+    ``tmp/<name>.log``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with (tmp / f"{name}.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", *argv], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
 
 
 def phone(code: str, i: int = 0) -> str:

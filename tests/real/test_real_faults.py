@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +24,7 @@ from dialer.outcomes import Outcome
 from dialer.store import Store
 from dialer.store.models import Attempt, Contact
 
-from .conftest import RealFloor, campaign, load, phone
+from .conftest import RealFloor, campaign, load, phone, spawn
 from .pbx import Asterisk
 from .tap import AmiTap
 
@@ -145,32 +143,9 @@ async def test_asterisk_restarted_mid_campaign(
             assert r.outcome in (Outcome.UNKNOWN, Outcome.FAILED), (r.phone, r.outcome)
 
 
-def _spawn(tmp: Path, db: str, settings: Path, name: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with (tmp / f"{name}.log").open("ab") as log:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dialer",
-                "--db",
-                db,
-                "--settings",
-                str(settings),
-                "-v",
-                "run",
-                "--worker",
-                "w1",
-                "--no-console",
-                "--grace",
-                "2",
-                "--agi-url",
-                "agi://127.0.0.1:1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+def _run_dialer(tmp: Path, db: str, settings: Path, name: str) -> subprocess.Popen[bytes]:
+    argv = ("dialer", "--db", db, "--settings", str(settings), "-v", "run", "--worker", "w1")
+    return spawn(tmp, name, *argv, "--no-console", "--grace", "2", "--agi-url", "agi://127.0.0.1:1")
 
 
 async def _until(what, timeout: float) -> None:  # type: ignore[no-untyped-def]
@@ -190,7 +165,7 @@ async def test_dialer_killed_with_kill_9_and_started_again(
         f"ami: {{host: 127.0.0.1, port: {tap.port}}}\n"
         "worker: {heartbeat_s: 0.5, dead_after_s: 2}\n"
     )
-    first = _spawn(tmp_path, db, settings, "first")
+    first = _run_dialer(tmp_path, db, settings, "first")
     second = None
     try:
         await tap.wait_originates(3, timeout=60)
@@ -198,7 +173,7 @@ async def test_dialer_killed_with_kill_9_and_started_again(
         first.wait(10)
         before = {str(r.id) for r in attempts(store)}  # what the dead dialer had begun
         await asyncio.sleep(1.0)  # calls go on at the switch with no dialer watching
-        second = _spawn(tmp_path, db, settings, "second")
+        second = _run_dialer(tmp_path, db, settings, "second")
 
         def finished() -> bool:
             with store.session() as s:

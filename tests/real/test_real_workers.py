@@ -14,7 +14,6 @@ import collections
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from dialer.lists.stats import abandon_rate
 from dialer.store import Store, open_store
 from dialer.store.models import Attempt, Campaign, Contact
 
-from .conftest import PARTIES, QUEUES, campaign, load, phone
+from .conftest import PARTIES, QUEUES, campaign, load, phone, spawn
 from .pbx import Asterisk
 from .tap import AmiTap
 
@@ -76,14 +75,6 @@ async def switches(asterisk_prefix: Path, tmp_path: Path) -> AsyncIterator[list[
             await t.close()
         for a in asts:
             await asyncio.to_thread(a.stop)
-
-
-def _spawn(tmp: Path, name: str, *argv: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with (tmp / f"{name}.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", *argv], stdout=log, stderr=subprocess.STDOUT, env=env
-        )
 
 
 def _logs(tmp: Path) -> str:
@@ -144,10 +135,10 @@ async def test_two_workers_on_two_real_switches_one_killed(
             await asyncio.sleep(0.3)
 
     try:
-        procs["ivr"] = _spawn(tmp_path, "ivr", "ivr", "--db", pg_url, "serve", "--port", "0")
+        procs["ivr"] = spawn(tmp_path, "ivr", "ivr", "--db", pg_url, "serve", "--port", "0")
         agi = f"agi://127.0.0.1:{await _ivr_port(tmp_path)}"
         for n in (1, 2):
-            procs[f"w{n}"] = _spawn(
+            procs[f"w{n}"] = spawn(
                 tmp_path, f"w{n}", "dialer", "--db", pg_url, "--settings", str(settings), "-v",
                 "run", "--worker", f"w{n}", "--server", f"pbx{n}", "--no-console",
                 "--grace", "5", "--agi-url", agi,
