@@ -121,8 +121,11 @@ async def test_unknown_flow_is_closed(server: FastAGIServer) -> None:
 
 
 async def good_session_is_prompt(srv: FastAGIServer) -> float:
+    """A whole good session still runs after the bad one. A server wedged or throttled by the bad
+    connection would not answer at all or only after its own timeouts; the bound leaves room for
+    a loaded CI machine (a session took 1.3 s there with four test workers on two cores)."""
     t = time.monotonic()
-    pbx = await session(srv, "satisfaction_survey", Persona(answers=["3"]))
+    pbx = await asyncio.wait_for(session(srv, "satisfaction_survey", Persona(answers=["3"])), 10)
     assert pbx.variables["IVR_RESULT"] == "rated_3"
     return time.monotonic() - t
 
@@ -133,7 +136,7 @@ async def test_closed_before_header_end(server: FastAGIServer) -> None:
     writer.close()
     await wait_idle(server)
     assert server.stats.bad_header == 1
-    assert await good_session_is_prompt(server) < 1.0
+    assert await good_session_is_prompt(server) < 5.0
 
 
 async def test_a_health_probe_is_counted_not_warned(
@@ -150,7 +153,7 @@ async def test_a_health_probe_is_counted_not_warned(
     await wait_idle(server)
     assert (server.stats.probes, server.stats.bad_header) == (1, 0)
     assert not [r for r in caplog.records if r.name.startswith("ivr")]
-    assert await good_session_is_prompt(server) < 1.0
+    assert await good_session_is_prompt(server) < 5.0
 
 
 async def test_header_that_never_ends_is_cut(server: FastAGIServer) -> None:
@@ -166,7 +169,7 @@ async def test_header_that_never_ends_is_cut(server: FastAGIServer) -> None:
     assert 0.4 < time.monotonic() - t < 2.0
     writer.close()
     assert server.stats.header_timeout == 1
-    assert await good_session_is_prompt(server) < 1.0
+    assert await good_session_is_prompt(server) < 5.0
 
 
 @pytest.mark.parametrize(
@@ -183,7 +186,7 @@ async def test_garbage_is_dropped(server: FastAGIServer, garbage: bytes) -> None
     writer.close()
     await wait_idle(server)
     assert server.stats.bad_header == 1
-    assert await good_session_is_prompt(server) < 1.0
+    assert await good_session_is_prompt(server) < 5.0
 
 
 async def test_thousand_connections_opened_and_dropped(
