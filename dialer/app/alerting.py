@@ -7,18 +7,22 @@ a floor has no alert desk and the console answers the alert routes 404.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from dialer import CONFIG_DIR
+from dialer.errors import ConfigError
 from dialer.floor.alerts import AlertDesk, AlertSms
 from dialer.floor.console.alerts import AlertApi
+from dialer.floor.references import check_values
 from dialer.floor.service import Dialer
 from dialer.floor.webhooks import WebhookSender
+from dialer.lists.alerts import CheckValues
 from dialer.lists.alertspec import AlertsConfig, load_alerts
 from dialer.messaging.templates import TemplateLibrary
 from dialer.settings import Settings
+from ivr.flow import FlowLibrary
 
 
 def _beside(settings: Settings, name: str) -> Path:
@@ -43,14 +47,32 @@ def attach_desk(dialer: Dialer, config: AlertsConfig | None) -> AlertDesk | None
     return desk
 
 
+def flow_check(config: AlertsConfig, library: FlowLibrary) -> CheckValues:
+    """Each type's IVR flow must exist (``ConfigError`` naming the type and the flow); the
+    check then refuses alert values that flow could not use mid-call."""
+    flows = {}
+    for kind, spec in config.types.items():
+        if spec.flow not in library.flows:
+            known = ", ".join(sorted(library.flows))
+            raise ConfigError(f"alerts: type {kind}: no IVR flow named {spec.flow!r} ({known})")
+        flows[kind] = library.flows[spec.flow]
+
+    def check(kind: str, values: Mapping[str, Any]) -> list[str]:
+        return check_values(flows[kind], values) if kind in flows else []
+
+    return check
+
+
 def alert_api(
     config: AlertsConfig | None,
     store: Any,
     floors: Callable[[], Iterable[Dialer]],
     clock: Callable[[], dt.datetime],
+    library: FlowLibrary | None = None,
 ) -> AlertApi | None:
     """The console's alert routes on the floor's clock (wall time live; the simulated one in
-    the demo); a new alert wakes every floor's desk at once."""
+    the demo); a new alert wakes every floor's desk at once. With the IVR's flow ``library``
+    an alert whose values its flow could not use is refused at the door."""
     if config is None:
         return None
 
@@ -61,7 +83,8 @@ def alert_api(
                 desk.wake(new_alert=True)  # before the loop's pass: campaigns hold back
             dialer.loop.wake()
 
-    return AlertApi(config, store, wake, clock)
+    check = flow_check(config, library) if library is not None else None
+    return AlertApi(config, store, wake, clock, check=check)
 
 
-__all__ = ["alert_api", "alerts_of", "attach_desk"]
+__all__ = ["alert_api", "alerts_of", "attach_desk", "flow_check"]

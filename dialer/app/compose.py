@@ -15,10 +15,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from dialer.app.alerting import alert_api, attach_desk
+from dialer.floor.alerts import AlertDesk
 from dialer.floor.console import DialerMetrics, config_paths, outcome_recorder, start_console
+from dialer.floor.console.metrics import AlertsCollector
 from dialer.floor.fleet import Fleet
 from dialer.floor.loop import Clock
+from dialer.floor.references import load_library
 from dialer.floor.service import Dialer
+from dialer.lists.alerts import AlertCounts
 from dialer.lists.alertspec import AlertsConfig
 from dialer.settings import Settings
 from dialer.store import Store
@@ -38,6 +42,7 @@ async def serve_console(
     """Start the supervisor console in this loop, with metrics and hot reload wired in: on one
     floor (``dialer demo``) or on a worker's ``Fleet`` of switches (``dialer run``)."""
     metrics = DialerMetrics(CollectorRegistry())
+    metrics.registry.register(AlertsCollector(lambda: _desk_counts(dialer)))
     dialer.metrics = metrics
     dialer.on_outcome.append(outcome_recorder(metrics))
     watch = (
@@ -53,12 +58,23 @@ async def serve_console(
         watch=watch,
         sighup=sighup,
         store=dialer.store,
-        alerts=alert_api(alerts, dialer.store, lambda: _floors(dialer), dialer.now),
+        alerts=alert_api(
+            alerts,
+            dialer.store,
+            lambda: _floors(dialer),
+            dialer.now,
+            load_library(dialer.settings),
+        ),
     )
 
 
 def _floors(dialer: Dialer | Fleet) -> list[Dialer]:
     return dialer.floors() if isinstance(dialer, Fleet) else [dialer]
+
+
+def _desk_counts(dialer: Dialer | Fleet) -> list[dict[str, AlertCounts]]:
+    desks = [d.loop.first for d in _floors(dialer)]
+    return [desk.counts for desk in desks if isinstance(desk, AlertDesk)]
 
 
 class FloorRoot:

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: how often (floor seconds) a pass also counts the open and overdue alerts (for /metrics)
+COUNT_EVERY_S = 5.0
+
 
 class AlertSms:
     """Renders an alert's SMS rung from the template library and queues it (the messaging
@@ -87,6 +90,9 @@ class AlertDesk:
         self.pending = 0  # alert calls being originated
         self.originated = 0
         self.last_error: str | None = None
+        #: open and overdue alerts per type, counted by a pass at most every COUNT_EVERY_S
+        self.counts: dict[str, store_alerts.AlertCounts] = {}
+        self._counted_at = float("-inf")
         #: observers of each alert call as its Originate leaves: (alert id, attempt id)
         self.on_originate: list[Callable[[int, int], None]] = []
         self._busy = False
@@ -163,7 +169,8 @@ class AlertDesk:
             at = dt.datetime.fromtimestamp(now, dt.UTC)
             # on the core's database thread, with every other write of the floor (one SQLite
             # writer: no lock waits between our own threads)
-            done = await self.loop.core.in_db(self._pass, at, self.room())
+            count = now - self._counted_at >= COUNT_EVERY_S
+            done = await self.loop.core.in_db(self._pass, at, self.room(), count)
         except (DialerError, SQLAlchemyError) as exc:  # the store is away: the next pass retries
             self.last_error = str(exc)
             log.warning("alerts: %s", exc)
@@ -171,6 +178,9 @@ class AlertDesk:
         finally:
             self._busy = False
         self.waiting = done.waiting_for_channel
+        if done.counts is not None:  # every type of the file, zeros included (no gaps)
+            zeros = {t: store_alerts.AlertCounts() for t in self.config.types}
+            self.counts, self._counted_at = zeros | done.counts, now
         for attempt_id in done.attempts:
             self.attempt_alert[attempt_id] = done.attempt_alert[attempt_id]
             self.pending += 1
@@ -179,9 +189,11 @@ class AlertDesk:
             task.add_done_callback(self.loop.tasks.discard)
         return len(done.attempts)
 
-    def _pass(self, at: dt.datetime, room: int) -> store_alerts.Pass:
+    def _pass(self, at: dt.datetime, room: int, count: bool) -> store_alerts.Pass:
         with self.loop.store.session() as s:
-            return store_alerts.run_due(s, self.config, at, room, self.send_sms, self.campaigns)
+            return store_alerts.run_due(
+                s, self.config, at, room, self.send_sms, self.campaigns, count=count
+            )
 
     async def _originate(self, attempt_id: int) -> None:
         alert_id = self.attempt_alert.get(attempt_id, 0)

@@ -7,16 +7,17 @@ file, the key and what exists instead.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 from dialer.errors import ConfigError
 from dialer.lists.campaigns import CampaignSpec
 from dialer.settings import Settings
-from ivr.flow import FlowLibrary, default_flows_dir
+from ivr.flow import Flow, FlowLibrary, SayItem, VerifyNode, default_flows_dir
 from ivr.messages import BankMessage, message_pieces
 from ivr.prompts import available, missing_prompts, sounds_dir
-from ivr.say import LANGS
+from ivr.say import LANGS, SayKind, say
 
 #: The pieces of the bank's messages the dialplan (config/asterisk/extensions_dialer.conf)
 #: plays itself (ivr.messages): the callback number's digits are in every flow's vocabulary.
@@ -89,3 +90,37 @@ def check_references(
         )
     if problems:
         raise ConfigError("; ".join(f"{where}: {p}" for p in problems))
+
+
+def values_read(flow: Flow) -> dict[str, set[SayKind]]:
+    """The contact fields a flow reads: each one it says aloud (with every way it says it) and
+    each one a verification compares against (no way to say). A field chosen among prompts
+    (``prompt_from``) has a default and is not required."""
+    needs: dict[str, set[SayKind]] = {}
+    for node in flow.nodes.values():
+        for item in node.prompt_items():
+            if isinstance(item, SayItem) and item.field:
+                needs.setdefault(item.field, set()).add(item.say)
+        if isinstance(node, VerifyNode):
+            needs.setdefault(node.field, set())
+    return needs
+
+
+def check_values(flow: Flow, values: Mapping[str, Any]) -> list[str]:
+    """What would break the flow mid-call with these values: a field it reads that is absent
+    or empty, or one it cannot say as it says it. Names the field and the kind, never the
+    value (it may be a card's digits)."""
+    problems = []
+    for name, kinds in sorted(values_read(flow).items()):
+        value = values.get(name)
+        ways = sorted(k.value for k in kinds)
+        if value is None or value == "":
+            how = f" (as {', '.join(ways)})" if ways else ""
+            problems.append(f"{name} is missing: flow {flow.name} reads it{how}")
+            continue
+        for kind in sorted(kinds):
+            try:
+                say(kind, value, LANGS[0])
+            except (ValueError, TypeError, ArithmeticError):
+                problems.append(f"{name} cannot be said as {kind.value} by flow {flow.name}")
+    return problems

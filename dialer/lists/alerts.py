@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,6 +65,15 @@ class DuplicateKey(DialerError):
 
 class UnknownTarget(ConfigError):
     """The customer id or roster names no one the dialer can reach."""
+
+
+class UnusablePayload(ConfigError):
+    """The alert's values (payload over the customer's fields) would break its flow's call."""
+
+
+#: (alert type, the values its call will carry) -> problems; the console checks them against
+#: the type's IVR flow (dialer.floor.references.check_values)
+CheckValues = Callable[[str, Mapping[str, Any]], list[str]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,14 +215,24 @@ def event(session: Session, alert: Alert, kind: EventKind, now: dt.datetime, **d
 
 
 def intake(
-    session: Session, system: str, req: AlertRequest, config: AlertsConfig, now: dt.datetime
+    session: Session,
+    system: str,
+    req: AlertRequest,
+    config: AlertsConfig,
+    now: dt.datetime,
+    check: CheckValues | None = None,
 ) -> tuple[Alert, bool]:
     """Store the alert (the caller commits before answering); ``(alert, created)``. The same
-    key again returns the first alert; the key for a different alert raises ``DuplicateKey``."""
+    key again returns the first alert; the key for a different alert raises ``DuplicateKey``;
+    values its flow could not use raise ``UnusablePayload`` (nothing is stored)."""
     seen = _by_key(session, system, req.key)
     if seen is None:
         spec = config.type_of(req.type)
         plan = expand(spec.ladder, reach_of(session, config, req.target_kind, req.target))
+        if check is not None:
+            problems = check(req.type, _call_values(session, req))
+            if problems:
+                raise UnusablePayload(f"payload of {req.type}: " + "; ".join(problems))
         row = Alert(
             system=system,
             key=req.key,
@@ -242,6 +261,16 @@ def intake(
     if not req.same_as(seen):
         raise DuplicateKey(f"idempotency key {req.key!r} was used for a different alert")
     return seen, False
+
+
+def _call_values(session: Session, req: AlertRequest) -> dict[str, Any]:
+    """The values the alert's call will carry: the customer's own fields under the payload."""
+    fields: dict[str, Any] = {}
+    if req.target_kind is TargetKind.CUSTOMER:
+        customer = customer_contact(session, req.target)
+        fields = {k: v for k, v in ((customer.fields if customer else None) or {}).items()}
+        fields.pop("numbers", None)
+    return {**fields, **req.payload}
 
 
 def _by_key(session: Session, system: str, key: str) -> Alert | None:
@@ -303,6 +332,42 @@ class Pass:
     attempt_alert: dict[int, int] = dataclasses.field(default_factory=dict)
     waiting_for_channel: int = 0  # due alerts left for want of a channel
     closed: int = 0
+    counts: dict[str, AlertCounts] | None = None  # per type, when the pass was asked for them
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertCounts:
+    """Alerts of one type: open now, and overdue as the console counts them (open past the
+    deadline, or expired unacknowledged within the last day)."""
+
+    open: int = 0
+    overdue: int = 0
+
+
+def alert_counts(session: Session, now: dt.datetime) -> dict[str, AlertCounts]:
+    """Open and overdue alerts per type (two grouped counts on the state index)."""
+    open_rows = session.execute(
+        select(
+            Alert.type,
+            func.count(),
+            func.coalesce(func.sum(case((Alert.deadline_at < now, 1), else_=0)), 0),
+        )
+        .where(Alert.state == AlertState.OPEN.value)
+        .group_by(Alert.type)
+    ).all()
+    expired = dict(
+        session.execute(
+            select(Alert.type, func.count())
+            .where(
+                Alert.state == AlertState.EXPIRED.value,
+                Alert.closed_at >= now - dt.timedelta(days=1),
+            )
+            .group_by(Alert.type)
+        ).all()
+    )
+    out = {t: AlertCounts(int(n), int(late) + int(expired.pop(t, 0))) for t, n, late in open_rows}
+    out.update({t: AlertCounts(0, int(n)) for t, n in expired.items()})
+    return out
 
 
 def run_due(
@@ -312,9 +377,12 @@ def run_due(
     room: int,
     send_sms: SendSms,
     campaigns: dict[str, int] | None = None,
+    *,
+    count: bool = False,
 ) -> Pass:
     """Settle what ended (calls, replies, deadlines), then start the due rungs of open alerts,
-    most urgent first, at most ``room`` calls. Returns the attempts to originate now."""
+    most urgent first, at most ``room`` calls. Returns the attempts to originate now (and, with
+    ``count``, the open and overdue alerts per type after the pass)."""
     out = Pass()
     out.closed += settle_calls(session, config, now)
     out.closed += settle_replies(session, config, now)
@@ -338,6 +406,8 @@ def run_due(
         if attempt_id is not None:
             out.attempts.append(attempt_id)
             out.attempt_alert[attempt_id] = alert.id
+    if count:
+        out.counts = alert_counts(session, now)
     return out
 
 
@@ -763,11 +833,15 @@ def alert_of_attempt(session: Session, attempt_id: int) -> dict[str, Any] | None
 
 __all__ = [
     "FINAL_STATES",
+    "AlertCounts",
     "AlertRequest",
+    "CheckValues",
     "DuplicateKey",
     "Pass",
     "SmsOrder",
     "UnknownTarget",
+    "UnusablePayload",
+    "alert_counts",
     "alert_json",
     "alert_of_attempt",
     "claim_webhooks",

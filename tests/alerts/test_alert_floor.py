@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from dialer.app.demo import SimFloor, demo_start
 from dialer.lists import alerts as store_alerts
+from dialer.lists.alerts import AlertCounts
 from dialer.lists.alertspec import AlertState, campaign_name
 from dialer.lists.campaigns import apply_campaign, parse_campaign
 from dialer.lists.contacts import import_contacts
@@ -176,6 +177,13 @@ async def test_an_alert_takes_the_next_channel_and_a_denial_blocks_and_transfers
             desk.wake(new_alert=True)  # as the API does once the alert is stored
             floor.dialer.loop.wake()
             await closed(store, alert_id)
+            # the desk counted the open alert for /metrics while it was open, and counts it
+            # gone once a pass after its close has counted again (every COUNT_EVERY_S)
+            for _ in range(400):
+                if desk.counts.get("transaction_alert", AlertCounts(1, 0)).open == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert desk.counts["transaction_alert"] == AlertCounts(open=0, overdue=0)
         finally:
             floor.dialer.stop()
             await asyncio.wait_for(runner, 30)

@@ -23,7 +23,7 @@ from dialer.store.alerts import Alert
 from dialer.store.messages import Message
 from dialer.store.models import Attempt
 
-from .kit import DAY, HOME, MAIN, alert, attempt, body, config, customer, end_call, kinds, post
+from .kit import DAY, HOME, MAIN, SMS, alert, attempt, body, config, customer, end_call, kinds, post
 from .kit import run_pass as pass_at
 
 
@@ -224,3 +224,26 @@ def test_room_limits_the_calls_and_the_most_urgent_go_first(store: Store) -> Non
     done = pass_at(store, DAY, room=2)
     assert [attempt(store, a).detail["alert_id"] for a in done.attempts] == [ids[3], ids[2]]
     assert done.waiting_for_channel == 2
+
+
+def test_open_and_overdue_alerts_are_counted_per_type(store: Store) -> None:
+    """The counts behind /metrics: open now, and overdue as the console shows them."""
+    customer(store)
+    cfg = config(transaction_alert={"ladder": [{"call": "main"}, {"call": "main", "after": "5m"}]})
+    late, _ = post(store, body("late", deadline_s=60), cfg=cfg)
+    post(store, body("fine", deadline_s=3600), cfg=cfg)
+    with store.session() as s:
+        first = store_alerts.run_due(s, cfg, DAY, 10, SMS, count=True)
+    assert first.counts == {"transaction_alert": store_alerts.AlertCounts(open=2, overdue=0)}
+    assert pass_at(store, DAY, cfg=cfg).counts is None  # only when asked
+    for attempt_id in first.attempts:  # nobody answers
+        end_call(store, attempt_id, Outcome.NO_ANSWER, None, DAY + dt.timedelta(seconds=30))
+    with store.session() as s:
+        later = store_alerts.run_due(s, cfg, DAY + dt.timedelta(seconds=90), 0, SMS, count=True)
+    assert alert(store, late).state == AlertState.EXPIRED
+    assert later.counts == {"transaction_alert": store_alerts.AlertCounts(open=1, overdue=1)}
+    with store.session() as s:  # "fine" expires now; "late" expired over a day ago
+        day_after = store_alerts.run_due(
+            s, cfg, DAY + dt.timedelta(days=1, minutes=2), 0, SMS, count=True
+        )
+    assert day_after.counts == {"transaction_alert": store_alerts.AlertCounts(open=0, overdue=1)}

@@ -14,13 +14,18 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
 from dialer import CONFIG_DIR
+from dialer.app.alerting import flow_check
+from dialer.errors import ConfigError
 from dialer.floor.console import start_console
 from dialer.floor.console.alerts import AlertApi
 from dialer.floor.service import Dialer
-from dialer.lists.alertspec import load_alerts
+from dialer.lists.alerts import CheckValues
+from dialer.lists.alertspec import load_alerts, parse_alerts
 from dialer.store import Store
 from dialer.store.alerts import Alert
 from dialer.store.models import Contact
+from dialer.yamlfile import load_mapping
+from ivr.flow import FlowLibrary
 
 from .floorkit import TOKEN
 
@@ -32,6 +37,23 @@ CARD = "6222021234567890123"
 @pytest.fixture
 async def api(
     floor: Dialer, store: Store
+) -> AsyncIterator[tuple[str, aiohttp.ClientSession, list[int]]]:
+    async for got in serve(floor, store, check=None):
+        yield got
+
+
+@pytest.fixture
+async def checked_api(
+    floor: Dialer, store: Store
+) -> AsyncIterator[tuple[str, aiohttp.ClientSession, list[int]]]:
+    """As the composition root builds it: alert values checked against each type's flow."""
+    check = flow_check(load_alerts(CONFIG_DIR / "alerts.yaml"), FlowLibrary.load(None))
+    async for got in serve(floor, store, check=check):
+        yield got
+
+
+async def serve(
+    floor: Dialer, store: Store, check: CheckValues | None
 ) -> AsyncIterator[tuple[str, aiohttp.ClientSession, list[int]]]:
     with store.session() as s:
         s.add(
@@ -49,7 +71,11 @@ async def api(
         "DIALER_ALERT_TOKEN_ATM_MONITOR": ATM_TOKEN,
     }
     alerts = AlertApi(
-        load_alerts(CONFIG_DIR / "alerts.yaml"), store, lambda: woken.append(1), env=env
+        load_alerts(CONFIG_DIR / "alerts.yaml"),
+        store,
+        lambda: woken.append(1),
+        env=env,
+        check=check,
     )
     runner, port = await start_console(
         floor, port=0, token=TOKEN, registry=CollectorRegistry(), store=store, alerts=alerts
@@ -149,3 +175,38 @@ async def test_timeline_and_open_list(api: tuple[str, aiohttp.ClientSession, lis
     assert listing["overdue"] == 0
     status, _, _ = await call(http, "GET", f"{url}/999")
     assert status == 404
+
+
+async def test_values_the_flow_cannot_use_are_refused_at_the_door(
+    checked_api: tuple[str, aiohttp.ClientSession, list[int]], store: Store
+) -> None:
+    """transaction_alert says the card's last four (the customer's own field here), the amount
+    and the transaction's date and time: a payload without txn_time, or with an amount it
+    cannot say, would break the call after the customer answered; 422 names the fields."""
+    url, http, woken = checked_api
+    status, err, _ = await call(http, "POST", url, SYSTEM_TOKEN, json=alert_body("v-1"))
+    assert (
+        status == 422
+        and "txn_time is missing" in err["error"]
+        and "(as date, time)" in err["error"]
+    )
+    bad = alert_body("v-2")
+    bad["payload"] = {**bad["payload"], "txn_time": "yesterday", "txn_amount": "lots"}
+    status, err, _ = await call(http, "POST", url, SYSTEM_TOKEN, json=bad)
+    assert status == 422
+    assert "txn_amount cannot be said as amount" in err["error"] and "lots" not in err["error"]
+    assert "txn_time cannot be said as date" in err["error"]
+    good = alert_body("v-3")
+    good["payload"] = {**good["payload"], "txn_time": "2026-12-03T09:58:00"}
+    good["payload"].pop("card_last4")  # the customer's own field serves
+    status, got, _ = await call(http, "POST", url, SYSTEM_TOKEN, json=good)
+    assert status == 202 and woken == [1]
+    with store.session() as s:
+        assert [a.key for a in s.scalars(select(Alert))] == ["v-3"]  # nothing else stored
+
+
+def test_an_alert_type_naming_no_flow_is_refused_when_the_console_starts() -> None:
+    doc = load_mapping(CONFIG_DIR / "alerts.yaml")
+    doc["types"]["transaction_alert"]["flow"] = "transaction_alret"
+    with pytest.raises(ConfigError, match="type transaction_alert: no IVR flow named"):
+        flow_check(parse_alerts(doc), FlowLibrary.load(None))

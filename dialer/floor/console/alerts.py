@@ -16,8 +16,9 @@ which may post only the types listed for it. The body::
      "payload": {"card_last4": "1234", "txn_amount": "8999.00", "merchant_kind": "online",
                  "txn_time": "2026-12-03T09:58:00"}}
 
-The payload is refused if it holds a card or ID number in clear, and is masked in every log
-line. The desk is woken as soon as the alert is committed, so its call starts in the same
+The payload is refused if it holds a card or ID number in clear (400), or if the values the
+call would carry (the payload over the customer's own fields) lack a field the type's IVR flow
+reads or hold one it cannot say (422, naming the fields); it is masked in every log line. The desk is woken as soon as the alert is committed, so its call starts in the same
 instant when a channel is free.
 """
 
@@ -61,6 +62,7 @@ class AlertApi:
     wake: Callable[[], None] = lambda: None
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     env: Mapping[str, str] | None = None
+    check: store_alerts.CheckValues | None = None  # the values against the type's flow
     _systems: list[tuple[str, bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -123,14 +125,14 @@ async def post_alert(request: web.Request, body: dict[str, Any], via: str) -> we
 
     def store() -> tuple[dict[str, Any], bool]:
         with api.store.session() as s:  # committed when the block ends: before the answer
-            row, created = store_alerts.intake(s, system, req, api.config, now)
+            row, created = store_alerts.intake(s, system, req, api.config, now, api.check)
             s.flush()
             got = store_alerts.alert_json(row, now), created
         return got
 
     try:
         alert, created = await asyncio.to_thread(store)
-    except store_alerts.UnknownTarget as exc:
+    except (store_alerts.UnknownTarget, store_alerts.UnusablePayload) as exc:
         return _json({"error": str(exc)}, 422)
     except OperationalError:  # the store is busy or away: nothing was stored
         log.warning("alert %s from %s: the store did not take it; asked to retry", req.key, system)

@@ -16,8 +16,8 @@ call id or an agent's name, which would leak data and blow up cardinality.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -235,6 +235,36 @@ class FloorCollector(Collector):
 
         yield from _health_gauges(self.floor)
         yield from _occupancy_gauge(self.floor)
+
+
+class AlertsCollector(Collector):
+    """Open and overdue alerts per type, as the alert desks' passes last counted them (every
+    few seconds; nothing is read from the store at scrape time). ``counts()`` gives each
+    floor's desk counts; floors share one store, so any floor's count serves (the last wins)."""
+
+    def __init__(self, counts: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
+        self.counts = counts
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Any] = {}
+        for desk in self.counts():
+            merged.update(desk)
+        open_ = GaugeMetricFamily(
+            "dialer_alerts_open", "Alerts from the bank's systems still open.", labels=["type"]
+        )
+        overdue = GaugeMetricFamily(
+            "dialer_alerts_overdue",
+            "Alerts open past their deadline, or expired unacknowledged within the last day.",
+            labels=["type"],
+        )
+        for kind, c in sorted(merged.items()):
+            open_.add_metric([kind], c.open)
+            overdue.add_metric([kind], c.overdue)
+        yield open_
+        yield overdue
 
 
 def register_floor(registry: CollectorRegistry, floor: Floor) -> FloorCollector:
