@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from pgcluster import PgCluster, PgUnavailable, in_ci
 
 from dialer.store import Store, open_store
@@ -20,6 +21,14 @@ from dialer.store import Store, open_store
 os.environ.setdefault("DIALER_SECRET_KEY", "test-only-key-not-a-secret")
 os.environ.setdefault("DIALER_AMI_SECRET", "test-only-ami-secret")
 os.environ.setdefault("DIALER_API_TOKEN", "test-only-Zk4pW9qL2xV7nB3mR8tY")
+
+#: Property tests check what holds, not how fast: hypothesis's 200-ms deadline per example and
+#: its too-slow health check failed on a loaded CI machine (four workers on two cores), never on
+#: a property. A test that cares about time says so itself.
+settings.register_profile(
+    "bank-dialer", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("bank-dialer")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
