@@ -21,6 +21,7 @@ from dialer.lists.campaigns import apply_campaign, parse_campaign
 from dialer.lists.compliance import ContactState, NumberFacts, Policy
 from dialer.lists.dispositions import check_form
 from dialer.lists.dnc import DncChannel, DncMatcher
+from dialer.lists.handling import handle_rows, handle_times, rows_of
 from dialer.lists.hopper import finish_attempt
 from dialer.lists.wrapup import save_disposition
 from dialer.outcomes import Outcome
@@ -208,3 +209,70 @@ def test_a_due_callback_is_served_first_and_gives_its_priority_back(store: Store
         assert got.priority == 0
         (booked,) = s.scalars(select(Callback))
         assert booked.state == "dialled" and booked.attempt_id == attempt.id
+
+
+def test_handle_time_is_talk_plus_the_recorded_wrap_up(store: Store) -> None:
+    """Talk from bridge to hang-up; wrap-up to the first disposition (at most the limit), the
+    queue's wrapuptime without one, none for a disposition saved during the call."""
+    aid, cid = seed(store)
+    s_ = dt.timedelta(seconds=1)
+    calls = [  # agent, bridged, ended, disposed (seconds after NOW)
+        ("王坐席", 0, 60, 80),  # 60 talk + 20 wrap-up
+        ("王坐席", 100, 130, None),  # 30 + the queue's wrapup_s (10)
+        ("Local/2@agents", 5, 45, 2000),  # 40 + the limit (600, no wrapup_limit_s)
+        ("Local/2@agents", 50, 70, 60),  # saved during the call: 20 + 0
+        ("Local/2@agents", 200, None, None),  # still talking: not counted
+        ("Local/2@agents", -7200, -7000, None),  # before the shift: not counted
+    ]
+    with store.session() as s:
+        contact = s.get(Contact, cid)
+        assert contact is not None
+        for agent, b, e, d in calls:
+            a = Attempt(
+                campaign_id=contact.campaign_id,
+                contact_id=cid,
+                phone=contact.phone,
+                agent=agent,
+                queue="collections",
+                bridged_at=NOW + b * s_,
+                ended_at=NOW + e * s_ if e is not None else None,
+            )
+            s.add(a)
+            s.flush()
+            if d is not None:
+                s.add(
+                    Disposition(
+                        attempt_id=a.id,
+                        campaign_id=a.campaign_id,
+                        code="refused",
+                        agent="x",
+                        at=NOW + d * s_,
+                    )
+                )
+                s.add(  # a later save does not move the wrap-up's end
+                    Disposition(
+                        attempt_id=a.id,
+                        campaign_id=a.campaign_id,
+                        code="refused",
+                        agent="x",
+                        at=NOW + (d + 500) * s_,
+                    )
+                )
+    with store.session() as s:
+        rows = handle_rows(s, since=NOW - dt.timedelta(hours=1))
+        assert handle_rows(s, since=NOW, campaign="other") == []
+    got = handle_times(rows)
+    by_agent = {a["name"]: a for a in got["by_agent"]}
+    assert by_agent["王坐席"] == {
+        "name": "王坐席",
+        "calls": 2,
+        "talk_s": 90.0,
+        "wrapup_s": 30.0,
+        "aht_s": 60.0,
+    }
+    assert by_agent["Local/2@agents"]["calls"] == 2
+    assert by_agent["Local/2@agents"]["aht_s"] == (40 + 600 + 20 + 0) / 2
+    assert got["all"]["calls"] == 4 and got["all"]["aht_s"] == (90 + 30 + 60 + 600) / 4
+    assert [q["name"] for q in got["by_queue"]] == ["collections"]
+    assert [c["name"] for c in got["by_campaign"]] == ["collect"]
+    assert handle_times(rows_of(got)) == {**got, "since": None}

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from dialer.errors import ConfigError
 from dialer.lists.campaigns import get_campaign, spec_of
+from dialer.lists.handling import handle_rows, handle_times
 from dialer.lists.stats import AbandonRate
 from dialer.outcomes import Outcome
 from dialer.privacy import mask_phone, scrub_json
@@ -47,7 +48,8 @@ EVIDENCE_FIELDS = (
 )
 
 
-def _zone(tz: str) -> ZoneInfo:
+def zone_named(tz: str) -> ZoneInfo:
+    """The zone, or ``ConfigError`` naming the unknown one."""
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -69,7 +71,7 @@ def parse_bound(value: str | None, tz: str = DEFAULT_TZ) -> dt.datetime | None:
             f"expected a date or date-time like 2026-11-30T09:00, got {value!r}"
         ) from exc
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=_zone(tz))
+        parsed = parsed.replace(tzinfo=zone_named(tz))
     return parsed.astimezone(dt.UTC)
 
 
@@ -111,7 +113,7 @@ def _build_report(
     tz: str = DEFAULT_TZ,
     agent_hours: float | None = None,
 ) -> dict[str, Any]:
-    zone = _zone(tz)
+    zone = zone_named(tz)
     row = get_campaign(session, campaign)
     spec = spec_of(row)
     q = (
@@ -135,7 +137,8 @@ def _build_report(
 
     abandoned_calls = _abandoned_calls(attempts)
     wrapup = spec.pacing.wrapup_s
-    agents = _agents(attempts, wrapup)
+    handled = handle_times(handle_rows(session, since=since, until=until, campaign=row.name))
+    agents = _agents(attempts, wrapup, {a["name"]: a for a in handled["by_agent"]})
     connects = sum(1 for a in attempts if a.bridged_at is not None)
     derived_hours = sum(ag["hours"] for ag in agents)
     hours = agent_hours if agent_hours is not None else derived_hours
@@ -167,6 +170,8 @@ def _build_report(
         "connects_per_agent_hour": _ratio(connects, hours),
         "occupancy": min(1.0, busy_s / (hours * 3600)) if hours else None,
         "agents": agents,
+        "handle_time": handled["all"],
+        "handle_time_by_queue": handled["by_queue"],
         "ivr": _ivr(session, [a.id for a in attempts]),
         "hourly": hourly,
         "channels": _channels(session, row.id),
@@ -194,8 +199,11 @@ def _abandoned_calls(attempts: list[Attempt]) -> list[dict[str, Any]]:
     return abandoned_calls
 
 
-def _agents(attempts: list[Attempt], wrapup: float) -> list[dict[str, Any]]:
-    """Agents: connects, talk, and the span they were seen working (plus one wrap-up)."""
+def _agents(
+    attempts: list[Attempt], wrapup: float, handled: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Agents: connects, talk, the span they were seen working (plus one wrap-up), and their
+    average handle time from the records (``dialer.lists.handling``)."""
     per_agent: dict[str, dict[str, Any]] = {}
     for a in attempts:
         if a.bridged_at is None or not a.agent:
@@ -220,6 +228,8 @@ def _agents(attempts: list[Attempt], wrapup: float) -> list[dict[str, Any]]:
                 "talk_s": round(ag["talk_s"], 1),
                 "hours": round(hours, 4),
                 "occupancy": round(min(1.0, busy / (hours * 3600)), 4) if hours else None,
+                "wrapup_s": handled.get(ag["agent"], {}).get("wrapup_s"),
+                "aht_s": handled.get(ag["agent"], {}).get("aht_s"),
             }
         )
     return agents
@@ -374,6 +384,13 @@ def to_csv(report: dict[str, Any]) -> str:
         for k, v in ag.items():
             if k != "agent":
                 w.writerow(["agent", ag["agent"], k, v])
+    for k, v in report["handle_time"].items():
+        if k != "name":
+            w.writerow(["handle_time", "all", k, v])
+    for q in report["handle_time_by_queue"]:
+        for k, v in q.items():
+            if k != "name":
+                w.writerow(["handle_time", f"queue:{q['name']}", k, v])
     for s in report["ivr"]["sessions"]:
         w.writerow(
             ["ivr_session", f"{s['flow']}/{s['status']}/{s['result'] or ''}", "count", s["count"]]
@@ -394,6 +411,10 @@ def to_csv(report: dict[str, Any]) -> str:
     return out.getvalue()
 
 
+def _secs_text(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f} s"
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.2f}%"
 
@@ -407,6 +428,8 @@ def to_text(r: dict[str, Any]) -> str:
         f"   cap {_pct(ab['cap'])}   {'within cap' if ab['within_cap'] else 'OVER CAP'}",
         f"  agent-hours {r['agent_hours']:.2f} ({r['agent_hours_basis']})"
         f"   connects/agent-hour {r['connects_per_agent_hour'] or 0:.1f}   occupancy {_pct(r['occupancy'])}",
+        f"  average handle time {_secs_text(r['handle_time']['aht_s'])}"
+        f" (talk + wrap-up over {r['handle_time']['calls']} handled calls)",
         "",
         "Outcomes:",
         *(f"  {k:18} {v:>6}" for k, v in r["outcomes"].items()),

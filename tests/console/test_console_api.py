@@ -166,7 +166,7 @@ async def test_json_shapes(console: Console) -> None:
         "calls_in_flight",
     }
     status, snapshot = await console.request("GET", "/api/snapshot")
-    assert set(snapshot) == {
+    assert set(snapshot) - {"handle_times"} == {  # the handle times once the board has read
         "at",
         "campaigns",
         "agents",

@@ -15,6 +15,7 @@ import contextlib
 import csv
 import datetime as dt
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from dialer.floor.desk import Connected
 from dialer.lists.campaigns import apply_campaign, load_campaign_file
 from dialer.lists.contacts import import_contacts
 from dialer.lists.dnc import add_entry
+from dialer.lists.handling import handle_rows, handle_times
 from dialer.lists.users import Passwords, Role, add_user
 from dialer.privacy import mask_phone
 from dialer.settings import load_settings
@@ -428,6 +430,10 @@ def drive_the_page(browser: Any, url: str, name: str) -> dict[str, str]:
         return None
 
     wait_for(lambda: "paused (lunch)" in agent_row().text, what="the pause on the page")
+    # the average handle time of the call just handled (talk + wrap-up, from the records)
+    wait_for(lambda: "over 1 calls" in el("#aht-all").text, what="the shift's handle time")
+    seen["aht"] = agent_row().find_element(By.CSS_SELECTOR, ".aht").text
+    seen["aht_all"] = el("#aht-all").text
 
     def log_out() -> bool:
         # the table is redrawn every second: find the row's button and click it in one step
@@ -463,5 +469,11 @@ async def test_the_desktop_page_in_chromium(store: Store, tmp_path: Path, browse
         assert seen["phone"] == mask_phone(phone)
         assert d.code == "promise_to_pay" and d.data == {"amount": "800.00", "date": "2026-12-12"}
         assert seen["script"].startswith("您好")
+        with store.session() as s:
+            (handled,) = handle_times(handle_rows(s))["by_agent"]
+        secs = math.floor(handled["aht_s"] + 0.5)  # as the page rounds
+        shown = f"{secs // 60}:{secs % 60:02d}"
+        assert handled["name"] == "王坐席" and seen["aht"] == shown, (seen["aht"], handled)
+        assert seen["aht_all"].startswith(shown)
         for secret in (CARD, ID_NUMBER, phone, phone.removeprefix("+86")):
             assert secret not in seen["page"]

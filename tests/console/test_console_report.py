@@ -50,6 +50,16 @@ def test_build_report_figures(floor: Dialer) -> None:
     assert r["agent_hours"] == pytest.approx(2 * 2259 / 3600, abs=1e-3)
     assert r["connects_per_agent_hour"] == pytest.approx(14 / (2 * 2259 / 3600), rel=1e-3)
     assert r["occupancy"] == pytest.approx((14 * 89 + 14 * 10) / (2 * 2259), rel=1e-3)
+    # average handle time from the records: 89 s talk + the queue's 10 s (no disposition)
+    assert r["handle_time"] == {
+        "name": "all",
+        "calls": 14,
+        "talk_s": 14 * 89.0,
+        "wrapup_s": 140.0,
+        "aht_s": 99.0,
+    }
+    assert [a["aht_s"] for a in r["agents"]] == [99.0, 99.0]
+    assert [q["name"] for q in r["handle_time_by_queue"]] == ["activation-agents"]
     assert len(r["abandoned_calls"]) == 2
     ev = r["abandoned_calls"][0]
     assert ev["answered_at"] == "2026-11-30T02:51:08+00:00"

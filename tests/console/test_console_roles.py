@@ -59,6 +59,7 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/messages"): S,
     ("POST", "/api/replies/{id}/handled"): S,
     ("GET", "/api/audit"): S,
+    ("GET", "/api/handle-times"): S,
     ("GET", "/api/users"): M,
     ("GET", "/api/desk"): A,
     ("GET", "/api/desk/events"): A,
@@ -185,6 +186,38 @@ async def test_a_supervisor_sees_only_their_campaigns(site: Site) -> None:
         async with http.get(site.url + "/api/audit") as r:
             rows = await r.json()
         assert {row["campaign"] for row in rows} == {"preview-test"}
+        async with http.get(site.url + "/api/handle-times") as r:
+            assert r.status == 200
+            theirs = await r.json()
+        assert theirs["rows"] == [] and theirs["all"]["calls"] == 0
+    finally:
+        await http.close()
+
+
+async def test_average_handle_time_per_agent_and_queue_over_the_shift(site: Site) -> None:
+    """The seeded floor's handled calls: 89 s of talk each, no disposition (the queue's
+    wrap-up of 10 s): 99 s each, in the API and in the supervisors' snapshot."""
+    http = await _signed_in(site, "supervisor")
+    try:
+        async with http.get(site.url + "/api/handle-times") as r:
+            got = await r.json()
+        assert got["since"].startswith("2026-11-29T16:00")  # midnight in Beijing
+        (camp,) = got["by_campaign"]
+        assert camp["name"] == "card-activation-test" and camp["calls"] > 0
+        assert camp["aht_s"] == 99.0 and camp["talk_s"] == 89.0 * camp["calls"]
+        assert {q["name"] for q in got["by_queue"]} == {"activation-agents"}
+        assert {a["name"] for a in got["by_agent"]} == {"Local/1000@agents", "Local/1001@agents"}
+        async with http.get(site.url + "/api/handle-times?from=2026-12-01") as r:
+            assert (await r.json())["all"]["calls"] == 0
+        async with http.get(site.url + "/api/handle-times?tz=Mars/Base") as r:
+            assert r.status == 400
+        for _ in range(100):  # the board reads the store every second
+            async with http.get(site.url + "/api/snapshot") as r:
+                snap = await r.json()
+            if "handle_times" in snap:
+                break
+            await asyncio.sleep(0.05)
+        assert snap["handle_times"]["by_agent"] == got["by_agent"]
     finally:
         await http.close()
 

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from dialer.floor.console.auth import COOKIE_NAME, SessionStore, actor_name
+from dialer.lists.handling import handle_times, rows_of
 from dialer.lists.users import Passwords, Role, SignIn, UserView, authenticate, get_user
 
 RECHECK_S = 5.0
@@ -46,6 +47,7 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/api/messages"): Role.SUPERVISOR,
     ("POST", "/api/replies/{id}/handled"): Role.SUPERVISOR,
     ("GET", "/api/audit"): Role.SUPERVISOR,
+    ("GET", "/api/handle-times"): Role.SUPERVISOR,
     ("POST", "/api/agents/force"): Role.SUPERVISOR,
     # the agent's desktop: their own phone, calls and customers only
     ("GET", "/api/desk"): Role.AGENT,
@@ -151,6 +153,10 @@ def scoped(principal: Principal, snapshot: dict[str, Any]) -> dict[str, Any]:
     if isinstance(calls, dict) and isinstance(calls.get("calls"), list):
         kept = [k for k in calls["calls"] if user.may_see_campaign(k.get("campaign", ""))]
         out["calls"] = {**calls, "calls": kept}
+    handled = out.get("handle_times")
+    if isinstance(handled, dict):
+        rows = [r for r in rows_of(handled) if user.may_see_campaign(r.campaign)]
+        out["handle_times"] = {**handle_times(rows), "since": handled.get("since")}
     return out
 
 

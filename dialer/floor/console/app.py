@@ -22,6 +22,7 @@ Routes (everything under ``/api/`` needs the token; ``/``, ``/static/``, ``/metr
     POST  /api/reload                         re-apply changed campaign/settings files
     GET   /api/reloads                        recent reloads (refusals with their reason)
     GET   /api/campaigns/{name}/report        the end-of-run report (when a store is given)
+    GET   /api/handle-times                   average handle time per agent, campaign, queue
     POST  /api/v1/alerts, GET /api/v1/alerts[/{id}]   alerts from the bank's systems (``alerts``)
 """
 
@@ -45,6 +46,7 @@ from dialer.floor.console.access import PRINCIPAL, USERS, UserAccess, authorize,
 from dialer.floor.console.auth import COOKIE_NAME, ThrottleLimits, TokenAuth, actor_name
 from dialer.floor.console.desktop import DESK_ROUTES, HUB, PopHub
 from dialer.floor.console.guard import CONSOLE_LIMITS, GUARD, GuardedSite, guard_middleware
+from dialer.floor.console.handletimes import BOARD, HandleBoard, get_handle_times
 from dialer.floor.console.keys import CLOSING, FLOOR, STORE
 from dialer.floor.console.metrics import DialerMetrics, register_floor
 from dialer.floor.console.reload import FileWatcher, ReloadLog, SighupReloader, reload_and_record
@@ -488,6 +490,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/reloads", get_reloads),
     ("GET", "/api/messages", get_messages),
     ("POST", "/api/replies/{id}/handled", reply_handled),
+    ("GET", "/api/handle-times", get_handle_times),
     *USER_ROUTES,
     ("POST", alerts_api.PATH, post_alert),
     ("GET", alerts_api.PATH, alerts_api.list_alerts),
@@ -560,12 +563,20 @@ def make_app(
     app[METRICS] = metrics if metrics is not None else DialerMetrics(registry)
     app[RELOADS] = reload_log if reload_log is not None else ReloadLog()
     reloads = app[RELOADS]
-    app[CACHE] = snap.SnapshotCache(
-        floor,
-        max_age_s=min(0.5, push_interval_s / 2),
-        extra=lambda: {"reloads": [snap.to_json(e) for e in reloads.recent()]},
-    )
     app[CLOSING] = asyncio.Event()
+    board = None
+    if store is not None:
+        board = HandleBoard(store, floor.now, every_s=max(1.0, 5 * push_interval_s))
+        app[BOARD] = board
+        app.cleanup_ctx.append(board.lifetime(app[CLOSING]))
+
+    def extra() -> dict[str, Any]:
+        out: dict[str, Any] = {"reloads": [snap.to_json(e) for e in reloads.recent()]}
+        if board is not None:
+            out.update(board.extra())
+        return out
+
+    app[CACHE] = snap.SnapshotCache(floor, max_age_s=min(0.5, push_interval_s / 2), extra=extra)
     app[PUSH_INTERVAL] = push_interval_s
     if store is not None:
         app[STORE] = store  # users sign in only where the store is

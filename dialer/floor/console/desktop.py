@@ -42,6 +42,7 @@ from dialer.floor.console.replies import body, error, reply
 from dialer.floor.desk import PAUSE_REASONS, WRAPUP_REASON, AgentDesk, Connected, DeskFloor
 from dialer.floor.dialing import manual_dial
 from dialer.lists.campaigns import spec_of
+from dialer.lists.handling import DEFAULT_WRAPUP_LIMIT_S
 from dialer.lists.users import Role, UserView
 from dialer.lists.wrapup import save_disposition
 from dialer.privacy import is_hashed, mask_phone, scrub, scrub_json
@@ -53,8 +54,6 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 HISTORY_MAX = 20
 POPS_KEPT = 50  # calls per agent a disposition may still be saved for
-#: wrap-up held for a campaign that sets no ``wrapup_limit_s`` ends after this long
-DEFAULT_WRAPUP_LIMIT_S = 600.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -105,7 +105,7 @@ function render(s) {
   last = s;
   $("#clock").textContent = new Date(s.at).toLocaleTimeString([], { hour12: false });
   renderCampaigns(s.campaigns);
-  renderAgents(s.agents, s.calls);
+  renderAgents(s.agents, s.calls, s.handle_times);
   renderCalls(s.calls);
   renderWorkers(s.workers || []);
   renderBanner(s.campaigns, s.reloads || [], s.health);
@@ -173,7 +173,23 @@ async function force(agent, action) {
   if (!r.ok) alert((r.data && r.data.error) || r.status);
 }
 
-function renderAgents(a, calls) {
+function ahtText(x) {
+  return x && x.aht_s != null ? dur(x.aht_s) : "—";
+}
+
+function renderHandleTimes(h) {
+  if (!h) return;
+  $("#aht-all").textContent = ahtText(h.all) + " over " + h.all.calls + " calls";
+  $("#aht-queues").replaceChildren(...[
+    ...h.by_campaign.map((c) => el("span", { class: "chip", "data-campaign": c.name, text: c.name + " " + ahtText(c) })),
+    ...h.by_queue.map((q) => el("span", { class: "chip", "data-queue": q.name, text: "queue " + q.name + " " + ahtText(q) })),
+  ]);
+}
+
+function renderAgents(a, calls, handled) {
+  renderHandleTimes(handled);
+  const aht = {};
+  for (const x of (handled && handled.by_agent) || []) aht[x.name] = x;
   const onCall = {};
   for (const k of (calls && calls.calls) || []) if (k.agent && k.state === "with_agent") onCall[k.agent] = k;
   chips($("#agent-counts"), a.by_state);
@@ -184,6 +200,7 @@ function renderAgents(a, calls) {
     el("td", {}, el("span", { class: "state " + g.state, text: g.state + (g.pause_reason ? " (" + g.pause_reason + ")" : "") })),
     el("td", { class: "num", text: dur(g.seconds_in_state) }),
     el("td", { class: "num", text: String(g.calls_handled) }),
+    el("td", { class: "num aht", title: aht[g.name] ? aht[g.name].calls + " calls: talk " + dur(aht[g.name].talk_s) + " + wrap-up " + dur(aht[g.name].wrapup_s) : "", text: ahtText(aht[g.name]) }),
     el("td", { text: onCall[g.name] ? onCall[g.name].phone_masked + " " + onCall[g.name].campaign : "" }),
     el("td", {}, ...(g.state === "logged_out" ? [] : [
       el("button", { type: "button", class: "force-pause", "data-agent": g.name, text: "pause", onclick: () => force(g.name, "pause") }),
