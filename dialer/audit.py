@@ -31,3 +31,4 @@ class AuditAction(enum.StrEnum):
     CALLBACK_BOOK = "callback.book"
     DIAL_PREVIEW = "dial.preview"  # the agent dialled (or skipped) a previewed contact
     DIAL_MANUAL = "dial.manual"
+    DIAL_PREVIEW_SKIP = "dial.preview_skip"  # the agent skipped the contact offered (reason)

@@ -276,3 +276,20 @@ def test_handle_time_is_talk_plus_the_recorded_wrap_up(store: Store) -> None:
     assert [q["name"] for q in got["by_queue"]] == ["collections"]
     assert [c["name"] for c in got["by_campaign"]] == ["collect"]
     assert handle_times(rows_of(got)) == {**got, "since": None}
+
+
+def test_skip_reasons_are_checked_and_default_when_none_are_given() -> None:
+    plain = parse_campaign({"name": "p", "queue": "q", "mode": "preview"})
+    assert set(plain.skips) == {"not_now", "data_to_check"} and "skip_reasons" not in (
+        plain.to_document()
+    )
+    own = parse_campaign({**DOC, "skip_reasons": {"wrong_list": {"then": "done", "attempt": True}}})
+    assert set(own.skips) == {"wrong_list"} and own.skips["wrong_list"].attempt
+    assert parse_campaign(own.to_document()) == own
+    for bad, why in [
+        ({"x": {"then": "callback"}}, "books no callback"),
+        ({"x": {"then": "retry soon"}}, "duration"),
+        ({"Bad": {}}, "lower_snake_case"),
+    ]:
+        with pytest.raises(ConfigError, match=why):
+            parse_campaign({**DOC, "skip_reasons": bad})

@@ -25,7 +25,7 @@ from pydantic import (
 
 from dialer.audit import AuditAction
 from dialer.errors import ConfigError
-from dialer.lists.dispositions import DispositionSpec
+from dialer.lists.dispositions import DEFAULT_SKIP_REASONS, DispositionSpec, SkipReasonSpec
 from dialer.lists.durations import format_duration, parse_duration
 from dialer.outcomes import Outcome
 from dialer.settings import HHMM, Ceilings, format_hhmm, format_validation_error
@@ -153,14 +153,21 @@ class CampaignSpec(Frozen):
     script: str | None = Field(None, max_length=20_000)
     dispositions: dict[str, DispositionSpec] = Field(default_factory=dict)
     wrapup_limit_s: float | None = Field(None, gt=0, le=3600)
+    # preview mode: why an agent may skip the contact offered (empty: DEFAULT_SKIP_REASONS)
+    skip_reasons: dict[str, SkipReasonSpec] = Field(default_factory=dict)
 
-    @field_validator("dispositions")
+    @field_validator("dispositions", "skip_reasons")
     @classmethod
-    def _disposition_codes(cls, v: dict[str, DispositionSpec]) -> dict[str, DispositionSpec]:
+    def _disposition_codes(cls, v: dict[str, Any]) -> dict[str, Any]:
         for code in v:
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", code):
-                raise ValueError(f"disposition {code!r} must be lower_snake_case")
+                raise ValueError(f"code {code!r} must be lower_snake_case")
         return v
+
+    @property
+    def skips(self) -> dict[str, SkipReasonSpec]:
+        """The skip reasons an agent may give (the file's, else the defaults)."""
+        return self.skip_reasons or DEFAULT_SKIP_REASONS
 
     @field_validator("channel")
     @classmethod
@@ -202,6 +209,8 @@ class CampaignSpec(Frozen):
             doc.pop("steps", None)  # single-channel campaigns keep their stored shape
         if not self.dispositions:
             doc.pop("dispositions", None)
+        if not self.skip_reasons:
+            doc.pop("skip_reasons", None)
         doc["retry"] = {k.value: format_duration(v) for k, v in self.retry.items()}
         doc["pacing"]["abandon_window"] = format_duration(self.pacing.abandon_window)
         cw = doc["calling_window"]

@@ -12,6 +12,10 @@ dispositions:
   callback: {label: {zh: 预约回拨, en: Callback}, then: callback}
   wrong_party: {then: done}
   do_not_call: {then: dnc}
+skip_reasons:                  # preview mode: why an agent may skip the contact offered
+  not_now: {label: {zh: 稍后再拨, en: Not now}, then: retry 2h}
+  complaint_open: {label: {zh: 投诉处理中, en: Complaint open}, then: done}
+  wrong_list: {then: done, attempt: true}   # counts against the attempt limit
 ```
 
 ``then`` says what the disposition does to the contact: ``rules`` (the default) leaves the
@@ -66,12 +70,11 @@ def _shorthand(value: Any) -> Any:
     return {"type": value} if isinstance(value, str) else value
 
 
-class DispositionSpec(BaseModel):
+class ThenRule(BaseModel):
+    """A labelled rule of what an agent's choice does to the contact (``then``)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
     label: dict[Literal["zh", "en"], str] = Field(default_factory=dict)
-    fields: dict[str, Annotated[FormField, BeforeValidator(_shorthand)]] = Field(
-        default_factory=dict
-    )
     then: str = "rules"
 
     @field_validator("then")
@@ -96,6 +99,37 @@ class DispositionSpec(BaseModel):
 
     def title(self, code: str, lang: str) -> str:
         return self.label.get(lang) or self.label.get("en") or code.replace("_", " ")  # type: ignore[call-overload]
+
+
+class DispositionSpec(ThenRule):
+    fields: dict[str, Annotated[FormField, BeforeValidator(_shorthand)]] = Field(
+        default_factory=dict
+    )
+
+
+class SkipReasonSpec(ThenRule):
+    """Why an agent in preview mode skipped the contact offered, and what follows: ``then``
+    (``retry 1h`` by default; ``rules`` leaves the contact as it was, ``done``, ``dnc``; never
+    ``callback``) and whether the skip counts against the attempt limit (``attempt``)."""
+
+    then: str = "retry 1h"
+    attempt: bool = False
+
+    @field_validator("then")
+    @classmethod
+    def _no_callback(cls, v: str) -> str:
+        if v.strip() == ThenKind.CALLBACK.value:
+            raise ValueError("a skip books no callback: then is rules, done, dnc or retry <d>")
+        return v
+
+
+#: The skip reasons of a preview campaign whose file lists none.
+DEFAULT_SKIP_REASONS: dict[str, SkipReasonSpec] = {
+    "not_now": SkipReasonSpec(label={"zh": "稍后再拨", "en": "Not now"}, then="retry 1h"),
+    "data_to_check": SkipReasonSpec(
+        label={"zh": "资料待核实", "en": "Data to check first"}, then="retry 1d"
+    ),
+}
 
 
 def check_form(
@@ -161,7 +195,10 @@ def clean_notes(notes: Any) -> str | None:
 
 
 __all__ = [
+    "DEFAULT_SKIP_REASONS",
     "DispositionSpec",
+    "SkipReasonSpec",
+    "ThenRule",
     "FormField",
     "FormType",
     "ThenKind",

@@ -20,7 +20,7 @@ from dialer.errors import ConfigError
 from dialer.lists.callbacks import book_callback
 from dialer.lists.campaigns import CampaignSpec, spec_of
 from dialer.lists.compliance import ContactStatus
-from dialer.lists.dispositions import ThenKind, check_form, clean_notes
+from dialer.lists.dispositions import ThenKind, ThenRule, check_form, clean_notes
 from dialer.lists.dnc import DncChannel, DncScope, add_entry
 from dialer.store.models import Attempt, AuditEntry, Campaign, Contact
 from dialer.store.people import Disposition
@@ -36,10 +36,10 @@ class Saved:
     next_attempt_at: dt.datetime | None
 
 
-def _apply_then(
-    spec: CampaignSpec, code: str, contact: Contact, s: Session, now: dt.datetime
+def apply_then(
+    spec: CampaignSpec, d: ThenRule, code: str, contact: Contact, s: Session, now: dt.datetime
 ) -> None:
-    d = spec.dispositions[code]
+    """What an agent's choice (a disposition, a preview skip) does to the contact."""
     kind = d.then_kind
     if kind is ThenKind.DONE:
         contact.status, contact.next_attempt_at = ContactStatus.DONE.value, None
@@ -49,7 +49,7 @@ def _apply_then(
             contact.phone,
             scope=DncScope.ALL,
             channel=DncChannel.VOICE,
-            reason=f"agent disposition {code}",
+            reason=f"agent: {code}",
             source="agent",
         )
         contact.status, contact.next_attempt_at = ContactStatus.DONE.value, None
@@ -78,7 +78,9 @@ def reapply(s: Session, attempt: Attempt, contact: Contact | None, now: dt.datet
             contact.status = ContactStatus.ACTIVE.value
             contact.next_attempt_at = dt.datetime.fromisoformat(booked)
         return
-    _apply_then(spec, code, contact, s, dt.datetime.fromisoformat(saved["at"]))
+    apply_then(
+        spec, spec.dispositions[code], code, contact, s, dt.datetime.fromisoformat(saved["at"])
+    )
 
 
 def save_disposition(
@@ -120,7 +122,7 @@ def save_disposition(
             attempt_id=attempt.id,
         )
     elif contact is not None:
-        _apply_then(spec, code, contact, s, now)
+        apply_then(spec, spec.dispositions[code], code, contact, s, now)
     row = Disposition(
         attempt_id=attempt.id,
         campaign_id=attempt.campaign_id,
@@ -156,4 +158,4 @@ def save_disposition(
     )
 
 
-__all__ = ["Saved", "reapply", "save_disposition"]
+__all__ = ["Saved", "apply_then", "reapply", "save_disposition"]

@@ -79,4 +79,21 @@ class Callback(Base):
     priority_before: Mapped[int | None] = mapped_column(Integer)
 
 
-__all__ = ["AppUser", "Callback", "Disposition"]
+class PreviewSkip(Base):
+    """An agent in preview mode skipped the contact offered, with a reason from the campaign's
+    list; ``counted``: the skip was counted against the attempt limit."""
+
+    __tablename__ = "preview_skip"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    )
+    agent: Mapped[str] = mapped_column(String(40))  # AppUser.username
+    reason: Mapped[str] = mapped_column(String(40))
+    counted: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+__all__ = ["AppUser", "Callback", "Disposition", "PreviewSkip"]

@@ -143,12 +143,15 @@ class Desk:
 
 
 @contextlib.asynccontextmanager
-async def desk_floor(store: Store, tmp_path: Path) -> AsyncIterator[Desk]:
+async def desk_floor(
+    store: Store, tmp_path: Path, campaign: dict[str, Any] | None = None
+) -> AsyncIterator[Desk]:
+    campaign = campaign or CAMPAIGN
     settings_file = tmp_path / "dialer.yaml"
     settings_file.write_text("default_region: CN\n", encoding="utf-8")
     settings = load_settings(settings_file)
-    cfile = tmp_path / "collect-desk.yaml"
-    cfile.write_text(yaml.safe_dump(CAMPAIGN, allow_unicode=True), encoding="utf-8")
+    cfile = tmp_path / f"{campaign['name']}.yaml"
+    cfile.write_text(yaml.safe_dump(campaign, allow_unicode=True), encoding="utf-8")
     contacts = tmp_path / "contacts.csv"
     with contacts.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)

@@ -67,6 +67,8 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/desk/state"): A,
     ("POST", "/api/desk/disposition"): A,
     ("POST", "/api/desk/next"): A,
+    ("POST", "/api/desk/preview/dial"): A,
+    ("POST", "/api/desk/preview/skip"): A,
     ("POST", "/api/desk/manual"): A,
     ("POST", "/api/agents/force"): S,
     ("POST", "/api/users"): M,

@@ -56,6 +56,8 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("POST", "/api/desk/state"): Role.AGENT,
     ("POST", "/api/desk/disposition"): Role.AGENT,
     ("POST", "/api/desk/next"): Role.AGENT,
+    ("POST", "/api/desk/preview/dial"): Role.AGENT,
+    ("POST", "/api/desk/preview/skip"): Role.AGENT,
     ("POST", "/api/desk/manual"): Role.AGENT,
     # alerts from the bank's systems: supervisors follow them (posting is for the machines)
     ("GET", "/api/v1/alerts"): Role.SUPERVISOR,

@@ -10,7 +10,13 @@
     POST /api/desk/state           {"state": "ready"} | {"state": "pause", "reason": "break"}
     POST /api/desk/disposition     {"attempt_id", "code", "fields", "notes", "callback_at"?,
                                    "personal"?}: saved against a call that popped on my screen
-    POST /api/desk/next            {"campaign"}: preview dialling - the next contact, dialled
+    POST /api/desk/next            {"campaign"}: preview - the next contact, offered (held
+                                   for me ``PREVIEW_HOLD``, not dialled): customer, fields,
+                                   history, script
+    POST /api/desk/preview/dial    {"campaign", "contact_id"}: dial the contact offered
+    POST /api/desk/preview/skip    {"campaign", "contact_id", "reason"}: skip it with a reason
+                                   from the campaign's ``skip_reasons`` (recorded, audited;
+                                   the reason's rule decides the contact's next attempt)
     POST /api/desk/manual          {"campaign", "number"}: a typed number, under every rule
     POST /api/agents/force         supervisors: {"interface" (or "agent": the name the
                                    supervisor page shows), "action": "pause"|"logout",
@@ -35,19 +41,20 @@ from aiohttp import web
 from sqlalchemy import select
 
 from dialer.audit import AuditAction
-from dialer.errors import AccessDenied, DialerError
+from dialer.errors import AccessDenied, ConfigError, DialerError
 from dialer.floor.console.access import PRINCIPAL
 from dialer.floor.console.keys import CLOSING, FLOOR, STORE
 from dialer.floor.console.replies import body, error, reply
 from dialer.floor.desk import PAUSE_REASONS, WRAPUP_REASON, AgentDesk, Connected, DeskFloor
-from dialer.floor.dialing import manual_dial
+from dialer.floor.dialing import manual_dial, preview_dial
 from dialer.lists.campaigns import spec_of
 from dialer.lists.handling import DEFAULT_WRAPUP_LIMIT_S
+from dialer.lists.preview import offer, skip_offered
 from dialer.lists.users import Role, UserView
 from dialer.lists.wrapup import save_disposition
 from dialer.privacy import is_hashed, mask_phone, scrub, scrub_json
 from dialer.store.models import Attempt, AuditEntry, Campaign, Contact, IvrSession, IvrStep
-from dialer.store.people import Disposition
+from dialer.store.people import Disposition, PreviewSkip
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,27 @@ def _field_value(value: Any, sensitive: bool) -> str:
     return scrub(str(value))
 
 
+def contact_view(s: Any, spec: Any, contact: Contact | None, current: int | None) -> dict[str, Any]:
+    """The customer, the campaign's fields (sensitive ones hidden), the history and the
+    script: what a pop and a preview offer show of one contact."""
+    fields = {}
+    for name, value in ((contact.fields or {}) if contact else {}).items():
+        fs = spec.fields.get(name)
+        fields[name] = _field_value(value, bool(fs and fs.sensitive))
+    return {
+        "campaign": spec.name,
+        "customer": {
+            "name": scrub(contact.name or "") if contact else None,
+            "phone": mask_phone(contact.phone) if contact else None,
+            "language": contact.language if contact else None,
+            "attempts": contact.attempts if contact else None,
+        },
+        "fields": fields,
+        "history": _history(s, contact, current) if contact is not None else [],
+        "script": spec.script,
+    }
+
+
 def pop_view(store: Any, attempt_id: int) -> dict[str, Any]:
     """(In a thread.) What the agent sees of one call; no digit in clear that identifies."""
     with store.session() as s:
@@ -76,10 +104,6 @@ def pop_view(store: Any, attempt_id: int) -> dict[str, Any]:
         assert campaign is not None
         spec = spec_of(campaign)
         contact = s.get(Contact, attempt.contact_id) if attempt.contact_id else None
-        fields = {}
-        for name, value in ((contact.fields or {}) if contact else {}).items():
-            fs = spec.fields.get(name)
-            fields[name] = _field_value(value, bool(fs and fs.sensitive))
         ivr = []
         for sess in s.scalars(select(IvrSession).where(IvrSession.attempt_id == attempt_id)):
             steps = s.scalars(
@@ -94,30 +118,17 @@ def pop_view(store: Any, attempt_id: int) -> dict[str, Any]:
                     "steps": [{"node": st.node, "outcome": st.outcome} for st in steps],
                 }
             )
-        history = _history(s, contact, attempt_id) if contact is not None else []
-        return {
-            "attempt_id": attempt_id,
-            "campaign": spec.name,
-            "customer": {
-                "name": scrub(contact.name or "") if contact else None,
-                "phone": mask_phone(attempt.phone),
-                "language": contact.language if contact else None,
-                "attempts": contact.attempts if contact else None,
-            },
-            "fields": fields,
-            "ivr": ivr,
-            "history": history,
-            "script": spec.script,
-        }
+        view = contact_view(s, spec, contact, attempt_id)
+        view["customer"]["phone"] = mask_phone(attempt.phone)
+        return {"attempt_id": attempt_id, **view, "ivr": ivr}
 
 
-def _history(s: Any, contact: Contact, current: int) -> list[dict[str, Any]]:
-    rows = s.scalars(
-        select(Attempt)
-        .where(Attempt.contact_id == contact.id, Attempt.id != current)
-        .order_by(Attempt.id.desc())
-        .limit(HISTORY_MAX)
-    )
+def _history(s: Any, contact: Contact, current: int | None) -> list[dict[str, Any]]:
+    """The contact's attempts (with their last disposition) and preview skips, newest first."""
+    q = select(Attempt).where(Attempt.contact_id == contact.id)
+    if current is not None:
+        q = q.where(Attempt.id != current)
+    rows = s.scalars(q.order_by(Attempt.id.desc()).limit(HISTORY_MAX))
     out = []
     for a in rows:
         last = s.scalars(
@@ -135,7 +146,26 @@ def _history(s: Any, contact: Contact, current: int) -> list[dict[str, Any]]:
                 "notes": last.notes if last else None,
             }
         )
-    return out
+    skips = s.scalars(
+        select(PreviewSkip)
+        .where(PreviewSkip.contact_id == contact.id)
+        .order_by(PreviewSkip.id.desc())
+        .limit(HISTORY_MAX)
+    )
+    for k in skips:
+        out.append(
+            {
+                "at": k.at.isoformat(timespec="seconds"),
+                "outcome": None,
+                "result": None,
+                "disposition": None,
+                "skipped": k.reason,
+                "by": k.agent,
+                "notes": None,
+            }
+        )
+    out.sort(key=lambda h: h["at"], reverse=True)
+    return out[:HISTORY_MAX]
 
 
 @dataclass
@@ -286,6 +316,9 @@ def _campaigns(desk: AgentDesk, user: UserView) -> list[dict[str, Any]]:
                     for code, d in spec.dispositions.items()
                 },
                 "fields": sorted(spec.fields),
+                "skip_reasons": {
+                    code: r.title(code, user.language) for code, r in spec.skips.items()
+                },
             }
         )
     return sorted(out, key=lambda c: c["name"])
@@ -455,17 +488,90 @@ async def post_disposition(request: web.Request) -> web.Response:
     return reply(out)
 
 
+def _preview_desk(request: web.Request, me: UserView, name: str) -> AgentDesk:
+    if not me.may_see_campaign(name):
+        raise AccessDenied(f"campaign {name!r} is not one of yours")
+    desk = _desk_for(request, me.interface or "")
+    desk.loop.run_named(name)  # ConfigError: no such campaign running
+    return desk
+
+
+def _contact_id(data: dict[str, Any]) -> int:
+    try:
+        return int(data.get("contact_id"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError("contact_id is the number of the contact offered to you") from None
+
+
 async def post_next(request: web.Request) -> web.Response:
-    """Preview dialling by the agent: the next contact of one of their preview campaigns."""
+    """Preview: the next contact of one of my preview campaigns, held for me, not dialled."""
     me = _me(request)
     data = await body(request)
     name = str(data.get("campaign") or "")
-    if not me.may_see_campaign(name):
-        return error(403, f"campaign {name!r} is not one of yours")
-    actor = request[PRINCIPAL].actor(None)
-    contact = await request.app[FLOOR].preview_next(name, me.interface or "", actor=actor)
-    await _audit(request, AuditAction.DIAL_PREVIEW, campaign=name, found=contact is not None)
-    return reply({"campaign": name, "contact": scrub_json(contact) if contact else None})
+    desk = _preview_desk(request, me, name)
+    loop = desk.loop
+    now = loop.now()
+
+    def run() -> dict[str, Any] | None:
+        with loop.store.session() as s:
+            row = s.get(Campaign, loop.run_named(name).id)
+            assert row is not None
+            contact = offer(
+                s, row, me.username, now, daily_cap=loop.settings.max_calls_per_number_per_day
+            )
+            if contact is None:
+                return None
+            s.flush()
+            assert contact.lease_until is not None
+            return {
+                "contact_id": contact.id,
+                **contact_view(s, spec_of(row), contact, None),
+                "held_until": contact.lease_until.isoformat(timespec="seconds"),
+            }
+
+    offered = await asyncio.to_thread(run)
+    return reply({"campaign": name, "contact": offered})
+
+
+async def post_preview_dial(request: web.Request) -> web.Response:
+    """Preview: dial the contact offered to me (409 naming the rule that forbids it now)."""
+    me = _me(request)
+    data = await body(request)
+    name = str(data.get("campaign") or "")
+    desk = _preview_desk(request, me, name)
+    out = await preview_dial(
+        desk.loop, name, _contact_id(data), agent=me.username, interface=me.interface or ""
+    )
+    return reply(out)
+
+
+async def post_preview_skip(request: web.Request) -> web.Response:
+    """Preview: skip the contact offered to me, with a reason from the campaign's list."""
+    me = _me(request)
+    data = await body(request)
+    name = str(data.get("campaign") or "")
+    desk = _preview_desk(request, me, name)
+    loop = desk.loop
+    contact_id, reason = _contact_id(data), str(data.get("reason") or "")
+    now = loop.now()
+
+    def run() -> dict[str, Any]:
+        with loop.store.session() as s:
+            row = s.get(Campaign, loop.run_named(name).id)
+            assert row is not None
+            skip = skip_offered(s, row, contact_id, me.username, reason, now)
+            contact = s.get(Contact, contact_id)
+            assert contact is not None
+            return {
+                "skipped": skip.id,
+                "reason": reason,
+                "then": spec_of(row).skips[reason].then,
+                "counted": skip.counted,
+                "contact_status": contact.status,
+                "next_attempt_at": contact.next_attempt_at,
+            }
+
+    return reply(await asyncio.to_thread(run))
 
 
 async def post_manual(request: web.Request) -> web.Response:
@@ -523,6 +629,8 @@ DESK_ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/api/desk/state", post_state),
     ("POST", "/api/desk/disposition", post_disposition),
     ("POST", "/api/desk/next", post_next),
+    ("POST", "/api/desk/preview/dial", post_preview_dial),
+    ("POST", "/api/desk/preview/skip", post_preview_skip),
     ("POST", "/api/desk/manual", post_manual),
     ("POST", "/api/agents/force", force),
 )

@@ -8,7 +8,7 @@ const T = {
     disposition: "处理结果", callback_at: "回拨时间 (客户当地)", notes: "备注", save: "保存", signin: "坐席登录",
     username: "用户名", password: "密码", signin_btn: "登录", saved: "已保存", none: "没有可拨打的客户",
     idle: "就绪", paused: "暂停", ringing: "振铃", talking: "通话中", wrapup: "话后整理", logged_out: "未登录",
-    unavailable: "不可用", break: "休息", lunch: "午餐", training: "培训", meeting: "会议", coaching: "辅导", system: "系统" },
+    skip: "跳过", skipped: "已跳过", dialling: "正在拨号", unavailable: "不可用", break: "休息", lunch: "午餐", training: "培训", meeting: "会议", coaching: "辅导", system: "系统" },
   en: { title: "Agent desktop", signout: "Sign out", phone: "My phone", queues_in: "Log in to queues",
     queues_out: "Log out of queues", ready: "Ready", pause: "Pause", dial: "Dial", queues: "Queues", next: "Next customer",
     customer: "Customer", no_call: "No call", campaign: "Campaign", call: "Call", fields: "Customer data",
@@ -16,7 +16,7 @@ const T = {
     callback_at: "Call back at (customer's time)", notes: "Notes", save: "Save", signin: "Agent sign-in",
     username: "User name", password: "Password", signin_btn: "Sign in", saved: "Saved", none: "No contact to call",
     idle: "Ready", paused: "Paused", ringing: "Ringing", talking: "On a call", wrapup: "Wrap-up", logged_out: "Logged out",
-    unavailable: "Unavailable", break: "Break", lunch: "Lunch", training: "Training", meeting: "Meeting", coaching: "Coaching", system: "System" },
+    skip: "Skip", skipped: "Skipped", dialling: "Dialling", unavailable: "Unavailable", break: "Break", lunch: "Lunch", training: "Training", meeting: "Meeting", coaching: "Coaching", system: "System" },
 };
 let lang = localStorage.getItem("desk-lang") || "zh";
 let me = null;
@@ -185,9 +185,48 @@ $("#queues-in").addEventListener("click", () => act("/api/desk/queues", { action
 $("#queues-out").addEventListener("click", () => act("/api/desk/queues", { action: "logout" }));
 $("#ready-btn").addEventListener("click", () => act("/api/desk/state", { state: "ready" }));
 $("#pause-btn").addEventListener("click", () => act("/api/desk/state", { state: "pause", reason: $("#pause-reason").value }));
+// --- preview: the contact offered, then dial or skip with a reason ----------------------------
+let offered = null;
+function cells(table, rows) {
+  table.replaceChildren(...rows.map((r) => {
+    const tr = document.createElement("tr");
+    for (const v of r) { const td = document.createElement("td"); td.textContent = v == null ? "" : String(v); tr.appendChild(td); }
+    return tr;
+  }));
+}
+function showOffer(o) {
+  offered = o;
+  $("#offer").classList.toggle("hidden", !o);
+  $("#next-out").textContent = o ? "" : t("none");
+  if (!o) return;
+  $("#offer-name").textContent = o.customer.name || "";
+  $("#offer-phone").textContent = o.customer.phone || "";
+  $("#offer-id").textContent = String(o.contact_id);
+  $("#offer").dataset.contact = String(o.contact_id);
+  cells($("#offer-fields"), Object.entries(o.fields || {}));
+  cells($("#offer-history"), (o.history || []).map((h) => [h.at, h.skipped ? t("skipped") + ": " + h.skipped : (h.outcome || ""), h.disposition || ""]));
+  const camp = (me.campaigns || []).find((c) => c.name === o.campaign);
+  $("#skip-reason").replaceChildren(...Object.entries((camp && camp.skip_reasons) || {}).map(([code, label]) => {
+    const opt = document.createElement("option"); opt.value = code; opt.textContent = label; return opt;
+  }));
+  if (o.script) $("#script").textContent = o.script;
+  say("#offer-msg", "", true);
+}
 $("#next-btn").addEventListener("click", async () => {
   const r = await act("/api/desk/next", { campaign: $("#preview-campaign").value });
-  if (r.ok) $("#next-out").textContent = r.data.contact ? (r.data.contact.name || "") + " " + r.data.contact.phone : t("none");
+  if (r.ok) showOffer(r.data.contact);
+});
+$("#offer-dial").addEventListener("click", async () => {
+  if (!offered) return;
+  const r = await api("POST", "/api/desk/preview/dial", { campaign: offered.campaign, contact_id: offered.contact_id });
+  say("#offer-msg", r.ok ? t("dialling") + " " + r.data.phone : (r.data && r.data.error) || String(r.status), r.ok);
+  if (r.ok) { offered = null; $("#offer").dataset.dialled = String(r.data.attempt_id); }
+});
+$("#offer-skip").addEventListener("click", async () => {
+  if (!offered) return;
+  const r = await api("POST", "/api/desk/preview/skip", { campaign: offered.campaign, contact_id: offered.contact_id, reason: $("#skip-reason").value });
+  say("#offer-msg", r.ok ? t("skipped") : (r.data && r.data.error) || String(r.status), r.ok);
+  if (r.ok) offered = null;
 });
 
 $("#manual-btn").addEventListener("click", async () => {
