@@ -144,11 +144,11 @@ class Desk:
 
 @contextlib.asynccontextmanager
 async def desk_floor(
-    store: Store, tmp_path: Path, campaign: dict[str, Any] | None = None
+    store: Store, tmp_path: Path, campaign: dict[str, Any] | None = None, settings_yaml: str = ""
 ) -> AsyncIterator[Desk]:
     campaign = campaign or CAMPAIGN
     settings_file = tmp_path / "dialer.yaml"
-    settings_file.write_text("default_region: CN\n", encoding="utf-8")
+    settings_file.write_text("default_region: CN\n" + settings_yaml, encoding="utf-8")
     settings = load_settings(settings_file)
     cfile = tmp_path / f"{campaign['name']}.yaml"
     cfile.write_text(yaml.safe_dump(campaign, allow_unicode=True), encoding="utf-8")

@@ -27,6 +27,8 @@ PREVIEW = {
     **CAMPAIGN,
     "name": "preview-desk",
     "mode": "preview",
+    # the agent is ready before the dial: a hold limit no stall of a loaded machine breaks
+    "pacing": {**CAMPAIGN["pacing"], "hold_limit_s": 60},
     "skip_reasons": {
         "recheck": {"label": {"zh": "再看一次", "en": "Look again"}, "then": "rules"},
         "not_now": {"label": {"zh": "稍后再拨", "en": "Not now"}, "then": "retry 2h"},
@@ -37,6 +39,8 @@ PREVIEW = {
         },
     },
 }
+
+HOLD_CEILING = "compliance: {hold_limit_s: 60}\n"
 
 
 async def post(desk: Desk, http: aiohttp.ClientSession, path: str, body: Any) -> tuple[int, Any]:
@@ -60,7 +64,7 @@ def contact(store: Store, cid: int) -> Contact:
 async def test_the_agent_is_offered_a_contact_and_skips_or_dials_it(
     store: Store, tmp_path: Path
 ) -> None:
-    async with desk_floor(store, tmp_path, PREVIEW) as desk, desk.client() as http:
+    async with desk_floor(store, tmp_path, PREVIEW, HOLD_CEILING) as desk, desk.client() as http:
         await desk.sign_in(http, "wang.agent")
         await desk.post(http, "/api/desk/queues", {"action": "login"})
         await desk.post(http, "/api/desk/state", {"state": "ready"})
@@ -190,7 +194,7 @@ async def test_skip_and_dial_in_the_desktop_page(
 ) -> None:
     if not str(store.url).startswith("sqlite"):
         pytest.skip("the page once: the API test above covers both engines")
-    async with desk_floor(store, tmp_path, PREVIEW) as desk:
+    async with desk_floor(store, tmp_path, PREVIEW, HOLD_CEILING) as desk:
         seen = await asyncio.to_thread(drive_preview, browser, desk.url)
     first, second = int(seen["first"]), int(seen["second"])
     with store.session() as s:
