@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import pytest
@@ -194,6 +196,44 @@ async def test_a_supervisor_sees_only_their_campaigns(site: Site) -> None:
         assert theirs["rows"] == [] and theirs["all"]["calls"] == 0
     finally:
         await http.close()
+
+
+async def first_snapshot(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    """The first ``snapshot`` event of the console's event stream."""
+    async with http.get(url + "/api/events") as r:
+        assert r.status == 200
+        async with asyncio.timeout(10):
+            async for raw in r.content:
+                line = raw.decode()
+                if line.startswith("data: "):
+                    return dict(json.loads(line[6:]))
+    raise AssertionError("no snapshot event")
+
+
+async def test_the_event_stream_carries_only_a_supervisors_campaigns(site: Site) -> None:
+    narrow = await _signed_in(site, "narrow")
+    full = await _signed_in(site, "supervisor")
+    try:
+        theirs = await first_snapshot(narrow, site.url)
+        everything = await first_snapshot(full, site.url)
+        async with narrow.get(site.url + "/api/agents") as r:
+            agents = await r.json()
+    finally:
+        await narrow.close()
+        await full.close()
+    assert [c["name"] for c in theirs["campaigns"]] == ["preview-test"]
+    assert all(k["campaign"] == "preview-test" for k in theirs["calls"]["calls"])
+    assert sum(theirs["calls"]["by_state"].values()) == len(theirs["calls"]["calls"])
+    # the floor's agents all work activation-agents: none is on preview-test's queue
+    assert theirs["agents"]["agents"] == [] and theirs["agents"]["by_state"] == {}
+    assert agents["agents"] == []
+    assert "card-activation-test" not in json.dumps(theirs, ensure_ascii=False)
+    assert {c["name"] for c in everything["campaigns"]} == {"card-activation-test", "preview-test"}
+    assert len(everything["agents"]["agents"]) == 5
+    assert any(a["subject"] == "card-activation-test" for a in everything["health"]["alarms"])
+    assert theirs["health"]["alarms"] == [] and list(theirs["health"]["campaigns"]) == [
+        "preview-test"
+    ]
 
 
 async def test_average_handle_time_per_agent_and_queue_over_the_shift(site: Site) -> None:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from dialer.floor.console.auth import COOKIE_NAME, SessionStore, actor_name
+from dialer.floor.console.snapshots import count_by
 from dialer.lists.handling import handle_times, rows_of
 from dialer.lists.users import Passwords, Role, SignIn, UserView, authenticate, get_user
 
@@ -142,11 +144,22 @@ class UserAccess:
 USERS = web.AppKey("users", UserAccess)
 
 
-def scoped(principal: Principal, snapshot: dict[str, Any]) -> dict[str, Any]:
-    """A snapshot with only the campaigns (and their calls) a supervisor of some campaigns
-    may see; everyone else gets it whole."""
+def narrowed(principal: Principal) -> UserView | None:
+    """The user when they see only some campaigns (a supervisor of some), else None."""
     user = principal.user
     if user is None or user.role is Role.ADMIN or not user.campaigns:
+        return None
+    return user
+
+
+def scoped(
+    principal: Principal, snapshot: dict[str, Any], queues: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A snapshot with only the campaigns (their calls, handle times and - when ``queues``
+    maps campaigns to their agent queues - the agents working their queues) a supervisor of
+    some campaigns may see; everyone else gets it whole."""
+    user = narrowed(principal)
+    if user is None:
         return snapshot
     out = dict(snapshot)
     if isinstance(out.get("campaigns"), list):
@@ -154,7 +167,20 @@ def scoped(principal: Principal, snapshot: dict[str, Any]) -> dict[str, Any]:
     calls = out.get("calls")
     if isinstance(calls, dict) and isinstance(calls.get("calls"), list):
         kept = [k for k in calls["calls"] if user.may_see_campaign(k.get("campaign", ""))]
-        out["calls"] = {**calls, "calls": kept}
+        out["calls"] = {**calls, "calls": kept, "by_state": count_by(kept, "state")}
+    agents = out.get("agents")
+    if queues is not None and isinstance(agents, dict) and isinstance(agents.get("agents"), list):
+        mine = {q for c, q in queues.items() if user.may_see_campaign(c)}
+        kept = [a for a in agents["agents"] if mine & set(a.get("queues") or ())]
+        out["agents"] = {**agents, "agents": kept, "by_state": count_by(kept, "state")}
+    health = out.get("health")
+    if isinstance(health, dict) and isinstance(health.get("campaigns"), dict):
+        others = {c for c in health["campaigns"] if not user.may_see_campaign(c)}
+        out["health"] = {
+            **health,
+            "campaigns": {c: s for c, s in health["campaigns"].items() if c not in others},
+            "alarms": [a for a in health.get("alarms", []) if a.get("subject") not in others],
+        }
     handled = out.get("handle_times")
     if isinstance(handled, dict):
         rows = [r for r in rows_of(handled) if user.may_see_campaign(r.campaign)]
@@ -203,6 +229,7 @@ __all__ = [
     "Principal",
     "UserAccess",
     "authorize",
+    "narrowed",
     "required_role",
     "scoped",
 ]

@@ -42,7 +42,14 @@ from pydantic import SecretStr
 from dialer.errors import AccessDenied, ConfigError, DialerError
 from dialer.floor.console import alerts as alerts_api
 from dialer.floor.console import snapshots as snap
-from dialer.floor.console.access import PRINCIPAL, USERS, UserAccess, authorize, scoped
+from dialer.floor.console.access import (
+    PRINCIPAL,
+    USERS,
+    UserAccess,
+    authorize,
+    narrowed,
+    scoped,
+)
 from dialer.floor.console.auth import COOKIE_NAME, ThrottleLimits, TokenAuth, actor_name
 from dialer.floor.console.desktop import DESK_ROUTES, HUB, PopHub
 from dialer.floor.console.guard import CONSOLE_LIMITS, GUARD, GuardedSite, guard_middleware
@@ -189,7 +196,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def alarms(request: web.Request) -> web.Response:
-    return _json([a.to_json() for a in request.app[FLOOR].health().alarms])
+    health = request.app[FLOOR].health().to_json()
+    return _json(_scoped(request, {"health": health})["health"]["alarms"])
 
 
 async def metrics_page(request: web.Request) -> web.Response:
@@ -262,8 +270,26 @@ async def session(request: web.Request) -> web.Response:
     )
 
 
+def _queues(app: web.Application) -> dict[str, str] | None:
+    """Campaign -> its agent queue on this floor (None: the floor has no desks to ask)."""
+    floor = app[FLOOR]
+    if not isinstance(floor, DeskFloor):
+        return None
+    out: dict[str, str] = {}
+    for desk in floor.desks():
+        out.update(desk.queues_of(()))
+    return out
+
+
+def _scoped(request: web.Request, doc: dict[str, Any]) -> dict[str, Any]:
+    principal = request[PRINCIPAL]
+    if narrowed(principal) is None:
+        return doc
+    return scoped(principal, doc, _queues(request.app))
+
+
 async def get_snapshot(request: web.Request) -> web.Response:
-    return _json(scoped(request[PRINCIPAL], request.app[CACHE].get()))
+    return _json(_scoped(request, request.app[CACHE].get()))
 
 
 async def get_campaigns(request: web.Request) -> web.Response:
@@ -278,11 +304,11 @@ async def get_campaign(request: web.Request) -> web.Response:
 
 
 async def get_agents(request: web.Request) -> web.Response:
-    return _json(snap.agents(request.app[FLOOR]))
+    return _json(_scoped(request, {"agents": snap.agents(request.app[FLOOR])})["agents"])
 
 
 async def get_calls(request: web.Request) -> web.Response:
-    return _json(scoped(request[PRINCIPAL], {"calls": snap.calls(request.app[FLOOR])})["calls"])
+    return _json(_scoped(request, {"calls": snap.calls(request.app[FLOOR])})["calls"])
 
 
 async def get_workers(request: web.Request) -> web.Response:
@@ -298,7 +324,8 @@ async def get_reloads(request: web.Request) -> web.Response:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: ``event: snapshot`` with the whole floor, every push interval."""
+    """Server-sent events: ``event: snapshot`` with the floor every push interval - for a
+    supervisor of some campaigns, only theirs (as ``/api/snapshot``)."""
     app = request.app
     resp = web.StreamResponse(
         headers={
@@ -315,7 +342,9 @@ async def events(request: web.Request) -> web.StreamResponse:
         cache = app[CACHE]
         while not closing.is_set():
             key = cache.history_key()
-            payload = cache.encoded(with_history=key != sent_history)
+            payload = cache.encoded(
+                with_history=key != sent_history, scope=lambda doc: _scoped(request, doc)
+            )
             sent_history = key
             await resp.write(b"event: snapshot\ndata: " + payload + b"\n\n")
             try:

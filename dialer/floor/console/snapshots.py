@@ -180,11 +180,24 @@ class SnapshotCache:
         hist = self.get()["history"]
         return (len(hist), hist[-1]["at"] if hist else None)
 
-    def encoded(self, *, with_history: bool = True) -> bytes:
-        """Compact JSON of the snapshot; without ``history`` when the page already has it."""
+    def encoded(
+        self,
+        *,
+        with_history: bool = True,
+        scope: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> bytes:
+        """Compact JSON of the snapshot; without ``history`` when the page already has it.
+        ``scope`` narrows it for one reader (a supervisor of some campaigns): encoded for that
+        reader alone; the whole snapshot is encoded once for everyone else."""
         value = self.get()
+        data = value if with_history else {k: v for k, v in value.items() if k != "history"}
+        if scope is not None:
+            narrowed = scope(data)
+            if narrowed is not data:
+                return json.dumps(
+                    narrowed, ensure_ascii=False, separators=(",", ":"), default=str
+                ).encode()
         if with_history not in self._encoded:
-            data = value if with_history else {k: v for k, v in value.items() if k != "history"}
             self._encoded[with_history] = json.dumps(
                 data, ensure_ascii=False, separators=(",", ":"), default=str
             ).encode()
