@@ -17,6 +17,7 @@ class AuditAction(enum.StrEnum):
     USER_ADD = "user.add"
     USER_DISABLE = "user.disable"
     USER_ENABLE = "user.enable"
+    USER_UPDATE = "user.update"  # role, phone, campaigns, name or language changed
     USER_PASSWORD = "user.password"  # a password set (by the user or an admin)
     USER_LOGIN = "user.login"
     USER_LOGIN_FAILED = "user.login_failed"

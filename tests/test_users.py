@@ -21,6 +21,7 @@ from dialer.lists.users import (
     authenticate,
     set_disabled,
     set_password,
+    update_user,
 )
 from dialer.store import Store
 from dialer.store.models import AuditEntry
@@ -131,3 +132,37 @@ def test_cli_adds_lists_disables_and_sets_passwords(db_url: str) -> None:
     assert "disabled" in run("list")[1]
     code, out = run("passwd", "nobody", "--password-stdin", stdin=GOOD + "\n")
     assert code != 0 and "no user named" in out
+
+
+def test_role_phone_and_campaigns_change_under_the_same_rules(store: Store, db_url: str) -> None:
+    _add(store)
+    _add(store, "zhou.admin", Role.ADMIN)
+    with store.session() as s:
+        user = update_user(
+            s, "li.wei", actor="user:zhou.admin", role=Role.SUPERVISOR, campaigns=["b", "a", "a"]
+        )
+        assert user.role is Role.SUPERVISOR and user.campaigns == ("a", "b")
+        assert user.interface == "Local/1001@agents"  # kept when not given
+        for kw, why in [
+            ({"role": Role.AGENT, "interface": None}, "needs --interface"),
+            ({"interface": "not a phone"}, "queue member interface"),
+            ({"language": "fr"}, "zh or en"),
+        ]:
+            with pytest.raises(ConfigError, match=why):
+                update_user(s, "li.wei", actor="t", **kw)
+        with pytest.raises(ConfigError, match="no user named"):
+            update_user(s, "nobody", actor="t", role=Role.ADMIN)
+    with store.session() as s:
+        (row,) = s.scalars(select(AuditEntry).where(AuditEntry.action == AuditAction.USER_UPDATE))
+        assert row.actor == "user:zhou.admin" and row.detail == {
+            "user": "li.wei",
+            "role": "supervisor",
+            "campaigns": ["a", "b"],
+        }
+    r = CliRunner().invoke(
+        cli, ["--db", db_url, "users", "set", "li.wei", "--all-campaigns", "--no-interface"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "no phone" in r.output and "campaigns all" in r.output
+    r = CliRunner().invoke(cli, ["--db", db_url, "users", "set", "li.wei", "--role", "agent"])
+    assert r.exit_code != 0 and "needs --interface" in (r.output + str(r.exception))

@@ -198,6 +198,60 @@ def add_user(
     return view_of(row)
 
 
+#: Keep what the user has (``update_user``'s "not given").
+KEEP: Any = object()
+
+
+def update_user(
+    s: Session,
+    username: str,
+    *,
+    actor: str,
+    role: Role | None = None,
+    interface: str | None = KEEP,
+    campaigns: Sequence[str] | None = None,
+    display_name: str | None = KEEP,
+    language: str | None = None,
+) -> UserView:
+    """Change a user's role, phone, campaigns (``[]``: every campaign), name or language,
+    under the rules of ``add_user``; audited with what changed."""
+    row = _row(s, username)
+    new_role = role or Role(row.role)
+    new_iface = row.interface if interface is KEEP else (interface or None)
+    _check_fields(username, new_iface, new_role)
+    if new_iface is not None and new_iface != row.interface:
+        taken = s.scalars(
+            select(AppUser.username).where(
+                AppUser.interface == new_iface, AppUser.username != username
+            )
+        ).first()
+        if taken is not None:
+            raise ConfigError(f"interface {new_iface} is bound to user {taken!r} already")
+    if language is not None and language not in ("zh", "en"):
+        raise ConfigError("language is zh or en")
+    if campaigns is not None and not all(isinstance(c, str) and c for c in campaigns):
+        raise ConfigError("campaigns is a list of campaign names")
+    before = view_of(row)
+    row.role = new_role.value
+    row.interface = new_iface
+    if campaigns is not None:
+        row.campaigns = sorted(set(campaigns))
+    if display_name is not KEEP:
+        row.display_name = display_name or None
+    if language is not None:
+        row.language = language
+    s.flush()
+    after = view_of(row)
+    changed = {
+        k: v
+        for k, v in after.to_json().items()
+        if v != before.to_json()[k]
+        and k in ("role", "interface", "campaigns", "display_name", "language")
+    }
+    _audit(s, actor, AuditAction.USER_UPDATE, user=username, **changed)
+    return after
+
+
 def list_users(s: Session) -> list[UserView]:
     return [view_of(r) for r in s.scalars(select(AppUser).order_by(AppUser.username))]
 
@@ -294,4 +348,5 @@ __all__ = [
     "list_users",
     "set_disabled",
     "set_password",
+    "update_user",
 ]

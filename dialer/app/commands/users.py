@@ -1,4 +1,4 @@
-"""``dialer users add|list|disable|enable|passwd``: the people who sign in to the console.
+"""``dialer users add|list|set|disable|enable|passwd``: the people who sign in to the console.
 
 A password is read from the terminal (twice), or from the first line of standard input with
 ``--password-stdin`` (scripts); never from the command line, where ``ps`` would show it.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -20,6 +21,7 @@ from dialer.lists.users import (
     list_users,
     set_disabled,
     set_password,
+    update_user,
 )
 
 _ROLE = click.Choice([r.value for r in Role])
@@ -117,6 +119,45 @@ def enable_cmd(app: AppContext, username: str) -> None:
     with app.store.session() as s:
         set_disabled(s, username, False, actor=actor())
     click.echo(f"enabled {username}")
+
+
+@users_group.command("set")
+@click.argument("username")
+@click.option("--role", type=_ROLE, default=None)
+@click.option("--interface", default=None, help="The queue member interface of their phone.")
+@click.option("--no-interface", is_flag=True, help="Unbind the phone (not for agents).")
+@click.option("--campaign", "campaigns", multiple=True, help="Their campaigns (repeat).")
+@click.option("--all-campaigns", is_flag=True, help="Every campaign (clears the list).")
+@click.option("--name", "display_name", default=None, help="The name shown on pages.")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@pass_app
+def set_cmd(
+    app: AppContext,
+    username: str,
+    role: str | None,
+    interface: str | None,
+    no_interface: bool,
+    campaigns: tuple[str, ...],
+    all_campaigns: bool,
+    display_name: str | None,
+    lang: str | None,
+) -> None:
+    """Change USERNAME's role, phone, campaigns, name or language (audited)."""
+    kw: dict[str, Any] = {}
+    if interface is not None or no_interface:
+        kw["interface"] = None if no_interface else interface
+    if campaigns or all_campaigns:
+        kw["campaigns"] = [] if all_campaigns else list(campaigns)
+    if display_name is not None:
+        kw["display_name"] = display_name
+    with app.store.session() as s:
+        user = update_user(
+            s, username, actor=actor(), role=Role(role) if role else None, language=lang, **kw
+        )
+    click.echo(
+        f"{user.username}: {user.role.value}, {user.interface or 'no phone'}, "
+        f"campaigns {', '.join(user.campaigns) or 'all'}"
+    )
 
 
 @users_group.command("passwd")

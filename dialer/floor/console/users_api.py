@@ -1,11 +1,16 @@
 """The console's user routes: signing in as a person, managing users (admins), the audit trail.
 
+GET  /users                                the users page (admins; served to anyone, its
+                                           calls need an admin's session)
 POST /api/login {"username", "password"}   a user's session (the token login stays)
 GET  /api/users                            admins: every user (never a hash)
 POST /api/users                            admins: {"username", "role", "password",
                                            "interface"?, "campaigns"?, "display_name"?,
                                            "language"?}
 POST /api/users/{username}/disable|enable  admins; disabling ends the user's sessions
+PATCH /api/users/{username}                admins: {"role"?, "interface"?, "campaigns"?,
+                                           "display_name"?, "language"?}; a new role or phone
+                                           ends the user's sessions
 POST /api/users/{username}/password        admins: {"password"}; ends the user's sessions
 GET  /api/audit?limit=&campaign=&format=csv  supervisors: the audit trail, newest first
 """
@@ -17,6 +22,7 @@ import csv
 import datetime as dt
 import io
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -30,9 +36,11 @@ from dialer.lists.users import (
     Role,
     UserView,
     add_user,
+    get_user,
     list_users,
     set_disabled,
     set_password,
+    update_user,
 )
 from dialer.privacy import scrub_json
 from dialer.store.models import AuditEntry, Campaign
@@ -83,6 +91,14 @@ async def audit_logout(request: web.Request, username: str) -> None:
     await asyncio.to_thread(run)
 
 
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+async def users_page(request: web.Request) -> web.StreamResponse:
+    """The admins' users page (its API calls need an admin's session)."""
+    return web.FileResponse(STATIC_DIR / "users.html", headers={"Cache-Control": "no-cache"})
+
+
 async def get_users(request: web.Request) -> web.Response:
     access = _access(request)
 
@@ -125,6 +141,43 @@ async def post_user(request: web.Request) -> web.Response:
 
     user = await asyncio.to_thread(run)  # ConfigError -> 400 with the reason
     return reply(user.to_json(), status=201)
+
+
+async def patch_user(request: web.Request) -> web.Response:
+    access = _access(request)
+    name = request.match_info["username"]
+    data = await body(request)
+    unknown = set(data) - {"role", "interface", "campaigns", "display_name", "language"}
+    if unknown:
+        return error(400, f"unknown keys: {', '.join(sorted(unknown))}")
+    kw: dict[str, Any] = {}
+    if "role" in data:
+        try:
+            kw["role"] = Role(str(data["role"]))
+        except ValueError:
+            return error(400, f"role is one of {', '.join(r.value for r in Role)}")
+    if "campaigns" in data:
+        campaigns = data["campaigns"]
+        if not isinstance(campaigns, list) or not all(isinstance(c, str) for c in campaigns):
+            return error(400, "campaigns is a list of campaign names")
+        kw["campaigns"] = campaigns
+    for key in ("interface", "display_name", "language"):
+        if key in data:
+            value = data[key]
+            if value is not None and not isinstance(value, str):
+                return error(400, f"{key} is text")
+            kw[key] = value.strip() if isinstance(value, str) else None
+    actor = _actor(request)
+
+    def run() -> tuple[UserView, UserView]:
+        with access.store.session() as s:
+            before = get_user(s, name)
+            return before, update_user(s, name, actor=actor, **kw)
+
+    before, user = await asyncio.to_thread(run)  # ConfigError -> 400 with the reason
+    if (before.role, before.interface) != (user.role, user.interface):
+        access.sessions.revoke_user(name)  # signed in again under the new role and phone
+    return reply(user.to_json())
 
 
 def _set_disabled(disabled: bool) -> Handler:
@@ -220,10 +273,12 @@ async def get_audit(request: web.Request) -> web.StreamResponse:
 
 
 USER_ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/users", users_page),
     ("GET", "/api/users", get_users),
     ("POST", "/api/users", post_user),
     ("POST", "/api/users/{username}/disable", _set_disabled(True)),
     ("POST", "/api/users/{username}/enable", _set_disabled(False)),
+    ("PATCH", "/api/users/{username}", patch_user),
     ("POST", "/api/users/{username}/password", post_password),
     ("GET", "/api/audit", get_audit),
 )
