@@ -38,7 +38,8 @@ async def probe_tcp(url: str, timeout_s: float) -> str | None:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 4573
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        async with asyncio.timeout(timeout_s):  # (3.11's wait_for can swallow a cancellation)
+            _, writer = await asyncio.open_connection(host, port)
     except TimeoutError:
         return f"{host}:{port}: no answer in {timeout_s:g} s"
     except OSError as exc:
@@ -102,7 +103,8 @@ class HealthMonitor:
         else:  # no campaign uses an IVR flow: nothing to probe
             self.fastagi_up, self.fastagi_error = None, None
         try:
-            await asyncio.wait_for(asyncio.to_thread(self._store_ping), self.probe_timeout_s * 2)
+            async with asyncio.timeout(self.probe_timeout_s * 2):
+                await asyncio.to_thread(self._store_ping)
             err = None
         except TimeoutError:
             err = "no answer in time"

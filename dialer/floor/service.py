@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from dialer.floor.view import (
 from dialer.pacing.types import PacingInput
 from dialer.settings import Settings
 from dialer.store import Store
+from dialer.tasks import end_task
 from dialer.telephony.agents import AgentPool
 from dialer.telephony.core import DialerCore, FinishedAttempt
 
@@ -117,9 +117,7 @@ class Dialer:
         try:
             await self.loop.run(until_idle=until_idle, quiet_s=quiet_s)
         finally:
-            monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await monitor
+            await end_task(monitor)
 
     def stop(self) -> None:
         self.loop.stop()

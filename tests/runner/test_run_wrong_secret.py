@@ -33,7 +33,12 @@ async def test_dialer_run_stops_at_once_on_a_refused_login(sqlite_url: str, tmp_
             stderr=asyncio.subprocess.PIPE,
             env=env,
         )
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+        finally:
+            if proc.returncode is None:  # it did not stop by itself: never leave it running
+                proc.kill()
+                await proc.wait()
     finally:
         await pbx.stop()
     # it exited by itself (a retry loop never would), after one line
