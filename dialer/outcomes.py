@@ -14,7 +14,7 @@ class Outcome(enum.StrEnum):
     AGENT_HANDLED = "agent_handled"
     ABANDONED = "abandoned"  # live answer not bridged within the hold limit
     CUSTOMER_HANGUP = "customer_hangup"  # answered, then hung up before flow/agent finished
-    IVR_FAILED = "ivr_failed"  # answered, the IVR flow never ran (FastAGI down, unknown flow)
+    IVR_FAILED = "ivr_failed"  # answered, the IVR flow failed: never ran, crashed, server died
     MACHINE = "machine"
     BUSY = "busy"
     NO_ANSWER = "no_answer"

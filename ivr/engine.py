@@ -10,6 +10,10 @@
 and returns a ``SessionOutcome``. The same generator runs over FastAGI, process AGI, and in
 memory in tests. A hang-up unwinds the node in progress; the engine records that step with
 outcome ``hangup`` and finishes the session ``hangup`` with whatever result it had reached.
+Any other exception (a bank hook without an error edge, an AGI command error, a broken
+definition, an unknown attempt) is the IVR's fault, never the caller's: the session ends
+``error`` with the partial result, and the engine tells the dialplan to rescue the caller
+(``IVR_NEXT=failed``, ``IVR_RESCUE=queue|apology``) instead of hanging up on them.
 
 Digits typed for verification live only in local variables of ``_verify`` and the hook
 call; steps record lengths and match flags, never digits.
@@ -28,7 +32,7 @@ from dialer.store import Store
 from ivr import agi
 from ivr.agi import AGIEnvironment, Command, Reply
 from ivr.context import CallContext, load_context
-from ivr.errors import CallerHungUp, FlowRuntimeError, HookError, IvrError
+from ivr.errors import CallerHungUp, FlowRuntimeError, HookError
 from ivr.flow import (
     ActionNode,
     CollectNode,
@@ -59,6 +63,13 @@ class SessionStatus(enum.StrEnum):
     COMPLETED = "completed"
     HANGUP = "hangup"
     ERROR = "error"
+
+
+class Next(enum.StrEnum):
+    """What ``IVR_NEXT`` tells the dialplan (besides ``queue:<name>``)."""
+
+    HANGUP = "hangup"
+    FAILED = "failed"  # the flow failed: the dialplan rescues the caller (IVR_RESCUE)
 
 
 class Identity(enum.StrEnum):
@@ -123,7 +134,7 @@ class _Run:
     session_id: int | None = None
     seq: int = 0
     result: str | None = None
-    next: str = "hangup"
+    next: str = Next.HANGUP
     identity: Identity = Identity.UNKNOWN
     vars: dict[str, str] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
@@ -401,7 +412,7 @@ class _Run:
     def _node_hangup(self, node: HangupNode) -> Generator[Effect, Any, str | None]:
         if node.result:
             self.result = node.result
-        self.next = "hangup"
+        self.next = Next.HANGUP
         yield from self._play(self._resolve(node.prompts))
         yield from self._record("end")
         return None
@@ -452,7 +463,7 @@ class _Run:
                     name = yield from self._DISPATCH[type(node)](self, node)
                 self.node_name, self.node_kind = "", ""
             else:
-                self.next = "hangup"
+                self.next = Next.FAILED
             yield from self._finish_variables()
         except CallerHungUp:
             status = SessionStatus.HANGUP
@@ -462,11 +473,11 @@ class _Run:
             status, error = SessionStatus.ERROR, f"{type(exc).__name__}: {exc}"
             if self.node_name:
                 yield from self._record("error", {"error": type(exc).__name__})
-            self.next = "hangup"
+            self.next = Next.FAILED  # never silence: the dialplan rescues the caller
             try:
                 yield from self._finish_variables()
-            except IvrError:
-                pass
+            except Exception:  # the channel or the connection is gone: the dialplan, seeing
+                pass  # no IVR_NEXT, rescues a caller still there all the same
         if error:
             self.data["error"] = error[:200]
         yield Call(
@@ -486,7 +497,10 @@ class _Run:
         )
 
     def _finish_variables(self) -> Generator[Effect, Any, None]:
+        """Steer the dialplan: ``IVR_NEXT`` last, as the sign the flow ended (contracts)."""
         yield from self._cmd(agi.set_variable("IVR_RESULT", self.result or ""))
         if self.next.startswith("queue:"):
             yield from self._cmd(agi.set_variable("IVR_SUMMARY", self._summary()))
+        if self.next == Next.FAILED:
+            yield from self._cmd(agi.set_variable("IVR_RESCUE", self.flow.rescue))
         yield from self._cmd(agi.set_variable("IVR_NEXT", self.next))

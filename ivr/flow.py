@@ -272,6 +272,10 @@ class Flow(_Frozen):
     description: str = ""
     default_queue: str | None = None
     purpose: Literal["service", "marketing", "collections"] = "service"
+    #: Where a caller goes when this flow fails mid-way (docs/contracts.md "Dialplan"): the
+    #: campaign's queue when it has one (a hand-over), or straight to the spoken apology with
+    #: the callback number (``apology``: the campaign's agents are not the people to take it).
+    rescue: Literal["queue", "apology"] = "queue"
     sample: Sample = Sample()
     start: str
     nodes: dict[Annotated[str, Field(pattern=NODE_NAME)], Node]

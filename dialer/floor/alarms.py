@@ -6,8 +6,9 @@ abandon rate, breaker and agents) and returns the alarms that hold now. ``AlarmB
 them with the time each was raised and logs each change once at the default level (an alarm
 raised at ERROR, cleared at WARNING), so a condition that lasts is one line, not one per tick.
 
-``IvrGuard`` stops a campaign whose answered customers keep meeting an IVR that does not run
-(``ivr_failed`` outcomes in a row, no completed flow between): it pauses the campaign in the
+``IvrGuard`` stops a campaign whose answered customers keep meeting an IVR that fails - does
+not run, crashes mid-way, or loses its connection (``ivr_failed`` outcomes in a row, no
+completed flow between): it pauses the campaign in the
 store (audited, by ``dialer``), so no reload or restart resumes it, and raises its alarm until
 a supervisor resumes it.
 """
@@ -177,7 +178,7 @@ def _pause(store: Store, cid: int, actor: str, reason: str) -> None:
 
 
 class IvrGuard:
-    """Stops a campaign after ``threshold`` answered calls in a row whose IVR flow never ran."""
+    """Stops a campaign after ``threshold`` answered calls in a row whose IVR flow failed."""
 
     def __init__(self, store: Store, owner: str, threshold: int = IVR_FAILURES_TO_STOP) -> None:
         self.store = store
@@ -198,8 +199,9 @@ class IvrGuard:
         if n < self.threshold or run.spec.state is not State.RUNNING:
             return
         reason = (
-            f"stopped after {n} answered calls in a row whose IVR flow {run.spec.flow} did not "
-            "run (FastAGI down or the flow unknown to it); resume once the IVR is back"
+            f"stopped after {n} answered calls in a row whose IVR flow {run.spec.flow} failed "
+            "(FastAGI down, the flow unknown to it, or the flow failing mid-way: see the IVR's "
+            "log); resume once the IVR is fixed"
         )
         log.error("ALARM campaign %s: %s", run.spec.name, reason)
         self.stopped[run.id] = reason

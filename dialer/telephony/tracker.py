@@ -176,7 +176,9 @@ STATE_RINGING = "5"
 
 #: Variables the tracker keeps from ``VarSet``.
 KEPT_VARS = frozenset({"AGISTATUS", "QUEUESTATUS", "IVR_NEXT", "DIALSTATUS", "DIALER_IVR"})
-#: ``VarSet DIALER_IVR=failed``: the dialplan found the flow did not run (it set no IVR_NEXT)
+#: ``VarSet DIALER_IVR=failed``: the dialplan found the flow failed (no IVR_NEXT: it never ran
+#: or its server died; ``IVR_NEXT=failed``: it crashed mid-way) and rescued the caller. The IVR's
+#: own ``IVR_NEXT=failed`` says the same if the caller leaves before the dialplan's mark.
 IVR_FAILED_MARK = "failed"
 
 #: Seconds to wait for a missing ``OriginateResponse`` / leg ``Hangup`` before ending anyway.
@@ -263,7 +265,7 @@ class Call:
             ivr_result=self.ivr_result,
             queue_status=self.vars.get("QUEUESTATUS"),
             agi_status=self.vars.get("AGISTATUS"),
-            ivr_failed=self.vars.get("DIALER_IVR") == IVR_FAILED_MARK,
+            ivr_failed=IVR_FAILED_MARK in (self.vars.get("DIALER_IVR"), self.vars.get("IVR_NEXT")),
             planned_flow_or_queue=bool(self.plan.flow or self.plan.queue),
             customer_hung_up_first=self.first_down is not None
             and self.is_customer_leg(self.first_down),
@@ -330,11 +332,12 @@ def _both(first: Facts, second: Facts) -> Facts:
     return facts
 
 
-#: What the IVR's own session record says it ended as (``ivr_session.status``).
+#: What the IVR's own session record says it ended as (``ivr_session.status``): a flow that
+#: failed (``error``) is the IVR's fault, a hang-up the caller's.
 IVR_STATUS_OUTCOME: dict[str, Outcome] = {
     "completed": Outcome.COMPLETED,
     "hangup": Outcome.CUSTOMER_HANGUP,
-    "error": Outcome.FAILED,
+    "error": Outcome.IVR_FAILED,
 }
 #: Outcomes the IVR session may correct (AMI only shows ``IVR_RESULT`` and ``AGISTATUS``).
 IVR_REFINABLE = frozenset({Outcome.COMPLETED, Outcome.CUSTOMER_HANGUP, Outcome.FAILED})
@@ -383,6 +386,8 @@ def decide(facts: OutcomeFacts, ivr: IvrSay | None = None) -> Verdict:
     if ivr is not None and outcome in IVR_REFINABLE and facts.queued_at is None:
         outcome = IVR_STATUS_OUTCOME.get(ivr.status, outcome)
         result = ivr.result or result
+    elif ivr is not None and outcome is Outcome.IVR_FAILED:
+        result = ivr.result or result  # the partial result the flow reached before it failed
     return Verdict(outcome, result)
 
 
@@ -411,7 +416,8 @@ def _outcome_of(f: OutcomeFacts) -> Outcome:
     if f.bridged:
         return Outcome.AGENT_HANDLED
     if f.ivr_failed:
-        # the flow never ran; the dialplan sent the customer to the queue or an apology
+        # the flow failed (never ran, crashed, its server died); the dialplan sent the
+        # customer to the queue or an apology
         return Outcome.IVR_FAILED
     if f.queued_at is not None:
         if not f.via_ivr:

@@ -179,7 +179,9 @@ IVR_CALL = OutcomeFacts(
     [
         (IVR_CALL, None, (Outcome.CUSTOMER_HANGUP, None)),
         (IVR_CALL, IvrSay("completed", "activated"), (Outcome.COMPLETED, "activated")),
-        (IVR_CALL, IvrSay("error"), (Outcome.FAILED, None)),
+        # the flow failed (its error): the IVR's fault, with the partial result it reached
+        (IVR_CALL, IvrSay("error", "notified"), (Outcome.IVR_FAILED, "notified")),
+        (IVR_CALL, IvrSay("hangup", "notified"), (Outcome.CUSTOMER_HANGUP, "notified")),
         (IVR_CALL, IvrSay("running"), (Outcome.CUSTOMER_HANGUP, None)),  # no say on its end
         # a queued call's outcome is the queue's, whatever the flow recorded before it
         (
@@ -198,6 +200,13 @@ IVR_CALL = OutcomeFacts(
             dataclasses.replace(IVR_CALL, ivr_failed=True, queued_at=5.0),
             IvrSay("error"),
             (Outcome.IVR_FAILED, None),
+        ),
+        # rescued after a crash mid-way (or a cut connection the IVR took for a hang-up): the
+        # dialplan's mark decides, the flow's partial result is kept
+        (
+            dataclasses.replace(IVR_CALL, ivr_failed=True, queued_at=5.0),
+            IvrSay("hangup", "notified"),
+            (Outcome.IVR_FAILED, "notified"),
         ),
         (
             dataclasses.replace(IVR_CALL, ivr_failed=True, queued_at=5.0, bridged=True),
@@ -267,6 +276,25 @@ def test_ivr_result_and_transfer() -> None:
         t.feed(ev, 11.0)
     [fin] = t.feed(_ev("Hangup", Uniqueid=cid, Cause="16"), 20.0)[-1:]
     assert isinstance(fin, Finished) and fin.outcome is Outcome.CUSTOMER_HANGUP
+
+
+def test_a_flow_that_says_it_failed_is_an_ivr_failure_even_if_the_caller_leaves_at_once() -> None:
+    """``IVR_NEXT=failed`` (a crash mid-way) and the caller gone before the dialplan's own
+    ``DIALER_IVR=failed`` mark: still the IVR's fault, with the result it reached."""
+    t = CallTracker()
+    cid = "8" * 36
+    t.register(1, cid, plan=IVR, now=0.0)
+    for ev in [
+        _ev("Newstate", Uniqueid=cid, ChannelState="6"),
+        _ev("Newexten", Uniqueid=cid, Application="AGI"),
+        _ev("VarSet", Uniqueid=cid, Variable="IVR_RESULT", Value="notified"),
+        _ev("VarSet", Uniqueid=cid, Variable="IVR_RESCUE", Value="queue"),
+        _ev("VarSet", Uniqueid=cid, Variable="IVR_NEXT", Value="failed"),
+    ]:
+        t.feed(ev, 1.0)
+    [fin] = t.feed(_ev("Hangup", Uniqueid=cid, Cause="16"), 3.0)[-1:]
+    assert isinstance(fin, Finished)
+    assert (fin.outcome, fin.result) == (Outcome.IVR_FAILED, "notified")
 
 
 def test_safe_harbour_message_is_timestamped() -> None:

@@ -9,16 +9,18 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from ivr_fakepbx import Persona
-from ivr_testkit import ID_LAST6, NOW, RunFn, seed_attempt
+from ivr_fakepbx import FakeAsterisk, Persona, header, memory_io
+from ivr_testkit import ID_LAST6, NOW, RunFn, clock, seed_attempt
 from sqlalchemy import select
 
 from dialer.store import Store
 from dialer.store.models import Attempt, Contact, DncEntry, IvrSession, IvrStep
-from ivr.engine import SessionStatus
+from ivr.driver import BlockingAGI, drive_sync
+from ivr.engine import Services, SessionOutcome, SessionStatus, run_session
 from ivr.errors import FlowDefinitionError
 from ivr.flow import FlowLibrary, parse_flow
-from ivr.hooks import LOCK_FIELD
+from ivr.hooks import DEFAULT_HOOKS, LOCK_FIELD
+from ivr.record import StoreRecorder
 
 WRONG = ["111111", "222222", "333333"]
 
@@ -170,8 +172,9 @@ def test_test_call_without_attempt_uses_sample(store: Store, run_flow: RunFn) ->
 def test_unknown_attempt_is_an_error_not_a_test(store: Store, run_flow: RunFn) -> None:
     r = run_flow("repayment_reminder", Persona(answers=["1"]), attempt=999)
     assert r.outcome.status is SessionStatus.ERROR
-    assert r.pbx.variables == {"IVR_RESULT": "", "IVR_NEXT": "hangup"}
-    assert r.pbx.played == []  # nothing read to a stranger
+    # nothing read to a stranger, but never silence: the dialplan rescues (apology or queue)
+    assert r.pbx.variables == {"IVR_RESULT": "", "IVR_RESCUE": "queue", "IVR_NEXT": "failed"}
+    assert r.pbx.played == []
 
 
 def test_language_follows_the_contact(store: Store, run_flow: RunFn) -> None:
@@ -499,5 +502,56 @@ def test_a_caller_repeating_forever_still_ends(store: Store, run_flow: RunFn) ->
     aid = seed_attempt(store, "notice")
     r = run_flow("notice", Persona(answers=["1"] * 500), attempt=aid)
     assert r.outcome.status is SessionStatus.ERROR and "too many nodes" in (r.outcome.error or "")
-    assert r.pbx.variables["IVR_NEXT"] == "hangup"
+    assert r.pbx.variables["IVR_NEXT"] == "failed"  # the dialplan rescues the caller
     assert r.outcome.result == "notified"  # what was reached is kept
+
+
+CRASHY = {
+    "name": "crashy",
+    "start": "greet",
+    "nodes": {
+        "greet": {"kind": "play", "prompts": ["notice-body"], "next": "reached"},
+        "reached": {"kind": "result", "set": "notified", "next": "boom"},
+        "boom": {"kind": "action", "hook": "boom", "next": "end"},  # no error edge
+        "end": {"kind": "hangup", "prompts": ["goodbye"]},
+    },
+}
+
+
+def crashy_run(store: Store, rescue: str, persona: Persona) -> tuple[SessionOutcome, FakeAsterisk]:
+    """A flow whose bank hook raises after the caller was answered and heard a prompt."""
+
+    def boom(ctx: object) -> None:
+        raise ConnectionRefusedError("core banking unreachable")
+
+    flow = parse_flow({**CRASHY, "rescue": rescue}, "crashy.yaml")
+    lib = FlowLibrary({"crashy": flow}, {**DEFAULT_HOOKS, "boom": boom})
+    services = Services(library=lib, recorder=StoreRecorder(store, clock), store=store, clock=clock)
+    aid = seed_attempt(store, "notice")
+    pbx = FakeAsterisk(persona)
+    read, write = memory_io(pbx, header(f"crashy?attempt={aid}"))
+    io = BlockingAGI(read, write)  # type: ignore[arg-type]
+    return drive_sync(run_session(services, io.environment()), io), pbx
+
+
+@pytest.mark.parametrize("rescue", ["queue", "apology"])
+def test_a_flow_crashing_mid_way_asks_the_dialplan_to_rescue_the_caller(
+    store: Store, rescue: str
+) -> None:
+    """Answered, a prompt heard, a result reached, then a bank hook raises: the session ends
+    ``error`` with its partial result, and the dialplan is told the flow failed and how to
+    rescue (never IVR_NEXT=hangup, which would hang up on the caller without a word)."""
+    outcome, pbx = crashy_run(store, rescue, Persona(answers=[]))
+    assert outcome.status is SessionStatus.ERROR
+    assert "core banking unreachable" in (outcome.error or "")
+    assert pbx.commands[0] == "ANSWER" and pbx.played == ["dialer/notice-body"]
+    assert pbx.variables == {"IVR_RESULT": "notified", "IVR_RESCUE": rescue, "IVR_NEXT": "failed"}
+    row, steps = session_row(store, outcome.session_id)
+    assert (row.status, row.result, row.next) == ("error", "notified", "failed")
+    assert [(st.node, st.outcome) for st in steps][-1] == ("boom", "error")
+
+
+def test_a_caller_hanging_up_mid_flow_is_not_an_ivr_failure(store: Store) -> None:
+    outcome, pbx = crashy_run(store, "queue", Persona(answers=[], hangup_after=1))
+    assert outcome.status is SessionStatus.HANGUP
+    assert "IVR_NEXT" not in pbx.variables  # the dialplan ends with the channel

@@ -6,6 +6,7 @@ repeated failures the dialer stops the campaign and raises the alarm."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import datetime as dt
 from pathlib import Path
@@ -21,8 +22,10 @@ from dialer.lists.contacts import import_contacts
 from dialer.outcomes import Outcome
 from dialer.settings import BankSettings, Settings
 from dialer.store import Store, open_store
-from dialer.store.models import Attempt
+from dialer.store.models import Attempt, IvrSession
 from dialer.telephony.ami.messages import Event
+from ivr.flow import FlowLibrary, parse_flow
+from ivr.hooks import DEFAULT_HOOKS
 
 FLOWS = Path(__file__).resolve().parents[2] / "config" / "flows"
 START = demo_start(dt.date(2026, 12, 1))
@@ -158,3 +161,139 @@ async def ivr_fault(store: Store, tmp_path: Path, fault: str) -> None:
     assert (AlarmKind.IVR_FAILURES, "notice-run") in kinds
     assert ((AlarmKind.IVR_DOWN, "fastagi") in kinds) is (fault == "fastagi_down")
     assert health.ok is (fault != "fastagi_down") and health.campaigns == {"notice-run": "held"}
+
+
+#: ``notice`` as a flow that fails after it answered: the caller hears the notice, the result
+#: ``notified`` is reached, then the options menu waits for a key - where the FastAGI connection
+#: is cut (``connection_cut``), or, with no key, a bank hook raises (``flow_crashes``)
+MIDWAY = {
+    "name": "notice",
+    "start": "body",
+    "nodes": {
+        "body": {"kind": "play", "prompts": ["notice-body"], "next": "reached"},
+        "reached": {"kind": "result", "set": "notified", "next": "ask"},
+        "ask": {
+            "kind": "menu",
+            "prompts": ["notice-options"],
+            "timeout_s": 5,
+            "retries": 0,
+            "no_input": [],
+            "choices": {"1": "done"},
+            "on_fail": "boom",
+        },
+        "boom": {"kind": "action", "hook": "boom", "next": "done"},
+        "done": {"kind": "hangup", "prompts": ["goodbye"]},
+    },
+}
+
+
+class CuttingProxy:
+    """Between the switch and the FastAGI server: drops each session (both ends, RST) as soon
+    as the IVR sends ``WAIT FOR DIGIT`` - a network cut in the middle of a flow."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.cuts = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _conn(self, r1: asyncio.StreamReader, w1: asyncio.StreamWriter) -> None:
+        r2, w2 = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter, watch: bool) -> None:
+            while data := await r.read(65536):
+                if watch and b"WAIT FOR DIGIT" in data:
+                    self.cuts += 1
+                    w1.transport.abort()
+                    w2.transport.abort()
+                    return
+                w.write(data)
+
+        with contextlib.suppress(ConnectionError, OSError):
+            await asyncio.gather(pipe(r1, w2, False), pipe(r2, w1, True))
+        w1.transport.abort()
+        w2.transport.abort()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest.mark.parametrize("fault", ["flow_crashes", "connection_cut"])
+async def test_a_flow_failing_mid_way_rescues_the_caller_and_counts_as_an_ivr_failure(
+    sqlite_url: str, tmp_path: Path, fault: str
+) -> None:
+    """Issue 14: the flow answered, played its notice and reached a result, then failed - a
+    bank hook raising with no error edge, or the FastAGI connection cut. The caller is never
+    hung up on without a word: the dialplan plays the apology with the callback number; the
+    attempt ends ``ivr_failed`` (not ``customer_hangup``, not completed) with the partial
+    result kept, and the IVR-failure guard stops the campaign after 3."""
+    store = open_store(sqlite_url)
+    try:
+        await ivr_midway(store, tmp_path, fault)
+    finally:
+        store.dispose()
+
+
+async def ivr_midway(store: Store, tmp_path: Path, fault: str) -> None:
+    load(store, tmp_path, 12)
+    settings = Settings(bank=BankSettings(callback_number="95566"))
+    played: dict[str, list[str]] = {}  # channel -> what the dialplan played
+
+    def on_event(ev: Event) -> None:
+        h = ev.headers
+        if ev.name == "Newexten" and h.get("Application") in ("Playback", "AGI", "Queue"):
+            played.setdefault(h.get("Channel", ""), []).append(
+                f"{h.get('Application')}:{h.get('AppData', '')}"
+            )
+
+    def boom(ctx: object) -> None:
+        raise ConnectionRefusedError("core banking unreachable")
+
+    async with SimFloor(store, settings, start=START, speed=40.0, scenario=SCENARIO) as floor:
+        lib = FlowLibrary({"notice": parse_flow(MIDWAY, "notice.yaml")}, {**DEFAULT_HOOKS})
+        lib.hooks["boom"] = boom
+        floor.ivr.services.library = lib  # the IVR now serves the failing flow
+        proxy = CuttingProxy(floor.ivr.port)
+        if fault == "connection_cut":
+            port = await proxy.start()
+            floor.pbx.engine.agi_port_map[("127.0.0.1", floor.ivr.port)] = ("127.0.0.1", port)
+        floor.core.subscribe(on_event)
+        task = asyncio.create_task(floor.dialer.run(until_idle=False))
+        try:
+            await until(
+                lambda: (
+                    bool(floor.dialer.runs)
+                    and all(r.spec.state.value == "paused" for r in floor.dialer.runs.values())
+                ),
+                30,
+                "the campaign was not stopped",
+            )
+            await until(lambda: all(r.outcome for r in rows(store)), 30, "calls still open")
+            health = floor.dialer.health()
+        finally:
+            floor.dialer.stop()
+            await asyncio.wait_for(task, 10)
+            await proxy.close()
+
+    done = rows(store)
+    assert len(done) >= IVR_FAILURES_TO_STOP
+    assert {r.outcome for r in done} == {Outcome.IVR_FAILED}, [r.outcome for r in done]
+    assert {r.result for r in done} == {"notified"}  # the partial result the flow reached
+    apology = "Playback:dialer/ivr-apology&" + "&".join(f"dialer/digit-{d}" for d in "95566")
+    flows = [apps for apps in played.values() if apps and apps[0].startswith("AGI:")]
+    assert len(flows) >= len(done)
+    assert all(apps[1:] == [apology] for apps in flows), flows  # no queue: the apology at once
+    if fault == "connection_cut":
+        assert proxy.cuts >= len(done)
+    with store.session() as s:
+        assert get_campaign(s, "notice-run").state == "paused"
+        sessions = {x.status for x in s.scalars(select(IvrSession))}
+    # the IVR's own record: the crash is its error; a cut connection looks like a hang-up to
+    # it, but the dialplan's mark (the caller was still there) decides the outcome
+    assert sessions == ({"error"} if fault == "flow_crashes" else {"hangup"})
+    assert (AlarmKind.IVR_FAILURES, "notice-run") in {(a.kind, a.subject) for a in health.alarms}

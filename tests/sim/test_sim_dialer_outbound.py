@@ -97,3 +97,80 @@ async def test_auto_running_clock_with_a_raw_client() -> None:
     clock.stop_auto()
     await c.close()
     await pbx.stop()
+
+
+SORRY = "dialer/ivr-apology&dialer/digit-9&dialer/digit-5"
+
+
+async def _after_the_flow(script, number: str, *, queue: str = "fraud-agents", **persona):  # type: ignore[no-untyped-def]
+    """Run the shipped dialplan with ``script`` as the FastAGI side; return the channel's
+    variables, the applications it ran after AGI(), and the queues joined."""
+    sc = {"personas": [{"match": number[-7:], "answer_after_s": 2, **persona}]}
+    pbx = SimPbx(clock=VirtualClock(), scenario=sc, record=True)
+    agi = FastAgi(script)
+    port = await agi.start()
+    req = with_vars(outbound(number, "f-1", port, flow="notice", queue=queue), DIALER_SORRY=SORRY)
+    pbx.engine.spawn(pbx.engine.originate(req))
+    await pbx.clock.advance(90)
+    v = varsets(pbx.events, "f-1")
+    apps = [
+        f"{e.get('Application')}:{e.get('AppData')}"
+        for e in pbx.events
+        if e.name == "Newexten" and e.get("Uniqueid") == "f-1"
+    ]
+    after = apps[[a.split(":")[0] for a in apps].index("AGI") + 1 :]
+    joined = [e.get("Queue") for e in pbx.events if e.name == "QueueCallerJoin"]
+    await agi.stop()
+    await pbx.stop()
+    return v, [a for a in after if not a.startswith(("GotoIf", "Set"))], joined
+
+
+async def test_a_flow_that_failed_mid_way_hands_the_caller_to_the_campaigns_queue() -> None:
+    async def script(cmd):  # type: ignore[no-untyped-def]
+        await cmd("ANSWER")
+        await cmd('STREAM FILE dialer/notice-body ""')
+        await cmd("SET VARIABLE IVR_RESULT notified")
+        await cmd("SET VARIABLE IVR_RESCUE queue")
+        await cmd("SET VARIABLE IVR_NEXT failed")
+
+    v, after, joined = await _after_the_flow(script, "+8613800001011")
+    assert v["DIALER_IVR"] == "failed" and v["AGISTATUS"] == "SUCCESS"
+    assert joined == ["fraud-agents"] and after[0] == "Queue:fraud-agents,,,,60"
+
+
+async def test_a_flow_that_failed_mid_way_without_a_hand_over_plays_the_apology() -> None:
+    async def script(cmd):  # type: ignore[no-untyped-def]
+        await cmd("ANSWER")
+        await cmd("SET VARIABLE IVR_RESCUE apology")
+        await cmd("SET VARIABLE IVR_NEXT failed")
+
+    v, after, joined = await _after_the_flow(script, "+8613800001012")
+    assert v["DIALER_IVR"] == "failed" and joined == []
+    assert after == [f"Playback:{SORRY}", "Hangup:"]
+
+
+async def test_a_fastagi_connection_closed_mid_flow_is_rescued() -> None:
+    """The IVR's socket closes before it steered the call, the channel still up: Asterisk 22
+    ends AGI() with AGISTATUS=SUCCESS (res_agi.c run_agi: "Program terminated"), and with no
+    IVR_NEXT the dialplan rescues the caller; no queue: the apology."""
+
+    async def script(cmd):  # type: ignore[no-untyped-def]
+        await cmd("ANSWER")
+        await cmd('STREAM FILE dialer/notice-body ""')
+
+    v, after, joined = await _after_the_flow(script, "+8613800001013", queue="")
+    assert v["AGISTATUS"] == "SUCCESS" and v["DIALER_IVR"] == "failed"
+    assert after == [f"Playback:{SORRY}", "Hangup:"]
+
+
+async def test_a_caller_who_hangs_up_in_the_flow_ends_the_dialplan_there() -> None:
+    """AGISTATUS=HANGUP: AGI() returns -1 and nothing after it runs - a caller who left is
+    no IVR failure (no DIALER_IVR mark, nothing played to nobody)."""
+
+    async def script(cmd):  # type: ignore[no-untyped-def]
+        await cmd("ANSWER")
+        await cmd("WAIT FOR DIGIT 20000")
+
+    v, after, joined = await _after_the_flow(script, "+8613800001014", hangup_after_s=3)
+    assert v["AGISTATUS"] == "HANGUP" and "DIALER_IVR" not in v
+    assert after == [] and joined == []
