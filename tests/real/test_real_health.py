@@ -1,6 +1,7 @@
-"""Safe on the floor, on a real Asterisk 22: the FastAGI server going away mid-campaign leaves
-no customer in silence (the shipped dialplan plays the apology with the callback number) and
-stops the campaign with an alarm; a stopped switch makes ``/healthz`` fail within 10 s."""
+"""Safe on the floor, on a real Asterisk 22: the FastAGI server going away mid-campaign, or a
+flow crashing after it answered, leaves no customer in silence (the shipped dialplan plays the
+apology with the callback number) and stops the campaign with an alarm; a stopped switch makes
+``/healthz`` fail within 10 s."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
@@ -16,8 +18,10 @@ from dialer.floor.alarms import IVR_FAILURES_TO_STOP, AlarmKind
 from dialer.floor.console import start_console
 from dialer.outcomes import Outcome
 from dialer.store import Store
-from dialer.store.models import Attempt, Campaign
+from dialer.store.models import Attempt, Campaign, IvrSession
 from dialer.telephony.ami.messages import Event
+from ivr.flow import FlowLibrary, parse_flow
+from ivr.hooks import DEFAULT_HOOKS
 
 from .conftest import RealFloor, campaign, load, phone
 from .pbx import Asterisk
@@ -117,3 +121,75 @@ async def test_healthz_fails_within_10_s_of_the_switch_stopping(
             assert 'dialer_alarm{kind="switch_down",subject="default"} 1.0' in text
     finally:
         await runner.cleanup()
+
+
+#: ``notice`` as a flow that crashes after it answered: a prompt is heard, the result
+#: ``notified`` reached, then a bank hook raises (no error edge)
+CRASHING = {
+    "name": "notice",
+    "start": "body",
+    "nodes": {
+        "body": {"kind": "play", "prompts": ["goodbye"], "next": "reached"},
+        "reached": {"kind": "result", "set": "notified", "next": "boom"},
+        "boom": {"kind": "action", "hook": "boom", "next": "done"},
+        "done": {"kind": "hangup", "prompts": ["goodbye"]},
+    },
+}
+
+
+@pytest.mark.slow  # about 12 s: real calls through a prompt, the crash and the apology
+async def test_a_flow_crashing_after_it_answered_apologises_and_stops_the_campaign(
+    store: Store, tmp_path: Path, real_floor: RealFloor
+) -> None:
+    """Issue 14 on Asterisk 22: a flow that answered, spoke and then crashed. The caller hears
+    the apology with the callback number (the shipped dialplan, on the IVR's IVR_NEXT=failed),
+    the attempt ends ``ivr_failed`` with the partial result, and the guard stops the campaign
+    after 3 with its alarm."""
+    doc = campaign("crash-real", "broadcast", flow="notice", queue=None)
+    doc["pacing"].update({"channels": 3})
+    load(store, tmp_path, doc, [{"phone": phone("999", i)} for i in range(9)])
+
+    def boom(ctx: object) -> None:
+        raise ConnectionRefusedError("core banking unreachable")
+
+    real_floor.ivr.services.library = FlowLibrary(
+        {"notice": parse_flow(CRASHING, "notice.yaml")}, {**DEFAULT_HOOKS, "boom": boom}
+    )
+    apps: dict[str, list[str]] = {}
+
+    def on_event(ev: Event) -> None:
+        h = ev.headers
+        if ev.name == "Newexten" and h.get("Application") in ("AGI", "Playback", "Queue"):
+            apps.setdefault(h.get("Channel", ""), []).append(
+                f"{h.get('Application')}:{h.get('AppData', '')}"
+            )
+
+    floor = real_floor.dialer
+    real_floor.core.subscribe(on_event)
+    await real_floor.core.wait_ready(10)
+    await floor.load_campaigns()
+    task = asyncio.create_task(floor.run())
+    try:
+        t0 = time.monotonic()
+        while not all(r.spec.state.value == "paused" for r in floor.runs.values()):
+            assert time.monotonic() - t0 < 40, [a.outcome for a in attempts(store)]
+            await asyncio.sleep(0.2)
+        while any(a.outcome is None for a in attempts(store)):
+            assert time.monotonic() - t0 < 60, "calls left open"
+            await asyncio.sleep(0.2)
+        health = floor.health()
+    finally:
+        floor.stop()
+        await asyncio.wait_for(task, 10)
+    rows = attempts(store)
+    assert IVR_FAILURES_TO_STOP <= len(rows) < 9  # stopped before the list ended
+    assert {a.outcome for a in rows} == {Outcome.IVR_FAILED}, [a.outcome for a in rows]
+    assert {a.result for a in rows} == {"notified"}  # the partial result is kept
+    apology = "Playback:dialer/ivr-apology&" + "&".join(f"dialer/digit-{d}" for d in "95588")
+    flows = [seq for seq in apps.values() if seq and seq[0].startswith("AGI:")]
+    assert len(flows) == len(rows) and all(seq[1:] == [apology] for seq in flows), flows
+    with store.session() as s:
+        assert s.scalars(select(Campaign.state)).one() == "paused"
+        assert {x.status for x in s.scalars(select(IvrSession))} == {"error"}
+    kinds = {(a.kind, a.subject) for a in health.alarms}
+    assert (AlarmKind.IVR_FAILURES, "crash-real") in kinds and health.ok  # the IVR itself is up
