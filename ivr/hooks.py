@@ -18,6 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from dialer.errors import ComplianceError
+from dialer.lists.callbacks import book_callback as book_callback_in_store
+from dialer.lists.callbacks import slot_instant
+from dialer.lists.compliance import zone
 from dialer.privacy import is_hashed, matches_hash
 from dialer.store import Store
 from dialer.store.models import Contact, DncEntry
@@ -180,7 +184,41 @@ def opt_out(h: HookContext, *, scope: str = "marketing") -> str:
     return "ok" if exists is None else "already"
 
 
+def book_callback(h: HookContext, *, slot: str) -> str:
+    """The customer picked a callback time by keypad (``slot``: ``CallbackSlot``, in their own
+    zone): booked for the campaign through ``dialer.lists.callbacks.book_callback`` - only
+    where every compliance rule allows the dial then (window, holidays, DNC, attempt limit).
+    ``ok`` when booked (``callback_due`` in the session data), ``refused`` (with the rule)."""
+    if h.is_test:
+        h.data["test"] = True
+        h.data["callback_slot"] = slot
+        return "ok"
+    assert h.store is not None
+    with h.store.session() as s:
+        contact = s.get(Contact, h.call.contact_id)
+        if contact is None:
+            raise HookError(f"contact {h.call.contact_id} is gone")
+        due = slot_instant(slot, h.now(), contact.timezone)  # ConfigError: a flow's mistake
+        try:
+            booked = book_callback_in_store(
+                s,
+                contact,
+                due,
+                now=h.now(),
+                booked_by=f"ivr:{h.call.flow}",
+                attempt_id=h.call.attempt_id,
+            )
+        except ComplianceError as exc:
+            h.data["callback_slot"] = slot
+            h.data["callback_refused"] = str(exc).removeprefix("callback refused: ")
+            return "refused"
+        h.data["callback_slot"] = slot
+        h.data["callback_due"] = booked.due_at.astimezone(zone(contact.timezone)).isoformat()
+    return "ok"
+
+
 DEFAULT_HOOKS: dict[str, Callable[..., Any]] = {
+    "book_callback": book_callback,
     "verify_identity": verify_identity,
     "verification_locked": verification_locked,
     "lock_verification": lock_verification,

@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +17,14 @@ from sqlalchemy import select
 from test_compliance import broken_rules, cases
 
 from dialer.errors import ComplianceError, ConfigError
-from dialer.lists.callbacks import HORIZON, book_callback, callback_refusal
+from dialer.lists.callbacks import (
+    HORIZON,
+    SLOTS,
+    CallbackSlot,
+    book_callback,
+    callback_refusal,
+    slot_instant,
+)
 from dialer.lists.campaigns import apply_campaign, parse_campaign
 from dialer.lists.compliance import ContactState, NumberFacts, Policy
 from dialer.lists.dispositions import check_form
@@ -175,6 +183,27 @@ def test_a_booked_callback_never_breaks_a_compliance_rule(
     broken = broken_rules(reopened, rules, due, NumberFacts(dnc=facts.dnc))
     in_range = now < due <= now + HORIZON
     assert (why is None) == (in_range and not broken), (why, broken)
+
+
+@given(case=cases(), slot=st.sampled_from(list(CallbackSlot)))
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_keypad_slot_is_its_local_time_and_booked_only_where_the_dial_is_allowed(
+    case: tuple[ContactState, Policy, dt.datetime, NumberFacts], slot: CallbackSlot
+) -> None:
+    """The IVR's callback slots ("press 1 for this afternoon"): the instant is that wall
+    time in the contact's own zone, today or tomorrow there; its booking follows the same
+    rules, against the compliance oracle."""
+    contact, policy, now, facts = case
+    due = slot_instant(slot, now, contact.timezone)
+    days, at = SLOTS[slot]
+    local = due.astimezone(ZoneInfo(contact.timezone))
+    today = now.astimezone(ZoneInfo(contact.timezone)).date()
+    assert (local.date() - today).days == days and local.time() == at
+    why = callback_refusal(contact, policy, due, now, dnc=facts.dnc)
+    reopened = dataclasses.replace(contact, status="active", next_attempt_at=None)
+    rules = dataclasses.replace(policy, running=True, daily_cap=10**9)
+    broken = broken_rules(reopened, rules, due, NumberFacts(dnc=facts.dnc))
+    assert (why is None) == (now < due and not broken), (why, broken)
 
 
 def test_campaign_files_keep_their_shape_without_dispositions(tmp_path: Path) -> None:

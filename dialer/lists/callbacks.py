@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -72,6 +73,35 @@ def local_instant(when: str | dt.datetime, tz: str) -> dt.datetime:
     if when.tzinfo is None:
         when = when.replace(tzinfo=zone(tz))
     return when.astimezone(dt.UTC)
+
+
+class CallbackSlot(enum.StrEnum):
+    """Times a customer can pick by keypad ("press 1 for this afternoon ...")."""
+
+    THIS_AFTERNOON = "this_afternoon"
+    THIS_EVENING = "this_evening"
+    TOMORROW_MORNING = "tomorrow_morning"
+    TOMORROW_AFTERNOON = "tomorrow_afternoon"
+
+
+#: Each slot: days after today and the local time, in the customer's own zone.
+SLOTS: dict[CallbackSlot, tuple[int, dt.time]] = {
+    CallbackSlot.THIS_AFTERNOON: (0, dt.time(15, 0)),
+    CallbackSlot.THIS_EVENING: (0, dt.time(19, 0)),
+    CallbackSlot.TOMORROW_MORNING: (1, dt.time(10, 0)),
+    CallbackSlot.TOMORROW_AFTERNOON: (1, dt.time(15, 0)),
+}
+
+
+def slot_instant(slot: CallbackSlot | str, now: dt.datetime, tz: str) -> dt.datetime:
+    """The instant (UTC) of ``slot`` seen from ``now`` in zone ``tz``. Pure."""
+    try:
+        days, at = SLOTS[CallbackSlot(slot)]
+    except ValueError:
+        raise ConfigError(f"callback slot is one of {', '.join(s.value for s in SLOTS)}") from None
+    local = now.astimezone(zone(tz))
+    day = local.date() + dt.timedelta(days=days)
+    return dt.datetime.combine(day, at, tzinfo=zone(tz)).astimezone(dt.UTC)
 
 
 def book_callback(
@@ -145,6 +175,20 @@ def _pending(s: Session, contact_id: int) -> list[Callback]:
     )
 
 
+def keep_pending(s: Session, contact: Contact) -> bool:
+    """After an outcome's retry rule: a callback pending for the contact (booked during the
+    call, by the IVR or an agent) keeps it active and due then. Only a contact raised to
+    ``CALLBACK_PRIORITY`` is looked up (a booking raises it)."""
+    if contact.priority != CALLBACK_PRIORITY:
+        return False
+    pending = _pending(s, contact.id)
+    if not pending:
+        return False
+    contact.status = ContactStatus.ACTIVE.value
+    contact.next_attempt_at = min(cb.due_at for cb in pending)
+    return True
+
+
 def callback_dialled(s: Session, contact: Contact, attempt_id: int | None) -> None:
     """The contact's pending callback is being dialled: it is done, the priority goes back."""
     for cb in _pending(s, contact.id):
@@ -156,6 +200,10 @@ def callback_dialled(s: Session, contact: Contact, attempt_id: int | None) -> No
 
 __all__ = [
     "CALLBACK_PRIORITY",
+    "SLOTS",
+    "CallbackSlot",
+    "keep_pending",
+    "slot_instant",
     "FALLBACK_AFTER",
     "HORIZON",
     "book_callback",

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session, aliased, defer
 
 from dialer.audit import AuditAction
 from dialer.errors import ComplianceError, IllegalTransition
-from dialer.lists.callbacks import CALLBACK_PRIORITY, callback_dialled
+from dialer.lists.callbacks import CALLBACK_PRIORITY, callback_dialled, keep_pending
 from dialer.lists.campaigns import spec_of
 from dialer.lists.compliance import (
     DEFAULT_CALENDAR,
@@ -479,6 +479,7 @@ def finish_attempt(
             contact.next_attempt_at = None
         else:
             contact.next_attempt_at = decision.next_attempt_at
+        keep_pending(session, contact)  # a callback booked during the call wins
     disposition = (attempt.detail or {}).get("disposition")
     if isinstance(disposition, dict):  # an agent saved one during the call: their word wins
         attempt.result = disposition.get("code") or attempt.result

@@ -13,8 +13,12 @@ from ivr_fakepbx import FakeAsterisk, Persona, header, memory_io
 from ivr_testkit import ID_LAST6, NOW, RunFn, clock, seed_attempt
 from sqlalchemy import select
 
+from dialer.lists.dnc import add_entry
+from dialer.lists.hopper import finish_attempt
+from dialer.outcomes import Outcome
 from dialer.store import Store
 from dialer.store.models import Attempt, Contact, DncEntry, IvrSession, IvrStep
+from dialer.store.people import Callback
 from ivr.driver import BlockingAGI, drive_sync
 from ivr.engine import Services, SessionOutcome, SessionStatus, run_session
 from ivr.errors import FlowDefinitionError
@@ -555,3 +559,52 @@ def test_a_caller_hanging_up_mid_flow_is_not_an_ivr_failure(store: Store) -> Non
     outcome, pbx = crashy_run(store, "queue", Persona(answers=[], hangup_after=1))
     assert outcome.status is SessionStatus.HANGUP
     assert "IVR_NEXT" not in pbx.variables  # the dialplan ends with the channel
+
+
+# --- callbacks picked by keypad -------------------------------------------------------------
+
+
+def test_repayment_reminder_books_a_callback_picked_by_keypad(
+    store: Store, run_flow: RunFn
+) -> None:
+    aid = seed_attempt(store, "repayment_reminder")
+    r = run_flow("repayment_reminder", Persona(answers=["1", "3", "1"]), attempt=aid)
+    assert (r.outcome.status, r.outcome.result) == (SessionStatus.COMPLETED, "callback_booked")
+    assert "dialer/cb-offer" in r.pbx.played and "dialer/cb-booked" in r.pbx.played
+    due = dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.UTC)  # this afternoon, 15:00 in Beijing
+    with store.session() as s:
+        (cb,) = s.scalars(select(Callback))
+        assert (cb.due_at, cb.agent, cb.booked_by, cb.attempt_id) == (
+            due,
+            None,
+            "ivr:repayment_reminder",
+            aid,
+        )
+        attempt = s.get(Attempt, aid)
+        assert attempt is not None
+        # the call ends "completed" (final without a retry rule): the callback still holds
+        finish_attempt(s, attempt, Outcome.COMPLETED, NOW + dt.timedelta(minutes=2))
+    with store.session() as s:
+        contact = s.scalars(select(Contact)).one()
+        assert (contact.status, contact.next_attempt_at) == ("active", due)
+    assert r.pbx.variables["IVR_RESULT"] == "callback_booked"  # the attempt's result
+    row, steps = session_row(store, r.outcome.session_id)
+    assert (row.attempt_id, row.result) == (aid, "callback_booked")
+    assert row.data["callback_due"] == "2026-11-30T15:00:00+08:00"
+    assert row.data["callback_slot"] == "this_afternoon"
+    assert ("callback_afternoon", "ok") in [(st.node, st.outcome) for st in steps]
+
+
+def test_a_keypad_callback_is_refused_where_compliance_forbids_the_dial(
+    store: Store, run_flow: RunFn
+) -> None:
+    aid = seed_attempt(store, "repayment_reminder")
+    with store.session() as s:
+        add_entry(s, "+8613800000486", reason="asked", source="test")
+    r = run_flow("repayment_reminder", Persona(answers=["1", "3", "2"]), attempt=aid)
+    assert r.outcome.result == "callback_refused"
+    assert "dialer/cb-refused" in r.pbx.played
+    with store.session() as s:
+        assert s.scalars(select(Callback)).first() is None
+    row, _ = session_row(store, r.outcome.session_id)
+    assert row.data["callback_slot"] == "tomorrow_morning" and "dnc" in row.data["callback_refused"]
