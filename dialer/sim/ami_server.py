@@ -111,10 +111,13 @@ class Session:
     closing: bool = False
     auth_timer: object | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    sent: int = 0  # bytes written to the client / read from it (a virtual clock's hold)
+    received: int = 0
 
     def send(self, data: bytes) -> None:
         if not self.closing and not self.writer.is_closing():
             self.writer.write(data)
+            self.sent += len(data)
 
     def respond(self, pairs: list[tuple[str, str]]) -> None:
         self.send(format_message(pairs))
@@ -176,6 +179,14 @@ class AmiServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+    def session_of(self, peer: object) -> Session | None:
+        """The open session whose client is at ``peer`` (its socket's address)."""
+        name = str(peer)
+        for s in self.sessions:
+            if s.peer == name:
+                return s
+        return None
 
     # ------------------------------------------------------------------ faults
     def drop_all(self) -> int:
@@ -241,6 +252,7 @@ class AmiServer:
                     data = await reader.read(65536)
                 except (ConnectionError, OSError):
                     data = b""
+                s.received += len(data)
                 for action in parser.feed(data):
                     await self._dispatch(s, action)
                 if not data:

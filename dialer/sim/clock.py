@@ -6,15 +6,24 @@ command line can run in real time, or faster (``RealClock(speed=10)``).
 
 The virtual clock keeps a heap of timers. Time only moves when a test (or the auto-runner)
 asks it to, and before each jump it lets the asyncio loop *settle*: every task runs until it
-waits on the clock, and no simulated I/O (an AGI command in flight, a FastAGI connect) is
-outstanding. That keeps event order deterministic while real sockets are involved.
+waits on the clock, no simulated I/O (an AGI command in flight, a FastAGI connect) is
+outstanding, no work handed to a thread of ``executor()`` is unfinished and every ``hold``
+check is false (e.g. bytes written on a socket that the peer has not read yet). That keeps
+event order deterministic while real sockets and threads are involved, and it makes CPU time
+free in simulated time: a slow machine runs the same simulated seconds more slowly, it never
+makes a simulated caller wait longer.
+
+``start_auto(max_speed=N)`` paces the jumps so simulated time runs at most N times faster than
+real time (a floor a person can watch), while still standing still whenever work is pending.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import heapq
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +31,8 @@ from typing import Any, Protocol
 
 #: Epoch the virtual clock starts at (close to the recordings' timestamps).
 DEFAULT_START_EPOCH = 1796009806.0
+#: Longest real-time wait of the auto-runner before it looks at the timers again.
+PACE_STEP_S = 0.05
 
 
 class TimerHandle:
@@ -49,9 +60,57 @@ class Clock(Protocol):
     def epoch(self) -> float: ...
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle: ...
     async def sleep(self, delay: float) -> None: ...
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool: ...
     async def advance(self, delta: float) -> None: ...
     @contextmanager
     def io(self) -> Iterator[None]: ...
+
+
+class HeldExecutor(concurrent.futures.ThreadPoolExecutor):
+    """A thread pool whose unfinished work holds a ``VirtualClock`` (``clock.executor()``).
+
+    A job counts as pending from ``submit`` until its future's result is set *and* the
+    callbacks that hand it to the event loop have run (``run_in_executor``'s bridge queues
+    the result on the loop inside ``set_result``): once the count is zero, every result is
+    on the loop's ready queue, where ``settle`` sees it.
+    """
+
+    def __init__(self, max_workers: int | None = None, thread_name_prefix: str = "") -> None:
+        super().__init__(max_workers, thread_name_prefix)
+        self._lock = threading.Lock()
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        outer: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def job() -> None:
+            try:
+                if outer.set_running_or_notify_cancel():
+                    try:
+                        result = fn(*args, **kwargs)
+                    except BaseException as exc:  # handed to the waiter, as the pool does
+                        outer.set_exception(exc)
+                    else:
+                        outer.set_result(result)
+            finally:
+                with self._lock:
+                    self._pending -= 1
+
+        with self._lock:
+            self._pending += 1
+        try:
+            super().submit(job)
+        except BaseException:
+            with self._lock:
+                self._pending -= 1
+            raise
+        return outer
 
 
 class VirtualClock:
@@ -69,8 +128,14 @@ class VirtualClock:
         self._seq = itertools.count()
         self._io = 0
         self._sleepers = 0
+        self._holds: list[Callable[[], bool]] = []
+        self._executors: list[HeldExecutor] = []
         self._auto: asyncio.Task[None] | None = None
-        self.speed = 0.0
+        self.speed = 0.0  # the auto-runner's ``max_speed``, 0: as fast as the work allows
+        #: jumps of the auto-runner, and how often ``io_grace`` ran out with work pending
+        #: (time then moved anyway: a hold that never clears, or a very slow machine)
+        self.jumps = 0
+        self.grace_expired = 0
 
     def now(self) -> float:
         return self._now
@@ -94,6 +159,21 @@ class VirtualClock:
         finally:
             h.cancel()
 
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        """Until ``event`` is set (True) or ``timeout`` simulated seconds pass (False)."""
+        if event.is_set():
+            return True
+        either: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        h = self.call_later(timeout, _resolve, either)
+        waiter = asyncio.ensure_future(event.wait())
+        waiter.add_done_callback(lambda _: _resolve(either))
+        try:
+            await either
+        finally:
+            h.cancel()
+            waiter.cancel()
+        return event.is_set()
+
     @contextmanager
     def io(self) -> Iterator[None]:
         self._io += 1
@@ -101,6 +181,31 @@ class VirtualClock:
             yield
         finally:
             self._io -= 1
+
+    def hold(self, check: Callable[[], bool]) -> Callable[[], None]:
+        """Time does not move while ``check()`` is true (bytes in flight on a socket, ...);
+        returns the function that removes the check."""
+        self._holds.append(check)
+
+        def release() -> None:
+            if check in self._holds:
+                self._holds.remove(check)
+
+        return release
+
+    def executor(self, max_workers: int | None = None, name: str = "held") -> HeldExecutor:
+        """A thread pool whose unfinished work holds this clock (see ``HeldExecutor``)."""
+        pool = HeldExecutor(max_workers, thread_name_prefix=name)
+        self._executors.append(pool)
+        return pool
+
+    def busy(self) -> bool:
+        """Work the clock waits for: I/O marked by ``io()``, threads, ``hold`` checks."""
+        return (
+            self._io > self._sleepers
+            or any(p.pending for p in self._executors)
+            or any(check() for check in self._holds)
+        )
 
     @contextmanager
     def external_sleep(self) -> Iterator[None]:
@@ -133,10 +238,14 @@ class VirtualClock:
                     return
 
     async def settle(self) -> None:
-        """Let every task run until all wait on the clock and no I/O is in flight."""
+        """Let every task run until all wait on the clock and no work is pending (``busy``),
+        for at most ``io_grace`` seconds of real time."""
         await self._drain_ready()
         deadline = time.monotonic() + self.io_grace
-        while self._io > self._sleepers and time.monotonic() < deadline:
+        while self.busy():
+            if time.monotonic() >= deadline:
+                self.grace_expired += 1
+                break
             await asyncio.sleep(0.0005)
             await self._drain_ready()
         await self._drain_ready()
@@ -188,23 +297,43 @@ class VirtualClock:
             await self.run_until(nxt)
         return True
 
-    def start_auto(self, idle_real_s: float = 0.002) -> None:
-        """Jump to the next timer whenever the system has been quiet for ``idle_real_s``."""
+    def start_auto(self, idle_real_s: float = 0.002, max_speed: float | None = None) -> None:
+        """Jump to the next timer whenever the system has been quiet for ``idle_real_s``.
+
+        With ``max_speed``, simulated time runs at most that many times faster than real time
+        (it still stands still while work is pending, and does not rush to catch up after)."""
+        if max_speed is not None and max_speed <= 0:
+            raise ValueError("max_speed must be > 0")
         if self._auto is None:
-            self._auto = asyncio.get_running_loop().create_task(self._autorun(idle_real_s))
+            self.speed = max_speed or 0.0
+            self._auto = asyncio.get_running_loop().create_task(
+                self._autorun(idle_real_s, max_speed), name="virtual-clock"
+            )
 
     def stop_auto(self) -> None:
         if self._auto is not None:
             self._auto.cancel()
             self._auto = None
 
-    async def _autorun(self, idle_real_s: float) -> None:
+    async def _autorun(self, idle_real_s: float, max_speed: float | None) -> None:
+        anchor = (time.monotonic(), self._now)  # (real, simulated) the pace counts from
         while True:
             await self.settle()
             await asyncio.sleep(idle_real_s)
             nxt = self.next_deadline()
-            if nxt is not None:
-                await self.run_until(nxt)
+            if nxt is None:  # nothing is due until something real happens
+                await asyncio.sleep(PACE_STEP_S)
+                continue
+            if max_speed is not None:
+                due = anchor[0] + (nxt - anchor[1]) / max_speed - time.monotonic()
+                if due > 0:  # not yet: wait (an earlier timer may come meanwhile), look again
+                    await asyncio.sleep(min(due, PACE_STEP_S))
+                    if due > PACE_STEP_S:
+                        continue
+                elif due < -PACE_STEP_S:
+                    anchor = (time.monotonic(), nxt)  # held back by work: no rush after it
+            self.jumps += 1
+            await self.run_until(nxt)
 
 
 class RealClock:
@@ -236,6 +365,15 @@ class RealClock:
 
     async def sleep(self, delay: float) -> None:
         await asyncio.sleep(max(0.0, delay) / self.speed)
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        """Until ``event`` is set (True) or ``timeout`` clock seconds pass (False)."""
+        try:
+            async with asyncio.timeout(max(0.0, timeout) / self.speed):
+                await event.wait()
+        except TimeoutError:
+            return event.is_set()
+        return True
 
     async def peer_sleep(self, delay: float) -> None:
         await self.sleep(delay)

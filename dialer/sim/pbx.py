@@ -14,6 +14,8 @@ In-process use (tests)::
     await pbx.clock.run_until(t)                # ... to simulated time t (seconds)
     await pbx.clock.run_until_true(pred, 60)    # ... timer by timer until pred() holds
     pbx.clock.start_auto()                      # or: jump whenever nothing is pending
+    AMIClient(..., opener=pbx.local_opener())   # a client in this process whose traffic
+                                                # holds a virtual clock while in flight
     pbx.faults.drop_all() / drop(0) / refuse_for(10[, mode="unlisten"])
     pbx.events                                  # every AmiEvent emitted (record=True)
     await pbx.stop()
@@ -31,8 +33,10 @@ Other entry points: ``pbx.engine.originate(OriginateRequest(...))`` (no AMI need
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +143,30 @@ class SimPbx:
             self.scenario.start()
         return port
 
+    def local_opener(self) -> Callable[[], Awaitable[tuple[_CountedReader, _CountedWriter]]]:
+        """An AMI client's ``opener`` for a client in this process: TCP to this PBX, and, on a
+        ``VirtualClock``, time stands still while bytes are in flight either way (written by
+        one end, not yet read by the other), so no event or action is late in simulated time
+        however long the process takes to read it."""
+
+        async def open_link() -> tuple[_CountedReader, _CountedWriter]:
+            reader, writer = await asyncio.open_connection(self.ami.host, self.port)
+            link = _Link(writer.get_extra_info("sockname"))
+            if isinstance(self.clock, VirtualClock):
+                release = self.clock.hold(lambda: self._in_flight(link))
+                link.on_close = release
+            return _CountedReader(reader, link), _CountedWriter(writer, link)
+
+        return open_link
+
+    def _in_flight(self, link: _Link) -> bool:
+        if link.closed:
+            return False
+        s = self.ami.session_of(link.local)
+        if s is None or s.closing:
+            return False  # not accepted yet (nothing sent), or gone
+        return s.sent != link.received or link.sent != s.received
+
     async def stop(self) -> None:
         if self.scenario is not None:
             self.scenario.stop()
@@ -148,3 +176,48 @@ class SimPbx:
                 ch.task.cancel()
         for t in list(self.engine._tasks):
             t.cancel()
+
+
+class _Link:
+    """Bytes one AMI client connection has written and read (see ``SimPbx.local_opener``)."""
+
+    def __init__(self, local: object) -> None:
+        self.local = local
+        self.sent = 0
+        self.received = 0
+        self.closed = False
+        self.on_close: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.on_close is not None:
+            self.on_close()
+            self.on_close = None
+
+
+class _CountedReader:
+    def __init__(self, reader: asyncio.StreamReader, link: _Link) -> None:
+        self._reader = reader
+        self._link = link
+
+    async def read(self, n: int = -1, /) -> bytes:
+        data = await self._reader.read(n)
+        self._link.received += len(data)
+        if not data:
+            self._link.close()
+        return data
+
+
+class _CountedWriter:
+    def __init__(self, writer: asyncio.StreamWriter, link: _Link) -> None:
+        self._writer = writer
+        self._link = link
+
+    def write(self, data: bytes, /) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(data)
+            self._link.sent += len(data)
+
+    def close(self) -> None:
+        self._link.close()
+        self._writer.close()
