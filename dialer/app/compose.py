@@ -7,9 +7,11 @@ floor. Nothing below the application layer imports the console.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -27,7 +29,7 @@ from dialer.lists.alertspec import AlertsConfig
 from dialer.settings import Settings
 from dialer.store import Store
 from dialer.telephony.ami.adapter import AMIClient
-from dialer.telephony.core import DialerCore
+from dialer.telephony.core import WRITE_BATCH_S, DialerCore
 
 
 async def serve_console(
@@ -93,8 +95,21 @@ class FloorRoot:
         campaigns: Sequence[str] | None = None,
         max_channels: int = 500,
         alerts: AlertsConfig | None = None,
+        core_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        db_executor: concurrent.futures.ThreadPoolExecutor | None = None,
+        core_flush_s: float = WRITE_BATCH_S,
     ) -> None:
-        self.core = DialerCore(store, client, agi_url=agi_url, clock=core_clock)
+        """``core_clock``/``core_sleep``: the core's time and waits (see ``DialerCore``);
+        ``clock``: the floor's (``dialer.floor.loop.Clock``); all wall time by default."""
+        self.core = DialerCore(
+            store,
+            client,
+            agi_url=agi_url,
+            clock=core_clock,
+            sleep=core_sleep,
+            executor=db_executor,
+            flush_s=core_flush_s,
+        )
         self.dialer = Dialer(
             store,
             self.core,

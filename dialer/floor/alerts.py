@@ -14,7 +14,6 @@ another worker, carries on where this one stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -136,12 +135,9 @@ class AlertDesk:
             await self.tick(loop.clock.time())
             if not self._wake.is_set():  # no alert came during the pass: the hold ends
                 self._arrived = False
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the cancellation
-            # that stops the desk when the wake-up lands at the same moment (the loop then
-            # waited for a desk that went on passing forever)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(loop.tick_s / loop.clock.speed):
-                    await self._wake.wait()
+            # on the loop's clock (simulated time in the demo); its wait never swallows the
+            # cancellation that stops the desk when the wake-up lands at the same moment
+            await loop.clock.wait(self._wake, loop.tick_s)
 
     async def _deliver(self) -> None:
         """Closed alerts' results to the bank's webhooks, every ``WEBHOOK_EVERY_S``."""

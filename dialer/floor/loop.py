@@ -12,7 +12,9 @@ Rules of this file:
   progressive over its abandon cap included). The runner only applies the limits that are not
   pacing: the channel cap and ``calls_per_second`` (a pacer at send time).
 - Database work runs in threads (``asyncio.to_thread``) so AMI events never wait on it.
-- Time comes from an injected ``Clock`` (wall time live; a scaled clock in the demo).
+- Time comes from an injected ``Clock`` (wall time live; simulated time in the demo): every
+  wait that means time on the floor (the tick, the calls-per-second pacer) is the clock's, so
+  on a simulated clock that stands still while work is pending, work never costs callers time.
 - Every task it starts is kept (``tasks``) until it ends. What supervisors read is
   ``reading.FloorView``; what they do is ``control.FloorControl``; ``service.Dialer`` joins them.
 """
@@ -20,7 +22,6 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -78,12 +79,13 @@ _BUSY_AGENT = frozenset({AgentState.TALKING, AgentState.WRAPUP, AgentState.RINGI
 
 
 class Clock(Protocol):
-    """Epoch time for the runner; ``speed`` clock seconds pass per real second."""
-
-    speed: float
+    """Epoch time for the runner, and waits measured on it."""
 
     def time(self) -> float: ...  # epoch seconds
     async def sleep(self, seconds: float) -> None: ...
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        """Until ``event`` is set (True) or ``timeout`` clock seconds pass (False)."""
+        ...
 
 
 class Preempting(Protocol):
@@ -100,13 +102,26 @@ class Preempting(Protocol):
 
 
 class WallClock:
-    speed = 1.0
-
     def time(self) -> float:
         return time.time()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        return await wait_real(event, timeout)
+
+
+async def wait_real(event: asyncio.Event, timeout_s: float) -> bool:
+    """Until ``event`` is set (True) or ``timeout_s`` real seconds pass (False). With
+    ``asyncio.timeout``, not ``wait_for``: Python 3.11's ``wait_for`` can swallow a
+    cancellation that lands together with the event."""
+    try:
+        async with asyncio.timeout(max(0.0, timeout_s)):
+            await event.wait()
+    except TimeoutError:
+        return event.is_set()
+    return True
 
 
 def _dt(epoch: float) -> dt.datetime:
@@ -142,7 +157,7 @@ class CampaignRun:
     pending: int = 0  # leased and being originated, not yet followed by the tracker
     effective_mode: str = ""
     hopper: dict[str, Any] = field(default_factory=lambda: {"eligible": 0, "reasons": {}})
-    hopper_at: float = float("-inf")
+    hopper_at: float = float("-inf")  # monotonic time of ``hopper``
     snapshot_cache: dict[str, Any] = field(default_factory=dict)
     last_error: str | None = None  # the last dialling error
     reload_error: str | None = None  # the last refused reload of this campaign's file
@@ -257,6 +272,8 @@ def build_pacing_input(
     )
 
 
+#: how often (wall seconds) the hopper's explanation for the console is refreshed
+HOPPER_VIEW_S = 30.0
 #: how often (clock seconds) a running loop looks for attempts a crashed dialer never sent
 SWEEP_EVERY_S = 30.0
 UNSENT_AFTER = dt.timedelta(minutes=2)
@@ -563,8 +580,7 @@ class CampaignLoop:
             elif until_idle and now - self._last_activity >= quiet_s:
                 break
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick_s / self.clock.speed)
+            await self.clock.wait(self._wake, self.tick_s)
 
     def stop(self) -> None:
         self._stop.set()
@@ -670,8 +686,10 @@ class CampaignLoop:
                 run.pending -= 1
 
     async def refresh_hopper(self, run: CampaignRun, *, force: bool = False) -> None:
-        now = self.clock.time()
-        if not force and now - run.hopper_at < 30.0:
+        """The hopper's explanation people read on the console, at most every
+        ``HOPPER_VIEW_S`` of wall time (on a simulated clock, not once per simulated 30 s)."""
+        now = time.monotonic()
+        if not force and now - run.hopper_at < HOPPER_VIEW_S:
             return
         run.hopper_at = now
         run.hopper = await asyncio.to_thread(
@@ -694,4 +712,5 @@ __all__ = [
     "WallClock",
     "build_pacing_input",
     "sweep_unsent",
+    "wait_real",
 ]

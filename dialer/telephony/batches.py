@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import OperationalError
 
@@ -34,11 +34,14 @@ class StoreBatches:
         rows: AttemptRows,
         flush_s: float,
         on_done: Callable[[list[FinishedAttempt]], None],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        db: concurrent.futures.ThreadPoolExecutor | None = None,
     ) -> None:
         self.rows = rows
-        self.flush_s = flush_s
+        self.flush_s = flush_s  # on ``sleep``'s clock
         self.on_done = on_done
-        self.db = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dialer-db")
+        self.sleep = sleep
+        self.db = db or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dialer-db")
         self.flush_lock = asyncio.Lock()
         self.write_errors = 0
         self._writes: list[Update] = []
@@ -81,7 +84,7 @@ class StoreBatches:
     async def writer(self) -> None:
         while True:
             await self._write_wakeup.wait()
-            await asyncio.sleep(self.flush_s)  # gather a batch
+            await self.sleep(self.flush_s)  # gather a batch
             await self.flush()
 
     async def flush(self) -> None:

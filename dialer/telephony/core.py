@@ -24,6 +24,7 @@ updates are batched by one writer task, so the event loop never waits on the dat
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import enum
 import logging
@@ -57,6 +58,8 @@ T = TypeVar("T")
 
 
 S_DIALING, S_RINGING = AttemptState.DIALING, AttemptState.RINGING
+#: how long tracker updates gather before one batch writes them (clock seconds)
+WRITE_BATCH_S = 0.05
 
 
 class OriginateStatus(enum.StrEnum):
@@ -97,16 +100,22 @@ class DialerCore:
         *,
         agi_url: str,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        executor: concurrent.futures.ThreadPoolExecutor | None = None,
         tick_s: float = 0.5,
         ready_timeout_s: float = 30.0,
-        flush_s: float = 0.05,
+        flush_s: float = WRITE_BATCH_S,
         owner: str = "dialer",
         server: str = "default",
         trail: bool = False,
     ) -> None:
+        """``clock`` and ``sleep`` are the time of the calls (epoch seconds) and a wait on it
+        (the tick, the gathering of a write batch): wall time live, simulated time on the
+        simulated floor. ``executor``: the one database thread (default: its own)."""
         self.store = store
         self.client = client
         self.clock = clock
+        self.sleep = sleep
         self.rows = AttemptRows(
             store, agi_url=agi_url, now=self.now, owner=owner, server=server, trail=trail
         )
@@ -120,7 +129,7 @@ class DialerCore:
         self._stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self.batches = StoreBatches(self.rows, flush_s, self._finished)
+        self.batches = StoreBatches(self.rows, flush_s, self._finished, sleep, executor)
         self._db = self.batches.db
         self.originates_sent = 0
         self.illegal_transitions = 0
@@ -380,7 +389,7 @@ class DialerCore:
 
     async def _ticker(self) -> None:
         while True:
-            await asyncio.sleep(self.tick_s)
+            await self.sleep(self.tick_s)
             updates = self.tracker.tick(self.now())
             if updates:
                 self._apply(updates)

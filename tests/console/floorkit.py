@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
 from dialer.floor.console import DialerMetrics
+from dialer.floor.loop import wait_real
 from dialer.floor.service import Dialer
 from dialer.floor.view import (
     HistoryPoint,
@@ -100,8 +101,6 @@ class Clock:
 class LoopClock:
     """``Clock`` as the campaign loop reads it (epoch seconds), on the shifted test time."""
 
-    speed = 1.0
-
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
 
@@ -110,6 +109,9 @@ class LoopClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        return await wait_real(event, timeout)
 
 
 #: The queue members on the floor, as ``QueueStatus`` lists them: idle, two on a call, one

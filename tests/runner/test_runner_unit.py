@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from dialer.floor.loop import CampaignRun, RateLimiter
+from dialer.floor.loop import CampaignRun, RateLimiter, wait_real
 from dialer.floor.service import Dialer
 from dialer.floor.view import AgentState
 from dialer.lists.campaigns import parse_campaign
@@ -227,8 +227,6 @@ async def test_refused_reload_is_shown_on_the_campaign_whose_file_it_is(
 class _StepClock:
     """A clock the test moves; the loop wakes every ``tick_s`` real seconds."""
 
-    speed = 1.0
-
     def __init__(self, t: float) -> None:
         self.t = t
 
@@ -237,6 +235,9 @@ class _StepClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(0)
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        return await wait_real(event, timeout)
 
 
 class _ReadyCore(_Core):
