@@ -18,6 +18,7 @@ import os
 import random
 import secrets
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,14 @@ log = logging.getLogger(__name__)
 DEMO_TZ = ZoneInfo("Asia/Shanghai")
 DEMO_FLOOR = CONFIG_DIR / "demo" / "floor.yaml"
 DEMO_QUEUES = CONFIG_DIR / "demo" / "queues.conf"
+#: real seconds a simulated floor waits for pending work before its time moves anyway
+VIRTUAL_GRACE_S = 10.0
+#: how long the dialer gathers a batch of call updates before writing it, in simulated
+#: seconds (live: 50 ms of wall time; at x60 that was 3 simulated seconds): one write per
+#: simulated second, not one per event
+VIRTUAL_FLUSH_S = 1.0
+#: the shift's wall-clock limit is checked at least this often (real seconds, about)
+WALL_CHECK_S = 5.0
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛"]
 #: Deterministic test numbers of the simulated PBX (last three digits), and their share.
@@ -109,6 +118,8 @@ class DemoResult:
     per_campaign: dict[str, dict[str, Any]] = field(default_factory=dict)
     simulated_s: float = 0.0
     wall_s: float = 0.0
+    clock: str = ""  # which clock ran the floor (``SimFloor.describe_clock``)
+    shift_wall_s: float = 0.0  # real time of the shift alone (without set-up and summary)
     #: the predictive campaign's team: its occupancy and the campaign's abandon rate
     team: dict[str, Any] = field(default_factory=dict)
 
@@ -128,6 +139,8 @@ class DemoResult:
             "campaigns": self.per_campaign,
             "simulated_s": round(self.simulated_s, 1),
             "wall_s": round(self.wall_s, 1),
+            "shift_wall_s": round(self.shift_wall_s, 1),
+            "clock": self.clock,
             "team": self.team,
         }
 
@@ -161,7 +174,15 @@ class SimFloor:
     """The simulated PBX, the IVR's FastAGI server and the dialer, wired on free ports.
 
     Used by ``dialer demo`` and by the end-to-end tests: ``async with SimFloor(...) as f:``
-    then ``await f.dialer.run(until_idle=True)``. One clock serves all three.
+    then ``await f.dialer.run(until_idle=True)``. One clock serves all three:
+
+    - ``speed=None`` (default): simulated time (``VirtualClock``) that jumps to the next thing
+      due whenever nothing is pending - no task ready to run, no store work in a thread, no
+      AMI bytes unread, no AGI reply awaited. Work of any length costs no simulated time, so
+      the floor's figures do not depend on the machine; ``max_speed`` caps it at that many
+      simulated seconds per real second (a floor a person can watch).
+    - ``speed=N``: wall-clock time N times faster (``RealClock``): the floor runs against
+      real time, and an event-loop stall delays everything, as it would live.
     """
 
     def __init__(
@@ -170,7 +191,8 @@ class SimFloor:
         settings: Settings,
         *,
         start: dt.datetime,
-        speed: float = 40.0,
+        speed: float | None = None,
+        max_speed: float | None = None,
         scenario: Path | dict[str, Any] | None = None,
         queues: Path | None = None,
         seed: int = 7,
@@ -187,6 +209,7 @@ class SimFloor:
         self.settings = settings
         self.start_at = start
         self.speed = speed
+        self.max_speed = max_speed
         self.scenario = scenario
         self.queues = queues
         self.seed = seed
@@ -195,19 +218,41 @@ class SimFloor:
         self.http_host = http_host
         self.max_channels = max_channels
         self.console: tuple[Any, int] | None = None
+        self._virtual: Any = None  # the VirtualClock, when time is simulated
+        self.wall_started = time.monotonic()
+
+    @property
+    def virtual(self) -> bool:
+        return self.speed is None
+
+    def describe_clock(self) -> str:
+        """Which clock runs the floor, in words (the demo's progress line and summary)."""
+        if self.speed is not None:
+            return f"wall clock x{self.speed:g}"
+        if self.max_speed is not None:
+            return f"simulated clock, at most x{self.max_speed:g}"
+        return "simulated clock, as fast as the machine allows"
 
     async def __aenter__(self) -> SimFloor:
         from dialer.app.compose import FloorRoot
-        from dialer.sim.clock import RealClock
+        from dialer.sim.clock import AnyClock, RealClock, VirtualClock
         from dialer.sim.pbx import DEFAULT_MANAGER_CONF, SimPbx
         from dialer.telephony.ami.adapter import AMIClient
+        from dialer.telephony.core import WRITE_BATCH_S
         from ivr.engine import Services
         from ivr.fastagi import FastAGIServer
         from ivr.flow import FlowLibrary
         from ivr.record import GroupCommitRecorder
 
         os.environ.setdefault("DIALER_AMI_SECRET", secrets.token_hex(16))
-        self.clock = RealClock(speed=self.speed, start_epoch=self.start_at.timestamp())
+        epoch = self.start_at.timestamp()
+        self.clock: AnyClock
+        if self.speed is None:
+            # a slow store write or a busy CPU holds time instead of a caller
+            self.clock = VirtualClock(start_epoch=epoch, io_grace=VIRTUAL_GRACE_S)
+            asyncio.get_running_loop().set_default_executor(self.clock.executor(name="floor"))
+        else:
+            self.clock = RealClock(speed=self.speed, start_epoch=epoch)
         self.pbx = SimPbx(
             clock=self.clock,
             scenario=self.scenario,
@@ -217,6 +262,8 @@ class SimFloor:
             manager_conf=DEFAULT_MANAGER_CONF,  # the dialer gets only the shipped read classes
         )
         self.ami_port = await self.pbx.start("127.0.0.1", 0)
+        if isinstance(self.clock, VirtualClock):
+            await self.clock.advance(0.0)  # what is due at 0 s (the agents log in)
         clock = self.clock
 
         def now_dt() -> dt.datetime:
@@ -224,25 +271,38 @@ class SimFloor:
 
         services = Services(
             library=FlowLibrary.load(None),
-            recorder=GroupCommitRecorder(self.store, now_dt),
+            # in simulated time nothing else moves while a session's row is written: no group
+            # to gather (a window would be wall time spent with the clock held)
+            recorder=GroupCommitRecorder(
+                self.store, now_dt, **({"window_s": 0.0} if self.virtual else {})
+            ),
             store=self.store,
             clock=now_dt,
         )
         self.ivr = FastAGIServer(services, host="127.0.0.1", port=0)
         await self.ivr.start()
         client = AMIClient(
-            "127.0.0.1", self.ami_port, self.settings.ami.username, os.environ["DIALER_AMI_SECRET"]
+            "127.0.0.1",
+            self.ami_port,
+            self.settings.ami.username,
+            os.environ["DIALER_AMI_SECRET"],
+            opener=self.pbx.local_opener(),  # its bytes in flight hold a simulated clock
         )
+        virtual = self._virtual = self.clock if isinstance(self.clock, VirtualClock) else None
         self.root = FloorRoot(
             self.store,
             self.settings,
             client,
             agi_url=f"agi://127.0.0.1:{self.ivr.port}",
             core_clock=clock.epoch,
-            clock=_SimClockAdapter(clock, self.speed),
+            clock=_SimClockAdapter(clock),
             tick_s=self.tick_s,
             max_channels=self.max_channels,
             alerts=self.alerts,
+            # on a wall clock the core keeps its own wall-time tick and write batches
+            core_sleep=virtual.sleep if virtual is not None else asyncio.sleep,
+            db_executor=virtual.executor(1, "dialer-db") if virtual is not None else None,
+            core_flush_s=VIRTUAL_FLUSH_S if virtual is not None else WRITE_BATCH_S,
         )
         self.core, self.dialer = self.root.core, self.root.dialer
         await self.root.start(
@@ -251,12 +311,23 @@ class SimFloor:
             sighup=False,
         )
         self.console = self.root.console
+        if virtual is not None:
+            # time starts once the dialer is on the switch (the agents log in at 0 s)
+            await self.core.wait_ready()
+            self.wall_started = time.monotonic()
+            virtual.start_auto(idle_real_s=0.0, max_speed=self.max_speed)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.root.stop(grace_s=5.0)
         await self.ivr.close(grace=1.0)
         await self.pbx.stop()
+        if self._virtual is not None:
+            self._virtual.stop_auto()
+
+    async def wait(self, event: asyncio.Event, timeout_s: float) -> bool:
+        """Until ``event`` is set or ``timeout_s`` seconds of the floor's time pass."""
+        return await self.clock.wait(event, timeout_s)
 
     def ready(self) -> dict[str, Any]:
         return {"console": self.console}
@@ -308,12 +379,13 @@ class ShiftPlan:
     keep_running: bool = False  # dial on past the shift until SIGTERM / Ctrl-C
     chart: Path | None = None  # PNG of occupancy and abandon rate over the shift
     progress: TextIO | None = None  # the live progress line (stderr), None: quiet
-    timeout_s: float = 150.0  # wall-clock limit of a shift (not of --keep-running)
+    timeout_s: float = 450.0  # wall-clock limit of a shift (not of --keep-running)
 
 
 async def run_demo(
     *,
-    speed: float = 60.0,
+    speed: float | None = None,
+    max_speed: float | None = None,
     contacts_per_campaign: int = 40,
     seed: int = 7,
     workdir: Path | None = None,
@@ -324,9 +396,9 @@ async def run_demo(
     http_host: str = "127.0.0.1",
     on_ready: Callable[[dict[str, Any]], None] | None = None,
 ) -> DemoResult:
-    """Run the demo's shift and return its figures (the caller prints them)."""
-    import time
-
+    """Run the demo's shift and return its figures (the caller prints them). The floor's
+    clock: simulated time as fast as the machine allows (default), at most ``max_speed``
+    times real time, or the wall clock ``speed`` times faster (see ``SimFloor``)."""
     from dialer.app.alerting import alerts_of
 
     plan = plan or ShiftPlan(keep_running=keep_running)
@@ -357,12 +429,15 @@ async def run_demo(
             settings,
             start=start,
             speed=speed,
+            max_speed=max_speed,
             scenario=scenario or DEMO_FLOOR,
             queues=DEMO_QUEUES,
             seed=seed,
             http_port=http_port,
             http_host=http_host,
-            alerts=alerts_of(settings),
+            # an alert can only come in through the console's API: without one the alert
+            # desk would look at an empty table every tick
+            alerts=alerts_of(settings) if http_port is not None else None,
         )
         async with floor:
             if on_ready is not None:
@@ -371,9 +446,12 @@ async def run_demo(
             meter = ShiftMeter(store, team.campaign_id) if team else None
             await run_shift(floor, plan, meter, team)
             simulated = floor.elapsed_s
+            shift_wall = time.monotonic() - floor.wall_started
         result = summarise(store)
         result.occupancy = floor.dialer.occupancy
         result.simulated_s = simulated
+        result.clock = floor.describe_clock()
+        result.shift_wall_s = shift_wall
         if team is not None and meter is not None:
             result.team = team_figures(team, meter, floor)
             if plan.chart is not None and meter.points:
@@ -439,21 +517,27 @@ async def run_shift(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(floor.dialer.run(until_idle=not plan.keep_running))
+    task.add_done_callback(lambda _: stop.set())  # the campaigns ran out: the shift ends
     show = Progress(plan.progress) if plan.progress is not None else None
     wall_end = loop.time() + plan.timeout_s
+    end_s = plan.minutes * 60.0
     try:
-        while not task.done() and not stop.is_set():
+        while not stop.is_set():
+            elapsed = floor.elapsed_s
             if not plan.keep_running:
-                if floor.elapsed_s >= plan.minutes * 60.0:
+                if elapsed >= end_s:
                     break
                 if loop.time() > wall_end:
                     log.warning("demo: time limit of %s s reached; stopping", plan.timeout_s)
                     break
-            if meter is not None and team is not None and meter.due(floor.elapsed_s):
+            if meter is not None and team is not None and meter.due(elapsed):
                 _sample(floor, plan, meter, team, show)
-            with contextlib.suppress(TimeoutError):  # (wait_for can swallow a cancellation)
-                async with asyncio.timeout(0.2):
-                    await stop.wait()
+            # on the floor's clock: a point each simulated minute, the end of the shift on time
+            step = meter.every_s if meter is not None else 60.0
+            until = min(step - elapsed % step, WALL_CHECK_S * _rate(floor))
+            if not plan.keep_running:
+                until = min(until, end_s - elapsed)
+            await floor.wait(stop, max(until, 0.0))
     finally:
         for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -466,6 +550,12 @@ async def run_shift(
         await task
 
 
+def _rate(floor: SimFloor) -> float:
+    """Simulated seconds per real second so far (at least 1)."""
+    wall = time.monotonic() - floor.wall_started
+    return max(1.0, floor.elapsed_s / wall) if wall > 0 else 1.0
+
+
 def _sample(
     floor: SimFloor, plan: ShiftPlan, meter: ShiftMeter, team: Team, show: Progress | None
 ) -> None:
@@ -474,18 +564,21 @@ def _sample(
     point = meter.sample(floor.elapsed_s, busy, logged, in_flight)
     if show is not None:
         clock = dt.datetime.fromtimestamp(floor.clock.epoch(), DEMO_TZ)
-        show.show(progress_line(point, clock, plan.minutes, team.queue), point.minute)
+        line = progress_line(point, clock, plan.minutes, team.queue)
+        show.show(f"{line}  [{floor.describe_clock()}: x{_rate(floor):.0f}]", point.minute)
 
 
 class _SimClockAdapter:
     """The dialer's ``Clock`` on the simulated PBX's clock (one time for both)."""
 
-    def __init__(self, clock: Any, speed: float) -> None:
+    def __init__(self, clock: Any) -> None:
         self._clock = clock
-        self.speed = speed
 
     def time(self) -> float:
         return float(self._clock.epoch())
 
     async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(seconds, 0.0) / self.speed)
+        await self._clock.sleep(max(seconds, 0.0))
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        return bool(await self._clock.wait(event, timeout))

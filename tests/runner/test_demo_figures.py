@@ -2,9 +2,10 @@
 settings (config/demo/floor.yaml, config/campaigns/repayment-reminder-dec.yaml) the predictive
 team is busy at least 80% of its time and at most 3% of live answers are abandoned.
 
-The live demo runs on the simulated PBX in real time (60x), so its figures depend on the CPU it
-gets; this test checks the same settings in the rehearsal engine (virtual time, the same
-pacing policy), the shift's twin derived from those files here, over the demo's 60 minutes."""
+This test checks the same settings in the rehearsal engine (virtual time, the same pacing
+policy), the shift's twin derived from those files here, over the demo's 60 minutes; the live
+shift itself (simulated PBX, IVR, dialer and store on the demo's simulated clock) is held to the
+same figures by tests/runner/test_demo_shift.py."""
 
 from __future__ import annotations
 

@@ -14,11 +14,19 @@ import click
 
 from dialer.clirun import OutputFile
 
+#: contacts generated per sample campaign (a shift of an hour never runs out of them)
+DEMO_CONTACTS = 3000
+#: simulated seconds per real second of ``--keep-running`` without ``--speed``
+KEEP_RUNNING_SPEED = 60.0
+#: the slowest pace a shift is given time for before its wall-clock limit stops it
+MIN_EXPECTED_SPEED = 10.0
+
 
 def _print_report(res: Any, chart: Path | None) -> None:
     d = res.to_json()
     click.echo(
-        f"demo finished: {d['simulated_s'] / 60:.1f} simulated minutes in {d['wall_s']:.1f} s"
+        f"demo finished: {d['simulated_s'] / 60:.1f} simulated minutes in {d['wall_s']:.1f} s "
+        f"(the shift {d['shift_wall_s']:.1f} s on the {d['clock']})"
     )
     click.echo(f"attempts: {d['attempts']}  unfinished: {d['unfinished']}")
     team = d["team"]
@@ -45,14 +53,21 @@ def _print_report(res: Any, chart: Path | None) -> None:
 
 @click.command("demo")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-@click.option("--speed", default=60.0, show_default=True, help="Simulated seconds per real second.")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="At most this many simulated seconds per real second (default: as fast as the "
+    "machine allows; with --keep-running: 60). Simulated time stands still while the "
+    "floor works, so no speed makes a caller wait longer.",
+)
 @click.option(
     "--minutes", default=60.0, show_default=True, help="Length of the shift (simulated minutes)."
 )
 @click.option(
     "--contacts",
     "contacts",
-    default=3000,
+    default=DEMO_CONTACTS,
     show_default=True,
     help="Contacts per sample campaign (the shift ends early when they are all done).",
 )
@@ -79,7 +94,7 @@ def _print_report(res: Any, chart: Path | None) -> None:
 @click.option("--http-port", type=int, default=None, help="Serve the console (0 = a free port).")
 def demo(
     as_json: bool,
-    speed: float,
+    speed: float | None,
     minutes: float,
     contacts: int,
     seed: int,
@@ -93,8 +108,9 @@ def demo(
     progress line, then the figures and a chart.
 
     Everything runs in this process on free ports, over SQLite in a temporary folder (removed
-    at the end, also on SIGTERM), on a clock that starts inside the campaigns' calling window
-    on a working day.
+    at the end, also on SIGTERM), on a simulated clock that starts inside the campaigns'
+    calling window on a working day and moves to the next thing due as soon as the floor has
+    nothing left to do at this instant.
     """
     from dialer.app.demo import ShiftPlan, run_demo
 
@@ -110,6 +126,8 @@ def demo(
 
     if keep_running and http_port is None:
         http_port = 8080
+    if keep_running and speed is None:
+        speed = KEEP_RUNNING_SPEED  # a floor a person can watch on the console
     if chart is None and not as_json:
         chart = Path("dialer-demo.png")
     generated_token = None
@@ -120,11 +138,11 @@ def demo(
         keep_running=keep_running,
         chart=chart,
         progress=None if as_json else sys.stderr,
-        timeout_s=minutes * 60.0 / speed + 90.0,
+        timeout_s=minutes * 60.0 / (speed or MIN_EXPECTED_SPEED) + 90.0,
     )
     res = asyncio.run(
         run_demo(
-            speed=speed,
+            max_speed=speed,
             contacts_per_campaign=contacts,
             seed=seed,
             scenario=scenario,
@@ -136,7 +154,17 @@ def demo(
     )
     if as_json:
         d = res.to_json()
-        keys = ("attempts", "outcomes", "unfinished", "abandon_rate", "occupancy", "team")
+        keys = (
+            "attempts",
+            "outcomes",
+            "unfinished",
+            "abandon_rate",
+            "occupancy",
+            "team",
+            "clock",
+            "simulated_s",
+            "wall_s",
+        )
         click.echo(
             json.dumps({k: d[k] for k in keys} | {"campaigns": d["campaigns"]}, ensure_ascii=False)
         )
