@@ -22,7 +22,7 @@ import click
 
 from dialer.clirun import db_option, run_cli
 from dialer.errors import DialerError
-from dialer.settings import BankSettings, get_secret
+from dialer.settings import BankSettings, get_secret, load_settings
 from dialer.store import Store, default_db_url, open_store
 from dialer.store.db import require_store
 from ivr.driver import BlockingAGI, drive_sync
@@ -73,6 +73,7 @@ class IvrApp:
             recorder=recorder,
             store=self.store,
             clock=utc_now,
+            bank=load_settings().bank,  # a call the dialer placed brings its own number
         )
 
 
@@ -249,7 +250,6 @@ def install_sounds(
     espeak-ng and sox."""
     import shutil
 
-    from dialer.settings import load_settings
     from ivr.prompts import sounds_dir
     from ivr.say import LANGS
 

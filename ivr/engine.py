@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from dialer.errors import DialerError
+from dialer.settings import BankSettings
 from dialer.store import Store
 from ivr import agi
 from ivr.agi import AGIEnvironment, Command, Reply
@@ -50,6 +51,7 @@ from ivr.flow import (
     VerifyNode,
 )
 from ivr.hooks import VALIDATORS, HookContext
+from ivr.messages import CALLBACK_VAR, callback_digits
 from ivr.record import Recorder
 from ivr.say import say
 
@@ -117,6 +119,9 @@ class Services:
     recorder: Recorder
     clock: Callable[[], dt.datetime]  # aware UTC; the adapter owns the real clock
     store: Store | None = None
+    #: the IVR's own settings' bank: the callback number a flow says when the call did not
+    #: bring the dialer's (``DIALER_CALLBACK``), e.g. a test call
+    bank: BankSettings = field(default_factory=BankSettings)
 
 
 def run_session(services: Services, env: AGIEnvironment) -> SessionGen:
@@ -141,6 +146,7 @@ class _Run:
     node_name: str = ""
     node_kind: str = ""
     partial: dict[str, Any] = field(default_factory=dict)
+    callback: str = ""  # the bank's callback number's digits, when the flow says it
 
     # -- effects -------------------------------------------------------------------------
 
@@ -186,6 +192,8 @@ class _Run:
             value = self.call.fields.get(item.field)
         elif item.var is not None:
             value = self.vars.get(item.var)
+        elif item.bank is not None:
+            value = self.callback
         else:
             value = item.value
         if value is None or value == "":
@@ -450,6 +458,8 @@ class _Run:
                 yield from self._cmd(agi.answer())
                 if self.env.language != self.call.language:
                     yield from self._cmd(agi.set_variable("CHANNEL(language)", self.call.language))
+                if self.flow.says_callback_number():
+                    self.callback = yield from self._callback_number()
                 name: str | None = self.flow.start
                 visits = 0
                 while name is not None:
@@ -495,6 +505,14 @@ class _Run:
             is_test=self.call.is_test,
             error=error,
         )
+
+    def _callback_number(self) -> Generator[Effect, Any, str]:
+        """The digits of the bank's callback number: the dialer's (``DIALER_CALLBACK`` from
+        the Originate, its settings), else the IVR's own settings."""
+        reply = yield from self._cmd(agi.get_variable(CALLBACK_VAR))
+        given = reply.data if reply.code == 1 and reply.data else ""
+        digits = "".join(ch for ch in given if ch.isdigit() or ch in "*#")
+        return digits or callback_digits(self.services.bank)
 
     def _finish_variables(self) -> Generator[Effect, Any, None]:
         """Steer the dialplan: ``IVR_NEXT`` last, as the sign the flow ended (contracts)."""

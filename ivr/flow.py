@@ -34,19 +34,21 @@ class _Frozen(BaseModel):
 
 
 class SayItem(_Frozen):
-    """A spoken value inside a prompt list: a contact field, a collected variable, or a
-    literal."""
+    """A spoken value inside a prompt list: a contact field, a collected variable, a literal,
+    or the bank's own callback number (``{say: digits, bank: callback_number}``: the number of
+    the dialer's settings, never one in a recording)."""
 
     say: SayKind
     field: str | None = None  # contact field (discloses account data)
     var: str | None = None  # a value collected earlier in this call
     value: str | None = None  # a literal
+    bank: Literal["callback_number"] | None = None  # settings.bank.callback_number
     prefix: str | None = None  # e.g. merchant kinds: prompt "<prefix><value>"
 
     @model_validator(mode="after")
     def _one_source(self) -> SayItem:
-        if sum(x is not None for x in (self.field, self.var, self.value)) != 1:
-            raise ValueError("a say item needs exactly one of field, var, value")
+        if sum(x is not None for x in (self.field, self.var, self.value, self.bank)) != 1:
+            raise ValueError("a say item needs exactly one of field, var, value, bank")
         return self
 
 
@@ -302,6 +304,14 @@ class Flow(_Frozen):
                     names.update(item.prefix + c for c in item.choices)
                     names.add(item.default)
         return names
+
+    def says_callback_number(self) -> bool:
+        """Whether a prompt of this flow says the bank's callback number."""
+        return any(
+            isinstance(item, SayItem) and item.bank is not None
+            for node in self.nodes.values()
+            for item in node.prompt_items()
+        )
 
     def hook_names(self) -> set[str]:
         names: set[str] = set()

@@ -8,8 +8,10 @@ recording: the number is said digit by digit (``say digits``) and the name is th
 recording). The dialer hands each call its playlist in the Originate variables
 ``DIALER_MSG_ABANDON`` and ``DIALER_MSG_MACHINE`` (``dialer/<name>&dialer/<name>...``, in the
 contact's language), and the dialplan plays them (docs/contracts.md "Dialplan"); likewise
-``DIALER_SORRY``, the apology with the callback number when the IVR flow cannot run. The floor
-sets them on the core from its settings (``CampaignLoop``; a settings reload included).
+``DIALER_SORRY``, the apology with the callback number when the IVR flow cannot run, and
+``DIALER_CALLBACK``, the number's digits, which the IVR's flows say after their own pieces
+(``bank-name`` + ``say digits``, never a recording naming a bank). The floor sets them on the
+core from its settings (``CampaignLoop``; a settings reload included).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from dialer.settings import BankSettings
 from ivr.say import LANGS, Lang, SayKind, say
 
 BANK_NAME = "bank-name"  # the prompt that says the bank's name (settings.bank.name_<lang>)
+#: The Originate variable with the callback number's digits: the IVR's flows say it
+#: (``{say: digits, bank: callback_number}``) from the dialer's settings, as the dialplan does.
+CALLBACK_VAR = "DIALER_CALLBACK"
 
 
 class BankMessage(enum.StrEnum):
@@ -60,10 +65,12 @@ def playlist(prompts: list[str]) -> str:
 
 
 def dialplan_messages(bank: BankSettings) -> dict[str, dict[str, str]]:
-    """Per language, the Originate variables that carry the bank's messages."""
+    """Per language, the Originate variables that carry the bank's messages (and the callback
+    number the IVR's flows say)."""
     return {
         Lang(lang).value: {
-            kind.value: playlist(message_prompts(kind, lang, bank)) for kind in BankMessage
+            **{kind.value: playlist(message_prompts(kind, lang, bank)) for kind in BankMessage},
+            CALLBACK_VAR: callback_digits(bank),
         }
         for lang in LANGS
     }

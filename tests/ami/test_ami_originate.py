@@ -69,13 +69,15 @@ def test_fields_and_variables_per_contract() -> None:
         f"&{DIGITS}&dialer/thank-you",
         # said when the flow cannot run: the apology, then the callback number's digits
         "DIALER_SORRY": f"dialer/ivr-apology&{DIGITS}",
+        # and the number itself, which the IVR's flows say (never a recording)
+        "DIALER_CALLBACK": "95588",
     }
     assert req.plan.flow == "card_activation" and req.plan.amd == "message"
     # it goes on the wire as repeated Variable lines and parses back the same
     [msg] = AMIFraming(expect_banner=False).receive_data(
         serialize_action("Originate", req.action_id, req.fields)
     )
-    assert len(msg.headers.getall("Variable")) == 11  # type: ignore[union-attr]
+    assert len(msg.headers.getall("Variable")) == 12  # type: ignore[union-attr]
 
 
 def test_ids_are_fixed_length_and_fresh() -> None:

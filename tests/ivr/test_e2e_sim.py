@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +17,15 @@ from hypothesis import strategies as st
 from ivr_testkit import ID_LAST6, seed_attempt
 from sqlalchemy import select
 
+from dialer import SOUNDS_DIR
+from dialer.settings import BankSettings
 from dialer.store import Store
 from dialer.store.models import IvrSession, IvrStep
+from dialer.yamlfile import load_mapping
 from ivr.engine import Services
 from ivr.fastagi import FastAGIServer
+from ivr.messages import callback_digits, dialplan_messages
+from ivr.render import bank_vars
 
 sim_pbx = pytest.importorskip("dialer.sim.pbx")
 sim_clock = pytest.importorskip("dialer.sim.clock")
@@ -37,8 +42,10 @@ class PromptPersona:
 
     script: list[tuple[str, float, str]]
     hangup_at: int | None = None
+    channel: Any = None  # the called party's channel: what it heard is its media_log
 
     async def run(self, e: Any, ch: Any, number: str) -> None:
+        self.channel = ch
         e.ringing(ch)
         try:
             await e.wait(ch, 1.0)
@@ -87,8 +94,15 @@ async def ivr_server(services: Services) -> AsyncIterator[FastAGIServer]:
 
 
 async def call(
-    srv: FastAGIServer, store: Store, flow: str, persona: PromptPersona, *, lang: str = "zh"
+    srv: FastAGIServer,
+    store: Store,
+    flow: str,
+    persona: PromptPersona,
+    *,
+    lang: str = "zh",
+    extra: Mapping[str, str] | None = None,
 ) -> IvrSession:
+    """``extra``: more Originate variables (the bank's messages and number of the dialer)."""
     aid = seed_attempt(store, flow, language=lang, phone=f"+{next(_phones)}")
     pbx = sim_pbx.SimPbx(clock=sim_clock.VirtualClock())
     pbx.engine.party_model = persona
@@ -108,6 +122,7 @@ async def call(
             ("DIALER_AMD", "off"),
             ("DIALER_AGI", f"agi://127.0.0.1:{srv.port}"),
             ("DIALER_LANG", lang),
+            *(extra or {}).items(),
         ),
         is_async=True,
     )
@@ -340,3 +355,55 @@ async def test_hangup_at_any_prompt_through_the_simulator(
     assert [x.seq for x in steps] == list(range(1, len(steps) + 1))
     if row.status == "hangup" and steps and steps[-1].kind not in ("hangup", "transfer"):
         assert steps[-1].outcome == "hangup"
+
+
+BANK = BankSettings(
+    name_zh="招商银行", name_en="China Merchants Bank", callback_number="400-820-5555"
+)
+TEXTS: dict[str, dict[str, str]] = load_mapping(SOUNDS_DIR / "prompts.yaml")["prompts"]
+#: every shipped flow, with a caller who reaches what names the bank: the greeting, and in card
+#: activation the lock-out (which gives the callback number)
+BANK_CALLS = {
+    "card_activation": P(*[("enter-id-last6", 0.5, d * 6) for d in "123"]),
+    "repayment_reminder": P(),
+    "transaction_alert": P(),
+    "device_fault": P(),
+    "satisfaction_survey": P(),
+    "notice": P(),
+    "opt_out": P(),
+}
+
+
+def words(heard: list[str], lang: str, bank: BankSettings) -> str:
+    """What the prompts say, from their texts (``bank-name`` says the settings' name, as
+    ``ivr install-sounds`` installs it)."""
+    values = bank_vars(bank)[lang]
+    return " ".join(TEXTS[p.removeprefix("dialer/")][lang].format(**values) for p in heard)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+async def test_every_flow_names_the_configured_bank_and_its_number(
+    ivr_server: FastAGIServer, store: Store, lang: str
+) -> None:
+    """Issue 14: a bank that sets ``settings.bank`` hears its own name and callback number in
+    every flow, never the default bank's: what the caller heard on the simulated PBX, with the
+    Originate variables the dialer builds from those settings."""
+    assert set(BANK_CALLS) == set(ivr_server.services.library.flows)  # a new flow joins here
+    default = BankSettings()
+    spoken = {
+        number: words([f"dialer/digit-{d}" for d in callback_digits(b)], lang, b)
+        for number, b in (("configured", BANK), ("default", default))
+    }
+    for flow, script in BANK_CALLS.items():
+        persona = PromptPersona(script)
+        row = await call(
+            ivr_server, store, flow, persona, lang=lang, extra=dialplan_messages(BANK)[lang]
+        )
+        assert row.status == "completed", (flow, row.data)
+        heard = [p.name for _, p in persona.channel.media_log if p.name.startswith("dialer/")]
+        said = words(heard, lang, BANK)
+        assert (BANK.name_zh if lang == "zh" else BANK.name_en) in said, (flow, said)
+        assert default.name_zh not in said and default.name_en not in said, (flow, said)
+        assert spoken["default"] not in said, (flow, said)
+        if flow == "card_activation":
+            assert row.result == "locked" and said.endswith(spoken["configured"]), said

@@ -608,3 +608,33 @@ def test_a_keypad_callback_is_refused_where_compliance_forbids_the_dial(
         assert s.scalars(select(Callback)).first() is None
     row, _ = session_row(store, r.outcome.session_id)
     assert row.data["callback_slot"] == "tomorrow_morning" and "dnc" in row.data["callback_refused"]
+
+
+def test_the_callback_number_comes_from_the_call_else_from_the_ivrs_settings(
+    store: Store, library: FlowLibrary
+) -> None:
+    """Card activation's lock-out names the bank's callback number: the dialer's, sent with the
+    call (``DIALER_CALLBACK``), else the IVR's own settings (a test call, a hand-made dialplan)."""
+    from dialer.settings import BankSettings
+
+    services = Services(
+        library=library,
+        recorder=StoreRecorder(store, clock),
+        store=store,
+        clock=clock,
+        bank=BankSettings(callback_number="955-33"),
+    )
+    said: dict[str, list[str]] = {}
+    for given in ("95566", None):
+        aid = seed_attempt(store, "card_activation", phone=f"+86138000001{len(said)}0")
+        pbx = FakeAsterisk(Persona(answers=WRONG))
+        if given:
+            pbx.variables["DIALER_CALLBACK"] = given
+        read, write = memory_io(pbx, header(f"card_activation?attempt={aid}"))
+        io = BlockingAGI(read, write)  # type: ignore[arg-type]
+        outcome = drive_sync(run_session(services, io.environment()), io)
+        assert outcome.result == "locked"
+        said[given or "ivr"] = pbx.played[pbx.played.index("dialer/verify-locked") :]
+    tail = ["dialer/verify-locked", "dialer/bank-name", "dialer/callback-on"]
+    assert said["95566"] == tail + [f"dialer/digit-{d}" for d in "95566"]
+    assert said["ivr"] == tail + [f"dialer/digit-{d}" for d in "95533"]

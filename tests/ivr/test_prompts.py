@@ -59,3 +59,21 @@ def test_rendered_prompts_are_current() -> None:
         text=True,
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_no_shipped_prompt_names_a_bank_or_a_number() -> None:
+    """The WAVs are rendered once, with the default settings: a prompt whose text held the
+    bank's name or number would speak another bank's to a bank that sets its own. Only
+    ``bank-name`` says a name (installed per bank by ``ivr install-sounds``); numbers are said
+    digit by digit at play time."""
+    from dialer.settings import BankSettings
+    from ivr.messages import BANK_NAME, callback_digits
+
+    default = BankSettings()
+    texts = load_mapping(ROOT / "sounds" / "prompts.yaml")["prompts"]
+    for name, by_lang in texts.items():
+        for lang, text in by_lang.items():
+            if name != BANK_NAME:
+                assert "{bank}" not in text and "{callback}" not in text, (name, lang)
+                assert default.name_zh not in text and default.name_en not in text, (name, lang)
+            assert callback_digits(default) not in text.replace(" ", ""), (name, lang)

@@ -29,7 +29,8 @@ from .tap import AmiTap
 
 #: The called party: Local/<E.164>@customer. The last three digits choose the persona.
 #: Timings of the DTMF personas follow the prompts of config/flows/card_activation.yaml
-#: (greeting 5.1 s, not interruptible; enter-id-last6 3.5 s and the offer menu interruptible).
+#: (greeting 5.3 s - hello-this-is, bank-name, ca-greeting - not interruptible; enter-id-last6
+#: 3.5 s and the offer menu interruptible).
 PARTIES = r"""
 [customer]
 exten => _+X.,1,NoOp(called party ${EXTEN})
