@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from ivr_fakepbx import FakeAsterisk, Persona, header, memory_io
+from ivr_fakepbx import USAGE, FakeAsterisk, Persona, header, memory_io
 from ivr_testkit import ID_LAST6, NOW, RunFn, clock, seed_attempt
 from sqlalchemy import select
 
@@ -638,3 +638,26 @@ def test_the_callback_number_comes_from_the_call_else_from_the_ivrs_settings(
     tail = ["dialer/verify-locked", "dialer/bank-name", "dialer/callback-on"]
     assert said["95566"] == tail + [f"dialer/digit-{d}" for d in "95566"]
     assert said["ivr"] == tail + [f"dialer/digit-{d}" for d in "95533"]
+
+
+class RefusingAsterisk(FakeAsterisk):
+    """Answers ``520`` (usage) to the STREAM FILE of one prompt: an AGI command error."""
+
+    def reply(self, line: str) -> bytes:
+        if "notice-options" in line:
+            self.commands.append(line)
+            return USAGE
+        return super().reply(line)
+
+
+def test_an_agi_command_error_mid_flow_asks_the_dialplan_to_rescue_the_caller(
+    store: Store, services: Services
+) -> None:
+    aid = seed_attempt(store, "notice")
+    pbx = RefusingAsterisk(Persona(answers=[]))
+    read, write = memory_io(pbx, header(f"notice?attempt={aid}"))
+    io = BlockingAGI(read, write)  # type: ignore[arg-type]
+    outcome = drive_sync(run_session(services, io.environment()), io)
+    assert outcome.status is SessionStatus.ERROR and "AGI 520" in (outcome.error or "")
+    assert "dialer/notice-body" in pbx.played  # it had spoken before the command failed
+    assert pbx.variables == {"IVR_RESULT": "", "IVR_RESCUE": "queue", "IVR_NEXT": "failed"}
