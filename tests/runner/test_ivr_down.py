@@ -56,7 +56,7 @@ SCENARIO: dict[str, Any] = {
 }
 
 
-def load(store: Store, tmp: Path, n: int) -> None:
+def load(store: Store, tmp: Path, n: int, campaign: dict[str, Any] = CAMPAIGN) -> None:
     path = tmp / "c.csv"
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -65,7 +65,7 @@ def load(store: Store, tmp: Path, n: int) -> None:
             [f"+86139{i:05d}{(i % 7) + 1}{(i % 5) + 2}{(i % 3) + 5}", "客户"] for i in range(n)
         )
     with store.session() as s:
-        row, _ = apply_campaign(s, parse_campaign(CAMPAIGN), source=None, actor="test")
+        row, _ = apply_campaign(s, parse_campaign(campaign), source=None, actor="test")
         import_contacts(s, row, path, default_region="CN", now=START.astimezone(dt.UTC))
 
 
@@ -297,3 +297,62 @@ async def ivr_midway(store: Store, tmp_path: Path, fault: str) -> None:
     # it, but the dialplan's mark (the caller was still there) decides the outcome
     assert sessions == ({"error"} if fault == "flow_crashes" else {"hangup"})
     assert (AlarmKind.IVR_FAILURES, "notice-run") in {(a.kind, a.subject) for a in health.alarms}
+
+
+async def test_a_flow_crashing_mid_way_hands_the_caller_to_the_campaigns_queue(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The campaign has a queue and the flow allows a hand-over (``rescue: queue``, the
+    default): after the crash the caller joins the campaign's queue and an agent takes the
+    call (``agent_handled``, with the flow's partial result); no agent failure to count."""
+    store = open_store(sqlite_url)
+    try:
+        doc = {**CAMPAIGN, "queue": "activation-agents", "max_attempts": 1}
+        load(store, tmp_path, 3, doc)
+        scenario = {
+            **SCENARIO,
+            "agents": [
+                {
+                    "queue": "activation-agents",
+                    "count": 3,
+                    "interface": "PJSIP/sim-act-{n:03d}",
+                    "answer_s": 1,
+                    "talk_s": 5,
+                    "wrapup_s": 1,
+                    "exclusive": True,
+                }
+            ],
+        }
+        joined: list[str] = []
+
+        def on_event(ev: Event) -> None:
+            if ev.name == "QueueCallerJoin":
+                joined.append(ev.headers.get("Queue", ""))
+
+        def boom(ctx: object) -> None:
+            raise ConnectionRefusedError("core banking unreachable")
+
+        settings = Settings(bank=BankSettings(callback_number="95566"))
+        async with SimFloor(store, settings, start=START, speed=40.0, scenario=scenario) as floor:
+            floor.ivr.services.library = FlowLibrary(
+                {"notice": parse_flow(MIDWAY, "notice.yaml")}, {**DEFAULT_HOOKS, "boom": boom}
+            )
+            floor.core.subscribe(on_event)
+            task = asyncio.create_task(floor.dialer.run(until_idle=False))
+            try:
+                await until(
+                    lambda: len(rows(store)) == 3 and all(r.outcome for r in rows(store)),
+                    30,
+                    "calls still open",
+                )
+            finally:
+                floor.dialer.stop()
+                await asyncio.wait_for(task, 10)
+        done = rows(store)
+        assert [(r.outcome, r.result) for r in done] == [(Outcome.AGENT_HANDLED, "notified")] * 3
+        assert joined == ["activation-agents"] * 3
+        with store.session() as s:
+            assert {x.status for x in s.scalars(select(IvrSession))} == {"error"}
+            assert get_campaign(s, "notice-run").state == "running"  # nothing to stop
+    finally:
+        store.dispose()
