@@ -236,7 +236,8 @@ async def test_a_device_fault_walks_the_roster_until_the_second_person_takes_it(
         store,
         Settings(),
         start=START,
-        speed=20.0,
+        speed=None,  # simulated time: a loaded machine's stalls cannot time out a menu
+        max_speed=20.0,
         scenario={"seed": 1},
         queues=queues,
         tick_s=0.5,
