@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +79,7 @@ class MailEndpoint:
         self.on_mail = on_mail
         self.lmtp = lmtp
         self._server: asyncio.base_events.Server | None = None
+        self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self.port: int | None = None
 
     def _now(self) -> dt.datetime:
@@ -123,15 +125,25 @@ class MailEndpoint:
         handler = _Handler(self)
         kind = LMTP if self.lmtp else SMTP
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: kind(handler, hostname="dialer", ident="dialer"), host, port
-        )
+
+        def session() -> SMTP:
+            proto = kind(handler, hostname="dialer", ident="dialer")
+            self._sessions.add(proto)
+            return proto
+
+        self._server = await loop.create_server(session, host, port)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 
     async def stop(self) -> None:
+        """Stop listening and end the sessions still open (a mail server keeps its
+        connection for the next message; closing the listener alone would leave it)."""
         if self._server is not None:
             self._server.close()
+            for proto in list(self._sessions):
+                if proto.transport is not None and not proto.transport.is_closing():
+                    proto.transport.close()
+            self._sessions.clear()
             await self._server.wait_closed()
             self._server = None
 

@@ -56,7 +56,7 @@ class MailSender:
             await smtp.connect()
             await smtp.login(self.cfg.smtp_username, self._password)
         except aiosmtplib.SMTPAuthenticationError as exc:
-            smtp.close()
+            await self._quit(smtp)  # a server keeps the session open after a refused AUTH
             raise GatewayUnavailable(f"SMTP AUTH refused: {exc.code} {exc.message}") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
@@ -65,6 +65,14 @@ class MailSender:
             ) from exc
         self._smtp = smtp
         return smtp
+
+    @staticmethod
+    async def _quit(smtp: aiosmtplib.SMTP) -> None:
+        """QUIT, so the server ends the session and the TLS transport closes at once."""
+        try:
+            await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            smtp.close()
 
     def _drop(self) -> None:
         if self._smtp is not None:

@@ -18,6 +18,8 @@ from dialer.messaging.lifecycle import MsgState
 from dialer.store import Store
 from dialer.store.messages import Message
 
+from .exim_relay import EximRelay
+from .exim_relay import available as exim_available
 from .kannel_box import KannelBox, available, free_port
 
 os.environ.setdefault("DIALER_KANNEL_PASSWORD", "test-only-kannel-password")
@@ -101,64 +103,6 @@ async def sms_rig(store: Store, kannel: KannelBox) -> AsyncIterator[SmsRig]:
 # --- e-mail: an SMTP relay process (STARTTLS + AUTH) and our inbound endpoint -----------------
 
 
-class RelayProcess:
-    def __init__(self, folder: Path, dsn_port: int, refuse: list[str], bounce: list[str]) -> None:
-        import subprocess
-        import sys
-
-        import trustme
-
-        folder.mkdir(parents=True, exist_ok=True)
-        ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        self.cafile = folder / "ca.pem"
-        ca.cert_pem.write_to_path(str(self.cafile))
-        cert.private_key_pem.write_to_path(str(folder / "key.pem"))
-        cert.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
-        self.user = "dialer"
-        self.password = "test-only-smtp-password"
-        (folder / "password").write_text(self.password)
-        self.maildir = folder / "maildir"
-        argv = [
-            sys.executable,
-            str(Path(__file__).with_name("smtp_relay.py")),
-            "--cert", str(folder / "cert.pem"),
-            "--key", str(folder / "key.pem"),
-            "--user", self.user,
-            "--password-file", str(folder / "password"),
-            "--maildir", str(self.maildir),
-            "--dsn-to", f"127.0.0.1:{dsn_port}",
-        ]  # fmt: skip
-        for a in refuse:
-            argv += ["--refuse", a]
-        for a in bounce:
-            argv += ["--bounce", a]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("READY "):
-            self.proc.kill()
-            raise RuntimeError(f"SMTP relay did not start: {line!r}")
-        self.port = int(line.split()[1])
-
-    def kept(self) -> list[bytes]:
-        import mailbox
-
-        if not self.maildir.exists():
-            return []
-        return [m.as_bytes() for m in mailbox.Maildir(str(self.maildir), create=False)]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except Exception:
-            self.proc.kill()
-            self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 REFUSED = "nobody@customer.test"
 BOUNCING = "gone@customer.test"
 
@@ -168,9 +112,23 @@ def inbound_port() -> int:
     return free_port()
 
 
+MAIL_DOMAIN = "bank.example"
+
+
 @pytest.fixture
-def smtp_relay(tmp_path: Path, inbound_port: int) -> Iterator[RelayProcess]:
-    relay = RelayProcess(tmp_path / "relay", inbound_port, [REFUSED], [BOUNCING])
+def smtp_relay(tmp_path: Path, inbound_port: int) -> Iterator[EximRelay]:
+    """The bank's mail server: a real Exim process (STARTTLS, AUTH) in front of our endpoint."""
+    if not exim_available():
+        if os.environ.get("CI") == "true":  # .ci/run installs it: missing there is a failure
+            pytest.fail("Exim is not installed (apt-get install exim4-daemon-light)")
+        pytest.skip("Exim is not installed (apt-get install exim4-daemon-light)")
+    relay = EximRelay(
+        tmp_path / "exim",
+        domain=MAIL_DOMAIN,
+        endpoint_port=inbound_port,
+        refuse=[REFUSED],
+        bounce=[BOUNCING],
+    )
     try:
         yield relay
     finally:

@@ -28,7 +28,8 @@ from dialer.store import Store
 from dialer.store.messages import Message
 from dialer.store.models import Attempt, Contact
 
-from .conftest import RelayProcess, SmsRig
+from .conftest import SmsRig
+from .exim_relay import EximRelay
 from .test_email import MailRig
 
 START = demo_start(dt.date(2026, 12, 1))  # Tuesday 10:00 in Beijing
@@ -112,7 +113,7 @@ def explain(store: Store, seq: Sequencer, now: dt.datetime) -> Counter[str]:
 
 
 async def test_sms_then_calls_then_sms_fallback(
-    store: Store, sms_rig: SmsRig, smtp_relay: RelayProcess, inbound_port: int, tmp_path: Path
+    store: Store, sms_rig: SmsRig, smtp_relay: EximRelay, inbound_port: int, tmp_path: Path
 ) -> None:
     load(store, tmp_path)
     mail = MailRig(store, smtp_relay, inbound_port, smtp_relay.password)

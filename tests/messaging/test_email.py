@@ -1,4 +1,5 @@
-"""E-mail against an SMTP relay process over TCP (STARTTLS + AUTH): send, bounce, reply."""
+"""E-mail against a real SMTP server process over TCP (Exim: STARTTLS + AUTH): send, bounce,
+reply; the customers' replies reach our endpoint through it, as they would at a bank."""
 
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ from dialer.messaging.templates import MessagePurpose, TemplateLibrary
 from dialer.store import Store
 from dialer.store.messages import AddressFlag, InboundMessage, Message
 
-from .conftest import BOUNCING, REFUSED, RelayProcess
+from .conftest import BOUNCING, MAIL_DOMAIN, REFUSED
+from .exim_relay import EximRelay
 
-DOMAIN = "bank.example"
+DOMAIN = MAIL_DOMAIN
 CUSTOMER = "zhang.san@customer.test"
 
 
 class MailRig:
-    def __init__(self, store: Store, relay: RelayProcess, inbound_port: int, password: str):
+    def __init__(self, store: Store, relay: EximRelay, inbound_port: int, password: str):
         self.store = store
         self.relay = relay
         self.inbound_port = inbound_port
@@ -77,18 +79,19 @@ class MailRig:
             await asyncio.sleep(0.05)
 
     def customer_writes(self, rcpt: str, body: str, subject: str = "Re: 对账单") -> None:
+        """The customer's mail reaches the bank's mail server, which hands it to our endpoint."""
         msg = (
             f"From: {CUSTOMER}\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
             f"Message-ID: <r{abs(hash(body))}@customer.test>\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
         ).encode()
-        with smtplib.SMTP("127.0.0.1", self.inbound_port, timeout=10) as s:
+        with smtplib.SMTP("127.0.0.1", self.relay.port, timeout=20) as s:
             s.sendmail(CUSTOMER, [rcpt], msg)
 
 
 @pytest.fixture
 async def mail_rig(
-    store: Store, smtp_relay: RelayProcess, inbound_port: int
+    store: Store, smtp_relay: EximRelay, inbound_port: int
 ) -> AsyncIterator[MailRig]:
     rig = MailRig(store, smtp_relay, inbound_port, smtp_relay.password)
     await rig.endpoint.start("127.0.0.1", inbound_port)
@@ -102,6 +105,7 @@ async def test_send_over_starttls_and_auth(mail_rig: MailRig) -> None:
     promo = mail_rig.queue(CUSTOMER, marketing=True)
     assert await mail_rig.dispatcher.dispatch_batch() == (2, False)
     assert mail_rig.row(service).state == MsgState.ACCEPTED
+    await mail_rig.wait(lambda: len(mail_rig.relay.kept()) == 2)  # Exim delivers on its own
     kept = [BytesParser(policy=policy.default).parsebytes(b) for b in mail_rig.relay.kept()]
     assert len(kept) == 2
     by_uid = {m["X-Dialer-Message"]: m for m in kept}
@@ -118,11 +122,14 @@ async def test_send_over_starttls_and_auth(mail_rig: MailRig) -> None:
 
 
 async def test_wrong_password_keeps_the_message_queued(
-    store: Store, smtp_relay: RelayProcess, inbound_port: int
+    store: Store, smtp_relay: EximRelay, inbound_port: int
 ) -> None:
     rig = MailRig(store, smtp_relay, inbound_port, "wrong")
     mid = rig.queue(CUSTOMER)
-    assert await rig.dispatcher.dispatch_batch() == (1, True)
+    try:
+        assert await rig.dispatcher.dispatch_batch() == (1, True)
+    finally:
+        await rig.sender.close()
     assert rig.row(mid).state == MsgState.QUEUED and "AUTH" in (rig.row(mid).reason or "")
     assert smtp_relay.kept() == []
 
@@ -152,10 +159,16 @@ async def test_replies_come_back_to_the_message(mail_rig: MailRig) -> None:
     await asyncio.to_thread(
         mail_rig.customer_writes, f"reply+{uid}@{DOMAIN}", "1\r\n\r\n> 张三您好：\r\n> 原文"
     )
-    assert mail_rig.row(mid).result == "confirmed"
+    await mail_rig.wait(lambda: mail_rig.row(mid).result == "confirmed")
     await asyncio.to_thread(
         mail_rig.customer_writes, f"reply+{uid}@{DOMAIN}", "我已还款，请核实。\r\n\r\n> 原文"
     )
+
+    def two_replies() -> bool:
+        with mail_rig.store.session() as s:
+            return len(s.scalars(select(InboundMessage.id)).all()) == 2
+
+    await mail_rig.wait(two_replies)
     with mail_rig.store.session() as s:
         texts = [r.text for r in outbox.free_text_replies(s)]
         assert texts == ["我已还款，请核实。"]
@@ -170,6 +183,7 @@ async def test_unsubscribe_stops_marketing_only(mail_rig: MailRig) -> None:
     await mail_rig.dispatcher.dispatch_batch()
     uid = mail_rig.row(mid).uid
     await asyncio.to_thread(mail_rig.customer_writes, f"unsubscribe+{uid}@{DOMAIN}", "unsubscribe")
+    await mail_rig.wait(lambda: mail_rig.row(mid).replied_at is not None)
     promo, service = mail_rig.queue(CUSTOMER, marketing=True), mail_rig.queue(CUSTOMER)
     await mail_rig.dispatcher.dispatch_batch()
     assert mail_rig.row(promo).state == MsgState.SUPPRESSED
