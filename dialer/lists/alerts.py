@@ -44,6 +44,7 @@ from dialer.lists.alertspec import (
 from dialer.lists.campaigns import CampaignSpec, State, apply_campaign
 from dialer.lists.compliance import ContactStatus, is_valid_zone, local_time
 from dialer.lists.dnc import DncChannel, DncMatcher
+from dialer.lists.numbers import numbers_for
 from dialer.outcomes import AttemptState
 from dialer.privacy import holds_card_or_id, mask_phone, scrub_json
 from dialer.store.alerts import Alert, AlertDelivery, AlertEvent
@@ -191,10 +192,9 @@ def reach_of(session: Session, config: AlertsConfig, kind: TargetKind, target: s
     if c is None:
         raise UnknownTarget(f"no contact carries customer id {target!r}")
     reach = [Reach("main", c.phone, c.timezone, c.language, c.id)]
-    for n in (c.fields or {}).get("numbers") or []:
-        if n.get("number") and n["number"] != c.phone:
-            label = str(n.get("kind") or "other")
-            reach.append(Reach(label, n["number"], c.timezone, c.language, c.id))
+    for n in numbers_for(session, c.id, c.phone):
+        if n.number != c.phone and n.usable:
+            reach.append(Reach(n.kind.value, n.number, c.timezone, c.language, c.id))
     return reach
 
 

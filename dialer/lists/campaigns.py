@@ -139,7 +139,12 @@ class CampaignSpec(Frozen):
     language: Literal["zh", "en"] = "zh"
     amd: Literal["off", "hangup", "message"] = "off"
     calling_window: CallingWindow = CallingWindow()
+    # One budget across channels: calls and the messages of counted steps (every SMS and
+    # e-mail step unless it says ``counts: false``) spend it, and at most ``daily_cap`` of
+    # them reach one contact on one local day (default: the settings'
+    # max_calls_per_number_per_day). The hopper and the steps' sequencer both keep them.
     max_attempts: int = Field(4, ge=1, le=50)
+    daily_cap: int | None = Field(None, ge=1, le=50)
     retry: dict[Outcome, Duration] = Field(default_factory=dict)
     fields: dict[str, Annotated[FieldSpec, BeforeValidator(_field_shorthand)]] = Field(
         default_factory=dict

@@ -15,7 +15,11 @@ FIRST rule it breaks, so ``eligible + sum(reasons) == contacts`` always holds.
   working days (``weekend_workdays``, e.g. China's 调休 Saturdays/Sundays) are never holidays;
   they count as the weekday they fall on, so the campaign's ``days`` decide about them.
 - The daily cap counts attempts to the NUMBER (every campaign) that started on the contact's
-  current local day.
+  current local day; the campaign's per-contact cap (``daily_cap`` in the campaign file,
+  default the same number) counts the CONTACT's touches on that day in every channel its
+  budget counts: calls to any of its numbers and the messages of counted steps.
+- ``max_attempts`` is the contact's one budget across channels: ``contact.attempts`` counts its
+  calls and its counted messages (``dialer.lists.touches``).
 - A number with an attempt still in progress (no outcome yet) is ``scheduled_later``: its
   current attempt is its next one. This is what stops a second dial of a live number.
 """
@@ -138,7 +142,8 @@ class Policy:
     max_attempts: int
     retry: Mapping[Outcome, dt.timedelta]
     purpose: str
-    daily_cap: int
+    daily_cap: int  # attempts per NUMBER per local day, every campaign (the settings' cap)
+    contact_daily_cap: int | None = None  # touches per CONTACT per local day, every channel
 
     @classmethod
     def of(cls, spec: CampaignSpec, *, daily_cap: int) -> Policy:
@@ -149,6 +154,7 @@ class Policy:
             retry=dict(spec.retry),
             purpose=spec.purpose.value,
             daily_cap=daily_cap,
+            contact_daily_cap=spec.daily_cap if spec.daily_cap is not None else daily_cap,
         )
 
     @property
@@ -191,6 +197,8 @@ class NumberFacts:
     dnc: bool = False
     attempt_times: tuple[dt.datetime, ...] = ()  # starts of attempts to the number, any campaign
     in_flight: bool = False  # an attempt to the number has no outcome yet
+    # the CONTACT's touches near the instant (its calls to any number, its counted messages)
+    contact_times: tuple[dt.datetime, ...] = ()
 
 
 NO_FACTS = NumberFacts()
@@ -248,6 +256,13 @@ def first_broken_rule(
     if (
         facts.attempt_times
         and attempts_on_local_day(facts.attempt_times, contact.timezone, today) >= policy.daily_cap
+    ):
+        return Reason.DAILY_CAP
+    if (
+        facts.contact_times
+        and policy.contact_daily_cap is not None
+        and attempts_on_local_day(facts.contact_times, contact.timezone, today)
+        >= policy.contact_daily_cap
     ):
         return Reason.DAILY_CAP
     lockout = policy.lockout

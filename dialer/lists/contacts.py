@@ -53,7 +53,8 @@ from sqlalchemy.orm import Session
 from dialer.errors import ImportRejected, StoreError, describe_db_error
 from dialer.lists.campaigns import CampaignSpec, FieldSpec, FieldType, spec_of
 from dialer.lists.compliance import ContactStatus, is_valid_zone
-from dialer.privacy import keyed_hash, mask_phone
+from dialer.lists.numbers import OTHER_KINDS, NumberKind, add_numbers, rows_for
+from dialer.privacy import keyed_hash
 from dialer.settings import SECRET_ENV, get_secret
 from dialer.store.models import Contact, utcnow
 
@@ -64,8 +65,9 @@ _CONTACT_TABLE: Table = Contact.__table__  # type: ignore[assignment]  # core in
 _DETECT_BLOCK = 1 << 20
 _MAX_NAME = 200
 #: Extra number columns (``mobile_phone``, ``home_phone``, ``work_phone``), dialled in this
-#: order after the main ``phone`` by multi-step campaigns; stored in ``fields["numbers"]``.
-OTHER_NUMBER_KINDS = ("mobile", "home", "work")
+#: order after the main ``phone`` by multi-step campaigns; stored in ``contact_number``.
+OTHER_NUMBER_KINDS = tuple(k.value for k in OTHER_KINDS)
+_NUMBERS = "numbers"  # the parsed row's key for them (not a contact column: popped on insert)
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 _MAX_EXTERNAL_ID = 100
 LANGUAGES = ("zh", "en")
@@ -318,7 +320,7 @@ class RowParser:
         return None
 
     def _contact_points(
-        self, rec: list[str], phone: ParsedPhone, fields: dict[str, Any]
+        self, rec: list[str], phone: ParsedPhone, fields: dict[str, Any], out: dict[str, Any]
     ) -> str | None:
         """The e-mail address and the other numbers (in dialling order); a refusal code."""
         email = rec[self._email].strip()
@@ -326,7 +328,7 @@ class RowParser:
             if len(email) > 254 or not _EMAIL.fullmatch(email):
                 return RejectCode.field("email")
             fields["email"] = email.lower()
-        numbers: list[dict[str, str]] = []
+        numbers: list[tuple[str, str]] = []
         for kind, idx in self._numbers:
             text = rec[idx].strip()
             if not text:
@@ -334,10 +336,10 @@ class RowParser:
             other = parse_phone(text, self.region)
             if other is None:
                 return RejectCode.field(f"{kind}_phone")
-            if other.e164 != phone.e164 and all(n["number"] != other.e164 for n in numbers):
-                numbers.append({"kind": kind, "number": other.e164})
+            if other.e164 != phone.e164 and all(n != other.e164 for _, n in numbers):
+                numbers.append((kind, other.e164))
         if numbers:  # the order they are dialled in: the main number first
-            fields["numbers"] = [{"kind": "main", "number": phone.e164}, *numbers]
+            out[_NUMBERS] = [(NumberKind.MAIN.value, phone.e164), *numbers]
         return None
 
     def parse(self, rec: list[str]) -> dict[str, Any] | str:
@@ -394,11 +396,7 @@ class RowParser:
                 return RejectCode.field("valid_until")
 
         fields: dict[str, Any] = {}
-        refused = self._campaign_fields(rec, fields) or self._contact_points(rec, phone, fields)
-        if refused is not None:
-            return refused
-
-        return {
+        out = {
             "phone": phone.e164,
             "region": phone.region,
             "name": name,
@@ -409,6 +407,10 @@ class RowParser:
             "valid_until": valid_until,
             "fields": fields,
         }
+        refused = self._campaign_fields(rec, fields) or self._contact_points(
+            rec, phone, fields, out
+        )
+        return out if refused is None else refused
 
 
 _LANG_SPLIT = re.compile(r"[-_]")
@@ -694,8 +696,17 @@ class _Inserter:
             for phone in held:
                 batch.rejected.append(Rejection(rows.pop(phone)[0], RejectCode.DUPLICATE))
             if rows:
+                # several numbers: the contact_number rows, once the contacts have their ids
+                several = {p: v.pop(_NUMBERS) for p, (_, v) in rows.items() if _NUMBERS in v}
                 try:
                     session.execute(stmt, [values for _, values in rows.values()])
+                    if several:
+                        ids = session.execute(
+                            known.add_columns(Contact.id).where(Contact.phone.in_(list(several)))
+                        )
+                        add_numbers(
+                            session, [r for p, cid in ids for r in rows_for(cid, several[p])]
+                        )
                 except DBAPIError as exc:  # e.g. a concurrent import of the same numbers
                     first = min(r for r, _ in rows.values())
                     raise StoreError(
@@ -822,9 +833,6 @@ def masked_fields(spec: CampaignSpec, fields: dict[str, Any]) -> dict[str, Any]:
     """Fields for display: sensitive ones (stored hashed) become ``***``."""
     out: dict[str, Any] = {}
     for name, value in fields.items():
-        if name == "numbers" and isinstance(value, list):
-            out[name] = [{**n, "number": mask_phone(str(n.get("number", "")))} for n in value]
-            continue
         fs = spec.fields.get(name)
         out[name] = "***" if fs is not None and fs.sensitive else value
     return out

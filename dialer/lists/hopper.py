@@ -62,6 +62,7 @@ from dialer.lists.compliance import (
     retry_decision,
 )
 from dialer.lists.dnc import DncChannel, DncMatcher, DncScope, channels_barring, scope_applies
+from dialer.lists.touches import campaign_touches, contact_touches
 from dialer.lists.wrapup import reapply
 from dialer.outcomes import AttemptState, Outcome
 from dialer.store.models import Attempt, AuditEntry, Campaign, Contact, DncEntry
@@ -97,7 +98,7 @@ def _utc(now: dt.datetime) -> dt.datetime:
 # --- facts about numbers ------------------------------------------------------------------
 
 
-def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
+def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -137,6 +138,16 @@ def number_facts(
         )
         for p in nums
     }
+
+
+def with_touches(
+    facts: NumberFacts, touches: Mapping[int, tuple[dt.datetime, ...]], contact_id: int
+) -> NumberFacts:
+    """The number's facts plus the contact's own touches (its one per-day cap)."""
+    times = touches.get(contact_id, ())
+    if times == facts.contact_times:
+        return facts
+    return dataclasses.replace(facts, contact_times=times)
 
 
 # --- which zones are open -----------------------------------------------------------------
@@ -291,14 +302,17 @@ def lease(
                 break
             batches += 1  # only batches with candidates count against the budget
             facts: dict[str, NumberFacts] = {}
+            touches: dict[int, tuple[dt.datetime, ...]] = {}
             for i, c in enumerate(rows):
                 if len(leased) >= n:
                     break
                 if c.phone not in facts:  # the numbers' facts a few rows at a time, as needed
                     ahead = rows[i : i + max(2 * (n - len(leased)), FACTS_AHEAD)]
                     facts |= number_facts(session, [r.phone for r in ahead], now, policy.purpose)
+                    touches |= contact_touches(session, [r.id for r in ahead], now)
                 state = ContactState.of(c)
-                if first_broken_rule(state, policy, now, facts[c.phone], calendar) is not None:
+                known = with_touches(facts[c.phone], touches, c.id)
+                if first_broken_rule(state, policy, now, known, calendar) is not None:
                     skipped += 1
                     continue
                 c.lease_owner = owner
@@ -336,6 +350,7 @@ def check_contact(
     now = _utc(now)
     policy = policy_of(campaign_row, daily_cap=daily_cap)
     facts = number_facts(session, [contact.phone], now, policy.purpose)[contact.phone]
+    facts = with_touches(facts, contact_touches(session, [contact.id], now), contact.id)
     return first_broken_rule(ContactState.of(contact), policy, now, facts, calendar)
 
 
@@ -378,10 +393,11 @@ def start_attempts(
     now = _utc(now)
     policy = policy_of(campaign_row, daily_cap=daily_cap)
     facts = number_facts(session, [c.phone for c in contacts], now, policy.purpose)
+    touches = dict(contact_touches(session, [c.id for c in contacts], now))
     queue = campaign_row.spec.get("queue")
     out: list[Attempt | ComplianceError] = []
     for contact in contacts:
-        known = facts[contact.phone]
+        known = with_touches(facts[contact.phone], touches, contact.id)
         reason = first_broken_rule(ContactState.of(contact), policy, now, known, calendar)
         if reason is not None:
             out.append(
@@ -406,6 +422,7 @@ def start_attempts(
         facts[contact.phone] = dataclasses.replace(
             known, in_flight=True, attempt_times=(*known.attempt_times, now)
         )
+        touches[contact.id] = (*known.contact_times, now)
         session.add(attempt)
         out.append(attempt)
     session.flush()
@@ -634,6 +651,11 @@ def _rejudge_numbers_with_facts(
             )
         ):
             special[row[0]] = row
+    touches = campaign_touches(session, cid, at)  # its contacts' calls and counted messages
+    missing = sorted(set(touches) - set(special))
+    for part in _chunks(missing):
+        for row in session.execute(select(*_STATE_COLS).where(Contact.id.in_(part))):
+            special[row[0]] = row
     dnc = DncMatcher.for_numbers(session, [row[1] for row in special.values()])
     for row in special.values():
         state = _state(row)
@@ -642,6 +664,7 @@ def _rejudge_numbers_with_facts(
             dnc=dnc.blocks(phone, policy.purpose),
             attempt_times=tuple(times.get(phone, ())),
             in_flight=phone in live,
+            contact_times=touches.get(row[0], ()),
         )
         before = first_broken_rule(state, policy, at, _NO, calendar)
         after = first_broken_rule(state, policy, at, facts, calendar)
@@ -699,8 +722,10 @@ def explain_rowwise(
     )
     for part in result.partitions():
         facts = number_facts(session, [r[1] for r in part], at, policy.purpose, dnc)
+        touches = contact_touches(session, [r[0] for r in part], at)
         for row in part:
-            reason = first_broken_rule(_state(row), policy, at, facts[row[1]], calendar)
+            known = with_touches(facts[row[1]], touches, row[0])
+            reason = first_broken_rule(_state(row), policy, at, known, calendar)
             counts.add(reason, 1, row[2])
     return counts
 
@@ -741,6 +766,7 @@ __all__ = [
     "release",
     "start_attempt",
     "start_attempts",
+    "with_touches",
 ]
 
 

@@ -49,6 +49,7 @@ def enqueue_sms(
     step_no: int | None = None,
     template: str | None = None,
     not_before: dt.datetime | None = None,
+    budget: bool = False,
 ) -> Message:
     """Queue one SMS whose ``text`` is final (signature and suffix already composed)."""
     seg = segment(text)
@@ -61,6 +62,7 @@ def enqueue_sms(
         campaign_id=campaign_id,
         contact_id=contact_id,
         step=step_no,
+        budget=budget,
         template=template,
         body=text,
         encoding=seg.encoding.value,
@@ -85,6 +87,7 @@ def enqueue_email(
     step_no: int | None = None,
     template: str | None = None,
     not_before: dt.datetime | None = None,
+    budget: bool = False,
 ) -> Message:
     row = Message(
         uid=new_uid(),
@@ -95,6 +98,7 @@ def enqueue_email(
         campaign_id=campaign_id,
         contact_id=contact_id,
         step=step_no,
+        budget=budget,
         template=template,
         subject=subject,
         body=text,

@@ -68,7 +68,8 @@ async def serve(
 ) -> None:
     clock = clock or WallClock()
     classify = Classifier(cfg.keywords)
-    seq = Sequencer(store, library, settings.bank) if steps else None
+    per_day = settings.max_calls_per_number_per_day
+    seq = Sequencer(store, library, settings.bank, calls_per_day=per_day) if steps else None
 
     def on_reply(outcome: ReplyOutcome) -> None:
         if seq is not None:

@@ -88,6 +88,9 @@ class Step(BaseModel):
     at: dt.time | None = None  # not before this local time (a call step: calls from then)
     when: When = When.ALWAYS
     next_number_after: int | None = Field(None, ge=1, le=20)  # call step: failed calls per number
+    # a message step spends the contact's budget and counts in its per-day cap unless it says
+    # ``counts: false`` (dialer.lists.touches); a call step always counts
+    counts: bool = True
 
     _at = field_validator("at", mode="before")(_hhmm)
 
@@ -97,6 +100,8 @@ class Step(BaseModel):
             raise ValueError("a call step has no template (the campaign's flow or queue runs)")
         if self.channel is not StepChannel.CALL and not self.template:
             raise ValueError(f"a {self.channel.value} step needs a template")
+        if self.channel is StepChannel.CALL and not self.counts:
+            raise ValueError("every call spends the budget (counts: false is for messages)")
         if self.channel is StepChannel.CALL and self.when is When.NOT_DELIVERED:
             raise ValueError("not_delivered applies to a message step (after an SMS or e-mail)")
         return self
@@ -141,6 +146,8 @@ class ContactFacts:
     has_email: bool
     marketing: Mapping[int, bool]  # step -> its template is marketing
     message_states: Mapping[int, str] = field(default_factory=dict)  # step -> its message
+    budget_left: int | None = None  # the campaign's budget not yet spent (None: no limit)
+    today_left: int | None = None  # touches left on the contact's local day (None: no cap)
 
 
 @dataclass(frozen=True)
@@ -214,12 +221,31 @@ def plan(steps: Sequence[Step], f: ContactFacts, now: dt.datetime) -> Decision:
                 # the fallback waits for the calls to end, it is not skipped yet
                 return Decision(Action.WAIT, i, None, f"step {i} waits for the calls to end")
             continue
+        if step.counts and f.budget_left is not None and f.budget_left <= 0:
+            continue  # the contact's budget is spent: a counted message never goes
         window = CHANNEL_WINDOWS[(step.channel, bool(f.marketing.get(i)))]
         start = _next_open(local, step.at or window.start, window)
         if start > local:
             return Decision(Action.WAIT, i, start, f"waiting for step {i} at {_hm(start, local)}")
+        if step.counts and f.today_left is not None and f.today_left <= 0:
+            tomorrow = _next_open(_next_day(local), step.at or window.start, window)
+            why = f"waiting for step {i} at {_hm(tomorrow, local)} (the contact's daily cap)"
+            return Decision(Action.WAIT, i, tomorrow, why)
         return Decision(Action.SEND, i, None, f"step {i}: {step.channel.value} now")
     return Decision(Action.DONE, None, None, "all steps done")
+
+
+def _next_day(local: dt.datetime) -> dt.datetime:
+    """Local midnight that starts the next day (wall clock: a DST change moves no date)."""
+    day = local.date() + dt.timedelta(days=1)
+    return local.replace(
+        year=day.year, month=day.month, day=day.day, hour=0, minute=0, second=0, microsecond=0
+    )
+
+
+def spent(step: Step) -> bool:
+    """Whether sending ``step`` spends a unit of the contact's budget and daily cap."""
+    return step.channel is not StepChannel.CALL and step.counts
 
 
 def daily_cap_defer(
@@ -240,21 +266,22 @@ def daily_cap_defer(
 
 
 def next_number(
-    numbers: Sequence[Mapping[str, str]],
+    numbers: Sequence[tuple[str, bool]],
     current: str,
     failed_on_current: int,
     after: int | None,
     calling_now: bool,
 ) -> str | None:
     """The number to dial next when ``after`` failed calls on ``current`` are reached (None:
-    keep the current one). ``numbers`` is the contact's list in dialling order."""
+    keep the current one). ``numbers`` is the contact's list in dialling order as (number,
+    usable): a number marked invalid or DNC'd is passed over."""
     if after is None or calling_now or failed_on_current < after:
         return None
-    order = [n["number"] for n in numbers]
+    order = [n for n, _ in numbers]
     if current not in order:
         return None
-    i = order.index(current)
-    return order[i + 1] if i + 1 < len(order) else None
+    later = numbers[order.index(current) + 1 :]
+    return next((n for n, usable in later if usable), None)
 
 
 def _hm(t: dt.datetime, local: dt.datetime) -> str:
@@ -275,4 +302,5 @@ __all__ = [
     "next_number",
     "parse_steps",
     "plan",
+    "spent",
 ]

@@ -10,7 +10,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dialer.store.models import Base, utcnow
@@ -35,6 +45,8 @@ class Message(Base):
         ForeignKey("contact.id", ondelete="SET NULL"), index=True
     )
     step: Mapped[int | None] = mapped_column(Integer)  # the campaign step that sent it
+    # spent one unit of the contact's budget and counts in its per-day cap (dialer.lists.touches)
+    budget: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     template: Mapped[str | None] = mapped_column(String(100))
     subject: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)

@@ -117,6 +117,26 @@ class Contact(Base):
     campaign: Mapped[Campaign] = relationship(back_populates="contacts")
 
 
+class ContactNumber(Base):
+    """A contact's numbers beyond one (import columns phone, mobile/home/work_phone), in
+    dialling order (``position`` 0 is the number it was imported with). A contact with a
+    single number has no rows: ``contact.phone`` is all there is. ``contact.phone`` is always
+    the number its calls go to now (``dialer.lists.numbers``)."""
+
+    __tablename__ = "contact_number"
+    __table_args__ = (UniqueConstraint("contact_id", "number", name="uq_contact_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[str] = mapped_column(String(20))  # E.164
+    kind: Mapped[str] = mapped_column(String(8))  # main | mobile | home | work
+    position: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(8), default="active")  # active | invalid | dnc
+    state_at: Mapped[dt.datetime | None] = mapped_column()
+
+
 class Attempt(Base):
     """One row per dial, written before the Originate."""
 
@@ -124,6 +144,8 @@ class Attempt(Base):
     __table_args__ = (
         Index("ix_attempt_phone_created", "phone", "created_at"),
         Index("ix_attempt_campaign_created", "campaign_id", "created_at"),
+        # a contact's touches today (its one per-day cap across numbers and channels)
+        Index("ix_attempt_contact_created", "contact_id", "created_at"),
         # abandon-rate windows count the attempts that ended since an instant
         Index("ix_attempt_campaign_ended", "campaign_id", "ended_at"),
         # the attempts still live (no outcome): the lease skips their numbers
@@ -308,6 +330,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "CallEvent",
+    "ContactNumber",
     "Campaign",
     "Contact",
     "DncEntry",

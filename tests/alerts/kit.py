@@ -14,6 +14,7 @@ from dialer.lists import alerts as store_alerts
 from dialer.lists import hopper
 from dialer.lists.alertspec import AlertsConfig, load_alerts, parse_alerts
 from dialer.lists.campaigns import CampaignSpec, apply_campaign
+from dialer.lists.numbers import add_numbers, rows_for
 from dialer.messaging.templates import TemplateLibrary
 from dialer.outcomes import Outcome
 from dialer.settings import BankSettings
@@ -53,14 +54,12 @@ def customer(
             language="zh",
             timezone="Asia/Shanghai",
             external_id=customer_id,
-            fields={
-                "card_last4": "1234",
-                "numbers": [{"kind": "main", "number": numbers[0]}]
-                + [{"kind": "home", "number": n} for n in numbers[1:]],
-            },
+            fields={"card_last4": "1234"},
         )
         s.add(c)
         s.flush()
+        kinds = [("main", numbers[0]), *(("home", n) for n in numbers[1:])]
+        add_numbers(s, rows_for(c.id, kinds))
         return c.id
 
 

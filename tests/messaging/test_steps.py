@@ -124,12 +124,15 @@ def test_marketing_sms_is_never_sent_at_night(now: dt.datetime, zone: str, start
 def test_next_number_after_failed_calls() -> None:
     from dialer.messaging.steps import next_number
 
-    numbers = [{"kind": "main", "number": "+1"}, {"kind": "home", "number": "+2"}]
+    numbers = [("+1", True), ("+2", True)]
     assert next_number(numbers, "+1", 1, 2, False) is None  # one failure is not two
     assert next_number(numbers, "+1", 2, 2, False) == "+2"
     assert next_number(numbers, "+1", 2, 2, True) is None  # a call is on: not now
     assert next_number(numbers, "+2", 5, 2, False) is None  # the last number stays
     assert next_number(numbers, "+1", 9, None, False) is None  # the step does not switch
+    # an invalid or DNC'd number is passed over
+    assert next_number([("+1", True), ("+2", False), ("+3", True)], "+1", 2, 2, False) == "+3"
+    assert next_number([("+1", True), ("+2", False)], "+1", 2, 2, False) is None
 
 
 def test_a_report_drives_the_next_step() -> None:

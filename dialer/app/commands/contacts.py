@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from dialer.app.appctx import AppContext, pass_app
 from dialer.lists.campaigns import get_campaign, spec_of
 from dialer.lists.contacts import ImportReport, Progress, import_contacts, masked_fields
+from dialer.lists.numbers import Number, masked, numbers_of
 from dialer.privacy import mask_phone, scrub, scrub_json
 from dialer.store.models import Contact
 
@@ -103,10 +105,11 @@ def _print_report(report: ImportReport, as_json: bool) -> None:
         click.echo(f"  ... {len(rejections) - 20} more (use --json for all)")
 
 
-def contact_doc(c: Contact, spec: Any) -> dict[str, Any]:
+def contact_doc(c: Contact, spec: Any, numbers: Sequence[Number] = ()) -> dict[str, Any]:
     """A contact for display: phone masked, sensitive fields masked, card and ID numbers masked
-    in every free-text value (name, external id, text fields)."""
-    return {
+    in every free-text value (name, external id, text fields); its several numbers (kind,
+    masked number, state) when it has more than one."""
+    doc = {
         "id": c.id,
         "phone": mask_phone(c.phone),
         "region": c.region,
@@ -122,6 +125,9 @@ def contact_doc(c: Contact, spec: Any) -> dict[str, Any]:
         "next_attempt_at": c.next_attempt_at.isoformat() if c.next_attempt_at else None,
         "last_outcome": c.last_outcome,
     }
+    if numbers:
+        doc["numbers"] = masked(numbers)
+    return doc
 
 
 @contacts_group.command("list")
@@ -137,7 +143,9 @@ def list_cmd(app: AppContext, campaign: str, as_json: bool, limit: int | None) -
         q = select(Contact).where(Contact.campaign_id == row.id).order_by(Contact.id)
         if limit:
             q = q.limit(limit)
-        docs = [contact_doc(c, spec) for c in s.scalars(q)]
+        rows = list(s.scalars(q))
+        several = numbers_of(s, [c.id for c in rows])
+        docs = [contact_doc(c, spec, several.get(c.id, ())) for c in rows]
     if as_json:
         click.echo(json.dumps(docs, ensure_ascii=False))
         return
@@ -150,6 +158,11 @@ def list_cmd(app: AppContext, campaign: str, as_json: bool, limit: int | None) -
     )
     for d in docs:
         fields = " ".join(f"{k}={v}" for k, v in d["fields"].items())
+        if d.get("numbers"):
+            fields += " numbers=" + ",".join(
+                f"{n['kind']}:{n['number']}" + ("" if n["state"] == "active" else f"({n['state']})")
+                for n in d["numbers"]
+            )
         click.echo(
             f"{d['id']:>7} {d['phone']:16} {(d['name'] or '')[:12]:12} {d['language']:4} "
             f"{d['timezone']:20} {d['priority']:>4} {d['status']:7} {d['attempts']:>5} {fields}"

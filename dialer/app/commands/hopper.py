@@ -114,7 +114,12 @@ def _steps_explained(app: AppContext, s: object, row: object, at: dt.datetime) -
 
     if not spec_of(row).steps:
         return {}
-    seq = Sequencer(app.store, load_library(app), app.settings.bank)
+    seq = Sequencer(
+        app.store,
+        load_library(app),
+        app.settings.bank,
+        calls_per_day=app.settings.max_calls_per_number_per_day,
+    )
     return dict(seq.explain(s, row, at))  # type: ignore[arg-type]
 
 
