@@ -54,13 +54,13 @@ def test_email_and_numbers_columns(store: Store, tmp_path: Path) -> None:
 
 
 def test_numbers_move_out_of_fields_on_upgrade(tmp_path: Path) -> None:
-    """Migration 0014: fields["numbers"] of a store made before it become contact_number rows."""
+    """Migration 0015: fields["numbers"] of a store made before it become contact_number rows."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     cfg = alembic_config(url)
     engine = create_engine(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0013")
+        command.upgrade(cfg, "0014")
         conn.execute(
             text(
                 "INSERT INTO campaign (id, name, spec, state, purpose, mode, created_at, "

@@ -1,7 +1,7 @@
 """a contact's several numbers as rows (contact_number), moved out of fields["numbers"]
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-03 15:20:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import dialer.store.models
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
