@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -246,17 +246,16 @@ def _over_daily_cap(session: Session, row: Message, now: dt.datetime, cap: int) 
     from dialer.messaging.steps import CHANNEL_WINDOWS, StepChannel, daily_cap_defer
 
     since = now - dt.timedelta(hours=27)  # any instant of the number's local day
+    # handed over, or claimed and being handed over right now (several are in flight at once)
     sent = [
-        t
+        t or now
         for t in session.scalars(
             select(Message.submitted_at).where(
                 Message.address == row.address,
                 Message.channel == row.channel,
-                Message.submitted_at.is_not(None),
-                Message.submitted_at >= since,
+                or_(Message.submitted_at >= since, Message.state == MsgState.SUBMITTING.value),
             )
         )
-        if t is not None
     ]
     parsed = parse_phone(row.address, "CN")
     zone = (parsed.timezone if parsed else None) or "Asia/Shanghai"
