@@ -12,7 +12,8 @@
 2. **The gateway**: ``--kannel`` SMS through a real Kannel (bearerbox + smsbox + fake SMSC,
    started in a temporary folder as the tests do) whose SMSC link is throttled to
    ``--kannel-rate`` messages/s, our dispatcher pacing at the same rate, timed until the fake
-   SMSC has every message, with 1 and with 4 hand-overs in flight (`--in-flight`). That is
+   SMSC has every message, with 1, 4 (the default) and 8 hand-overs in flight
+   (`--in-flight`). That is
    the limit a bank's link imposes.
 
 The ratio our-capacity / gateway-throttle says how much headroom the dispatcher leaves; the
@@ -148,8 +149,8 @@ def main() -> None:
         "--in-flight",
         type=int,
         nargs="+",
-        default=[1, 4],
-        help="hand-overs at once to Kannel (one run each)",
+        default=[1, 4, 8],
+        help="hand-overs at once to Kannel (one run each; the default setting is 4)",
     )
     args = p.parse_args()
 

@@ -42,6 +42,10 @@ class DispatchSettings(Frozen):
 class SmsSettings(DispatchSettings):
     kannel: KannelSettings = KannelSettings()
     daily_cap: int | None = Field(3, ge=1)  # SMS per number per local day, every campaign
+    # smsbox answers each sendsms only after bearerbox queued it (a round trip of some ms):
+    # one at a time reached 0.39x of a 100 msg/s link, four reach the link's throttle
+    # (scripts/bench_sms.py); a doubt is still cleared only by a message claimed after it
+    in_flight: int = Field(4, ge=1, le=64)
     listen: ListenSettings = ListenSettings(port=8091)  # DLR and MO callbacks from Kannel
 
 

@@ -1,8 +1,9 @@
 """Dispatchers: due messages out through their channel's gateway, at the gateway's pace.
 
 ``Dispatcher`` holds the rules every channel keeps; ``SmsDispatcher`` hands over to an
-``SmsGateway`` (Kannel), ``EmailDispatcher`` to the SMTP relay. One message at a time: claimed (``queued`` -> ``submitting``, committed) right before it is
-handed over, so a crash strands at most the one message in flight, and that one is marked
+``SmsGateway`` (Kannel), ``EmailDispatcher`` to the SMTP relay. Each message is claimed
+(``queued`` -> ``submitting``, committed) right before it is handed over, so a crash strands
+at most the messages in flight (``in_flight``: 4 for SMS, 1 for e-mail), and those are marked
 *in doubt* on restart rather than sent twice. When the gateway is unavailable the message
 goes back to ``queued`` with a delay and the rest of the batch waits for the next round.
 The clock and the gateway are injected.
