@@ -25,7 +25,7 @@ from dialer.lists.callbacks import (
     callback_refusal,
     slot_instant,
 )
-from dialer.lists.campaigns import apply_campaign, parse_campaign
+from dialer.lists.campaigns import apply_campaign, parse_campaign, spec_of
 from dialer.lists.compliance import ContactState, NumberFacts, Policy
 from dialer.lists.dispositions import check_form
 from dialer.lists.dnc import DncChannel, DncMatcher
@@ -322,3 +322,65 @@ def test_skip_reasons_are_checked_and_default_when_none_are_given() -> None:
     ]:
         with pytest.raises(ConfigError, match=why):
             parse_campaign({**DOC, "skip_reasons": bad})
+
+
+def test_a_personal_callback_goes_to_its_agent_until_its_fallback_time(store: Store) -> None:
+    from argon2 import PasswordHasher
+
+    from dialer.lists.callbacks import FALLBACK_AFTER, PERSONAL_QUEUE
+    from dialer.lists.hopper import lease, start_attempts
+    from dialer.lists.users import Passwords, Role, add_user
+    from dialer.store.models import Campaign
+    from dialer.telephony.originate import build_originate
+
+    aid, cid = seed(store)
+    with store.session() as s:
+        finish_attempt(s, s.get(Attempt, aid), Outcome.NO_ANSWER, NOW)
+        camp = s.scalars(select(Campaign)).one()
+        assert lease(s, camp, NOW, 5, "w") == []  # the campaign's shape is cached now
+        user = add_user(
+            s,
+            "wang",
+            Role.AGENT,
+            "violet-harbour-ledger-42",
+            actor="t",
+            passwords=Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)),
+            interface="PJSIP/1001",
+        )
+    due = None
+    for day, (late, personal) in enumerate(((dt.timedelta(0), True), (FALLBACK_AFTER, False))):
+        with store.session() as s:
+            contact = s.get(Contact, cid)
+            assert contact is not None
+            contact.status, contact.next_attempt_at = "active", None
+            when = dt.datetime(2026, 12, 2, 7, 30, tzinfo=dt.UTC) + dt.timedelta(days=day)
+            cb = book_callback(s, contact, when, now=NOW, booked_by="user:wang", agent="wang")
+            due = cb.due_at + late  # at T, then once its fallback time has passed
+        with store.session() as s:
+            camp = s.scalars(select(Campaign)).one()
+            (got,) = lease(s, camp, due, 1, "w")  # served, though the cached shape had it done
+            (attempt,) = start_attempts(s, [got], camp, due)
+            assert not isinstance(attempt, Exception)
+            detail = dict(attempt.detail or {})
+            finish_attempt(s, attempt, Outcome.NO_ANSWER, due)
+        if personal:
+            assert detail["personal"] == {
+                "agent": "wang",
+                "queue": PERSONAL_QUEUE,
+                "penalty": user.id,
+            }
+        else:
+            assert "personal" not in detail
+    with store.session() as s:
+        spec = spec_of(s.scalars(select(Campaign)).one())
+    req = build_originate(
+        attempt_id=1,
+        phone="+8613900001234",
+        spec=spec,
+        language="zh",
+        agi_url="agi://x",
+        personal=(PERSONAL_QUEUE, user.id),
+    )
+    variables = dict(v.split("=", 1) for k, v in req.fields if k == "Variable")
+    assert variables["DIALER_PERSONAL_QUEUE"] == PERSONAL_QUEUE
+    assert variables["DIALER_PERSONAL_PENALTY"] == str(user.id)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from dialer.errors import AMIError
+from dialer.lists.callbacks import PERSONAL_QUEUE
 from dialer.telephony.agents import WRAPUP_PAUSE, Agent
 from dialer.telephony.ami.messages import Event
 
@@ -125,7 +126,14 @@ class AgentDesk:
         return message
 
     async def join(
-        self, interface: str, member: str, queues: Sequence[str], *, paused: bool, reason: str = ""
+        self,
+        interface: str,
+        member: str,
+        queues: Sequence[str],
+        *,
+        paused: bool,
+        reason: str = "",
+        penalty: int = 0,
     ) -> list[str]:
         """``QueueAdd`` to each queue; returns the queues joined (one already joined counts)."""
         joined = []
@@ -134,7 +142,7 @@ class AgentDesk:
                 ("Queue", queue),
                 ("Interface", interface),
                 ("MemberName", member),
-                ("Penalty", "0"),
+                ("Penalty", str(penalty)),
                 ("Paused", "true" if paused else "false"),
             ]
             if paused and reason:
@@ -147,14 +155,27 @@ class AgentDesk:
             joined.append(queue)
         return joined
 
+    async def join_personal(self, interface: str, member: str, user_id: int) -> bool:
+        """Join the personal-callback queue with the user's number as penalty (paused, like
+        every queue from the desktop); False when the switch has no such queue (personal
+        callbacks then go to any agent)."""
+        try:
+            await self.join(interface, member, [PERSONAL_QUEUE], paused=True, penalty=user_id)
+        except AMIError as exc:
+            if "No such queue" in str(exc):
+                return False
+            raise
+        return True
+
     async def leave(self, interface: str, queues: Sequence[str]) -> list[str]:
         left = []
         for queue in queues:
             try:
                 await self._act("QueueRemove", [("Queue", queue), ("Interface", interface)])
             except AMIError as exc:
-                if "Not there" not in str(exc):
-                    raise
+                if "Not there" in str(exc) or "No such queue" in str(exc):
+                    continue
+                raise
             left.append(queue)
         self.cancel_wrapup(interface)
         return left

@@ -41,6 +41,10 @@ HORIZON = dt.timedelta(days=30)
 #: from the highest, so a due callback is served before the campaign's other work.
 CALLBACK_PRIORITY = 1_000_000
 FALLBACK_AFTER = dt.timedelta(minutes=15)
+#: The queue every agent's desktop also joins, with the user's number as the member's penalty:
+#: a personal callback's call sets QUEUE_MIN_PENALTY = QUEUE_MAX_PENALTY = that number, so
+#: its agent is the only member tried (``config/asterisk/queues.conf``, docs/contracts.md).
+PERSONAL_QUEUE = "dialer-personal"
 
 
 def callback_refusal(
@@ -189,13 +193,21 @@ def keep_pending(s: Session, contact: Contact) -> bool:
     return True
 
 
-def callback_dialled(s: Session, contact: Contact, attempt_id: int | None) -> None:
-    """The contact's pending callback is being dialled: it is done, the priority goes back."""
+def callback_dialled(
+    s: Session, contact: Contact, attempt_id: int | None, now: dt.datetime | None = None
+) -> Callback | None:
+    """The contact's pending callback is being dialled: it is done, the priority goes back.
+    Returns it when it is personal and its fallback time has not come (``now`` given): the
+    call then goes to its agent first."""
+    personal = None
     for cb in _pending(s, contact.id):
         cb.state = "dialled"
         cb.attempt_id = attempt_id
         if cb.priority_before is not None:
             contact.priority = cb.priority_before
+        if cb.agent and now is not None and (cb.fallback_at is None or now < cb.fallback_at):
+            personal = cb
+    return personal
 
 
 __all__ = [
@@ -206,6 +218,7 @@ __all__ = [
     "slot_instant",
     "FALLBACK_AFTER",
     "HORIZON",
+    "PERSONAL_QUEUE",
     "book_callback",
     "callback_dialled",
     "callback_refusal",

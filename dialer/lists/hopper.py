@@ -43,7 +43,12 @@ from sqlalchemy.orm import Session, aliased, defer
 
 from dialer.audit import AuditAction
 from dialer.errors import ComplianceError, IllegalTransition
-from dialer.lists.callbacks import CALLBACK_PRIORITY, callback_dialled, keep_pending
+from dialer.lists.callbacks import (
+    CALLBACK_PRIORITY,
+    PERSONAL_QUEUE,
+    callback_dialled,
+    keep_pending,
+)
 from dialer.lists.campaigns import spec_of
 from dialer.lists.compliance import (
     DEFAULT_CALENDAR,
@@ -66,6 +71,7 @@ from dialer.lists.touches import campaign_touches, contact_touches
 from dialer.lists.wrapup import reapply
 from dialer.outcomes import AttemptState, Outcome
 from dialer.store.models import Attempt, AuditEntry, Campaign, Contact, DncEntry
+from dialer.store.people import AppUser
 
 DEFAULT_LEASE = dt.timedelta(minutes=2)
 #: rows of a lease batch whose numbers' facts are read at once (more when more are wanted):
@@ -177,6 +183,24 @@ def _campaign_shape(session: Session, campaign_id: int) -> frozenset[tuple[str |
     return shape
 
 
+def _callback_shape(session: Session, campaign_id: int) -> frozenset[tuple[str | None, str, int]]:
+    """The (region, zone) of contacts a booking raised to ``CALLBACK_PRIORITY``, read at every
+    lease (the cached shape may not show a booking, or a contact it re-opened, for minutes):
+    an index range over the pending callbacks only."""
+    return frozenset(
+        (r, tz, CALLBACK_PRIORITY)
+        for r, tz in session.execute(
+            select(Contact.region, Contact.timezone)
+            .where(
+                Contact.campaign_id == campaign_id,
+                Contact.status == ContactStatus.ACTIVE,
+                Contact.priority == CALLBACK_PRIORITY,
+            )
+            .distinct()
+        )
+    )
+
+
 def open_pairs(
     pairs: Iterable[tuple[str | None, str]],
     policy: Policy,
@@ -280,7 +304,7 @@ def lease(
     policy = policy_of(campaign_row, daily_cap=daily_cap)
     if not policy.running:
         return []
-    shape = _campaign_shape(session, campaign_row.id)
+    shape = _campaign_shape(session, campaign_row.id) | _callback_shape(session, campaign_row.id)
     pairs = open_pairs({(r, tz) for r, tz, _ in shape}, policy, now, calendar)
     if not pairs:
         return []
@@ -428,8 +452,22 @@ def start_attempts(
     session.flush()
     for contact, started in zip(contacts, out, strict=True):
         if contact.priority == CALLBACK_PRIORITY and isinstance(started, Attempt):
-            callback_dialled(session, contact, started.id)  # a booked callback: served
+            personal = callback_dialled(session, contact, started.id, now)  # served
+            if personal is not None and personal.agent:
+                _agent_first(session, started, personal.agent)
     return out
+
+
+def _agent_first(session: Session, attempt: Attempt, username: str) -> None:
+    """A personal callback before its fallback time: the call goes to its agent first (the
+    personal queue, penalty = the user's number), if that user can still take calls."""
+    user = session.scalars(select(AppUser).where(AppUser.username == username)).first()
+    if user is None or user.disabled or not user.interface:
+        return
+    attempt.detail = {
+        **(attempt.detail or {}),
+        "personal": {"agent": user.username, "queue": PERSONAL_QUEUE, "penalty": user.id},
+    }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ What is modelled (``tests/fixtures/asterisk/transcripts/ami-queue*.txt``):
   ``QueueCallerAbandon`` + ``QueueCallerLeave`` + ``QUEUESTATUS=TIMEOUT``), the caller hanging
   up while queued (abandon, no ``QUEUESTATUS``), a member answering (``AgentConnect``, a basic
   bridge, ``AgentComplete`` with ``Reason`` agent/caller), ``wrapuptime`` (invisible on AMI),
-  ``joinempty``, pause with reason; the ``QUEUE*``/``MEMBER*``/``QE*`` variables when
+  ``joinempty`` (``yes``/``no``/``strict`` or a list of member conditions: penalty, paused,
+  inuse, ringing, unavailable, invalid, unknown, wrapup), a caller's ``QUEUE_MIN_PENALTY`` /
+  ``QUEUE_MAX_PENALTY`` (members outside the range are never rung), pause with reason; the ``QUEUE*``/``MEMBER*``/``QE*`` variables when
   ``setqueuevar``/``setinterfacevar``/``setqueueentryvar`` are set.
 - Members: ``Local/<exten>@<context>[/n]`` runs that dialplan (a ringing Local member shows
   ``Status: 2``, never 6, as recorded); any other interface (``PJSIP/agent101``) is a
@@ -125,6 +127,32 @@ def parse_queues_conf(text: str, fname: str = "<queues.conf>") -> dict[str, Queu
     return queues
 
 
+#: ``joinempty`` words that stand for a list of conditions (app_queue's parse_empty_options)
+_EMPTY_WORDS = {
+    "yes": frozenset(),
+    "true": frozenset(),
+    "no": frozenset({"penalty", "paused", "invalid", "unavailable"}),
+    "false": frozenset({"penalty", "paused", "invalid", "unavailable"}),
+    "strict": frozenset({"penalty", "paused", "invalid", "unavailable", "unknown"}),
+    "loose": frozenset({"penalty", "invalid"}),
+}
+
+
+def _empty_conditions(value: str | None) -> frozenset[str]:
+    """``joinempty`` as the set of member conditions that count as "no member"."""
+    out: set[str] = set()
+    for word in (value or "yes").lower().replace(" ", "").split(","):
+        out |= _EMPTY_WORDS.get(word, {word} if word else set())
+    return frozenset(out)
+
+
+def _penalty_var(value: str | None) -> int | None:
+    """A QUEUE_MIN_PENALTY / QUEUE_MAX_PENALTY value (app_queue ignores one that is no
+    non-negative number)."""
+    v = (value or "").strip()
+    return int(v) if v.isdigit() else None
+
+
 def _yes(v: str | None, default: bool = False) -> bool:
     if v is None:
         return default
@@ -160,6 +188,14 @@ class Caller:
     give_up: Any = None
     ringing: bool = False
     wake_fut: asyncio.Future[tuple[str, str | None]] | None = None
+    #: the caller's QUEUE_MIN_PENALTY / QUEUE_MAX_PENALTY at Queue() (None: no bound)
+    min_penalty: int | None = None
+    max_penalty: int | None = None
+
+    def admits(self, m: Member) -> bool:
+        """A member whose penalty is inside the caller's range (app_queue skips the rest)."""
+        lo, hi = self.min_penalty, self.max_penalty
+        return (lo is None or m.penalty >= lo) and (hi is None or m.penalty <= hi)
 
 
 @dataclass
@@ -181,7 +217,7 @@ class Queue:
         self.timeout = int(s.get("timeout", DEFAULT_MEMBER_TIMEOUT) or DEFAULT_MEMBER_TIMEOUT)
         self.retry = int(s.get("retry", DEFAULT_RETRY) or DEFAULT_RETRY)
         self.wrapuptime = int(s.get("wrapuptime", "0") or 0)
-        self.joinempty = s.get("joinempty", "yes").lower()
+        self.joinempty = _empty_conditions(s.get("joinempty", "yes"))
         self.maxlen = int(s.get("maxlen", "0") or 0)
         self.servicelevel = int(s.get("servicelevel", "0") or 0)
         self.weight = int(s.get("weight", "0") or 0)
@@ -265,12 +301,31 @@ class QueueManager:
                 return MemberStatus.INVALID
         return MemberStatus.NOT_INUSE
 
-    def _joinable(self, m: Member) -> bool:
-        """``joinempty=no`` (= penalty,paused,invalid,unavailable): a caller joins only if
-        some member is none of those; in use, ringing or in wrap-up still counts."""
-        if m.paused or m.unavailable:
+    def _joinable(self, q: Queue, m: Member, caller: Caller) -> bool:
+        """app_queue's get_member_status: a member counts for ``joinempty`` unless it is in
+        one of the queue's conditions (``no`` = penalty,paused,invalid,unavailable; a list
+        names them: penalty, paused, inuse, ringing, unavailable, invalid, unknown, wrapup)."""
+        cond = q.joinempty
+        if "penalty" in cond and not caller.admits(m):
             return False
-        return self.member_status(m) not in (MemberStatus.INVALID, MemberStatus.UNAVAILABLE)
+        if "paused" in cond and m.paused:
+            return False
+        if "wrapup" in cond and self.wrapup_until.get(m.interface, 0.0) > self.engine.clock.now():
+            return False
+        status = self.member_status(m)
+        if m.unavailable:
+            status = MemberStatus.UNAVAILABLE
+        if "inuse" in cond and (status == MemberStatus.INUSE or self.busy.get(m.interface)):
+            return False
+        return not any(
+            name in cond and status == st
+            for name, st in (
+                ("ringing", MemberStatus.RINGING),
+                ("unavailable", MemberStatus.UNAVAILABLE),
+                ("invalid", MemberStatus.INVALID),
+                ("unknown", MemberStatus.UNKNOWN),
+            )
+        )
 
     def available(self, q: Queue, m: Member) -> bool:
         if m.paused or m.unavailable:
@@ -421,9 +476,9 @@ class QueueManager:
             log.warning("%s: Queue(%s): no such queue", ch.name, qname)
             e.setvar(ch, "QUEUESTATUS", "UNKNOWN")
             return
-        if q.joinempty in ("no", "false", "0") and not any(
-            self._joinable(m) for m in q.members.values()
-        ):
+        bounds = [_penalty_var(ch.vars.get(k)) for k in ("QUEUE_MIN_PENALTY", "QUEUE_MAX_PENALTY")]
+        probe = Caller(ch, 0.0, 0, 0, min_penalty=bounds[0], max_penalty=bounds[1])
+        if q.joinempty and not any(self._joinable(q, m, probe) for m in q.members.values()):
             e.setvar(ch, "QUEUESTATUS", "JOINEMPTY")
             return
         if q.maxlen and len(q.callers) >= q.maxlen:
@@ -436,6 +491,8 @@ class QueueManager:
             len(q.callers) + 1,
             len(q.callers) + 1,
             args[1].strip() if len(args) > 1 else "",
+            min_penalty=bounds[0],
+            max_penalty=bounds[1],
         )
         q.callers.append(caller)
         if len(q.callers) == 1:
@@ -537,8 +594,8 @@ class QueueManager:
         q.stats_vars(ch)
         self._leave(q, caller)
 
-    def _pick(self, q: Queue) -> list[Member]:
-        free = [m for m in q.members.values() if self.available(q, m)]
+    def _pick(self, q: Queue, caller: Caller) -> list[Member]:
+        free = [m for m in q.members.values() if self.available(q, m) and caller.admits(m)]
         if not free:
             return []
         if q.strategy == "ringall":
@@ -569,7 +626,7 @@ class QueueManager:
             now = e.clock.now()
             if deadline is not None and now >= deadline:
                 return "timeout"
-            members = self._pick(q) if self._our_turn(q, caller) else []
+            members = self._pick(q, caller) if self._our_turn(q, caller) else []
             if not members:
                 wait_for = None if deadline is None else deadline - now
                 await self._wait_wake(caller, wait_for)

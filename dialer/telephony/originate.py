@@ -73,10 +73,12 @@ def build_originate(
     messages: Mapping[str, Mapping[str, str]] | None = None,
     action_id: str | None = None,
     new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    personal: tuple[str, int] | None = None,
 ) -> OriginateRequest:
     """The Originate for one attempt: fields in wire order, ``Variable`` lines repeated.
     ``messages`` holds, per language, the variables with the bank's messages (playlists built
-    by ``ivr.messages.dialplan_messages`` from the settings)."""
+    by ``ivr.messages.dialplan_messages`` from the settings). ``personal`` = (personal queue,
+    the agent's penalty) sends a personal callback to its agent first."""
     ring_timeout_s = spec.pacing.ring_timeout_s
     if ring_timeout_s < MIN_RING_TIMEOUT_S:
         raise ConfigError(
@@ -113,6 +115,9 @@ def build_originate(
         "DIALER_LANG": lang,
         **(messages or {}).get(lang, {}),
     }
+    if personal is not None:
+        variables["DIALER_PERSONAL_QUEUE"] = personal[0]
+        variables["DIALER_PERSONAL_PENALTY"] = str(int(personal[1]))
     fields += [("Variable", f"{k}={_clean(v)}") for k, v in variables.items()]
     return OriginateRequest(
         attempt_id=attempt_id,

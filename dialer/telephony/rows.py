@@ -197,6 +197,7 @@ class AttemptRows:
         spec = spec_of(campaign)
         if self.ceilings is not None:
             spec = within_ceilings(spec, self.ceilings)
+        personal = (attempt.detail or {}).get("personal")
         req = build_originate(
             attempt_id=attempt_id,
             phone=attempt.phone,
@@ -204,6 +205,7 @@ class AttemptRows:
             language=contact.language if contact else None,
             agi_url=self.agi_url,
             messages=self.messages,
+            personal=(personal["queue"], personal["penalty"]) if personal else None,
         )
         attempt.channel_id = req.channel_id
         attempt.state = AttemptState.DIALING.value

@@ -144,7 +144,11 @@ class Desk:
 
 @contextlib.asynccontextmanager
 async def desk_floor(
-    store: Store, tmp_path: Path, campaign: dict[str, Any] | None = None, settings_yaml: str = ""
+    store: Store,
+    tmp_path: Path,
+    campaign: dict[str, Any] | None = None,
+    settings_yaml: str = "",
+    queues: Path = QUEUES,
 ) -> AsyncIterator[Desk]:
     campaign = campaign or CAMPAIGN
     settings_file = tmp_path / "dialer.yaml"
@@ -176,7 +180,7 @@ async def desk_floor(
                 interface=iface,
                 display_name="王坐席" if role is Role.AGENT else None,
             )
-    sim = SimFloor(store, settings, start=START, speed=SPEED, scenario=scenario(), queues=QUEUES)
+    sim = SimFloor(store, settings, start=START, speed=SPEED, scenario=scenario(), queues=queues)
     async with sim:
         runner, port = await start_console(
             sim.dialer,

@@ -6,6 +6,7 @@ switch's own ``QueueStatus``), goes ready, gets the screen-pop within a second o
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -17,10 +18,11 @@ from sqlalchemy import select
 
 from dialer.floor.console import start_console
 from dialer.floor.desk import Connected
+from dialer.lists.callbacks import PERSONAL_QUEUE, book_callback
 from dialer.lists.users import Passwords, Role, add_user
 from dialer.privacy import mask_phone
 from dialer.store import Store
-from dialer.store.models import Attempt
+from dialer.store.models import Attempt, Contact
 
 from .conftest import RealFloor, campaign, load, phone
 
@@ -76,7 +78,8 @@ async def test_the_desk_on_the_real_switch(
                 return got
 
             await post("/api/login", {"username": "zhang", "password": PASSWORD})
-            assert (await post("/api/desk/queues", {"action": "login"}))["queues"] == ["deskq"]
+            joined = (await post("/api/desk/queues", {"action": "login"}))["queues"]
+            assert joined == ["deskq", PERSONAL_QUEUE]
             await post("/api/desk/state", {"state": "pause", "reason": "lunch"})
             assert (await wait_state("paused"))["pause_reason"] == "lunch"
             status = await real_floor.core.client.action("QueueStatus", [("Queue", "deskq")])
@@ -123,6 +126,92 @@ async def test_the_desk_on_the_real_switch(
             while "deskq" in (await state())["queues"]:  # QueueMemberRemoved reached the pool
                 assert time.monotonic() - t0 < 5
                 await asyncio.sleep(0.05)
+    finally:
+        floor.stop()
+        await asyncio.wait_for(task, 10)
+        await runner.cleanup()
+
+
+async def test_a_personal_callback_reaches_its_agent_first_on_the_real_switch(
+    store: Store, tmp_path: Path, real_floor: RealFloor
+) -> None:
+    """Two agents ready on the desk's queue; a personal callback for one of them at T is
+    bridged to that agent (through the personal queue, only that member in the penalty
+    range); with that agent paused, the next one goes to the other agent of the campaign."""
+    other = "Local/agent02@test-agents/n"
+    doc = campaign("desk-personal", "progressive", queue="deskq", pacing={"hold_limit_s": 15})
+    rows = [{"phone": phone("999", i), "name": f"客户{i}"} for i in (1, 2)]
+    load(store, tmp_path, doc, rows)
+    with store.session() as s:
+        add_user(s, "zhang", Role.AGENT, PASSWORD, actor="t", passwords=CHEAP, interface=PHONE)
+        add_user(s, "li", Role.AGENT, PASSWORD, actor="t", passwords=CHEAP, interface=other)
+        contacts = list(s.scalars(select(Contact).order_by(Contact.id)))
+        for c in contacts:  # nothing to dial but the callbacks booked below
+            c.next_attempt_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+        first, second = (c.id for c in contacts)
+    floor = real_floor.dialer
+    connects: list[Connected] = []
+    floor.desk.on_connect(connects.append)
+    await real_floor.core.wait_ready(10)
+    await floor.load_campaigns()
+    runner, port = await start_console(
+        floor, port=0, token=TOKEN, registry=CollectorRegistry(), store=store, passwords=CHEAP
+    )
+    url = f"http://127.0.0.1:{port}"
+    task = asyncio.create_task(floor.run(until_idle=False))
+    try:
+        sessions = {}
+        for name in ("zhang", "li"):
+            http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+            sessions[name] = http
+            for path, body in (
+                ("/api/login", {"username": name, "password": PASSWORD}),
+                ("/api/desk/queues", {"action": "login"}),
+                ("/api/desk/state", {"state": "ready"}),
+            ):
+                async with http.post(url + path, json=body) as r:
+                    assert r.status == 200, await r.text()
+
+        async def callback_for(contact_id: int) -> Connected:
+            now = floor.now()
+            with store.session() as s:
+                c = s.get(Contact, contact_id)
+                assert c is not None
+                book_callback(
+                    s, c, now + dt.timedelta(seconds=3), now=now, booked_by="t", agent="zhang"
+                )
+            t0 = time.monotonic()
+            while True:
+                with store.session() as s:
+                    ids = set(s.scalars(select(Attempt.id).where(Attempt.contact_id == contact_id)))
+                hit = [c for c in connects if c.attempt_id in ids]
+                if hit:
+                    return hit[0]
+                assert time.monotonic() - t0 < 30, connects
+                await asyncio.sleep(0.1)
+
+        for _ in range(50):  # both members joined and ready on the switch
+            agents = {a.interface: a for a in floor.desk.loop.pool.agents.values()}
+            if all(
+                i in agents and PERSONAL_QUEUE in agents[i].queues and not agents[i].paused
+                for i in (PHONE, other)
+            ):
+                break
+            await asyncio.sleep(0.1)
+        hit = await callback_for(first)
+        assert (hit.interface, hit.queue) == (PHONE, PERSONAL_QUEUE)
+        async with sessions["zhang"].post(
+            url + "/api/desk/state", json={"state": "pause", "reason": "break"}
+        ) as r:
+            assert r.status == 200
+        for _ in range(50):
+            if floor.desk.agent(PHONE) is not None and floor.desk.agent(PHONE).paused:
+                break
+            await asyncio.sleep(0.1)
+        hit = await callback_for(second)
+        assert (hit.interface, hit.queue) == (other, "deskq")
+        for http in sessions.values():
+            await http.close()
     finally:
         floor.stop()
         await asyncio.wait_for(task, 10)
