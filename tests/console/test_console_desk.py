@@ -439,8 +439,18 @@ def drive_the_page(browser: Any, url: str, name: str) -> dict[str, str]:
     wait_for(lambda: "paused (lunch)" in agent_row().text, what="the pause on the page")
     # the average handle time of the call just handled (talk + wrap-up, from the records)
     wait_for(lambda: "over 1 calls" in el("#aht-all").text, what="the shift's handle time")
-    seen["aht"] = agent_row().find_element(By.CSS_SELECTOR, ".aht").text
-    seen["aht_all"] = el("#aht-all").text
+    seen["aht"] = wait_for(  # read in the page in one step: the table is redrawn every second
+        lambda: browser.execute_script(
+            "for (const tr of document.querySelectorAll('#agents tbody tr')) {"
+            "  const c = tr.querySelector('.aht');"
+            "  if (c && tr.textContent.includes(arguments[0])) return c.textContent;"
+            "}"
+            "return null;",
+            "王坐席",
+        ),
+        what="the agent's handle time",
+    )
+    seen["aht_all"] = wait_for(lambda: el("#aht-all").text, what="the shift's figure")
 
     def log_out() -> bool:
         # the table is redrawn every second: find the row's button and click it in one step
