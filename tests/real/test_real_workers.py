@@ -67,7 +67,7 @@ async def switches(asterisk_prefix: Path, tmp_path: Path) -> AsyncIterator[list[
     try:
         for a in asts:
             await asyncio.to_thread(a.start)
-            taps.append(AmiTap(a.ami_port))
+            taps.append(AmiTap(a.ami_port, record=tmp_path / f"pbx{len(taps) + 1}.ami"))
             await taps[-1].start()
         yield taps
     finally:
@@ -79,6 +79,43 @@ async def switches(asterisk_prefix: Path, tmp_path: Path) -> AsyncIterator[list[
 
 def _logs(tmp: Path) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text()[-2500:]}" for p in sorted(tmp.glob("*.log")))
+
+
+def _stuck(store: Store, tmp: Path, taps: list[AmiTap]) -> str:
+    """Every contact not ``done``: its row, its attempts and what each worker log and switch
+    said about them (the failure must say which contact is stuck and why)."""
+    out: list[str] = []
+    logs = {p.name: p.read_text().splitlines() for p in sorted(tmp.glob("*.log"))}
+    with store.session() as s:
+        for c in s.scalars(select(Contact).where(Contact.status != "done")):
+            out.append(
+                f"contact {c.id} {c.phone} status={c.status} attempts={c.attempts} "
+                f"last_outcome={c.last_outcome} lease={c.lease_owner}/{c.lease_until} "
+                f"next_attempt_at={c.next_attempt_at} last_attempt_at={c.last_attempt_at}"
+            )
+            marks = {c.phone, c.phone[-8:]}
+            c_attempts = list(s.scalars(select(Attempt).where(Attempt.contact_id == c.id)))
+            for a in c_attempts:
+                out.append(
+                    f"  attempt {a.id} seq={a.seq} owner={a.owner} server={a.server} "
+                    f"state={a.state} outcome={a.outcome} channel={a.channel_id} "
+                    f"created={a.created_at} originated={a.originated_at} "
+                    f"answered={a.answered_at} ended={a.ended_at} next={a.next_attempt_at} "
+                    f"detail={a.detail}"
+                )
+                marks |= {f"attempt {a.id}", f"#{a.id} ", f"={a.id} ", f"id={a.id},"}
+                if a.channel_id:
+                    marks.add(a.channel_id)
+            for t in taps:
+                out += [f"  tap :{t.port} {o}" for o in t.originates if c.phone in o.channel]
+            for name, lines in logs.items():
+                out += [f"  {name}: {ln}" for ln in lines if any(m in ln for m in marks)][:40]
+            channels = {a.channel_id for a in c_attempts if a.channel_id}
+            for ami in sorted(tmp.glob("*.ami")):
+                blocks = ami.read_text().split("\n\n")
+                hits = [b for b in blocks if any(ch in b for ch in channels)]
+                out += [f"  {ami.name}: " + b.replace("\n", " | ")[:400] for b in hits[:30]]
+    return "\n".join(out)
 
 
 async def _ivr_port(tmp: Path) -> int:
@@ -148,7 +185,9 @@ async def test_two_workers_on_two_real_switches_one_killed(
         procs["w1"].send_signal(signal.SIGKILL)
         procs["w1"].wait(10)
         done, _ = await until(lambda v: v[0] >= total, 240)
-        assert done == total, (done, _logs(tmp_path))
+        assert done == total, (
+            f"{done} of {total} done\n{_stuck(store, tmp_path, switches)}\n{_logs(tmp_path)}"
+        )
         procs["w2"].send_signal(signal.SIGTERM)
         assert procs["w2"].wait(30) == 0, _logs(tmp_path)
     finally:
