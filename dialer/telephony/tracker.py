@@ -877,7 +877,11 @@ class CallTracker:
 
     def _catch_up(self, call: Call, mine: list[Event], now: float, out: list[Update]) -> None:
         call.resynced = True
-        listed_uids = {ev.headers.get("Uniqueid") or "" for ev in mine}
+        # The listing is older than the events read while the resync's actions ran: a leg
+        # whose Hangup was read since is gone for good (a uniqueid never comes back), and no
+        # later event would end a call the listing brought back to life.
+        shown = {ev.headers.get("Uniqueid") or "" for ev in mine}
+        listed_uids = {uid for uid in shown if call.legs.get(uid) is not False}
         for uid in list(call.legs):
             if uid not in listed_uids and call.legs[uid]:
                 call.legs[uid] = False  # hung up while we were away
@@ -885,6 +889,8 @@ class CallTracker:
                     call.first_down = uid
         for uid in listed_uids:
             call.legs[uid] = True
+        if not any(call.legs.values()) and call.all_down_at is None:
+            call.all_down_at = now  # the timers end it if nothing else tells its outcome
         up = any(ev.headers.get("ChannelState") == STATE_UP for ev in mine)
         apps = {ev.headers.get("Application") or "" for ev in mine}
         bridged = any(

@@ -504,3 +504,90 @@ def test_lossy_streams_still_give_exactly_one_outcome_per_attempt(data: st.DataO
     ids = [f.attempt_id for f in finished]
     registered = [s.attempt_id for s in seq if isinstance(s, Register)]
     assert sorted(ids) == sorted(registered)
+
+
+# -- a resync whose listing is older than the events read while it ran -----------------------
+
+ONE = "c" * 36  # the Originate's channel (;1: the AGI or the Queue)
+TWO = "d" * 36  # its ;2 (the called party)
+
+
+def _shown(uid: str, app: str) -> Event:
+    """One ``CoreShowChannel`` of the listing: the leg is up, in ``app``."""
+    return _ev("CoreShowChannel", Uniqueid=uid, ChannelState="6", Application=app)
+
+
+def _recovered(plan: CallPlan) -> CallTracker:
+    """A call a worker follows again after a restart or a takeover (``DialerCore.start``):
+    registered from its row, nothing known of it, the connection marked lost."""
+    t = CallTracker()
+    t.register(1, ONE, other_channel_id=TWO, plan=plan, now=0.0)
+    t.mark_disconnected(10.0)
+    return t
+
+
+def test_a_hangup_read_while_the_resync_ran_is_not_undone_by_its_older_listing() -> None:
+    """Seen on real Asterisk (a takeover under load): the listing showed both legs in the
+    IVR, the Hangups arrived between ``CoreShowChannels`` and the end of ``QueueStatus``,
+    then the listing was applied. The legs must stay down and the call end: a uniqueid
+    never comes back, and no other event would ever end it."""
+    t = _recovered(IVR)
+    listing = [_shown(ONE, "AGI"), _shown(TWO, "Wait")]
+    t.feed(_ev("VarSet", Uniqueid=ONE, Variable="AGISTATUS", Value="SUCCESS"), 11.0)
+    assert t.feed(_ev("Hangup", Uniqueid=ONE, Cause="16"), 11.0) == []
+    assert t.feed(_ev("Hangup", Uniqueid=TWO, Cause="16"), 11.0) == []
+    ups = t.reconcile(listing, now=11.5)
+    [fin] = [u for u in ups if isinstance(u, Finished)]
+    assert fin.outcome is not Outcome.UNKNOWN and fin.answered_at is not None
+    assert t.live() == [] and t.tick(100.0) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    plan=st.sampled_from([IVR, QUEUE, CallPlan()]),
+    apps=st.sampled_from([("AGI", "Wait"), ("Queue", "Wait"), ("AppDial2", "Wait")]),
+    listed=st.sampled_from([(ONE, TWO), (ONE,), (TWO,), ()]),
+    order=st.permutations(["hangup1", "hangup2", "varset", "reconcile"]),
+    recovered=st.booleans(),
+)
+def test_any_interleaving_of_a_resync_and_the_hangups_ends_the_call_exactly_once(
+    plan: CallPlan,
+    apps: tuple[str, str],
+    listed: tuple[str, ...],
+    order: list[str],
+    recovered: bool,
+) -> None:
+    """A followed call (recovered from the store, or dialled by this worker and then cut
+    off) whose legs the listing shows or not, with its Hangups read before, between or after
+    the listing is applied: once both legs are down and the timers ran, it has ended once
+    and is followed no more."""
+    if recovered:
+        t = _recovered(plan)
+    else:
+        t = CallTracker()
+        t.register(1, ONE, other_channel_id=TWO, action_id="o-1", plan=plan, now=0.0)
+        t.feed(_ev("Newchannel", Uniqueid=ONE, ChannelState="0"), 1.0)
+        t.feed(_ev("Newchannel", Uniqueid=TWO, ChannelState="0"), 1.0)
+        t.feed(_ev("OriginateResponse", ActionID="o-1", Response="Success", Reason="4"), 2.0)
+        t.mark_disconnected(10.0)
+    listing = [_shown(uid, apps[0] if uid == ONE else apps[1]) for uid in listed]
+    events = {
+        "hangup1": _ev("Hangup", Uniqueid=ONE, Cause="16"),
+        "hangup2": _ev("Hangup", Uniqueid=TWO, Cause="16"),
+        "varset": _ev("VarSet", Uniqueid=ONE, Variable="AGISTATUS", Value="SUCCESS"),
+    }
+    finished: list[Finished] = []
+    now = 11.0
+    for step in order:
+        now += 0.1
+        if step == "reconcile":
+            ups = t.reconcile(listing, now=now)
+        else:
+            try:
+                ups = t.feed(events[step], now)
+            except IllegalTransition:  # the service logs and skips it
+                ups = []
+        finished += [u for u in ups if isinstance(u, Finished)]
+    finished += [u for u in t.tick(now + 100.0) if isinstance(u, Finished)]
+    assert [f.attempt_id for f in finished] == [1]
+    assert t.live() == []
