@@ -204,6 +204,23 @@ def owns_switch(session: Session, name: str, me: WorkerIdentity) -> bool:
     return session.scalar(select(Switch.owner).where(Switch.name == name)) == me.id
 
 
+def served_by_another(session: Session, name: str, worker_id: str) -> str | None:
+    """The worker serving switch ``name`` if that is not ``worker_id`` (None: ours, free, or
+    a switch no worker has claimed - a single ``dialer run``).
+
+    The fence of every Originate: a worker judged dead while it was only slow (a stall longer
+    than ``dead_after``) keeps dialling until its next round learns that another worker took
+    its switch over. The switch row is locked ``FOR SHARE`` until the caller's transaction
+    ends; ``claim_switch`` locks it ``FOR UPDATE`` and adopts in the same transaction. So an
+    attempt prepared on the switch was either written before the takeover (and is adopted
+    with the others) or sees the new owner here and is never sent: none is left open that
+    no worker follows."""
+    owner = session.scalar(
+        select(Switch.owner).where(Switch.name == name).with_for_update(read=True)
+    )
+    return owner if owner is not None and owner != worker_id else None
+
+
 def release_switch(session: Session, name: str, me: WorkerIdentity) -> None:
     session.execute(
         update(Switch).where(Switch.name == name, Switch.owner == me.id).values(owner=None)
@@ -285,6 +302,7 @@ __all__ = [
     "owns_switch",
     "register",
     "release_switch",
+    "served_by_another",
     "stopped",
     "switch_owners",
 ]

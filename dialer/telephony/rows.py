@@ -22,7 +22,7 @@ from dialer.lists import hopper
 from dialer.lists.campaigns import spec_of, within_ceilings
 from dialer.outcomes import AttemptState, Outcome
 from dialer.settings import Ceilings
-from dialer.store import Store
+from dialer.store import Store, workers
 from dialer.store.models import Attempt, CallEvent, Campaign, Contact, IvrSession
 from dialer.telephony.originate import OriginateRequest, build_originate
 from dialer.telephony.tracker import (
@@ -172,6 +172,11 @@ class AttemptRows:
         """Build the Originates and write their ids to the rows, in one transaction."""
         out: list[OriginateRequest | NotDialled | Exception] = []
         with self.store.session() as s, s.no_autoflush:
+            # first (the switch row's lock before any attempt row's, as a takeover takes them)
+            taken = workers.served_by_another(s, self.server, self.owner)
+            if taken is not None:
+                why = f"not dialled: switch {self.server} is served by worker {taken} now"
+                return [NotDialled(Outcome.FAILED, why) for _ in attempt_ids]
             _keep = _preload(s, attempt_ids)  # s.get() below then hits the identity map
             for attempt_id in attempt_ids:
                 try:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
 from sqlalchemy import select
 
 from dialer.errors import WorkerConflict
@@ -14,6 +17,7 @@ from dialer.lists.campaigns import apply_campaign, parse_campaign
 from dialer.store import Store, open_store
 from dialer.store import workers as w
 from dialer.store.models import Attempt
+from dialer.telephony.rows import AttemptRows, NotDialled
 
 T0 = dt.datetime(2026, 12, 1, 4, 0, tzinfo=dt.UTC)
 DEAD = w.DEFAULT_DEAD_AFTER
@@ -155,3 +159,72 @@ def test_two_workers_claiming_at_once_never_both_win(pg_url: str) -> None:
     finally:
         for st in stores:
             st.dispose()
+
+
+# -- the fence: a worker judged dead while only slow never dials on a switch taken over ------
+
+CAMPAIGN = {
+    "state": "running",
+    "purpose": "service",
+    "mode": "progressive",
+    "queue": "q",
+    "channel": "Local/{number}@customer",
+    "caller_id": "95588",
+}
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=hs.lists(hs.sampled_from(["create", "prepare", "takeover"]), max_size=8))
+def test_no_open_attempt_on_a_switch_is_left_to_a_worker_that_lost_it(
+    st: Store, steps: list[str]
+) -> None:
+    """Seen on real Asterisk under load: w1 stalled past ``dead_after``, w2 took its switch
+    over (adopting its open attempts) while w1 still dialled there; w1 then died for real and
+    the call it had sent after the takeover was followed by nobody, its contact never done.
+
+    Any interleaving of w1 writing and preparing attempts with w2's takeover: every attempt
+    left open with a channel on the switch belongs to the switch's owner (who follows it),
+    and each of w1's preparations is refused (never sent) exactly when it came after."""
+    n = uuid.uuid4().hex[:12]  # one switch and campaign per example: the store is shared
+    pbx, a, b = f"pbx-{n}", ident(f"a-{n}"), ident(f"b-{n}")
+    with st.session() as s:
+        camp, _ = apply_campaign(
+            s, parse_campaign({**CAMPAIGN, "name": f"c-{n}"}), source=None, actor="t"
+        )
+        w.register(s, a, T0)
+        w.register(s, b, T0)
+        assert w.claim_switch(s, pbx, a, T0)
+        camp_id = camp.id
+    rows = AttemptRows(
+        st, agi_url="agi://127.0.0.1:4573", now=T0.timestamp, owner=a.id, server=pbx, trail=False
+    )
+    later = T0 + DEAD + dt.timedelta(seconds=1)  # a has not beaten since T0: b judges it dead
+    made: list[int] = []
+    taken = False
+    for step in steps:
+        if step == "create":
+            with st.session() as s:
+                phone = f"+86139{len(made):08d}"
+                row = Attempt(campaign_id=camp_id, phone=phone, detail={}, owner=a.id)
+                s.add(row)
+                s.flush()
+                made.append(row.id)
+        elif step == "prepare" and made:
+            [got] = rows.prepare_many([made[-1]])  # a again: an exception (dialled already)
+            assert isinstance(got, NotDialled) is taken, got
+        elif step == "takeover":
+            with st.session() as s:
+                w.heartbeat(s, b, later, {})
+                taken = w.claim_switch(s, pbx, b, later, takeover_only=True)
+                w.adopt_open_attempts(s, pbx, b, later)
+    with st.session() as s:
+        owner = w.switch_owners(s, [pbx])[pbx]
+        left = s.execute(
+            select(Attempt.id, Attempt.owner).where(
+                Attempt.server == pbx, Attempt.outcome.is_(None), Attempt.channel_id.is_not(None)
+            )
+        ).all()
+    assert owner == (b.id if taken else a.id)
+    assert [(i, o) for i, o in left if o != owner] == []
