@@ -255,6 +255,13 @@ class VirtualClock:
             heapq.heappop(self._heap)
         return self._heap[0].when if self._heap else None
 
+    def _fire(self, t: float) -> None:
+        self._now = max(self._now, t)
+        while self._heap and self._heap[0].when <= t:
+            h = heapq.heappop(self._heap)
+            if not h.cancelled:
+                h.callback(*h.args)
+
     async def run_until(self, t: float) -> None:
         """Fire every timer due up to simulated time ``t``, settling in between."""
         await self.settle()
@@ -262,12 +269,7 @@ class VirtualClock:
             nxt = self.next_deadline()
             if nxt is None or nxt > t:
                 break
-            # fire every timer due at this instant, then let the tasks run
-            self._now = max(self._now, nxt)
-            while self._heap and self._heap[0].when <= nxt:
-                h = heapq.heappop(self._heap)
-                if not h.cancelled:
-                    h.callback(*h.args)
+            self._fire(nxt)  # every timer due at this instant, then let the tasks run
             await self.settle()
         self._now = max(self._now, t)
         await self.settle()
@@ -319,7 +321,9 @@ class VirtualClock:
         anchor = (time.monotonic(), self._now)  # (real, simulated) the pace counts from
         while True:
             await self.settle()
-            await asyncio.sleep(idle_real_s)
+            if idle_real_s > 0:
+                await asyncio.sleep(idle_real_s)
+                await self.settle()
             nxt = self.next_deadline()
             if nxt is None:  # nothing is due until something real happens
                 await asyncio.sleep(PACE_STEP_S)
@@ -328,12 +332,11 @@ class VirtualClock:
                 due = anchor[0] + (nxt - anchor[1]) / max_speed - time.monotonic()
                 if due > 0:  # not yet: wait (an earlier timer may come meanwhile), look again
                     await asyncio.sleep(min(due, PACE_STEP_S))
-                    if due > PACE_STEP_S:
-                        continue
-                elif due < -PACE_STEP_S:
+                    continue
+                if due < -PACE_STEP_S:
                     anchor = (time.monotonic(), nxt)  # held back by work: no rush after it
             self.jumps += 1
-            await self.run_until(nxt)
+            self._fire(nxt)  # the loop's next turn settles what it set going
 
 
 class RealClock:

@@ -19,7 +19,7 @@ DEMO_CONTACTS = 3000
 #: simulated seconds per real second of ``--keep-running`` without ``--speed``
 KEEP_RUNNING_SPEED = 60.0
 #: the slowest pace a shift is given time for before its wall-clock limit stops it
-MIN_EXPECTED_SPEED = 10.0
+MIN_EXPECTED_SPEED = 4.0
 
 
 def _print_report(res: Any, chart: Path | None) -> None:
