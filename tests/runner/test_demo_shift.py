@@ -25,13 +25,13 @@ SHIFT_MIN = 40.0
 
 
 @pytest.mark.slow
-#: ~50 s of CPU; a machine busy with other work may give it an eighth of a core: the shift's own
-#: wall-clock limit is only a guard against a hang, not a measure
-@pytest.mark.timeout(1500)
+#: ~50 s of CPU (about 2 minutes in CI); a machine busy with other work gave it a tenth of a
+#: core (20 minutes): the figures do not depend on that, so only a hang may fail it
+@pytest.mark.timeout(2400)
 async def test_the_demo_shift_keeps_the_team_busy_under_the_abandon_cap(tmp_path: Path) -> None:
     res = await run_demo(
         contacts_per_campaign=DEMO_CONTACTS,
-        plan=ShiftPlan(minutes=SHIFT_MIN, timeout_s=1200.0),
+        plan=ShiftPlan(minutes=SHIFT_MIN, timeout_s=2100.0),
         workdir=tmp_path,
     )
     team = res.team
