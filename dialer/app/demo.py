@@ -239,10 +239,6 @@ class SimFloor:
         from dialer.sim.pbx import DEFAULT_MANAGER_CONF, SimPbx
         from dialer.telephony.ami.adapter import AMIClient
         from dialer.telephony.core import WRITE_BATCH_S
-        from ivr.engine import Services
-        from ivr.fastagi import FastAGIServer
-        from ivr.flow import FlowLibrary
-        from ivr.record import GroupCommitRecorder
 
         os.environ.setdefault("DIALER_AMI_SECRET", secrets.token_hex(16))
         epoch = self.start_at.timestamp()
@@ -265,22 +261,7 @@ class SimFloor:
         if isinstance(self.clock, VirtualClock):
             await self.clock.advance(0.0)  # what is due at 0 s (the agents log in)
         clock = self.clock
-
-        def now_dt() -> dt.datetime:
-            return dt.datetime.fromtimestamp(clock.epoch(), dt.UTC)
-
-        services = Services(
-            library=FlowLibrary.load(None),
-            # in simulated time nothing else moves while a session's row is written: no group
-            # to gather (a window would be wall time spent with the clock held)
-            recorder=GroupCommitRecorder(
-                self.store, now_dt, **({"window_s": 0.0} if self.virtual else {})
-            ),
-            store=self.store,
-            clock=now_dt,
-        )
-        self.ivr = FastAGIServer(services, host="127.0.0.1", port=0)
-        await self.ivr.start()
+        await self._start_ivr()
         client = AMIClient(
             "127.0.0.1",
             self.ami_port,
@@ -317,6 +298,31 @@ class SimFloor:
             self.wall_started = time.monotonic()
             virtual.start_auto(idle_real_s=0.0, max_speed=self.max_speed)
         return self
+
+    async def _start_ivr(self) -> None:
+        """The IVR's FastAGI server on the floor's clock."""
+        from ivr.engine import Services
+        from ivr.fastagi import FastAGIServer
+        from ivr.flow import FlowLibrary
+        from ivr.record import GroupCommitRecorder
+
+        clock = self.clock
+
+        def now_dt() -> dt.datetime:
+            return dt.datetime.fromtimestamp(clock.epoch(), dt.UTC)
+
+        services = Services(
+            library=FlowLibrary.load(None),
+            # in simulated time nothing else moves while a session's row is written: no group
+            # to gather (a window would be wall time spent with the clock held)
+            recorder=GroupCommitRecorder(
+                self.store, now_dt, **({"window_s": 0.0} if self.virtual else {})
+            ),
+            store=self.store,
+            clock=now_dt,
+        )
+        self.ivr = FastAGIServer(services, host="127.0.0.1", port=0)
+        await self.ivr.start()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.root.stop(grace_s=5.0)
@@ -454,16 +460,20 @@ async def run_demo(
         result.shift_wall_s = shift_wall
         if team is not None and meter is not None:
             result.team = team_figures(team, meter, floor)
-            if plan.chart is not None and meter.points:
-                write_chart(
-                    meter.points,
-                    plan.chart,
-                    title=f"{team.campaign} ({team.queue}): a simulated shift",
-                    abandon_cap=team.abandon_cap,
-                )
+            _chart(plan, meter, team)
         result.wall_s = time.monotonic() - wall0
         store.dispose()
         return result
+
+
+def _chart(plan: ShiftPlan, meter: ShiftMeter, team: Team) -> None:
+    if plan.chart is not None and meter.points:
+        write_chart(
+            meter.points,
+            plan.chart,
+            title=f"{team.campaign} ({team.queue}): a simulated shift",
+            abandon_cap=team.abandon_cap,
+        )
 
 
 @dataclass(frozen=True)

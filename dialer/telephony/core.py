@@ -284,9 +284,8 @@ class DialerCore:
         return OriginateStatus.QUEUED
 
     async def in_db(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the core's database thread: every write of the dialer goes
-        through one thread, so SQLite's single writer never waits on a lock held by another
-        of our threads (its busy handler sleeps in steps of up to 100 ms)."""
+        """Run ``fn(*args)`` on the core's one database thread: SQLite's single writer never
+        waits on a lock held by another of our threads (its busy handler sleeps up to 100 ms)."""
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def stop(self, grace_s: float = 30.0, *, hangup_unanswered: bool = True) -> None:
