@@ -154,9 +154,8 @@ async def desk_floor(
     settings_file = tmp_path / "dialer.yaml"
     # the campaign's 20-s hold limit needs a ceiling above it: the default 2 s is 0.2 s of
     # real time at 10x, which a loaded machine's stall turns into an abandon
-    settings_file.write_text(
-        "default_region: CN\ncompliance: {hold_limit_s: 60}\n" + settings_yaml, encoding="utf-8"
-    )
+    ceiling = "" if "compliance:" in settings_yaml else "compliance: {hold_limit_s: 60}\n"
+    settings_file.write_text("default_region: CN\n" + ceiling + settings_yaml, encoding="utf-8")
     settings = load_settings(settings_file)
     cfile = tmp_path / f"{campaign['name']}.yaml"
     cfile.write_text(yaml.safe_dump(campaign, allow_unicode=True), encoding="utf-8")

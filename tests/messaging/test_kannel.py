@@ -100,7 +100,13 @@ async def test_outage_mid_batch_loses_nothing_and_sends_nothing_twice(sms_rig: S
     await asyncio.sleep(1.0)
     box.restart()
     try:
-        await sms_rig.wait_states(ids, {MsgState.DELIVERED, MsgState.SENT}, timeout=60)
+        # every text reaches the SMSC; a message the gateway accepted just before bearerbox went
+        # down may never get its delivery report (bearerbox forgets it in the restart): it stays
+        # accepted, which is the truth we know - the SMSC counts below prove it arrived once
+        await sms_rig.wait_for(lambda: len(box.received()) >= 60, timeout=60)
+        await sms_rig.wait_states(
+            ids, {MsgState.DELIVERED, MsgState.SENT, MsgState.ACCEPTED}, timeout=30
+        )
     finally:
         stop.set()
         await task
