@@ -263,13 +263,18 @@ def intake(
     return seen, False
 
 
+def _own_fields(contact: Contact | None) -> dict[str, Any]:
+    """A customer's own fields for an alert's call or SMS (the old ``numbers`` list left out)."""
+    return {
+        k: v for k, v in ((contact.fields if contact else None) or {}).items() if k != "numbers"
+    }
+
+
 def _call_values(session: Session, req: AlertRequest) -> dict[str, Any]:
     """The values the alert's call will carry: the customer's own fields under the payload."""
     fields: dict[str, Any] = {}
     if req.target_kind is TargetKind.CUSTOMER:
-        customer = customer_contact(session, req.target)
-        fields = {k: v for k, v in ((customer.fields if customer else None) or {}).items()}
-        fields.pop("numbers", None)
+        fields = _own_fields(customer_contact(session, req.target))
     return {**fields, **req.payload}
 
 
@@ -479,7 +484,7 @@ def _contact(session: Session, alert: Alert, step: Mapping[str, Any], campaign_i
     if alert.target_kind == TargetKind.CUSTOMER:
         customer = _customer_of(session, alert, step)
         if customer is not None:
-            fields = {k: v for k, v in (customer.fields or {}).items() if k != "numbers"}
+            fields = _own_fields(customer)
             name = customer.name
     if row is None:
         row = Contact(campaign_id=campaign_id, phone=step["number"], attempts=0)
@@ -543,8 +548,7 @@ def _send(
     campaign_id: int,
 ) -> None:
     contact = _customer_of(session, alert, step)
-    fields = {k: v for k, v in ((contact.fields if contact else None) or {}).items()}
-    fields.pop("numbers", None)
+    fields = _own_fields(contact)
     order = SmsOrder(
         alert_id=alert.id,
         template=step["template"],
