@@ -101,7 +101,16 @@ async def test_healthz_fails_while_the_switch_is_down_and_metrics_show_it(
     console.floor.monitor.switch_grace_s = 0.0  # the alarm at once (a blip waits 3 s)
     status, body = await console.request("GET", "/healthz", auth=False)
     assert status == 503 and body["ok"] is False
+    # without a credential: each dependency up or down, and nothing that names a campaign
+    assert body == {"ok": False, "at": body["at"], "dependencies": body["dependencies"]}
+    assert all(d == {"up": d["up"]} for d in body["dependencies"].values())
     assert body["dependencies"]["ami:default"]["up"] is False
+    raw = (await console.request("GET", "/healthz", auth=False, headers={"Authorization": "x"}))[1]
+    assert "campaigns" not in raw and "test" not in str(raw)  # a wrong token is no credential
+    status, body = await console.request("GET", "/healthz")  # the API token: the detail
+    assert status == 503 and body["ok"] is False
+    assert body["dependencies"]["ami:default"]["up"] is False
+    assert body["dependencies"]["ami:default"]["detail"]
     assert body["campaigns"] == {"card-activation-test": "running", "preview-test": "running"}
     assert ("switch_down", "default") in {(a["kind"], a["subject"]) for a in body["alarms"]}
     _, text = await console.request("GET", "/metrics", auth=False)

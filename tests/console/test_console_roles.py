@@ -189,6 +189,13 @@ async def test_a_supervisor_sees_only_their_campaigns(site: Site) -> None:
                 got = await r.json()
             camps = got if path == "/api/campaigns" else got["campaigns"]
             assert [c["name"] for c in camps] == ["preview-test"], path
+        async with http.get(site.url + "/healthz") as r:
+            assert r.status == 503  # the seeded floor's switch never connected
+            assert list((await r.json())["campaigns"]) == ["preview-test"]
+        async with _client() as anonymous, anonymous.get(site.url + "/healthz") as r:
+            assert r.status == 503
+            body = await r.json()  # up or down, no campaign named
+            assert set(body) == {"ok", "at", "dependencies"}, body
         async with http.get(site.url + "/api/audit") as r:
             rows = await r.json()
         assert {row["campaign"] for row in rows} == {"preview-test"}

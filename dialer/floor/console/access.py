@@ -199,8 +199,9 @@ def required_role(request: web.Request) -> Role:
     return ROUTE_ROLES.get(_route_key(request), Role.ADMIN)
 
 
-async def authorize(request: web.Request, via: str) -> Principal | str:
-    """The request's principal, or why it is refused (``"401: ..."``/``"403: ..."``)."""
+async def principal_of(request: web.Request, via: str) -> Principal | str:
+    """Who the request is (``via``: how it proved itself), or why its session no longer
+    counts (``"401: ..."``); no role is checked here."""
     user = None
     if via == "session":
         access = request.app.get(USERS)
@@ -210,7 +211,14 @@ async def authorize(request: web.Request, via: str) -> Principal | str:
             if user is None:
                 return "401: this account is disabled or gone: sign in again"
             via = "user"
-    principal = Principal(via, user)
+    return Principal(via, user)
+
+
+async def authorize(request: web.Request, via: str) -> Principal | str:
+    """The request's principal, or why it is refused (``"401: ..."``/``"403: ..."``)."""
+    principal = await principal_of(request, via)
+    if isinstance(principal, str):
+        return principal
     need = required_role(request)
     if not principal.role.at_least(need):
         return f"403: this needs the {need.value} role (you are {principal.role.value})"
@@ -230,6 +238,7 @@ __all__ = [
     "UserAccess",
     "authorize",
     "narrowed",
+    "principal_of",
     "required_role",
     "scoped",
 ]

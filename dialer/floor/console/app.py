@@ -5,8 +5,8 @@ Routes (everything under ``/api/`` needs the token; ``/``, ``/static/``, ``/metr
 ``/healthz`` do not):
 
     GET   /                                   the live page (static, no CDN)
-    GET   /healthz                            AMI, FastAGI, store, campaigns, alarms; 503 when
-                                              a dependency is down
+    GET   /healthz                            AMI, FastAGI, store up/down; 503 when one is down
+                                              (with a credential: campaigns, alarms, reasons)
     GET   /metrics                            Prometheus text format
     GET   /api/alarms                         the alarms that hold now
     POST  /api/login, /api/logout             token -> session cookie; clear it
@@ -48,6 +48,7 @@ from dialer.floor.console.access import (
     UserAccess,
     authorize,
     narrowed,
+    principal_of,
     scoped,
 )
 from dialer.floor.console.auth import COOKIE_NAME, ThrottleLimits, TokenAuth, actor_name
@@ -189,10 +190,21 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Each dependency (AMI per switch, FastAGI, the store), each campaign's state and the
-    alarms; HTTP 503 while a dependency is down (what a load balancer or monitor acts on)."""
+    """Each dependency (AMI per switch, FastAGI, the store) up or down, HTTP 503 while one is
+    down (what a load balancer or monitor acts on). The detail - why a dependency is down,
+    each campaign's state, the alarms - only for the API token or a signed-in user (a
+    supervisor of some campaigns sees those): an anonymous caller learns no campaign name."""
     health = request.app[FLOOR].health()
-    return _json(health.to_json(), status=200 if health.ok else 503)
+    doc = health.to_json()
+    status = 200 if health.ok else 503
+    via = _authenticated(request)
+    principal = await principal_of(request, via) if via is not None else None
+    if principal is None or isinstance(principal, str):
+        public = {name: {"up": d["up"]} for name, d in doc["dependencies"].items()}
+        return _json({"ok": doc["ok"], "at": doc["at"], "dependencies": public}, status=status)
+    if narrowed(principal) is not None:
+        doc = scoped(principal, {"health": doc})["health"]
+    return _json(doc, status=status)
 
 
 async def alarms(request: web.Request) -> web.Response:
