@@ -240,6 +240,26 @@ def test_a_due_callback_is_served_first_and_gives_its_priority_back(store: Store
         assert booked.state == "dialled" and booked.attempt_id == attempt.id
 
 
+def test_a_disposition_reopening_a_done_campaigns_contact_is_leased_at_once(
+    store: Store,
+) -> None:
+    """The hopper keeps a campaign's shape (its zones and priorities) for minutes; one that
+    held no active contact ("done") must not hide a contact a disposition re-opens."""
+    from dialer.lists.hopper import lease
+    from dialer.store.models import Campaign
+
+    aid, cid = seed(store)
+    with store.session() as s:
+        finish_attempt(s, s.get(Attempt, aid), Outcome.AGENT_HANDLED, NOW)  # final: done
+        camp = s.scalars(select(Campaign)).one()
+        assert lease(s, camp, NOW, 1, "w") == []  # nothing to dial: the empty shape is kept
+    saved = save(store, aid, "promise_to_pay", {"amount": "5", "date": "2026-12-05"}, agent="w")
+    assert saved.contact_status == "active"
+    with store.session() as s:
+        camp = s.scalars(select(Campaign)).one()
+        assert [c.id for c in lease(s, camp, NOW + dt.timedelta(days=3), 1, "w")] == [cid]
+
+
 def test_handle_time_is_talk_plus_the_recorded_wrap_up(store: Store) -> None:
     """Talk from bridge to hang-up; wrap-up to the first disposition (at most the limit), the
     queue's wrapuptime without one, none for a disposition saved during the call."""

@@ -163,14 +163,16 @@ _shape_cache: dict[tuple[str, int], tuple[float, int, frozenset[tuple[str | None
 
 def _campaign_shape(session: Session, campaign_id: int) -> frozenset[tuple[str | None, str, int]]:
     """Distinct (region, zone, priority) of the campaign's active contacts, cached until a
-    contact is added anywhere (max id changes) or ten minutes pass. A stale set only holds
-    extra entries, which cost a query but never a wrong lease (every rule is re-checked)."""
+    contact is added anywhere (max id changes) or ten minutes pass, an empty one only while
+    the campaign has no active contact. A stale set only holds extra entries, which cost a
+    query but never a wrong lease (every rule is re-checked)."""
     key = (str(session.get_bind().engine.url), campaign_id)
     max_id = session.scalar(select(func.max(Contact.id))) or 0
     hit = _shape_cache.get(key)
     mono = time.monotonic()
     if hit is not None and hit[1] == max_id and mono - hit[0] < _SHAPE_CACHE_TTL_S:
-        return hit[2]
+        if hit[2] or not _any_active(session, campaign_id):
+            return hit[2]
     shape = frozenset(
         (r, tz, p or 0)
         for r, tz, p in session.execute(
@@ -181,6 +183,18 @@ def _campaign_shape(session: Session, campaign_id: int) -> frozenset[tuple[str |
     )
     _shape_cache[key] = (mono, max_id, shape)
     return shape
+
+
+def _any_active(session: Session, campaign_id: int) -> bool:
+    """A campaign whose cached shape is empty ("done") is looked at again in the store at every
+    lease (one index probe): a disposition, a callback or a retry that re-opens one of its
+    contacts is dialled at once, whichever worker wrote it."""
+    found = session.scalar(
+        select(Contact.id)
+        .where(Contact.campaign_id == campaign_id, Contact.status == ContactStatus.ACTIVE)
+        .limit(1)
+    )
+    return found is not None
 
 
 def _callback_shape(session: Session, campaign_id: int) -> frozenset[tuple[str | None, str, int]]:
