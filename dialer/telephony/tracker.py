@@ -10,6 +10,10 @@ Why it looks like this (what real Asterisk 22 showed, ``shared/asterisk/README.m
   channels carry our id as ``Linkedid`` only and are deliberately *not* correlated.
 - ``OriginateResponse`` ``Reason`` is the last control frame (4 answered, 5 busy, 8 congestion,
   3 rang out, 0 anything else); the cause is the ``Hangup`` ``Cause`` (Q.850).
+- The called party can answer as the Originate's timeout runs out: the ``;2`` leg goes ``Up``
+  and then the ``;1`` leg is torn down with ``OriginateResponse`` ``Failure`` (Reason 3) - in
+  either order. The customer picked up and was hung up on with nobody there: for a call meant
+  for agents that is an abandon (a live answer not bridged), otherwise ``failed``.
 - AMD has no event: ``VarSet AMDSTATUS``. The IVR reports with ``VarSet IVR_RESULT/IVR_NEXT``;
   the dialplan marks the safe-harbour prompt with ``VarSet DIALER_MSG=played``.
 
@@ -78,6 +82,8 @@ TRANSITIONS: dict[tuple[AttemptState, Signal], AttemptState] = {
     (S.RINGING, Signal.END): S.ENDED,
     **{(S.ANSWERED, sig): S.ANSWERED for sig in _LIVE_INFO},
     (S.ANSWERED, Signal.RINGING): S.ANSWERED,  # DialBegin may trail the Up on Local legs
+    # the ;2 leg answered as the Originate timed out: its Failure follows the Up
+    (S.ANSWERED, Signal.ORIGINATE_FAILED): S.ANSWERED,
     (S.ANSWERED, Signal.AMD): S.ANSWERED,
     (S.ANSWERED, Signal.MESSAGE_PLAYED): S.ANSWERED,
     (S.ANSWERED, Signal.AGI_START): S.IN_IVR,
@@ -254,6 +260,7 @@ class Call:
     def outcome_facts(self) -> OutcomeFacts:
         return OutcomeFacts(
             originate_error=self.originate_error is not None,
+            originate_failed=self.originate_ok is False,
             answered=self.answered_at is not None,
             originate_reason=self.originate_reason,
             hangup_cause=self.hangup_cause,
@@ -267,6 +274,7 @@ class Call:
             agi_status=self.vars.get("AGISTATUS"),
             ivr_failed=IVR_FAILED_MARK in (self.vars.get("DIALER_IVR"), self.vars.get("IVR_NEXT")),
             planned_flow_or_queue=bool(self.plan.flow or self.plan.queue),
+            planned_agents=bool(self.plan.queue) and not self.plan.flow,
             customer_hung_up_first=self.first_down is not None
             and self.is_customer_leg(self.first_down),
         )
@@ -362,6 +370,9 @@ class OutcomeFacts:
     ivr_failed: bool
     planned_flow_or_queue: bool
     customer_hung_up_first: bool
+    #: ``OriginateResponse`` said Failure (for an answered call: the race at the ring timeout)
+    originate_failed: bool = False
+    planned_agents: bool = False  # the dialplan was to queue the call for agents, no flow
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -415,6 +426,10 @@ def _outcome_of(f: OutcomeFacts) -> Outcome:
         return Outcome.MACHINE
     if f.bridged:
         return Outcome.AGENT_HANDLED
+    if f.originate_failed and f.queued_at is None and not (f.via_ivr or f.in_ivr):
+        # answered as the Originate gave up: the switch hung up on a live customer before
+        # the dialplan ran - a live answer the agents never got is an abandon
+        return Outcome.ABANDONED if f.planned_agents else Outcome.FAILED
     if f.ivr_failed:
         # the flow failed (never ran, crashed, its server died); the dialplan sent the
         # customer to the queue or an apology

@@ -591,3 +591,45 @@ def test_any_interleaving_of_a_resync_and_the_hangups_ends_the_call_exactly_once
     finished += [u for u in t.tick(now + 100.0) if isinstance(u, Finished)]
     assert [f.attempt_id for f in finished] == [1]
     assert t.live() == []
+
+
+def _answer_at_ring_timeout(up_first: bool, plan: CallPlan) -> tuple[list[Finished], CallTracker]:
+    """The called party answers as the Originate's ring timeout runs out. Seen on the
+    simulated PBX against the wall clock when the event loop stalled past both timers: the
+    party's answer and the Originate's timeout became due together; the ``;2`` leg went Up,
+    then the ``;1`` leg was torn down with ``OriginateResponse: Failure, Reason: 3``. With the
+    timeout first, the Failure comes before the Up."""
+    t = CallTracker()
+    one, two = "f" * 36, "9" * 36
+    t.register(1, one, other_channel_id=two, action_id="o-1", plan=plan, now=0.0)
+    up = _ev("Newstate", Uniqueid=two, ChannelState="6")
+    failure = _ev("OriginateResponse", ActionID="o-1", Response="Failure", Reason="3", Uniqueid=one)
+    seq = [
+        _ev("Newchannel", Uniqueid=one, ChannelState="0"),
+        _ev("Newchannel", Uniqueid=two, ChannelState="4"),
+        _ev("Newstate", Uniqueid=one, ChannelState="5"),
+        *([up] if up_first else []),
+        _ev("HangupRequest", Uniqueid=two),
+        _ev("Hangup", Uniqueid=one, Cause="19"),
+        failure,
+        *([] if up_first else [up]),
+        _ev("Hangup", Uniqueid=two, Cause="16"),
+    ]
+    out: list[Finished] = []
+    for i, e in enumerate(seq):
+        out += [u for u in t.feed(e, 25.0 + i / 100) if isinstance(u, Finished)]
+    return out, t
+
+
+@pytest.mark.parametrize("up_first", [True, False])
+@pytest.mark.parametrize(("plan", "expected"), [(QUEUE, Outcome.ABANDONED), (IVR, Outcome.FAILED)])
+def test_an_answer_at_the_ring_timeout_is_legal_in_either_order(
+    up_first: bool, plan: CallPlan, expected: Outcome
+) -> None:
+    """No ``no transition from ANSWERED on ORIGINATE_FAILED``: the Failure after the Up is a
+    legal step, and both orders give one outcome - a live answer hung up on by the switch,
+    an abandon when it was meant for agents (it counts against the cap), else a failure."""
+    done, t = _answer_at_ring_timeout(up_first, plan)
+    [f] = done
+    assert f.outcome is expected and f.live_answer and f.originate_reason == 3
+    assert not t.live()
