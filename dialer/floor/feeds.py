@@ -1,4 +1,5 @@
-"""What the switch tells the floor: agent and queue events, calls answered, calls finished.
+"""What the switch tells the floor: agent and queue events, calls answered, bridged or
+abandoned, calls finished.
 
 The feeds keep the floor's agent pool, each campaign's estimator and abandon window, and its
 bookkeeping of attempts in step with the dialer core; every feed wakes the campaign loop.
@@ -71,6 +72,7 @@ class SwitchFeeds:
             if run is not None:
                 self.abandon_seen.add(attempt_id)
                 run.abandon_counts.abandon(now)
+                loop.guard.abandoned(run, attempt_id, now)
         loop.wake()
 
     def on_queue_status(self, events: Sequence[Event]) -> None:
@@ -87,6 +89,10 @@ class SwitchFeeds:
         the ring time-out: the answer rate read ~0.1 for a true 0.3, and the loop over-dialled
         into ~20% abandons in the first minutes.)"""
         loop = self.loop
+        if t.after is AttemptState.WITH_AGENT:
+            bridged = loop.runs.get(loop.attempt_campaign.get(t.attempt_id, -1))
+            if bridged is not None:  # the breaker hears of it now, not minutes later
+                loop.guard.bridged(bridged, t.attempt_id, t.at)
         if t.after not in _LIVE_STATES or t.attempt_id in self.live_seen:
             return
         cid = loop.attempt_campaign.get(t.attempt_id)

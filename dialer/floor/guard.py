@@ -1,7 +1,7 @@
 """The floor's guard of its agent campaigns: the abandon breaker of each, fed from the switch.
 
 ``dialer.pacing.breaker`` holds the rule (pure); this module feeds it what the switch says
-(agent and member events, finished calls), limits what a held campaign may dial, raises the
+(agent and member events, calls bridged or abandoned, calls finished), limits what a held campaign may dial, raises the
 alarm (log, audit row, metric, the console's ``held_reason``) and reads back from the store
 a breaker that was open when the last run stopped.
 """
@@ -44,6 +44,7 @@ class BreakerGuard:
         self.owner = owner
         self.metrics: Any = None  # DialerMetrics, when the console runs
         self._writes: set[asyncio.Future[None]] = set()
+        self._judged: set[int] = set()  # calls the breaker heard of before they ended
 
     # --- what the loop asks ------------------------------------------------------------
 
@@ -125,30 +126,64 @@ class BreakerGuard:
             return BreakerEvent.FLOOR_CHANGED
         return None
 
+    # A call's verdict for the breaker is given as soon as the switch shows it - bridged at
+    # AgentConnect, abandoned when the caller leaves the queue - not when the call ends: a
+    # long call's bridge would clear the strikes (or close a half-open breaker) minutes late,
+    # and an abandon would be counted after its safe-harbour message, with the agents free
+    # by then. ``finished`` judges only the calls not judged before.
+
+    def bridged(self, run: CampaignRun, attempt_id: int, now: float) -> None:
+        """An agent took the call (AgentConnect)."""
+        if run.uses_agents and self._judge(attempt_id):
+            self._bridged(run, self._probe(run, attempt_id), now)
+
+    def abandoned(self, run: CampaignRun, attempt_id: int, now: float) -> None:
+        """The caller left the queue unanswered (the hold limit ran out, or they hung up)."""
+        if run.uses_agents and self._judge(attempt_id):
+            self._abandoned(run, self._probe(run, attempt_id), now)
+
     def finished(self, run: CampaignRun, item: FinishedAttempt, now: float) -> None:
-        if not run.uses_agents:
+        judged = item.attempt_id in self._judged
+        self._judged.discard(item.attempt_id)
+        if not run.uses_agents or judged:
             return
-        probe = item.attempt_id in run.probes
-        run.probes.discard(item.attempt_id)
-        breaker = run.breaker
-        before = breaker.state
+        probe = self._probe(run, item.attempt_id)
         if item.facts.bridged_at is not None:
-            breaker.on_bridged(now, probe=probe)
+            self._bridged(run, probe, now)
         elif item.outcome is Outcome.ABANDONED:
-            queue = run.spec.queue
-            free = self.pool.count(AgentState.IDLE, queue) + self.pool.count(
-                AgentState.RINGING, queue
-            )
-            if breaker.on_abandon(now, free_agents=free, probe=probe):
-                log.error("ALARM campaign %s: dialling held: %s", run.spec.name, breaker.reason)
-                self._audit(run, AuditAction.BREAKER_OPEN, {"reason": breaker.reason})
-                if self.metrics is not None:
-                    self.metrics.count_breaker_trip(run.spec.name)
+            self._abandoned(run, probe, now)
         else:
-            breaker.on_other_end(probe=probe)
-        if before is not BreakerState.CLOSED and breaker.state is BreakerState.CLOSED:
+            run.breaker.on_other_end(probe=probe)
+
+    def _judge(self, attempt_id: int) -> bool:
+        """True the first time a call is judged before its end."""
+        if attempt_id in self._judged:
+            return False
+        self._judged.add(attempt_id)
+        return True
+
+    @staticmethod
+    def _probe(run: CampaignRun, attempt_id: int) -> bool:
+        probe = attempt_id in run.probes
+        run.probes.discard(attempt_id)
+        return probe
+
+    def _bridged(self, run: CampaignRun, probe: bool, now: float) -> None:
+        before = run.breaker.state
+        run.breaker.on_bridged(now, probe=probe)
+        if before is not BreakerState.CLOSED and run.breaker.state is BreakerState.CLOSED:
             log.warning("campaign %s: abandon breaker closed: agents take calls", run.spec.name)
             self._audit(run, AuditAction.BREAKER_CLOSED, {})
+
+    def _abandoned(self, run: CampaignRun, probe: bool, now: float) -> None:
+        breaker = run.breaker
+        queue = run.spec.queue
+        free = self.pool.count(AgentState.IDLE, queue) + self.pool.count(AgentState.RINGING, queue)
+        if breaker.on_abandon(now, free_agents=free, probe=probe):
+            log.error("ALARM campaign %s: dialling held: %s", run.spec.name, breaker.reason)
+            self._audit(run, AuditAction.BREAKER_OPEN, {"reason": breaker.reason})
+            if self.metrics is not None:
+                self.metrics.count_breaker_trip(run.spec.name)
 
     def _audit(self, run: CampaignRun, action: AuditAction, detail: dict[str, Any]) -> None:
         task = asyncio.get_running_loop().run_in_executor(

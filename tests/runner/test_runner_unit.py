@@ -372,3 +372,67 @@ def test_an_abandon_is_learnt_when_the_caller_leaves_the_queue(store: Store) -> 
     d.loop.feeds.on_finished(FinishedAttempt(1, Outcome.ABANDONED, f, None))
     ab = run.abandons(t0 + 18)
     assert (ab.window_live, ab.window_abandoned) == (2, 1)
+
+
+async def test_the_breaker_hears_of_an_abandon_or_a_bridge_when_it_happens(store: Store) -> None:
+    """The abandon breaker is fed when the switch shows the verdict - the caller leaving the
+    queue, the agent connecting - not when the call ends (a long call's bridge came minutes
+    late, and an abandon after its safe-harbour message); each call is judged once."""
+    from dialer.outcomes import AttemptState as S
+    from dialer.outcomes import Outcome
+    from dialer.pacing.breaker import BreakerEvent, BreakerState
+    from dialer.telephony.ami.messages import Event, Headers
+    from dialer.telephony.rows import FinishedAttempt
+    from dialer.telephony.tracker import Finished, Signal, Transition
+
+    d = dialer_with_idle_agents(store, 3)
+    run = make_run("predictive")
+    with store.session() as s:  # the breaker's audit rows name the campaign
+        row = Campaign(name="c", state="running", purpose="service", mode="predictive", spec={})
+        s.add(row)
+        s.flush()
+        run.id = row.id
+    d.loop.runs[run.id] = run
+    feeds, t0 = d.loop.feeds, 1_000_000.0
+
+    def queued(aid: int) -> None:
+        d.loop.attempt_campaign[aid] = run.id
+        d.core.tracker.calls[aid] = SimpleNamespace(
+            attempt_id=aid, originated_at=t0, answered_at=t0 + 8.0, state=S.QUEUED,
+            queue_abandoned=False, via_ivr=False,
+        )  # fmt: skip
+        feeds.on_transition(Transition(aid, S.ANSWERED, S.QUEUED, Signal.QUEUE_JOIN, t0 + 9))
+
+    def ended(aid: int, outcome: Outcome, bridged: float | None, end: float) -> None:
+        f = Finished(
+            attempt_id=aid, outcome=outcome, end_reason="", originated_at=t0, ringing_at=t0,
+            answered_at=t0 + 8.0, greeting_end_at=t0 + 8.0, queued_at=t0 + 9,
+            bridged_at=bridged, message_played_at=None, ended_at=end, originate_reason=None,
+            hangup_cause=None, amd_status=None, queue="q", agent=None, result=None,
+            live_answer=True, resynced=False, detail={},
+        )  # fmt: skip
+        feeds.on_finished(FinishedAttempt(aid, outcome, f, None))
+        d.core.tracker.calls.pop(aid, None)
+
+    for aid in (1, 2, 3):
+        queued(aid)
+    for aid in (1, 2, 3):  # the hold limit runs out for each while 3 agents look idle
+        d.core.tracker.calls[aid].queue_abandoned = True
+        feeds.on_ami_event(Event("QueueCallerAbandon", Headers([("Queue", "q")])))
+    assert run.breaker.state is BreakerState.OPEN  # before any of the calls has ended
+    strikes = run.breaker.strikes
+    for aid in (1, 2, 3):  # their ends (after the safe-harbour message) count nothing again
+        ended(aid, Outcome.ABANDONED, None, t0 + 17)
+    assert (run.breaker.state, run.breaker.strikes) == (BreakerState.OPEN, strikes)
+
+    run.breaker.on_floor(t0 + 20, BreakerEvent.FLOOR_CHANGED)  # a member was added
+    assert run.breaker.state is BreakerState.HALF_OPEN
+    assert d.loop.guard.limit(run, 5) == 1
+    d.loop.guard.placed(run, [4])
+    queued(4)
+    feeds.on_transition(Transition(4, S.QUEUED, S.WITH_AGENT, Signal.AGENT_CONNECT, t0 + 30))
+    assert run.breaker.state is BreakerState.CLOSED  # the probe reached an agent: at once
+    assert (run.breaker.strikes, run.breaker.probes_in_flight) == (0, 0)
+    ended(4, Outcome.AGENT_HANDLED, t0 + 30, t0 + 400)  # four minutes of talk later
+    assert (run.breaker.state, run.breaker.probes_in_flight) == (BreakerState.CLOSED, 0)
+    await asyncio.gather(*d.loop.guard._writes)  # the open and the close are audited
