@@ -17,10 +17,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -403,17 +403,60 @@ def run_due(
         .limit(max(room, 0) + 50)
     ).all()
     cache = campaigns if campaigns is not None else {}
+    numbers = _Numbers.read(session, due)
+    dials: list[_Dial] = []
     for alert in due:
-        if len(out.attempts) >= room:
+        if len(dials) >= room:
             out.waiting_for_channel += 1
             continue
-        attempt_id = _start(session, config, alert, now, send_sms, cache)
-        if attempt_id is not None:
-            out.attempts.append(attempt_id)
-            out.attempt_alert[attempt_id] = alert.id
+        dial = _start(session, config, alert, now, send_sms, cache, numbers)
+        if dial is not None:
+            dials.append(dial)
+    for alert_id, attempt_id in _call(session, dials, now):
+        out.attempts.append(attempt_id)
+        out.attempt_alert[attempt_id] = alert_id
     if count:
         out.counts = alert_counts(session, now)
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Dial:
+    """A rung a pass decided to call."""
+
+    alert: Alert
+    step: Mapping[str, Any]
+    campaign_id: int
+
+
+class _Numbers:
+    """What a pass knows of the numbers its due alerts may call, read in two queries for the
+    whole pass (per alert, a store on the network paid a dozen round trips); a number this
+    pass starts a call to counts as in flight for the alerts after it."""
+
+    def __init__(self, dnc: DncMatcher, live: set[str]) -> None:
+        self.dnc = dnc
+        self.live = live
+
+    @classmethod
+    def read(cls, session: Session, due: Sequence[Alert]) -> _Numbers:
+        wanted = {
+            step["number"]
+            for alert in due
+            for step in alert.plan[alert.stage :]
+            if step["act"] != Act.SMS
+        }
+        if not wanted:
+            return cls(DncMatcher(), set())
+        live = session.scalars(
+            select(Attempt.phone)
+            .where(Attempt.phone.in_(sorted(wanted)), Attempt.outcome.is_(None))
+            .distinct()
+        )
+        return cls(DncMatcher.for_numbers(session, wanted, DncChannel.VOICE), set(live))
+
+    def now(self, number: str) -> NumberNow:
+        return NumberNow(dnc=self.dnc.blocks(number, SERVICE), in_flight=number in self.live)
 
 
 def _start(
@@ -423,8 +466,9 @@ def _start(
     now: dt.datetime,
     send_sms: SendSms,
     campaigns: dict[str, int],
-) -> int | None:
-    """Run the alert's next rung (skipping those that may never run); an attempt id to dial."""
+    numbers: _Numbers,
+) -> _Dial | None:
+    """Run the alert's next rung (skipping those that may never run); a call to make."""
     spec = config.type_of(alert.type)
     while alert.stage < len(alert.plan):
         step = alert.plan[alert.stage]
@@ -434,9 +478,8 @@ def _start(
             )
             _advance(session, alert, now)
             return None
-        facts = _number_now(session, step["number"])
         local = local_time(now, step["timezone"] if is_valid_zone(step["timezone"]) else "UTC")
-        reason = first_broken(facts, spec.hours, local, alert.priority)
+        reason = first_broken(numbers.now(step["number"]), spec.hours, local, alert.priority)
         if reason is Reason.DNC:
             event(session, alert, EventKind.SKIPPED, now, reason="dnc", who=step["who"])
             alert.stage += 1
@@ -451,7 +494,8 @@ def _start(
                 event(session, alert, EventKind.HELD, now, reason=reason.value, until=later)
             alert.next_at = later
             return None
-        return _call(session, alert, step, now, _campaign_id(session, alert, spec, campaigns))
+        numbers.live.add(step["number"])
+        return _Dial(alert, step, _campaign_id(session, alert, spec, campaigns))
     _close(session, alert, AlertState.EXHAUSTED, now)
     return None
 
@@ -463,80 +507,108 @@ def _campaign_id(session: Session, alert: Alert, spec: AlertType, campaigns: dic
     return cid
 
 
-def _number_now(session: Session, number: str) -> NumberNow:
-    dnc = DncMatcher.for_numbers(session, [number], DncChannel.VOICE).blocks(number, SERVICE)
-    live = session.scalar(
-        select(func.count())
-        .select_from(Attempt)
-        .where(Attempt.phone == number, Attempt.outcome.is_(None))
+def _claim(session: Session, dials: list[_Dial]) -> list[_Dial]:
+    """One claim per rung, also across workers: an alert's row changes only if no one took
+    this rung; the dials whose claim held (one statement for the pass)."""
+    if not dials:
+        return []
+    held = set(
+        session.scalars(
+            update(Alert)
+            .where(
+                tuple_(Alert.id, Alert.stage).in_([(d.alert.id, d.alert.stage) for d in dials]),
+                Alert.waiting_attempt_id.is_(None),
+            )
+            .values(calls=Alert.calls + 1)
+            .returning(Alert.id)
+            .execution_options(synchronize_session=False)
+        )
     )
-    return NumberNow(dnc=dnc, in_flight=bool(live))
+    return [d for d in dials if d.alert.id in held]
 
 
-def _contact(session: Session, alert: Alert, step: Mapping[str, Any], campaign_id: int) -> Contact:
-    """The alert campaign's row for the number: a vessel for the call (name, language, zone
-    and the customer's own fields, e.g. the card's last four digits)."""
-    row = session.scalars(
-        select(Contact).where(Contact.campaign_id == campaign_id, Contact.phone == step["number"])
-    ).first()
-    fields: dict[str, Any] = {}
-    name = step["who"] if alert.target_kind == TargetKind.ROSTER else None
-    if alert.target_kind == TargetKind.CUSTOMER:
-        customer = _customer_of(session, alert, step)
-        if customer is not None:
-            fields = _own_fields(customer)
-            name = customer.name
-    if row is None:
-        row = Contact(campaign_id=campaign_id, phone=step["number"], attempts=0)
-        session.add(row)
-    row.name, row.fields, row.external_id = name, fields, alert.target[:100]
-    row.language, row.timezone = step["language"], step["timezone"]
-    row.status = ContactStatus.ACTIVE.value
-    session.flush()
-    return row
+def _contacts(session: Session, dials: list[_Dial]) -> dict[tuple[int, str], Contact]:
+    """The alert campaigns' rows for the numbers called (vessels for the calls: name,
+    language, zone and the customer's own fields), created where missing; the customers'
+    own rows read in the same go."""
+    keys = {(d.campaign_id, d.step["number"]) for d in dials}
+    rows: dict[tuple[int, str], Contact] = {}
+    for row in session.scalars(
+        select(Contact)
+        .where(
+            Contact.campaign_id.in_(sorted({c for c, _ in keys})),
+            Contact.phone.in_(sorted({p for _, p in keys})),
+        )
+        .order_by(Contact.id.desc())
+    ):
+        rows[(row.campaign_id, row.phone)] = row  # the oldest row of a number wins
+    ids = sorted({d.step["contact"] for d in dials if d.step.get("contact")})
+    own = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
+    for d in dials:
+        alert, step = d.alert, d.step
+        fields: dict[str, Any] = {}
+        name = step["who"] if alert.target_kind == TargetKind.ROSTER else None
+        if alert.target_kind == TargetKind.CUSTOMER:
+            customer = own.get(step.get("contact") or 0) or _customer_of(session, alert, step)
+            if customer is not None:
+                fields = _own_fields(customer)
+                name = customer.name
+        row = rows.get((d.campaign_id, step["number"])) or Contact(
+            campaign_id=d.campaign_id, phone=step["number"], attempts=0
+        )
+        row.name, row.fields, row.external_id = name, fields, alert.target[:100]
+        row.language, row.timezone = step["language"], step["timezone"]
+        row.status = ContactStatus.ACTIVE.value
+        if row.id is None and (d.campaign_id, step["number"]) not in rows:
+            rows[(d.campaign_id, step["number"])] = row
+            session.add(row)
+    return rows
 
 
-def _call(
-    session: Session, alert: Alert, step: Mapping[str, Any], now: dt.datetime, campaign_id: int
-) -> int | None:
-    # one claim per rung, also across workers: the row changes only if no one took it
-    claimed = session.execute(
-        update(Alert)
-        .where(Alert.id == alert.id, Alert.stage == alert.stage, Alert.waiting_attempt_id.is_(None))
-        .values(calls=Alert.calls + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    contact = _contact(session, alert, step, campaign_id)
-    contact.attempts = (contact.attempts or 0) + 1
-    contact.last_attempt_at = now
-    attempt = Attempt(
-        campaign_id=campaign_id,
-        contact_id=contact.id,
-        phone=step["number"],
-        seq=contact.attempts,
-        state=AttemptState.CREATED.value,
-        created_at=now,
-        detail={"alert_id": alert.id, "fields": dict(alert.payload or {})},
-    )
-    session.add(attempt)
-    session.flush()
-    alert.waiting_attempt_id = attempt.id
-    alert.next_at = None
-    if alert.first_dial_at is None:
-        alert.first_dial_at = now
-    event(
-        session,
-        alert,
-        EventKind.CALL,
-        now,
-        attempt=attempt.id,
-        who=step["who"],
-        number=mask_phone(step["number"]),
-        stage=alert.stage,
-    )
-    return attempt.id
+def _call(session: Session, dials: list[_Dial], now: dt.datetime) -> list[tuple[int, int]]:
+    """Write the pass's calls: claims, contacts, attempts, the alerts' timelines, in a few
+    statements for the whole pass; ``(alert id, attempt id)`` of each call to originate."""
+    dials = _claim(session, dials)
+    if not dials:
+        return []
+    contacts = _contacts(session, dials)
+    session.flush()  # new contacts get their ids (one batched insert)
+    attempts = []
+    for d in dials:
+        contact = contacts[(d.campaign_id, d.step["number"])]
+        contact.attempts = (contact.attempts or 0) + 1
+        contact.last_attempt_at = now
+        attempt = Attempt(
+            campaign_id=d.campaign_id,
+            contact_id=contact.id,
+            phone=d.step["number"],
+            seq=contact.attempts,
+            state=AttemptState.CREATED.value,
+            created_at=now,
+            detail={"alert_id": d.alert.id, "fields": dict(d.alert.payload or {})},
+        )
+        session.add(attempt)
+        attempts.append(attempt)
+    session.flush()  # the attempts' ids (one batched insert)
+    out = []
+    for d, attempt in zip(dials, attempts, strict=True):
+        alert, step = d.alert, d.step
+        alert.waiting_attempt_id = attempt.id
+        alert.next_at = None
+        if alert.first_dial_at is None:
+            alert.first_dial_at = now
+        event(
+            session,
+            alert,
+            EventKind.CALL,
+            now,
+            attempt=attempt.id,
+            who=step["who"],
+            number=mask_phone(step["number"]),
+            stage=alert.stage,
+        )
+        out.append((alert.id, attempt.id))
+    return out
 
 
 def _send(

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from dialer.errors import StoreError, describe_db_error
+from dialer.tasks import favour_io_threads
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -158,6 +159,8 @@ def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
     store: Store | None = None
     try:
         store = Store(url, make_engine(url))
+        if store.engine.dialect.name != "sqlite":
+            favour_io_threads()  # its statements wait on a socket, off the event loop's thread
         if upgrade and store.current_revision() != store.head_revision():
             store.upgrade()
     except Exception as exc:  # SQLAlchemy/driver errors become one clear error

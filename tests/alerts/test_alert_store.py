@@ -247,3 +247,52 @@ def test_open_and_overdue_alerts_are_counted_per_type(store: Store) -> None:
             s, cfg, DAY + dt.timedelta(days=1, minutes=2), 0, SMS, count=True
         )
     assert day_after.counts == {"transaction_alert": store_alerts.AlertCounts(open=0, overdue=1)}
+
+
+def test_two_alerts_for_one_number_in_one_pass_make_one_call(store: Store) -> None:
+    """A pass reads its numbers' facts once: the call it starts to a number makes that number
+    in flight for the alerts after it in the same pass."""
+    customer(store)
+    cfg = config(transaction_alert={"ladder": [{"call": "main"}]})
+    first, _ = post(store, body("a", priority=9), cfg=cfg)
+    second, _ = post(store, body("b", priority=8), cfg=cfg)
+    done = pass_at(store, DAY, cfg=cfg)
+    assert [done.attempt_alert[a] for a in done.attempts] == [first]
+    assert alert(store, second).next_at == DAY + store_alerts.IN_FLIGHT_RETRY
+    assert "held" in kinds(store, second)
+
+
+def test_a_rung_another_worker_claimed_is_not_called_twice(store_url: str) -> None:
+    """Two desks' passes over the same due alerts (two workers on one store): each rung is
+    claimed once, so every alert gets exactly one call."""
+    store = open_store(store_url)
+    try:
+        for i in range(6):
+            customer(store, f"C{i}", numbers=(f"+861391235{i:04d}",))
+        for i in range(6):
+            post(store, body(f"w{i}", target={"customer": f"C{i}"}))
+        results: list[store_alerts.Pass] = []
+        barrier = threading.Barrier(2)
+
+        def desk() -> None:
+            barrier.wait()
+            for _ in range(20):  # a busy store: a pass may wait or fail, the next one retries
+                try:
+                    results.append(pass_at(store, DAY))
+                    return
+                except Exception:  # noqa: BLE001 - a serialization failure: pass again
+                    continue
+
+        threads = [threading.Thread(target=desk) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        called = [a for r in results for a in r.attempts]
+        with store.session() as s:
+            rows = s.scalars(select(Attempt).where(Attempt.id.in_(called))).all()
+            alerts = s.scalars(select(Alert)).all()
+        assert sorted(r.detail["alert_id"] for r in rows) == sorted(a.id for a in alerts)
+        assert all(a.calls == 1 and a.waiting_attempt_id in called for a in alerts)
+    finally:
+        store.dispose()
