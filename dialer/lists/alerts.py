@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import case, func, select, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dialer.errors import ConfigError, DialerError
@@ -182,13 +182,20 @@ def customer_contact(session: Session, customer_id: str) -> Contact | None:
     ).first()
 
 
-def reach_of(session: Session, config: AlertsConfig, kind: TargetKind, target: str) -> list[Reach]:
+def reach_of(
+    session: Session,
+    config: AlertsConfig,
+    kind: TargetKind,
+    target: str,
+    customer: Contact | None = None,
+) -> list[Reach]:
+    """Who the alert reaches, in order; ``customer``: the target's row when already read."""
     if kind is TargetKind.ROSTER:
         members = config.rosters.get(target)
         if not members:
             raise UnknownTarget(f"no duty roster named {target!r}")
         return [Reach(m.name, m.phone, m.timezone, m.language) for m in members]
-    c = customer_contact(session, target)
+    c = customer or customer_contact(session, target)
     if c is None:
         raise UnknownTarget(f"no contact carries customer id {target!r}")
     reach = [Reach("main", c.phone, c.timezone, c.language, c.id)]
@@ -228,36 +235,43 @@ def intake(
     seen = _by_key(session, system, req.key)
     if seen is None:
         spec = config.type_of(req.type)
-        plan = expand(spec.ladder, reach_of(session, config, req.target_kind, req.target))
+        customer = None
+        if req.target_kind is TargetKind.CUSTOMER:
+            customer = customer_contact(session, req.target)
+        reach = reach_of(session, config, req.target_kind, req.target, customer)
+        plan = expand(spec.ladder, reach)
         if check is not None:
-            problems = check(req.type, _call_values(session, req))
+            problems = check(req.type, {**_own_fields(customer), **req.payload})
             if problems:
                 raise UnusablePayload(f"payload of {req.type}: " + "; ".join(problems))
-        row = Alert(
-            system=system,
-            key=req.key,
-            type=req.type,
-            state=AlertState.OPEN.value,
-            priority=req.priority,
-            deadline_at=req.deadline_at,
-            target_kind=req.target_kind.value,
-            target=req.target,
-            payload=dict(req.payload),
-            plan=plan,
-            stage=0,
-            next_at=now,
-            created_at=now,
-            webhook="waiting" if spec.webhook else "none",
-        )
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:  # the same key raced us: the winner's row is the alert
-            seen = _by_key(session, system, req.key)
-            assert seen is not None
-        else:
+        # one statement: the same key racing us makes no row, and the winner's is read
+        row = session.scalars(
+            _insert(session)(Alert)
+            .values(
+                system=system,
+                key=req.key,
+                type=req.type,
+                state=AlertState.OPEN.value,
+                priority=req.priority,
+                deadline_at=req.deadline_at,
+                target_kind=req.target_kind.value,
+                target=req.target,
+                payload=dict(req.payload),
+                plan=plan,
+                stage=0,
+                next_at=now,
+                created_at=now,
+                webhook="waiting" if spec.webhook else "none",
+                calls=0,
+            )
+            .on_conflict_do_nothing(index_elements=["system", "key"])
+            .returning(Alert)
+        ).first()
+        if row is not None:
             event(session, row, EventKind.RECEIVED, now, steps=len(plan), priority=req.priority)
             return row, True
+        seen = _by_key(session, system, req.key)
+        assert seen is not None
     if not req.same_as(seen):
         raise DuplicateKey(f"idempotency key {req.key!r} was used for a different alert")
     return seen, False
@@ -270,12 +284,11 @@ def _own_fields(contact: Contact | None) -> dict[str, Any]:
     }
 
 
-def _call_values(session: Session, req: AlertRequest) -> dict[str, Any]:
-    """The values the alert's call will carry: the customer's own fields under the payload."""
-    fields: dict[str, Any] = {}
-    if req.target_kind is TargetKind.CUSTOMER:
-        fields = _own_fields(customer_contact(session, req.target))
-    return {**fields, **req.payload}
+def _insert(session: Session) -> Callable[..., Any]:
+    """The store's own INSERT (both kinds have ``ON CONFLICT DO NOTHING``)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def _by_key(session: Session, system: str, key: str) -> Alert | None:
