@@ -53,6 +53,8 @@ from dialer.pacing.scenario import parse_scenario  # noqa: E402
 AGENTS = 30
 LONG_TALK = {"mean": 240.0, "sd": 200.0}
 CAP = 0.03
+#: P(run over cap) at most this (issue 17, item 10)
+MAX_SHARE_OVER = 0.05
 
 
 def live_windows(workdir: Path, warmup_s: float) -> dict[str, int]:
@@ -197,7 +199,8 @@ def main() -> None:
                     f" ({res['stalls_over_hold']} over the hold limit)"
                     if args.speed is not None
                     else f"{res['grace_expired']} jump(s) with work pending"
-                ),
+                )
+                + f", {res['illegal_transitions']} event(s) the tracker refused",
                 flush=True,
             )
     live_s = time.monotonic() - t_live
@@ -226,6 +229,11 @@ def main() -> None:
             f"{'<=' if ls['pooled'] <= CAP else '>'} cap {CAP}, "
             f"{ls['over']} of {args.runs} runs over it; {ls['stalled']} run(s) had a stall of "
             f"the floor longer than the hold limit"
+        )
+        held = ls["pooled"] <= CAP and ls["over"] <= MAX_SHARE_OVER * len(runs[arm])
+        print(
+            f"{arm}: the live acceptance (pooled <= {CAP}, at most "
+            f"{MAX_SHARE_OVER:.0%} of runs over it) is {'MET' if held else 'NOT MET'}"
         )
         clean = [r for r in runs[arm] if not r["stalls_over_hold"]]
         if clean and len(clean) < len(runs[arm]):

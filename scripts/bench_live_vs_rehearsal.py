@@ -172,6 +172,7 @@ async def live(
         while (left := minutes * 60 - floor.elapsed_s) > 0:
             await floor.wait(never, left)  # on the floor's clock, simulated or wall
         occupancy = floor.dialer.occupancy
+        illegal = floor.core.illegal_transitions
         floor.dialer.stop()
         await task
         if watch is not None:
@@ -200,6 +201,8 @@ async def live(
         # on the simulated clock: jumps made with work still pending after the real-time grace
         # (0 unless a hold never clears or the machine is extremely slow)
         "grace_expired": getattr(floor.clock, "grace_expired", 0),
+        # AMI events the call tracker's table refused (logged "tracker: no transition ...")
+        "illegal_transitions": illegal,
     }
 
 
