@@ -148,7 +148,8 @@ def test_a_callback_is_booked_for_the_agent_in_the_customers_zone(store: Store) 
         contact = s.get(Contact, cid)
         assert cb is not None and contact is not None
         assert cb.agent == "wang" and cb.due_at == dt.datetime(2026, 12, 2, 7, 30, tzinfo=dt.UTC)
-        assert contact.next_attempt_at == cb.due_at and cb.fallback_at is not None
+        # its agent's until the fallback time: the campaign's hopper waits until then
+        assert cb.fallback_at is not None and contact.next_attempt_at == cb.fallback_at
     # 21:00 local is outside the window: refused, nothing written
     with pytest.raises(ComplianceError, match="outside_window"):
         save(store, aid, "callback", agent="wang", callback_at="2026-12-02T21:00")
@@ -344,21 +345,24 @@ def test_skip_reasons_are_checked_and_default_when_none_are_given() -> None:
             parse_campaign({**DOC, "skip_reasons": bad})
 
 
-def test_a_personal_callback_goes_to_its_agent_until_its_fallback_time(store: Store) -> None:
+def test_a_personal_callback_is_its_agents_until_its_fallback_time(store: Store) -> None:
+    """The store's side of agent-first: before its fallback time the campaign's hopper leaves
+    the contact to its agent, the floor finds it due for that agent, one worker claims it, the
+    rules are checked, and the customer's attempt names the agent's waiting channel; after the
+    fallback time it is the campaign's, as any callback."""
     from argon2 import PasswordHasher
 
-    from dialer.lists.callbacks import FALLBACK_AFTER, PERSONAL_QUEUE
+    from dialer.lists.callbacks import FALLBACK_AFTER
     from dialer.lists.hopper import lease, start_attempts
-    from dialer.lists.users import Passwords, Role, add_user
+    from dialer.lists.personal import claim, due_personal, refusal, start_personal, unclaim
+    from dialer.lists.users import Passwords, Role, add_user, set_disabled
     from dialer.store.models import Campaign
     from dialer.telephony.originate import build_originate
 
     aid, cid = seed(store)
     with store.session() as s:
         finish_attempt(s, s.get(Attempt, aid), Outcome.NO_ANSWER, NOW)
-        camp = s.scalars(select(Campaign)).one()
-        assert lease(s, camp, NOW, 5, "w") == []  # the campaign's shape is cached now
-        user = add_user(
+        add_user(
             s,
             "wang",
             Role.AGENT,
@@ -367,40 +371,96 @@ def test_a_personal_callback_goes_to_its_agent_until_its_fallback_time(store: St
             passwords=Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)),
             interface="PJSIP/1001",
         )
-    due = None
-    for day, (late, personal) in enumerate(((dt.timedelta(0), True), (FALLBACK_AFTER, False))):
-        with store.session() as s:
-            contact = s.get(Contact, cid)
-            assert contact is not None
-            contact.status, contact.next_attempt_at = "active", None
-            when = dt.datetime(2026, 12, 2, 7, 30, tzinfo=dt.UTC) + dt.timedelta(days=day)
-            cb = book_callback(s, contact, when, now=NOW, booked_by="user:wang", agent="wang")
-            due = cb.due_at + late  # at T, then once its fallback time has passed
-        with store.session() as s:
-            camp = s.scalars(select(Campaign)).one()
-            (got,) = lease(s, camp, due, 1, "w")  # served, though the cached shape had it done
-            (attempt,) = start_attempts(s, [got], camp, due)
-            assert not isinstance(attempt, Exception)
-            detail = dict(attempt.detail or {})
-            finish_attempt(s, attempt, Outcome.NO_ANSWER, due)
-        if personal:
-            assert detail["personal"] == {
-                "agent": "wang",
-                "queue": PERSONAL_QUEUE,
-                "penalty": user.id,
-            }
-        else:
-            assert "personal" not in detail
     with store.session() as s:
-        spec = spec_of(s.scalars(select(Campaign)).one())
+        contact = s.get(Contact, cid)
+        assert contact is not None
+        when = dt.datetime(2026, 12, 2, 7, 30, tzinfo=dt.UTC)
+        cb = book_callback(s, contact, when, now=NOW, booked_by="user:wang", agent="wang")
+        due, fallback, cb_id = cb.due_at, cb.fallback_at, cb.id
+        assert fallback == due + FALLBACK_AFTER and contact.next_attempt_at == fallback
+    with store.session() as s:
+        camp = s.scalars(select(Campaign)).one()
+        assert lease(s, camp, due, 1, "w") == []  # its agent's until the fallback time
+        assert due_personal(s, camp.id, due - dt.timedelta(seconds=1)) == []
+        (found,) = due_personal(s, camp.id, due)
+        assert (found.callback_id, found.agent, found.interface) == (cb_id, "wang", "PJSIP/1001")
+        assert due_personal(s, camp.id, fallback) == []  # then the campaign's
+    with store.session() as s:
+        assert claim(s, cb_id) is True
+    with store.session() as s:
+        assert claim(s, cb_id) is False  # another worker: not twice
+        assert refusal(s, cb_id, due, daily_cap=3) is None
+    with store.session() as s:
+        attempt = start_personal(
+            s, cb_id, due, owner="w", daily_cap=3, agent_channel="PJSIP/1001-0000002a"
+        )
+        detail, attempt_id = dict(attempt.detail or {}), attempt.id
+        state = s.get(Callback, cb_id)
+        assert state is not None and state.state == "dialled" and state.attempt_id == attempt_id
+    assert detail["personal"] == {
+        "agent": "wang",
+        "channel": "PJSIP/1001-0000002a",
+        "callback": cb_id,
+    }
+    with store.session() as s:
+        finish_attempt(s, s.get(Attempt, attempt_id), Outcome.NO_ANSWER, due)
+        camp = s.scalars(select(Campaign)).one()
+        spec = spec_of(camp)
+        # a second one while the agent is away, then disabled: nobody claims it, and at its
+        # fallback time the hopper dials it for the campaign (no agent named)
+        contact = s.get(Contact, cid)
+        assert contact is not None
+        contact.status, contact.next_attempt_at = "active", None
+        later = book_callback(
+            s, contact, when + dt.timedelta(days=1), now=NOW, booked_by="user:wang", agent="wang"
+        )
+        late_due, late_fallback, late_id = later.due_at, later.fallback_at, later.id
+        set_disabled(s, "wang", True, actor="t")
+    with store.session() as s:
+        camp = s.scalars(select(Campaign)).one()
+        assert due_personal(s, camp.id, late_due) == []  # a disabled user takes no call
+        assert claim(s, late_id) is True
+        unclaim(s, late_id)  # their phone did not answer: pending again
+        assert lease(s, camp, late_fallback - dt.timedelta(seconds=1), 1, "w") == []
+        (got,) = lease(s, camp, late_fallback, 1, "w")
+        (fell_back,) = start_attempts(s, [got], camp, late_fallback)
+        assert not isinstance(fell_back, Exception) and "personal" not in (fell_back.detail or {})
+        assert s.get(Callback, late_id).state == "dialled"  # type: ignore[union-attr]
     req = build_originate(
         attempt_id=1,
         phone="+8613900001234",
         spec=spec,
         language="zh",
         agi_url="agi://x",
-        personal=(PERSONAL_QUEUE, user.id),
+        agent_channel="PJSIP/1001-0000002a",
+        agent_name="wang",
     )
-    variables = dict(v.split("=", 1) for k, v in req.fields if k == "Variable")
-    assert variables["DIALER_PERSONAL_QUEUE"] == PERSONAL_QUEUE
-    assert variables["DIALER_PERSONAL_PENALTY"] == str(user.id)
+    assert req.variables()["DIALER_AGENT"] == "PJSIP/1001-0000002a"
+    assert (req.plan.agent, req.plan.agent_name) == ("PJSIP/1001-0000002a", "wang")
+
+
+def test_a_personal_callback_is_not_dialled_to_a_number_put_on_the_dnc_list(
+    store: Store,
+) -> None:
+    """The rules apply at the customer's leg: a number on the DNC list since the booking."""
+    from dialer.lists.dnc import DncScope, add_entry
+    from dialer.lists.personal import claim, refusal, start_personal
+
+    aid, cid = seed(store)
+    with store.session() as s:
+        finish_attempt(s, s.get(Attempt, aid), Outcome.NO_ANSWER, NOW)
+        contact = s.get(Contact, cid)
+        assert contact is not None
+        cb = book_callback(
+            s, contact, NOW + dt.timedelta(hours=1), now=NOW, booked_by="u", agent="w"
+        )
+        cb_id, due = cb.id, cb.due_at
+        add_entry(s, contact.phone, scope=DncScope.ALL, channel=DncChannel.VOICE, reason="asked")
+    with store.session() as s:
+        assert claim(s, cb_id)
+    with store.session() as s:
+        assert refusal(s, cb_id, due, daily_cap=3) is not None
+    with store.session() as s, pytest.raises(ComplianceError):
+        start_personal(s, cb_id, due, owner="w", daily_cap=3, agent_channel="PJSIP/x-1")
+    with store.session() as s:
+        assert s.scalars(select(Attempt).where(Attempt.contact_id == cid)).all()[-1].id == aid

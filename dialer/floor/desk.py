@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from dialer.errors import AMIError
-from dialer.lists.callbacks import PERSONAL_QUEUE
 from dialer.telephony.agents import WRAPUP_PAUSE, Agent
 from dialer.telephony.ami.messages import Event
 
@@ -67,14 +66,26 @@ class AgentDesk:
         """``listener(interface, desk)`` when a member's call ends (``AgentComplete``)."""
         self._complete.append(listener)
 
+    def completed(self, interface: str) -> None:
+        """The member's call ended (``AgentComplete``, or a personal callback's bridge)."""
+        for done in self._complete:
+            try:
+                done(interface, self)
+            except Exception:
+                log.exception("wrap-up listener failed")
+
+    def connected(self, connected: Connected) -> None:
+        """A followed attempt reached the member (``AgentConnect``, or a personal callback's
+        customer bridged to their waiting phone): the screen-pop."""
+        for listener in self._listeners:
+            try:
+                listener(connected)
+            except Exception:  # one listener's fault must not stop the event stream
+                log.exception("screen-pop listener failed")
+
     def _on_event(self, event: Event) -> None:
         if event.name == "AgentComplete":
-            iface = event.headers.get("Interface") or ""
-            for done in self._complete:
-                try:
-                    done(iface, self)
-                except Exception:
-                    log.exception("wrap-up listener failed")
+            self.completed(event.headers.get("Interface") or "")
             return
         if event.name != "AgentConnect":
             return
@@ -85,19 +96,16 @@ class AgentDesk:
             return  # not a call this dialer placed
         cid = self.loop.attempt_campaign.get(attempt_id)
         run = self.loop.runs.get(cid) if cid is not None else None
-        connected = Connected(
-            interface=iface,
-            member=h.get("MemberName") or iface,
-            attempt_id=attempt_id,
-            campaign=run.spec.name if run is not None else None,
-            queue=h.get("Queue"),
-            at=self.loop.clock.time(),
+        self.connected(
+            Connected(
+                interface=iface,
+                member=h.get("MemberName") or iface,
+                attempt_id=attempt_id,
+                campaign=run.spec.name if run is not None else None,
+                queue=h.get("Queue"),
+                at=self.loop.clock.time(),
+            )
         )
-        for listener in self._listeners:
-            try:
-                listener(connected)
-            except Exception:  # one listener's fault must not stop the event stream
-                log.exception("screen-pop listener failed")
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -154,18 +162,6 @@ class AgentDesk:
                     raise
             joined.append(queue)
         return joined
-
-    async def join_personal(self, interface: str, member: str, user_id: int) -> bool:
-        """Join the personal-callback queue with the user's number as penalty (paused, like
-        every queue from the desktop); False when the switch has no such queue (personal
-        callbacks then go to any agent)."""
-        try:
-            await self.join(interface, member, [PERSONAL_QUEUE], paused=True, penalty=user_id)
-        except AMIError as exc:
-            if "No such queue" in str(exc):
-                return False
-            raise
-        return True
 
     async def leave(self, interface: str, queues: Sequence[str]) -> list[str]:
         left = []

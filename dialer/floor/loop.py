@@ -101,6 +101,14 @@ class Preempting(Protocol):
     def wake(self) -> None: ...
 
 
+class Personal(Protocol):
+    """Personal callbacks dialled agent-first, each pass before pacing decides."""
+
+    @property
+    def attempts(self) -> set[int]: ...
+    async def serve(self, run: CampaignRun, now: float) -> None: ...
+
+
 class WallClock:
     def time(self) -> float:
         return time.time()
@@ -455,6 +463,8 @@ class CampaignLoop:
         self.on_decision: list[Callable[[CampaignRun, PacingInput, int], None]] = []
         self.guard = BreakerGuard(store, self.pool, owner)
         self.first: Preempting | None = None  # the alert desk, when alerts are configured
+        #: personal callbacks dialled agent-first (``dialer.floor.personal``), when wired
+        self.personal: Personal | None = None
         self.ivr_guard = IvrGuard(store, owner)
         self._held: dict[int, tuple[dt.datetime, str] | None] = {}  # breakers open in the store
         #: the queues the switch listed at its last login (QueueStatus), None before one
@@ -595,7 +605,13 @@ class CampaignLoop:
 
     def pacing_input(self, run: CampaignRun, now: float) -> PacingInput:
         queue = self.pool.in_queue(run.spec.queue) if run.spec.queue else []
-        return build_pacing_input(run, queue, self.calls_of(run.id), now)
+        calls = self.calls_of(run.id)
+        if self.personal is not None and self.personal.attempts:
+            # a personal callback's call needs no agent from the queue: its agent is held
+            # (and counted busy) for it
+            mine = self.personal.attempts
+            calls = [c for c in calls if c.attempt_id not in mine]
+        return build_pacing_input(run, queue, calls, now)
 
     def decide(self, run: CampaignRun, now: float) -> int:
         spec = run.spec
@@ -622,6 +638,8 @@ class CampaignLoop:
         if not self.core.ready:
             return
         await self.refresh_hopper(run)
+        if self.personal is not None:
+            await self.personal.serve(run, now)  # its agents are held before pacing looks
         n = self.decide(run, now)  # 0 for preview: agents ask through preview_next
         if n:
             self.spawn(run, await self.lease(run, now, n))

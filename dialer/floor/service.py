@@ -15,6 +15,7 @@ from dialer.floor.control import FloorControl
 from dialer.floor.desk import AgentDesk
 from dialer.floor.health import HealthMonitor
 from dialer.floor.loop import CampaignLoop, CampaignRun, Clock
+from dialer.floor.personal import PersonalCallbacks
 from dialer.floor.reading import FloorView
 from dialer.floor.view import (
     AgentSnapshot,
@@ -64,6 +65,8 @@ class Dialer:
         self.control = FloorControl(self.loop)
         self.monitor = HealthMonitor(self.loop, every_s=health_every_s)
         self.desk = AgentDesk(self.loop)
+        self.personal = PersonalCallbacks(self.loop, self.desk)
+        self.loop.personal = self.personal
 
     # -- the loop's parts the composition root and the console wire to --------------------
 

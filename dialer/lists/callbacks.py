@@ -6,7 +6,10 @@ window of its own zone, not on a holiday the campaign skips, the number not on t
 for calls, the attempt limit not reached, the contact's validity not over. What the booking
 itself changes (the contact's next attempt) is not held against it. It is due in the future
 and at most ``HORIZON`` ahead. Booking sets the contact's next attempt to the due instant; a
-personal callback names the agent, and falls back to the campaign ``fallback_after`` later.
+personal callback names the agent, and falls back to the campaign ``fallback_after`` later:
+until then the campaign's hopper leaves the contact to that agent (its next attempt is the
+fallback time) and the floor dials it agent-first when the agent is ready
+(``dialer.lists.personal``, ``dialer.floor.personal``).
 """
 
 from __future__ import annotations
@@ -41,10 +44,21 @@ HORIZON = dt.timedelta(days=30)
 #: from the highest, so a due callback is served before the campaign's other work.
 CALLBACK_PRIORITY = 1_000_000
 FALLBACK_AFTER = dt.timedelta(minutes=15)
-#: The queue every agent's desktop also joins, with the user's number as the member's penalty:
-#: a personal callback's call sets QUEUE_MIN_PENALTY = QUEUE_MAX_PENALTY = that number, so
-#: its agent is the only member tried (``config/asterisk/queues.conf``, docs/contracts.md).
-PERSONAL_QUEUE = "dialer-personal"
+
+
+class CallbackState(enum.StrEnum):
+    PENDING = "pending"
+    #: a personal callback whose agent's phone is being rung (one worker claimed it)
+    CALLING = "calling"
+    DIALLED = "dialled"
+    REPLACED = "replaced"
+    CANCELLED = "cancelled"
+
+
+def hold_until(cb: Callback) -> dt.datetime:
+    """When the campaign's hopper may dial the callback's contact: at its due time, or for a
+    personal one at its fallback time (before that only its agent gets it)."""
+    return cb.fallback_at if cb.agent and cb.fallback_at is not None else cb.due_at
 
 
 def callback_refusal(
@@ -138,7 +152,7 @@ def book_callback(
         raise ComplianceError(f"callback refused: {why}")
     before = contact.priority or 0
     for earlier in _pending(s, contact.id):  # a new booking replaces the one pending
-        earlier.state = "replaced"
+        earlier.state = CallbackState.REPLACED.value
         before = earlier.priority_before if earlier.priority_before is not None else before
     row = Callback(
         campaign_id=contact.campaign_id,
@@ -152,7 +166,7 @@ def book_callback(
     )
     s.add(row)
     contact.status = ContactStatus.ACTIVE.value
-    contact.next_attempt_at = due
+    contact.next_attempt_at = hold_until(row)
     contact.priority = CALLBACK_PRIORITY
     s.flush()
     s.add(
@@ -174,7 +188,10 @@ def book_callback(
 def _pending(s: Session, contact_id: int) -> list[Callback]:
     return list(
         s.scalars(
-            select(Callback).where(Callback.contact_id == contact_id, Callback.state == "pending")
+            select(Callback).where(
+                Callback.contact_id == contact_id,
+                Callback.state.in_((CallbackState.PENDING.value, CallbackState.CALLING.value)),
+            )
         )
     )
 
@@ -189,25 +206,17 @@ def keep_pending(s: Session, contact: Contact) -> bool:
     if not pending:
         return False
     contact.status = ContactStatus.ACTIVE.value
-    contact.next_attempt_at = min(cb.due_at for cb in pending)
+    contact.next_attempt_at = min(hold_until(cb) for cb in pending)
     return True
 
 
-def callback_dialled(
-    s: Session, contact: Contact, attempt_id: int | None, now: dt.datetime | None = None
-) -> Callback | None:
-    """The contact's pending callback is being dialled: it is done, the priority goes back.
-    Returns it when it is personal and its fallback time has not come (``now`` given): the
-    call then goes to its agent first."""
-    personal = None
+def callback_dialled(s: Session, contact: Contact, attempt_id: int | None) -> None:
+    """The contact's pending callback is being dialled: it is done, the priority goes back."""
     for cb in _pending(s, contact.id):
-        cb.state = "dialled"
+        cb.state = CallbackState.DIALLED.value
         cb.attempt_id = attempt_id
         if cb.priority_before is not None:
             contact.priority = cb.priority_before
-        if cb.agent and now is not None and (cb.fallback_at is None or now < cb.fallback_at):
-            personal = cb
-    return personal
 
 
 __all__ = [
@@ -218,7 +227,8 @@ __all__ = [
     "slot_instant",
     "FALLBACK_AFTER",
     "HORIZON",
-    "PERSONAL_QUEUE",
+    "CallbackState",
+    "hold_until",
     "book_callback",
     "callback_dialled",
     "callback_refusal",

@@ -43,12 +43,7 @@ from sqlalchemy.orm import Session, aliased, defer
 
 from dialer.audit import AuditAction
 from dialer.errors import ComplianceError, IllegalTransition
-from dialer.lists.callbacks import (
-    CALLBACK_PRIORITY,
-    PERSONAL_QUEUE,
-    callback_dialled,
-    keep_pending,
-)
+from dialer.lists.callbacks import CALLBACK_PRIORITY, callback_dialled, keep_pending
 from dialer.lists.campaigns import spec_of
 from dialer.lists.compliance import (
     DEFAULT_CALENDAR,
@@ -71,7 +66,6 @@ from dialer.lists.touches import campaign_touches, contact_touches
 from dialer.lists.wrapup import reapply
 from dialer.outcomes import AttemptState, Outcome
 from dialer.store.models import Attempt, AuditEntry, Campaign, Contact, DncEntry
-from dialer.store.people import AppUser
 
 DEFAULT_LEASE = dt.timedelta(minutes=2)
 #: rows of a lease batch whose numbers' facts are read at once (more when more are wanted):
@@ -466,22 +460,8 @@ def start_attempts(
     session.flush()
     for contact, started in zip(contacts, out, strict=True):
         if contact.priority == CALLBACK_PRIORITY and isinstance(started, Attempt):
-            personal = callback_dialled(session, contact, started.id, now)  # served
-            if personal is not None and personal.agent:
-                _agent_first(session, started, personal.agent)
+            callback_dialled(session, contact, started.id)  # a booked callback: served
     return out
-
-
-def _agent_first(session: Session, attempt: Attempt, username: str) -> None:
-    """A personal callback before its fallback time: the call goes to its agent first (the
-    personal queue, penalty = the user's number), if that user can still take calls."""
-    user = session.scalars(select(AppUser).where(AppUser.username == username)).first()
-    if user is None or user.disabled or not user.interface:
-        return
-    attempt.detail = {
-        **(attempt.detail or {}),
-        "personal": {"agent": user.username, "queue": PERSONAL_QUEUE, "penalty": user.id},
-    }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from dialer.audit import AuditAction
 from dialer.errors import ConfigError
-from dialer.lists.callbacks import book_callback
+from dialer.lists.callbacks import book_callback, keep_pending
 from dialer.lists.campaigns import CampaignSpec, spec_of
 from dialer.lists.compliance import ContactStatus
 from dialer.lists.dispositions import ThenKind, ThenRule, check_form, clean_notes
@@ -74,7 +74,7 @@ def reapply(s: Session, attempt: Attempt, contact: Contact | None, now: dt.datet
         return
     if spec.dispositions[code].then_kind is ThenKind.CALLBACK:
         booked = saved.get("callback_due")
-        if booked:
+        if booked and not keep_pending(s, contact):  # pending: due then (its agent's first)
             contact.status = ContactStatus.ACTIVE.value
             contact.next_attempt_at = dt.datetime.fromisoformat(booked)
         return

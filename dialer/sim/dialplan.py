@@ -20,6 +20,7 @@ from dialer.errors import ConfigError
 SUPPORTED_APPS = frozenset(
     {
         "Answer",
+        "Bridge",
         "NoOp",
         "Set",
         "Wait",

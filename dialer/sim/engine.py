@@ -25,6 +25,7 @@ import itertools
 import logging
 import random
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +103,8 @@ class Channel:
     party: Any = None
     #: exten the leg shows once the far end sends its first control frame (queue members)
     exten_on_control: str | None = None
+    #: set while ``Bridge()`` on another channel holds this one (its dialplan waits on it)
+    held_by_bridge: asyncio.Future[tuple[str, str | None]] | None = None
 
     @property
     def state_desc(self) -> str:
@@ -363,6 +366,14 @@ class Engine:
             h = self.clock.call_later(duration, _resolve, fut, ("timeout", None))
         try:
             res = await fut
+            if res[0] == "pulled" and ch.held_by_bridge is not None:
+                # Bridge() on another channel took this one out of its dialplan: it waits in
+                # the bridge (its own wait no longer runs) until the bridge lets it go
+                if h is not None:
+                    h.cancel()
+                fut = ch.held_by_bridge
+                ch.waiter, ch.accept_digits, ch.await_media = fut, None, False
+                res = await fut
         finally:
             if ch.waiter is fut:
                 ch.waiter = None
@@ -573,6 +584,8 @@ class Engine:
     async def originate(self, req: OriginateRequest) -> OriginateResult:
         """Originate as Asterisk does for ``Local/exten@context[/n]`` dial strings."""
         m = re.match(r"^Local/([^@]+)@([^/]+)(/n)?$", req.channel.strip(), re.I)
+        if not m and self.queues is not None and self.queues.is_phone(req.channel.strip()):
+            return await self._originate_phone(req)
         if not m or (req.channel_id and self.id_in_use(req.channel_id)):
             self._originate_response(req, None, False, OriginateReason.FAILED)
             return OriginateResult(False, OriginateReason.FAILED, None)
@@ -627,6 +640,41 @@ class Engine:
             timer.cancel()
             one.dial = None
         return self._originate_outcome(req, one, outcome)
+
+    async def _originate_phone(self, req: OriginateRequest) -> OriginateResult:
+        """Originate to a simulated agent's phone (a queue member that is no Local channel,
+        e.g. ``PJSIP/sim-act-001``): one channel rings it, the agent answers as its
+        ``AgentBehaviour`` says, and the answered channel runs the dialplan at the Originate's
+        context (the agent-first callback's wait). The phone shows ringing, then in use, in
+        every queue it is a member of, as a real device's state would."""
+        iface = req.channel.strip()
+        if req.channel_id and self.id_in_use(req.channel_id):
+            self._originate_response(req, None, False, OriginateReason.FAILED)
+            return OriginateResult(False, OriginateReason.FAILED, None)
+        uid = req.channel_id or self.new_uniqueid()
+        name = f"{iface}-{next(self._chan_seq):08x}"
+        ch = self.new_channel(name, uid, uid, iface, ChannelState.DOWN)
+        ch.accountcode = req.account
+        ch.app, ch.appdata = "AppDial2", "(Outgoing Line)"
+        ch.dialplan_mode = False
+        self.chan_event("Newchannel", ch)
+        for k, v in req.variables:
+            self.setvar(ch, k, v)
+        if req.callerid is not None:
+            self._set_callerid(ch, req.callerid)
+        self.emit("DialBegin", ch.header("Dest") + (("DialString", iface.split("/", 1)[1]),))
+        loop = asyncio.get_running_loop()
+        ch.dial = Dialing(loop.create_future(), started=self.clock.now())
+        self.queues.ring_phone(iface, ch)
+        timer = self.clock.call_later(
+            req.timeout_ms / 1000.0, _resolve, ch.dial.future, DialOutcome.TIMEOUT
+        )
+        try:
+            outcome = await ch.dial.future
+        finally:
+            timer.cancel()
+            ch.dial = None
+        return self._originate_outcome(req, ch, outcome)
 
     def _set_callerid(self, ch: Channel, cid: tuple[str, str]) -> None:
         name, num = cid
@@ -891,6 +939,89 @@ async def app_queue(e: Engine, ch: Channel, data: str) -> None:
     return None
 
 
+def bridge_fields(bridge_id: str) -> Callable[[int], tuple[tuple[str, str], ...]]:
+    """The fields of a basic bridge's events, with ``BridgeNumChannels`` = n."""
+
+    def fields(n: int) -> tuple[tuple[str, str], ...]:
+        return (
+            ("BridgeUniqueid", bridge_id),
+            ("BridgeType", "basic"),
+            ("BridgeTechnology", "simple_bridge"),
+            ("BridgeCreator", UNKNOWN),
+            ("BridgeName", UNKNOWN),
+            ("BridgeNumChannels", str(n)),
+            ("BridgeVideoSourceMode", "none"),
+        )
+
+    return fields
+
+
+async def app_bridge(e: Engine, ch: Channel, data: str) -> None:
+    """``Bridge(channel[,options])`` as ``features.c`` ``bridge_exec``: the named channel
+    (matched by name prefix) is taken out of its dialplan into a basic bridge with this one;
+    ``BRIDGERESULT`` = ``NONEXISTENT`` (no such channel), ``LOOP`` (itself) or ``SUCCESS``.
+    When the bridge ends this channel goes on in its dialplan; the other one goes on where it
+    was, or with option ``x`` is hung up."""
+    args = split_args(data)
+    name = args[0].strip() if args else ""
+    target = None
+    if name:
+        target = e.channels.get(name) or next(
+            (c for n, c in e.channels.items() if n.startswith(name) and c.alive), None
+        )
+    if target is None or not target.alive or target.soft_hangup:
+        e.setvar(ch, "BRIDGERESULT", "NONEXISTENT")
+        return
+    if target is ch:
+        e.setvar(ch, "BRIDGERESULT", "LOOP")
+        return
+    kill = "x" in (args[1] if len(args) > 1 else "")
+    loop = asyncio.get_running_loop()
+    target.held_by_bridge = loop.create_future()
+    if target.waiter is not None:
+        _resolve(target.waiter, ("pulled", None))
+    bridge_id = str(uuid.UUID(int=e.rng.getrandbits(128)))
+    fields = bridge_fields(bridge_id)
+    e.emit("BridgeCreate", fields(0))
+    e.emit("BridgeEnter", fields(1) + target.header())
+    e.emit("BridgeEnter", fields(2) + ch.header())
+    ch.bridged, target.bridged = target, ch
+    ch.bridge_id = target.bridge_id = bridge_id
+    e.setvar(target, "BRIDGEPEER", ch.name)
+    e.setvar(ch, "BRIDGEPEER", target.name)
+    talk = e.queues.phone_talks(target) if e.queues is not None else None
+    ended: asyncio.Future[str] = loop.create_future()
+
+    def gone(who: str) -> Callable[[Channel], None]:
+        return lambda _c: _resolve(ended, who)
+
+    mine, theirs = gone("caller"), gone("peer")
+    ch.hangup_listeners.append(mine)
+    target.hangup_listeners.append(theirs)
+    if ch.soft_hangup or not ch.alive:
+        _resolve(ended, "caller")
+    try:
+        who = await ended
+    finally:
+        if talk is not None:
+            talk.cancel()
+        for cb, c in ((mine, ch), (theirs, target)):
+            if cb in c.hangup_listeners:
+                c.hangup_listeners.remove(cb)
+    ch.bridged = target.bridged = None
+    ch.bridge_id = target.bridge_id = ""
+    first, second = (ch, target) if who == "caller" else (target, ch)
+    e.emit("BridgeLeave", fields(1) + first.header())
+    e.emit("BridgeLeave", fields(0) + second.header())
+    e.emit("BridgeDestroy", fields(0))
+    hold, target.held_by_bridge = target.held_by_bridge, None
+    if hold is not None:
+        _resolve(hold, ("hangup", None) if kill else ("timeout", None))
+    e.setvar(ch, "BRIDGERESULT", "SUCCESS")
+    if who == "caller":
+        raise ChannelHungup
+
+
 async def app_amd(e: Engine, ch: Channel, data: str) -> None:
     await run_amd(e, ch, data)
 
@@ -921,5 +1052,6 @@ APPS: dict[str, AppFunc] = {
     "Queue": app_queue,
     "AMD": app_amd,
     "AGI": app_agi,
+    "Bridge": app_bridge,
     "SimCalledParty": app_sim_called_party,
 }

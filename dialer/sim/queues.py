@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Any
 from dialer.errors import ConfigError
 from dialer.sim.dialplan import split_args
 from dialer.sim.engine import (
-    UNKNOWN,
     Channel,
     ChannelHungup,
     Dialing,
     DialOutcome,
     Engine,
     _resolve,
+    bridge_fields,
 )
 from dialer.sim.events import Cause, ChannelState, cause_text
 
@@ -976,7 +976,7 @@ class QueueManager:
     ) -> Callable[[int], tuple[tuple[str, str], ...]]:
         e = self.engine
         bridge_id = str(uuid.UUID(int=self.rng.getrandbits(128)))
-        bfields = _bridge_fields(bridge_id)
+        bfields = bridge_fields(bridge_id)
         e.emit("BridgeCreate", bfields(0))
         e.emit("BridgeEnter", bfields(1) + one.header())
         e.emit("BridgeEnter", bfields(2) + ch.header())
@@ -1096,6 +1096,58 @@ class QueueManager:
             agent.task = None
             if agent.alive and agent.bridged is None and agent.dial is None:
                 e.destroy(agent)
+
+    # ------------------------------------------------------------------ phones rung directly
+    def is_phone(self, iface: str) -> bool:
+        """A simulated agent's phone: a member of some queue that is no Local channel."""
+        if iface.lower().startswith("local/"):
+            return False
+        return iface in self.behaviour or any(iface in q.members for q in self.queues.values())
+
+    def ring_phone(self, iface: str, ch: Channel) -> None:
+        """An Originate rings the phone ``iface`` on ``ch`` (not through a queue): it shows
+        ringing, then in use until ``ch`` hangs up, and its agent answers as they would a
+        queue call (``AgentBehaviour``: ring time, or never)."""
+        self.ringing_ifaces.add(iface)
+        self._set_busy(iface, True)
+        done = [False]
+
+        def gone(_c: Channel) -> None:
+            if not done[0]:
+                done[0] = True
+                self.ringing_ifaces.discard(iface)
+                self._set_busy(iface, False)
+
+        ch.hangup_listeners.append(gone)
+        self.engine.spawn(self._answer_phone(iface, ch))
+
+    async def _answer_phone(self, iface: str, ch: Channel) -> None:
+        e = self.engine
+        b = self.behaviour.get(iface, self.default_behaviour)
+        e.set_state(ch, ChannelState.RINGING)
+        if not b.answers(self.rng):
+            return  # rings until the Originate's timeout
+        await e.clock.sleep(max(0.0, b.ring_s(self.rng)))
+        if ch.dial is None or ch.dial.future.done() or not ch.alive:
+            return
+        self.ringing_ifaces.discard(iface)
+        for q in self.queues.values():  # the phone goes from ringing to in use
+            if iface in q.members:
+                self.member_event("QueueMemberStatus", q, q.members[iface])
+        ch.answered_at = e.clock.now()
+        ch.dial.future.set_result(DialOutcome.ANSWER)
+
+    def phone_talks(self, ch: Channel) -> Any:
+        """``ch`` (a simulated agent's phone) was bridged to a caller: its agent hangs up after
+        their talk time (the timer, to cancel when the bridge ends first); None for a channel
+        that is no simulated phone."""
+        iface = ch.device
+        if not self.is_phone(iface):
+            return None
+        b = self.behaviour.get(iface, self.default_behaviour)
+        return self.engine.clock.call_later(
+            max(0.0, b.talk_s(self.rng)), self.engine.request_hangup, ch, Cause.NORMAL_CLEARING
+        )
 
     # ------------------------------------------------------------------ AMI actions
     async def ami_action(self, name: str, s: Any, a: Any, base: list[tuple[str, str]]) -> None:
@@ -1245,21 +1297,6 @@ def customer_gives_up(e: Engine, caller: Channel) -> None:
     if peer is not None and peer.alive:
         peer.hangupcause = Cause.NORMAL_CLEARING
         e.request_hangup(peer, Cause.NORMAL_CLEARING)
-
-
-def _bridge_fields(bridge_id: str) -> Callable[[int], tuple[tuple[str, str], ...]]:
-    def fields(n: int) -> tuple[tuple[str, str], ...]:
-        return (
-            ("BridgeUniqueid", bridge_id),
-            ("BridgeType", "basic"),
-            ("BridgeTechnology", "simple_bridge"),
-            ("BridgeCreator", UNKNOWN),
-            ("BridgeName", UNKNOWN),
-            ("BridgeNumChannels", str(n)),
-            ("BridgeVideoSourceMode", "none"),
-        )
-
-    return fields
 
 
 async def _until_hangup(ch: Channel, one: Channel) -> str:

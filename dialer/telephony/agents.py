@@ -46,6 +46,10 @@ class AgentState(enum.StrEnum):
 #: The ``QueuePause`` reason of a wrap-up the agent's desktop holds until the disposition is
 #: saved: app_queue rings nobody paused, and pacing sees the member in wrap-up, not on a break.
 WRAPUP_PAUSE = "wrapup"
+#: The ``QueuePause`` reason of an agent the dialer holds for a personal callback (their phone
+#: rung first, then the customer): app_queue offers them no other call, and pacing and the
+#: supervisors see them busy with that call.
+CALLBACK_PAUSE = "callback"
 
 #: States in which an agent is not on the floor: app_queue rings nobody in them, so pacing,
 #: occupancy and the console never count them as agents.
@@ -109,13 +113,17 @@ class Agent:
     since: float = 0.0  # clock seconds when effective_state last changed
     wrapup_until: float | None = None
     calls_handled: int = 0
+    #: held by this dialer for a personal callback (before the switch shows the pause)
+    reserved: bool = False
     _last_state: AgentState = AgentState.IDLE
 
     @property
     def effective_state(self) -> AgentState:
         if not self.logged_in:
             return AgentState.LOGGED_OUT
-        if self.activity is Activity.TALKING:
+        if self.activity is Activity.TALKING or self.reserved:
+            return AgentState.TALKING
+        if self.paused and self.pause_reason == CALLBACK_PAUSE:
             return AgentState.TALKING
         if self.device_status in UNREACHABLE_STATUSES:
             return AgentState.UNAVAILABLE

@@ -73,12 +73,14 @@ def build_originate(
     messages: Mapping[str, Mapping[str, str]] | None = None,
     action_id: str | None = None,
     new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
-    personal: tuple[str, int] | None = None,
+    agent_channel: str | None = None,
+    agent_name: str | None = None,
 ) -> OriginateRequest:
     """The Originate for one attempt: fields in wire order, ``Variable`` lines repeated.
     ``messages`` holds, per language, the variables with the bank's messages (playlists built
-    by ``ivr.messages.dialplan_messages`` from the settings). ``personal`` = (personal queue,
-    the agent's penalty) sends a personal callback to its agent first."""
+    by ``ivr.messages.dialplan_messages`` from the settings). ``agent_channel``: a personal
+    callback's agent, answered and waiting on that channel (``dialer-personal``): the
+    customer who answers is bridged to it (``DIALER_AGENT``)."""
     ring_timeout_s = spec.pacing.ring_timeout_s
     if ring_timeout_s < MIN_RING_TIMEOUT_S:
         raise ConfigError(
@@ -115,9 +117,8 @@ def build_originate(
         "DIALER_LANG": lang,
         **(messages or {}).get(lang, {}),
     }
-    if personal is not None:
-        variables["DIALER_PERSONAL_QUEUE"] = personal[0]
-        variables["DIALER_PERSONAL_PENALTY"] = str(int(personal[1]))
+    if agent_channel:
+        variables["DIALER_AGENT"] = agent_channel
     fields += [("Variable", f"{k}={_clean(v)}") for k, v in variables.items()]
     return OriginateRequest(
         attempt_id=attempt_id,
@@ -126,6 +127,61 @@ def build_originate(
         other_channel_id=other_channel_id,
         fields=tuple(fields),
         plan=CallPlan(
-            amd=spec.amd, flow=spec.flow, queue=spec.queue, ring_timeout_s=ring_timeout_s
+            amd=spec.amd,
+            flow=spec.flow,
+            queue=spec.queue,
+            ring_timeout_s=ring_timeout_s,
+            agent=agent_channel or None,
+            agent_name=agent_name if agent_channel else None,
         ),
     )
+
+
+#: The context an agent-first personal callback rings the agent's phone into (its answered
+#: channel waits there for the customer's bridge: ``config/asterisk/extensions_dialer.conf``).
+PERSONAL_CONTEXT = "dialer-personal"
+#: How long the agent's phone rings before the callback waits for the agent again.
+AGENT_RING_S = 20.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentLeg:
+    """The Originate that rings an agent's phone for a personal callback (no attempt row: the
+    customer's leg is the attempt, written once the agent answered)."""
+
+    action_id: str
+    channel_id: str
+    fields: tuple[tuple[str, str], ...]
+
+
+def build_agent_leg(
+    *,
+    interface: str,
+    callback_id: int,
+    spec: CampaignSpec,
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+) -> AgentLeg:
+    """Ring ``interface`` for ``AGENT_RING_S`` into ``dialer-personal``; answered, the agent
+    waits there ``DIALER_AGENT_WAIT`` seconds (the customer's ring time and a margin) for the
+    customer's leg to bridge them."""
+    channel_id = new_id()
+    wait_s = int(spec.pacing.ring_timeout_s) + 15
+    fields: list[tuple[str, str]] = [
+        ("Channel", interface),
+        ("Context", PERSONAL_CONTEXT),
+        ("Exten", DIALPLAN_EXTEN),
+        ("Priority", DIALPLAN_PRIORITY),
+        ("Async", "true"),
+        ("Timeout", str(int(AGENT_RING_S * 1000))),
+        ("ChannelId", channel_id),
+    ]
+    if spec.caller_id:
+        cid = _clean(spec.caller_id).replace('"', "")
+        fields.append(("CallerID", f'"{cid}" <{cid}>'))
+    variables = {
+        "DIALER_CAMPAIGN": spec.name,
+        "DIALER_CALLBACK": str(callback_id),
+        "DIALER_AGENT_WAIT": str(wait_s),
+    }
+    fields += [("Variable", f"{k}={_clean(v)}") for k, v in variables.items()]
+    return AgentLeg(f"agent-{callback_id}-{channel_id[:8]}", channel_id, tuple(fields))

@@ -159,6 +159,8 @@ class AttemptRows:
                     flow=spec.flow,
                     queue=spec.queue,
                     ring_timeout_s=spec.pacing.ring_timeout_s,
+                    agent=(detail.get("personal") or {}).get("channel"),
+                    agent_name=(detail.get("personal") or {}).get("agent"),
                 )
                 originated = (row.originated_at or row.created_at).timestamp()
                 out.append(
@@ -202,7 +204,7 @@ class AttemptRows:
         spec = spec_of(campaign)
         if self.ceilings is not None:
             spec = within_ceilings(spec, self.ceilings)
-        personal = (attempt.detail or {}).get("personal")
+        personal = (attempt.detail or {}).get("personal") or {}
         req = build_originate(
             attempt_id=attempt_id,
             phone=attempt.phone,
@@ -210,7 +212,8 @@ class AttemptRows:
             language=contact.language if contact else None,
             agi_url=self.agi_url,
             messages=self.messages,
-            personal=(personal["queue"], personal["penalty"]) if personal else None,
+            agent_channel=personal.get("channel"),
+            agent_name=personal.get("agent"),
         )
         attempt.channel_id = req.channel_id
         attempt.state = AttemptState.DIALING.value

@@ -88,6 +88,7 @@ TRANSITIONS: dict[tuple[AttemptState, Signal], AttemptState] = {
     (S.ANSWERED, Signal.MESSAGE_PLAYED): S.ANSWERED,
     (S.ANSWERED, Signal.AGI_START): S.IN_IVR,
     (S.ANSWERED, Signal.QUEUE_JOIN): S.QUEUED,
+    (S.ANSWERED, Signal.AGENT_CONNECT): S.WITH_AGENT,  # a personal callback: Bridge()
     (S.ANSWERED, Signal.END): S.ENDED,
     **{(S.IN_IVR, sig): S.IN_IVR for sig in _LIVE_INFO},
     (S.IN_IVR, Signal.AGI_START): S.IN_IVR,
@@ -201,6 +202,10 @@ class CallPlan:
     flow: str | None = None
     queue: str | None = None
     ring_timeout_s: float = 25.0
+    #: a personal callback, agent first: the agent's answered channel the customer is bridged
+    #: to (``Bridge()``, no queue: its ``BridgeEnter`` is the connect)
+    agent: str | None = None
+    agent_name: str | None = None  # who that agent is (the attempt's ``agent``)
 
 
 @dataclasses.dataclass
@@ -232,6 +237,7 @@ class Call:
     amd_cause: str | None = None
     queue: str | None = None
     agent: str | None = None
+    agent_name: str | None = None  # who that agent is (the attempt's ``agent``)
     via_ivr: bool = False
     queue_abandoned: bool = False
     ivr_result: str | None = None
@@ -691,6 +697,19 @@ class CallTracker:
 
         return [(Signal.AGENT_CONNECT, facts)]
 
+    def _bridge_enter(self, call: Call, h: Headers, now: float) -> list[Step]:
+        """A personal callback's customer entering the bridge with the waiting agent (queue
+        calls connect with ``AgentConnect``; their ``BridgeEnter`` says nothing more)."""
+        agent = call.plan.agent
+        if agent is None or call.bridged_at is not None or h.get("Uniqueid") != call.channel_id:
+            return []
+
+        def facts() -> None:
+            call.bridged_at = now
+            call.agent = call.plan.agent_name or agent
+
+        return [(Signal.AGENT_CONNECT, facts)]
+
     def _agent_complete(self, call: Call, h: Headers, now: float) -> list[Step]:
         def facts() -> None:
             call.vars["AGENT_TALKTIME"] = h.get("TalkTime") or ""
@@ -910,7 +929,7 @@ class CallTracker:
         apps = {ev.headers.get("Application") or "" for ev in mine}
         bridged = any(
             (ev.headers.get("BridgeId") or ev.headers.get("BridgeID"))
-            and ev.headers.get("Application") == "Queue"
+            and ev.headers.get("Application") in ("Queue", "Bridge")
             for ev in mine
         )
         wanted: list[Signal] = []
@@ -961,6 +980,7 @@ _READERS: dict[str, Callable[[CallTracker, Call, Headers, float], list[Step]]] =
     "QueueCallerLeave": CallTracker._queue_leave,
     "AgentConnect": CallTracker._agent_connect,
     "AgentComplete": CallTracker._agent_complete,
+    "BridgeEnter": CallTracker._bridge_enter,
 }
 
 #: Channel variables a resync asks ``Status`` for (``Variables:``).

@@ -109,6 +109,10 @@ exten => 706,1,Answer()
 ; Agents reached as Local channels: answer, talk 4 s, hang up. No extension "ghost*":
 ; such members are INVALID (QueueMemberStatus Status 4).
 [test-agents]
+; answers, talks 10 s: a personal callback's agent (rung first, waits for the customer)
+exten => agent05,1,Answer()
+ same => n,Wait(10)
+ same => n,Hangup()
 exten => agent01,1,Answer()
  same => n,Wait(4)
  same => n,Hangup()

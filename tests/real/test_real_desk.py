@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from dialer.floor.console import start_console
 from dialer.floor.desk import Connected
-from dialer.lists.callbacks import PERSONAL_QUEUE, book_callback
+from dialer.lists.callbacks import book_callback
 from dialer.lists.users import Passwords, Role, add_user
 from dialer.privacy import mask_phone
 from dialer.store import Store
@@ -79,7 +79,7 @@ async def test_the_desk_on_the_real_switch(
 
             await post("/api/login", {"username": "zhang", "password": PASSWORD})
             joined = (await post("/api/desk/queues", {"action": "login"}))["queues"]
-            assert joined == ["deskq", PERSONAL_QUEUE]
+            assert joined == ["deskq"]
             await post("/api/desk/state", {"state": "pause", "reason": "lunch"})
             assert (await wait_state("paused"))["pause_reason"] == "lunch"
             status = await real_floor.core.client.action("QueueStatus", [("Queue", "deskq")])
@@ -132,18 +132,20 @@ async def test_the_desk_on_the_real_switch(
         await runner.cleanup()
 
 
-async def test_a_personal_callback_reaches_its_agent_first_on_the_real_switch(
+async def test_a_personal_callback_rings_its_agent_first_on_the_real_switch(
     store: Store, tmp_path: Path, real_floor: RealFloor
 ) -> None:
-    """Two agents ready on the desk's queue; a personal callback for one of them at T is
-    bridged to that agent (through the personal queue, only that member in the penalty
-    range); with that agent paused, the next one goes to the other agent of the campaign."""
+    """Two agents ready on the desk's queue; a personal callback for one of them at T rings
+    that agent's phone (a Local channel into ``dialer-personal``), then the customer, who is
+    bridged to it (``Bridge()``); with that agent paused, the next one waits for them until
+    its fallback time, then the campaign's queue gives it to the other agent."""
+    mine = "Local/agent05@test-agents/n"  # answers, talks 10 s
     other = "Local/agent02@test-agents/n"
     doc = campaign("desk-personal", "progressive", queue="deskq", pacing={"hold_limit_s": 15})
     rows = [{"phone": phone("999", i), "name": f"客户{i}"} for i in (1, 2)]
     load(store, tmp_path, doc, rows)
     with store.session() as s:
-        add_user(s, "zhang", Role.AGENT, PASSWORD, actor="t", passwords=CHEAP, interface=PHONE)
+        add_user(s, "zhang", Role.AGENT, PASSWORD, actor="t", passwords=CHEAP, interface=mine)
         add_user(s, "li", Role.AGENT, PASSWORD, actor="t", passwords=CHEAP, interface=other)
         contacts = list(s.scalars(select(Contact).order_by(Contact.id)))
         for c in contacts:  # nothing to dial but the callbacks booked below
@@ -172,44 +174,62 @@ async def test_a_personal_callback_reaches_its_agent_first_on_the_real_switch(
                 async with http.post(url + path, json=body) as r:
                     assert r.status == 200, await r.text()
 
-        async def callback_for(contact_id: int) -> Connected:
+        def book(contact_id: int, fallback_s: float) -> dt.datetime:
             now = floor.now()
             with store.session() as s:
                 c = s.get(Contact, contact_id)
                 assert c is not None
-                book_callback(
-                    s, c, now + dt.timedelta(seconds=3), now=now, booked_by="t", agent="zhang"
+                cb = book_callback(
+                    s,
+                    c,
+                    now + dt.timedelta(seconds=2),
+                    now=now,
+                    booked_by="t",
+                    agent="zhang",
+                    fallback_after=dt.timedelta(seconds=fallback_s),
                 )
+                return cb.due_at
+
+        async def connect_for(contact_id: int) -> tuple[Connected, Attempt]:
             t0 = time.monotonic()
             while True:
                 with store.session() as s:
-                    ids = set(s.scalars(select(Attempt.id).where(Attempt.contact_id == contact_id)))
-                hit = [c for c in connects if c.attempt_id in ids]
+                    rows = {
+                        a.id: a
+                        for a in s.scalars(select(Attempt).where(Attempt.contact_id == contact_id))
+                    }
+                    for a in rows.values():
+                        s.expunge(a)
+                hit = [c for c in connects if c.attempt_id in rows]
                 if hit:
-                    return hit[0]
-                assert time.monotonic() - t0 < 30, connects
+                    return hit[0], rows[hit[0].attempt_id]
+                assert time.monotonic() - t0 < 40, (connects, rows)
                 await asyncio.sleep(0.1)
 
         for _ in range(50):  # both members joined and ready on the switch
             agents = {a.interface: a for a in floor.desk.loop.pool.agents.values()}
-            if all(
-                i in agents and PERSONAL_QUEUE in agents[i].queues and not agents[i].paused
-                for i in (PHONE, other)
-            ):
+            if all(i in agents and not agents[i].paused for i in (mine, other)):
                 break
             await asyncio.sleep(0.1)
-        hit = await callback_for(first)
-        assert (hit.interface, hit.queue) == (PHONE, PERSONAL_QUEUE)
+        due = book(first, 600)
+        hit, attempt = await connect_for(first)
+        assert (hit.interface, hit.queue) == (mine, None)  # the agent's phone, no queue
+        assert attempt.detail["personal"]["agent"] == "zhang"
+        assert attempt.created_at.replace(tzinfo=dt.UTC) >= due
         async with sessions["zhang"].post(
             url + "/api/desk/state", json={"state": "pause", "reason": "break"}
         ) as r:
             assert r.status == 200
-        for _ in range(50):
-            if floor.desk.agent(PHONE) is not None and floor.desk.agent(PHONE).paused:
+        for _ in range(150):
+            agent = floor.desk.agent(mine)
+            if agent is not None and agent.paused and agent.pause_reason == "break":
                 break
             await asyncio.sleep(0.1)
-        hit = await callback_for(second)
+        due = book(second, 6)
+        hit, attempt = await connect_for(second)
         assert (hit.interface, hit.queue) == (other, "deskq")
+        assert attempt.created_at.replace(tzinfo=dt.UTC) >= due + dt.timedelta(seconds=6)
+        assert "personal" not in (attempt.detail or {})
         for http in sessions.values():
             await http.close()
     finally:

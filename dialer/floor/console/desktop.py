@@ -47,7 +47,6 @@ from dialer.floor.console.keys import CLOSING, FLOOR, STORE
 from dialer.floor.console.replies import body, error, reply
 from dialer.floor.desk import PAUSE_REASONS, WRAPUP_REASON, AgentDesk, Connected, DeskFloor
 from dialer.floor.dialing import manual_dial, preview_dial
-from dialer.lists.callbacks import PERSONAL_QUEUE
 from dialer.lists.campaigns import spec_of
 from dialer.lists.handling import DEFAULT_WRAPUP_LIMIT_S
 from dialer.lists.preview import offer, skip_offered
@@ -412,13 +411,10 @@ async def post_queues(request: web.Request) -> web.Response:
     if not queues:
         return error(409, "none of your campaigns runs with an agent queue")
     if action == "login":
-        name = me.display_name or me.username
-        done = await desk.join(iface, name, queues, paused=True)
-        if await desk.join_personal(iface, name, me.id):  # personal callbacks: me first
-            done.append(PERSONAL_QUEUE)
+        done = await desk.join(iface, me.display_name or me.username, queues, paused=True)
         await _audit(request, AuditAction.AGENT_QUEUE_LOGIN, interface=iface, queues=done)
     elif action == "logout":
-        done = await desk.leave(iface, [*queues, PERSONAL_QUEUE])
+        done = await desk.leave(iface, queues)
         await _audit(request, AuditAction.AGENT_QUEUE_LOGOUT, interface=iface, queues=done)
     else:
         return error(400, 'action is "login" or "logout"')
