@@ -58,6 +58,9 @@ POLL_S = 1.0
 RETRY_AFTER_S = 60.0
 #: how long past the agent's ring time an Originate's answer is awaited
 RESPONSE_GRACE_S = 15.0
+#: an agent the switch shows paused for a callback that this floor is not serving (its dialer
+#: stopped mid-way) is released after this many clock seconds
+STALE_HOLD_S = 60.0
 
 
 @dataclass
@@ -91,6 +94,7 @@ class PersonalCallbacks:
         self.by_attempt: dict[int, _Leg] = {}
         self.later: dict[int, float] = {}  # callback id -> clock time it may be tried again
         self._polled: dict[int, float] = {}  # campaign id -> clock time of the last look
+        self._released: dict[str, float] = {}  # interface -> when a stale hold was lifted
         self.served = 0  # agents rung
         loop.core.subscribe(self._on_event)
         loop.core.on_transition(self._on_transition)
@@ -110,6 +114,7 @@ class PersonalCallbacks:
         if now - self._polled.get(run.id, float("-inf")) < POLL_S:
             return
         self._polled[run.id] = now
+        self._release_stale(run, now)
         ready = {
             a.interface: a
             for a in self.loop.pool.in_queue(run.spec.queue)
@@ -132,6 +137,26 @@ class PersonalCallbacks:
             task = asyncio.create_task(self._serve(run, leg), name=f"personal-{d.callback_id}")
             self.loop.tasks.add(task)  # awaited or cancelled with the loop's Originates
             task.add_done_callback(self.loop.tasks.discard)
+
+    def _release_stale(self, run: CampaignRun, now: float) -> None:
+        """Lift a ``callback`` pause nobody serves any more: a dialer that stopped while it
+        held the agent (the switch kept the pause) must not leave them out of work."""
+        mine = {leg.interface for leg in self.serving.values()}
+        for a in self.loop.pool.in_queue(run.spec.queue):
+            if (
+                a.paused
+                and a.pause_reason == CALLBACK_PAUSE
+                and a.interface not in mine
+                and now - a.since >= STALE_HOLD_S
+                and now - self._released.get(a.interface, float("-inf")) >= STALE_HOLD_S
+            ):
+                log.warning("agent %s held for a callback nobody serves: released", a.name)
+                self._released[a.interface] = now
+                task = asyncio.create_task(
+                    self._act("QueuePause", [("Interface", a.interface), ("Paused", "false")])
+                )
+                self.loop.tasks.add(task)
+                task.add_done_callback(self.loop.tasks.discard)
 
     def _due(self, campaign_id: int, when: dt.datetime) -> list[store_side.PersonalDue]:
         with self.loop.store.session() as s:

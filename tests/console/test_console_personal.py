@@ -35,8 +35,8 @@ from .test_console_live_runner import QUEUES, numbers
 
 START = demo_start(dt.date(2026, 12, 1))  # a Tuesday, 10:00 in Beijing
 WANG, LI = "PJSIP/pc-1", "PJSIP/pc-2"
-DUE_IN = dt.timedelta(seconds=30)
-FALLBACK = dt.timedelta(seconds=90)
+DUE_IN = dt.timedelta(seconds=10)
+FALLBACK = dt.timedelta(seconds=45)  # after the first call (20 s talk) and its wrap-up
 CAMPAIGN = {
     "name": "collect-personal",
     "state": "running",
@@ -151,7 +151,7 @@ async def personal_floor(store: Store, tmp_path: Path) -> AsyncIterator[Floor]:
         load_settings(settings_file),
         start=START,
         speed=None,  # the virtual clock: a loaded machine costs no simulated time
-        max_speed=60.0,
+        max_speed=None,  # as fast as the machine allows: the test reads store facts only
         scenario=SCENARIO,
         queues=QUEUES,
     )
@@ -212,3 +212,22 @@ async def test_a_personal_callback_rings_its_agent_then_the_customer_at_its_time
         with store.session() as s:
             states = {cb.contact_id: cb.state for cb in s.scalars(select(Callback))}
         assert states == {first: "dialled", second: "dialled"}
+
+
+async def test_a_callback_hold_nobody_serves_is_lifted(store: Store, tmp_path: Path) -> None:
+    """A dialer that stopped while it held an agent leaves the switch's ``callback`` pause:
+    the floor that serves the switch lifts it, so the agent is not left out of work."""
+    async for floor in personal_floor(store, tmp_path):
+        desk = floor.sim.dialer.desk
+        await desk.pause(LI, CALLBACK_PAUSE)
+        t0 = time.monotonic()
+        while (agent := desk.agent(LI)) is None or agent.pause_reason != CALLBACK_PAUSE:
+            assert time.monotonic() - t0 < 10
+            await asyncio.sleep(0.05)
+        held_at = floor.now()
+        assert agent.effective_state.value == "talking"  # counted busy while held
+        while agent.paused:
+            assert time.monotonic() - t0 < 20, "the stale hold was never lifted"
+            await asyncio.sleep(0.05)
+        assert floor.now() - held_at >= dt.timedelta(seconds=60)
+        assert agent.effective_state.value == "idle"
