@@ -172,6 +172,7 @@ class CampaignRun:
     #: stops dialling when answered customers are abandoned while agents look free
     breaker: AbandonBreaker = field(default_factory=AbandonBreaker)
     probes: set[int] = field(default_factory=set)  # attempts placed while it is half open
+    events_late: bool = False  # paced progressively: the switch's events are read late
 
     @property
     def uses_agents(self) -> bool:
@@ -237,9 +238,14 @@ class Occupancy:
 
 
 def build_pacing_input(
-    run: CampaignRun, queue_agents: Iterable[Agent], calls: Iterable[Call], now: float
+    run: CampaignRun,
+    queue_agents: Iterable[Agent],
+    calls: Iterable[Call],
+    now: float,
+    event_lag_s: float = 0.0,
 ) -> PacingInput:
-    """What the campaign's policy sees now: its queue's agents and its calls in flight."""
+    """What the campaign's policy sees now: its queue's agents and its calls in flight, and
+    how late the switch's events that told them were read."""
     agents = []
     ringing_agents = 0
     for a in queue_agents:
@@ -277,7 +283,36 @@ def build_pacing_input(
         abandons=run.abandons(now),
         other_live_calls=other_live,
         dialable=None,
+        event_lag_s=event_lag_s,
     )
+
+
+def set_mode(run: CampaignRun, policy: Policy, inp: PacingInput) -> None:
+    """The mode ``policy`` paces ``inp`` in (the console's); the fall-back to progressive
+    for late events is logged once as it starts and once as it ends (no alarm: the floor
+    keeps dialling, only less far ahead)."""
+    run.effective_mode = policy.mode(inp)
+    late = policy.late(inp)
+    if late == run.events_late:
+        return
+    run.events_late = late
+    lag, limit = inp.event_lag_s, inp.settings.max_event_lag_s
+    if late:
+        log.warning(
+            "campaign %s: the switch's events are read %.1f s late (over %.1f s): dialling "
+            "progressively until they are on time",
+            run.spec.name,
+            lag,
+            limit,
+        )
+    else:
+        log.warning(
+            "campaign %s: the switch's events are on time again (%.1f s late at most): %s "
+            "pacing resumes",
+            run.spec.name,
+            lag,
+            policy.name,
+        )
 
 
 #: how often (wall seconds) the hopper's explanation for the console is refreshed
@@ -611,7 +646,7 @@ class CampaignLoop:
             # (and counted busy) for it
             mine = self.personal.attempts
             calls = [c for c in calls if c.attempt_id not in mine]
-        return build_pacing_input(run, queue, calls, now)
+        return build_pacing_input(run, queue, calls, now, self.core.lag.lag_s(now))
 
     def decide(self, run: CampaignRun, now: float) -> int:
         spec = run.spec
@@ -621,7 +656,7 @@ class CampaignLoop:
         inp = self.pacing_input(run, now)
         # Each policy guards the abandon cap itself (power falls back to progressive, the
         # predictive policy has its feedback, brake and cap guard), exactly as in the rehearsal.
-        run.effective_mode = run.policy.mode(inp)
+        set_mode(run, run.policy, inp)
         n = self.guard.limit(run, run.policy.decide(inp))
         room = (
             self.max_channels

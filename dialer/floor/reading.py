@@ -119,6 +119,7 @@ class FloorView:
                     outcomes=cache["outcomes"],
                     last_error=run.reload_error or run.last_error,
                     held_reason=self.loop.guard.held_reason(run),
+                    event_lag_s=self.loop.core.lag.lag_s(now),
                 )
             )
         return out

@@ -66,6 +66,9 @@ class CampaignSnapshot:
     #: why dialling is held although the campaign runs (the abandon breaker, no agent that
     #: the switch can ring), else None
     held_reason: str | None = None
+    #: how late the switch's events are read (the worst of the last seconds): over
+    #: ``pacing.max_event_lag_s`` predictive and power dial progressively
+    event_lag_s: float = 0.0
 
 
 @dataclass(frozen=True)

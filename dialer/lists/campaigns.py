@@ -100,6 +100,8 @@ class Pacing(Frozen):
     channels: int = Field(30, ge=1, le=10000)
     calls_per_second: float = Field(10.0, gt=0, le=1000)
     wrapup_s: float = Field(10.0, ge=0, le=3600)
+    # the switch's events read this late (s): predictive and power dial progressively
+    max_event_lag_s: float = Field(1.0, gt=0, le=60)
 
 
 class FieldType(enum.StrEnum):

@@ -87,12 +87,21 @@ class Policy(abc.ABC):
 
     def mode(self, inp: PacingInput) -> str:
         """The mode this input is paced in (the console's ``effective_mode``)."""
-        return self.name
+        return EVENTS_LATE if self.late(inp) else self.name
+
+    def late(self, inp: PacingInput) -> bool:
+        """The switch's events are read too late for more than progressive dialling."""
+        return self.uses_agents and self.name != "progressive" and inp.events_late
 
     def decide(self, inp: PacingInput) -> int:
         n = self.want(inp)
         s = inp.settings
         if self.uses_agents:
+            if inp.events_late:
+                # The agents and calls are as the switch showed them seconds ago: agents
+                # counted free may have taken calls since. A model that dials ahead of them
+                # would over-dial; one call per agent seen free is the most it may place.
+                n = min(n, _progressive(inp))
             active = int(np.count_nonzero(inp.agent_state != _PAUSED))
             lines = math.floor(s.max_lines_per_agent * active + 1e-9) - inp.calls_in_flight
             n = min(n, lines)
@@ -116,6 +125,10 @@ def _progressive(inp: PacingInput) -> int:
     """One call per idle agent not already covered by a call in flight."""
     idle = int(np.count_nonzero(inp.agent_state == _IDLE))
     return idle - inp.calls_in_flight
+
+
+#: the effective mode of an agent policy while the switch's events are read late
+EVENTS_LATE = "progressive (events late)"
 
 
 class Progressive(Policy):
@@ -148,6 +161,8 @@ class Power(Policy):
         return math.ceil(inp.settings.power_ratio * idle - 1e-9) - inp.calls_in_flight
 
     def mode(self, inp: PacingInput) -> str:
+        if self.late(inp):
+            return EVENTS_LATE
         return self.fallback if self.over_cap(inp) else self.name
 
 

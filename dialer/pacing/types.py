@@ -103,6 +103,9 @@ class PacingInput:
     - ``other_live_calls``: answered calls that hold a channel but need no agent (IVR,
       answering machine being dropped); broadcast counts them against ``channels``.
     - ``dialable``: contacts ready to dial (hopper); ``None`` = not a limit.
+    - ``event_lag_s``: how far behind the switch its events are read (the worst lag of the
+      last seconds, ``dialer.telephony.lag``); over ``settings.max_event_lag_s`` the states
+      above are stale and every agent policy dials at most progressively.
     """
 
     now: float
@@ -115,6 +118,7 @@ class PacingInput:
     abandons: AbandonCounts = field(default_factory=AbandonCounts)
     other_live_calls: int = 0
     dialable: int | None = None
+    event_lag_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.agent_state.shape != self.agent_elapsed_s.shape:
@@ -133,6 +137,7 @@ class PacingInput:
         abandons: AbandonCounts | None = None,
         other_live_calls: int = 0,
         dialable: int | None = None,
+        event_lag_s: float = 0.0,
     ) -> PacingInput:
         """Convenience constructor from plain lists (the live runner's per-agent records)."""
         ag = list(agents)
@@ -154,6 +159,7 @@ class PacingInput:
             abandons=abandons or AbandonCounts(),
             other_live_calls=other_live_calls,
             dialable=dialable,
+            event_lag_s=event_lag_s,
         )
 
     # --- derived counts (cheap, used by every policy) ---------------------------------------
@@ -172,6 +178,11 @@ class PacingInput:
     @property
     def calls_in_flight(self) -> int:
         return int(self.call_age_s.shape[0])
+
+    @property
+    def events_late(self) -> bool:
+        """The switch's events are read later than ``settings.max_event_lag_s``."""
+        return self.event_lag_s > self.settings.max_event_lag_s
 
     @property
     def callers_waiting(self) -> int:

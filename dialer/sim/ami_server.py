@@ -152,6 +152,10 @@ class AmiServer:
         self.auth_timeout = auth_timeout
         self.timestamps = timestamps
         self.sessions: set[Session] = set()
+        #: a fault: events reach the sessions this many PBX seconds after they were raised
+        #: (stamped when raised, in order), as when the client reads its socket late
+        self.event_delay_s = 0.0
+        self._last_due = float("-inf")
         self._order: list[Session] = []
         self._handlers: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -284,7 +288,16 @@ class AmiServer:
             if s.authenticated and s.events_on and ev.klass in s.read:
                 if data is None:
                     data = format_event(ev, self.timestamps)
-                s.send(data)
+                self._deliver(s, data)
+
+    def _deliver(self, s: Session, data: bytes) -> None:
+        clock = self.engine.clock
+        now = clock.now()
+        due = self._last_due = max(now + self.event_delay_s, self._last_due)
+        if due <= now:
+            s.send(data)
+        else:
+            clock.call_later(due - now, s.send, data)
 
     # ------------------------------------------------------------------ actions
     async def _dispatch(self, s: Session, action: Action) -> None:

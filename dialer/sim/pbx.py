@@ -76,6 +76,12 @@ class Faults:
         before the banner) or ``unlisten`` (connection refused, then listening again)."""
         self._ami.refuse_for(seconds, mode)
 
+    def delay_events(self, seconds: float) -> None:
+        """Deliver every AMI event ``seconds`` of PBX time after it is raised (its
+        ``Timestamp`` stays the moment it was raised): a client that reads its events late.
+        0 ends the fault (events already late still arrive in order)."""
+        self._ami.event_delay_s = seconds
+
 
 class SimPbx:
     def __init__(

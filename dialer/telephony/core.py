@@ -43,6 +43,7 @@ from dialer.store import Store
 from dialer.telephony.ami.adapter import ActionResult, AMIClient
 from dialer.telephony.ami.messages import Event
 from dialer.telephony.batches import StoreBatches
+from dialer.telephony.lag import EventLag
 from dialer.telephony.originate import OriginateRequest
 from dialer.telephony.rows import AttemptRows, FinishedAttempt, NotDialled
 from dialer.telephony.tracker import (
@@ -137,6 +138,7 @@ class DialerCore:
         self.last_resync: dict[str, int] = {}
         self.recovered = 0
         self._skew = 0.0  # PBX clock minus ours, from the last stamped event
+        self.lag = EventLag()  # how far behind the switch its events are read
         client.on_connect = self._resync
         client.add_listener(self._on_event)
         client.add_disconnect_listener(self._on_disconnect)
@@ -332,18 +334,17 @@ class DialerCore:
 
     def _on_event(self, event: Event) -> None:
         # Asterisk stamps events (timestampevents=yes): the call's facts use its time, not
-        # the moment we happened to read them; without a stamp, our clock.
-        stamp = event.headers.get_exact("Timestamp")
-        now = self.now()
-        if stamp:
-            try:
-                now = float(stamp)
-            except ValueError:
-                pass
-            else:
-                self._skew = now - self.clock()
+        # the moment we happened to read them (without a stamp, our clock); how late we read
+        # it is the lag pacing watches
+        stamp = event.timestamp
+        if stamp is None:
+            stamp = self.now()
+        else:
+            read_at = self.clock()
+            self.lag.observe(stamp, read_at)
+            self._skew = stamp - read_at
         try:
-            updates = self.tracker.feed(event, now)
+            updates = self.tracker.feed(event, stamp)
         except IllegalTransition as exc:
             # Asterisk said something our table does not allow: keep the call, log the fact
             self.illegal_transitions += 1
@@ -414,6 +415,7 @@ def core_stats(core: DialerCore) -> dict[str, Any]:
         "ami_events": core.client.events_in,
         "ami_bytes": core.client.bytes_in,
         "ami_last_error": core.client.last_error,
+        "event_lag_s": core.lag.lag_s(core.clock()),
         "originates_sent": core.originates_sent,
         "finished": core.finished_count,
         "illegal_transitions": core.illegal_transitions,

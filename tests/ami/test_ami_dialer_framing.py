@@ -170,3 +170,28 @@ def test_headers_equality_and_hash() -> None:
     a = Headers([("A", "1"), ("a", "2")])
     assert a["A"] == "1" and a.getall("A") == ("1", "2") and len(a) == 1
     assert a == Headers([("A", "1"), ("a", "2")]) and hash(a) == hash(Headers(a.pairs))
+
+
+def test_event_timestamp_header() -> None:
+    """``timestampevents = yes``: every recorded event Asterisk raised carries its stamp, read
+    as epoch seconds (not the ``FullyBooted`` greeting of a login); list items of an action
+    (no ``Privilege``) carry none; a broken stamp is no stamp."""
+    events = [m for m in frame_all(QUEUE, []) if isinstance(m, Event)]
+    raised = [e for e in events if "Privilege" in e.headers and e.name != "FullyBooted"]
+    stamps = [e.timestamp for e in raised]
+    assert len(stamps) > 50 and all(isinstance(t, float) for t in stamps)
+    assert stamps == sorted(stamps)  # raised in order
+    assert raised[0].timestamp == float(raised[0].headers["Timestamp"])
+    listed = [e for e in events if "Privilege" not in e.headers]
+    assert listed and all(e.timestamp is None for e in listed)
+
+    def stamped(value: str) -> float | None:
+        f = AMIFraming(expect_banner=False)
+        wire = f"Event: Newexten\r\nTimestamp: {value}\r\nChannel: Local/x\r\n\r\n".encode()
+        (msg,) = f.receive_data(wire)
+        assert isinstance(msg, Event)
+        return msg.timestamp
+
+    assert stamped("1796013167.009990") == pytest.approx(1796013167.00999)
+    assert stamped("1796013167") == 1796013167.0
+    assert [stamped(v) for v in ("", "soon", "nan", "inf", "1,5")] == [None] * 5

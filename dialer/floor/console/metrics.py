@@ -119,6 +119,18 @@ def _held_gauge(camps: Sequence[CampaignSnapshot]) -> GaugeMetricFamily:
     return held
 
 
+def _lag_gauge(camps: Sequence[CampaignSnapshot]) -> GaugeMetricFamily:
+    lag = GaugeMetricFamily(
+        "dialer_ami_event_lag_seconds",
+        "How late the switch's AMI events are read (the worst of the last 10 s; over "
+        "pacing.max_event_lag_s predictive and power dial progressively).",
+        labels=["campaign"],
+    )
+    for c in camps:
+        lag.add_metric([c.name], c.event_lag_s)
+    return lag
+
+
 def _occupancy_gauge(floor: Floor) -> Iterator[GaugeMetricFamily]:
     hist = floor.history()
     if hist:
@@ -211,7 +223,7 @@ class FloorCollector(Collector):
             for reason, n in c.hopper_reasons.items():
                 held.add_metric([c.name, reason], n)
         yield from (running, contacts, done, attempts, in_flight, level, lpa, answer)
-        yield from (abandon, live, cap, eligible, held, _held_gauge(camps))
+        yield from (abandon, live, cap, eligible, held, _held_gauge(camps), _lag_gauge(camps))
 
         agents = g("dialer_agents", "Agents by state and queue.", ["queue", "state"])
         counts: dict[tuple[str, str], int] = {}

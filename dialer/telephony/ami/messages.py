@@ -13,6 +13,7 @@ spells ``BridgeId`` and ``BridgeID`` for the same thing in two events).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from dialer.errors import LocalProtocolError
@@ -125,6 +126,20 @@ class Event:
     @property
     def action_id(self) -> str | None:
         return self.headers.get("ActionID")
+
+    @property
+    def timestamp(self) -> float | None:
+        """When Asterisk raised the event (epoch seconds, its clock): the ``Timestamp:``
+        header of ``timestampevents = yes``, e.g. ``1796013167.009990``. None without one (list
+        items of an action carry none) or when it is not a finite number."""
+        raw = self.headers.get_exact("Timestamp")
+        if not raw:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.headers.get(key, default)
