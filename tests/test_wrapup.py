@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 from test_compliance import broken_rules, cases
@@ -464,3 +464,81 @@ def test_a_personal_callback_is_not_dialled_to_a_number_put_on_the_dnc_list(
         start_personal(s, cb_id, due, owner="w", daily_cap=3, agent_channel="PJSIP/x-1")
     with store.session() as s:
         assert s.scalars(select(Attempt).where(Attempt.contact_id == cid)).all()[-1].id == aid
+
+
+_PHONES = iter(range(10**6))
+
+
+@given(
+    due_min=st.integers(9 * 60, 20 * 60 - 1),
+    later_s=st.integers(0, 15 * 60 - 1),
+    dnc=st.booleans(),
+    attempts=st.integers(0, 4),
+    today=st.integers(0, 3),
+)
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+def test_a_personal_callbacks_customer_leg_keeps_every_rule(
+    store: Store, due_min: int, later_s: int, dnc: bool, attempts: int, today: int
+) -> None:
+    """Whatever happened between the booking and the agent answering (the window closing in
+    the customer's zone, the number put on the DNC list, attempts spent, calls made today),
+    the customer's leg of a personal callback is written exactly when the compliance oracle
+    finds no rule broken at that instant. (One store for every example: each has its own
+    contact and number.)"""
+    from dialer.lists.dnc import DncScope, add_entry
+    from dialer.lists.personal import claim, start_personal
+    from dialer.store.models import Campaign
+
+    zone = ZoneInfo("Asia/Shanghai")
+    local = dt.datetime(2026, 12, 2, tzinfo=zone) + dt.timedelta(minutes=due_min)
+    due = local.astimezone(dt.UTC)
+    leg_at = due + dt.timedelta(seconds=later_s)
+    with store.session() as s:
+        camp = s.scalars(select(Campaign)).first()
+        if camp is None:
+            camp, _ = apply_campaign(s, parse_campaign(DOC), source=None, actor="test")
+        contact = Contact(
+            campaign_id=camp.id,
+            phone=f"+86139{next(_PHONES):08d}",
+            timezone="Asia/Shanghai",
+            region="CN",
+        )
+        s.add(contact)
+        s.flush()
+        cb = book_callback(s, contact, due, now=NOW, booked_by="u", agent="wang")
+        cb_id = cb.id
+        if dnc:
+            add_entry(s, contact.phone, scope=DncScope.ALL, channel=DncChannel.VOICE)
+        times = []
+        for i in range(today):  # calls to the number earlier that day
+            at = due - dt.timedelta(minutes=5 * (i + 1))
+            times.append(at)
+            s.add(
+                Attempt(
+                    campaign_id=camp.id,
+                    contact_id=contact.id,
+                    phone=contact.phone,
+                    created_at=at,
+                    outcome="no_answer",
+                    state="ended",
+                )
+            )
+        contact.attempts = attempts
+        state = dataclasses.replace(ContactState.of(contact), next_attempt_at=None)
+        policy = Policy.of(spec_of(camp), daily_cap=3)
+    facts = NumberFacts(dnc=dnc, attempt_times=tuple(times))
+    oracle = broken_rules(state, policy, leg_at, facts)
+    with store.session() as s:
+        assert claim(s, cb_id)
+    try:
+        with store.session() as s:
+            start_personal(s, cb_id, leg_at, owner="w", daily_cap=3, agent_channel="PJSIP/1-1")
+        written = True
+    except ComplianceError:
+        written = False
+    event(f"written={written}")
+    assert written == (not oracle), oracle
