@@ -22,6 +22,7 @@ from dialer.settings import Settings
 from dialer.store import Store, workers
 from dialer.store.models import Attempt, Campaign
 from dialer.store.workers import WorkerIdentity
+from dialer.telephony.lag import EventLag
 
 
 class _Core:
@@ -31,6 +32,7 @@ class _Core:
         self.tracker = SimpleNamespace(calls={})
         self.ready = True
         self.rows = SimpleNamespace(messages={}, agi_url="agi://127.0.0.1:4573", server="default")
+        self.lag = EventLag()  # no event read: on time
 
     def subscribe(self, _cb: Any) -> None: ...
     def on_queue_status(self, _cb: Any) -> None: ...
