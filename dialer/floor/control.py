@@ -117,7 +117,8 @@ class FloorControl:
         run = self.loop.run_named(campaign)
         if run.spec.mode is not Mode.PREVIEW:
             raise ConfigError(f"campaign {campaign} is not in preview mode")
-        ids = await self.loop.lease(run, self.loop.clock.time(), 1)
+        # prepared when sent: the agent's view writes the row first
+        ids = await self.loop.lease(run, self.loop.clock.time(), 1, prepare=False)
         if not ids:
             return None
         view = await asyncio.to_thread(self._preview_view, ids[0], agent, actor)

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import and_, or_, select
 
-from dialer.errors import ComplianceError, ConfigError, DialerError
+from dialer.errors import ConfigError, DialerError
 from dialer.floor.alarms import IvrGuard
 from dialer.floor.feeds import SwitchFeeds
 from dialer.floor.guard import BreakerGuard
@@ -60,6 +60,8 @@ from dialer.store import Store, workers
 from dialer.store.models import Attempt, Campaign
 from dialer.telephony.agents import OFF_FLOOR, Agent, AgentPool
 from dialer.telephony.core import DialerCore, FinishedAttempt, OriginateStatus
+from dialer.telephony.originate import OriginateRequest
+from dialer.telephony.rows import AttemptRows, NotDialled
 from dialer.telephony.tracker import Call
 from ivr.messages import dialplan_messages
 
@@ -413,34 +415,29 @@ class UnsentSweep:
 
 def lease_and_start(
     store: Store,
+    rows: AttemptRows,
     campaign_id: int,
     when: dt.datetime,
     n: int,
-    owner: str,
     daily_cap: int,
-    phones: dict[int, str],
-) -> list[int]:
-    """Lease up to ``n`` contacts and write their attempt rows (re-checked at start); returns
-    the attempt ids and records each attempt's phone in ``phones``."""
-    ids: list[int] = []
-    started: dict[int, str] = {}
+    prepare: bool = True,
+) -> list[tuple[int, str, OriginateRequest | NotDialled | None]]:
+    """Take up to ``n`` contacts and write their attempt rows (``hopper.take``), and with
+    ``prepare`` their Originates (``AttemptRows.prepare_started``: the switch's fence first),
+    all in one transaction, committed before any of them is sent. Returns (attempt id, phone,
+    its Originate or None when not prepared)."""
     with store.session() as s:
+        if prepare and (served := rows.fenced(s)) is not None:
+            log.debug("switch %s is served by worker %s: nothing dialled", rows.server, served)
+            return []
         row = s.get(Campaign, campaign_id)
         if row is None:
             return []
-        contacts = hopper.lease(s, row, when, n, owner, daily_cap=daily_cap)
-        started_rows = hopper.start_attempts(
-            s, contacts, row, when, daily_cap=daily_cap, owner=owner
+        started = hopper.take(s, row, when, n, rows.owner, daily_cap=daily_cap)
+        reqs: Sequence[OriginateRequest | NotDialled | None] = (
+            rows.prepare_started(s, row, started) if prepare else [None] * len(started)
         )
-        for attempt in started_rows:
-            if isinstance(attempt, ComplianceError):  # changed between lease and start: skip it
-                log.info("campaign %s: %s", row.name, attempt)
-                continue
-            ids.append(attempt.id)
-            started[attempt.id] = attempt.phone
-        hopper.release(s, [c for c in contacts if c.lease_owner == owner])
-    phones.update(started)
-    return ids
+    return [(st.attempt_id, st.phone, req) for st, req in zip(started, reqs, strict=True)]
 
 
 def explain_hopper(
@@ -486,6 +483,8 @@ class CampaignLoop:
         self.runs: dict[int, CampaignRun] = {}
         self.attempt_campaign: dict[int, int] = {}
         self.attempt_phone: dict[int, str] = {}
+        #: Originates prepared with their rows (``lease``), until ``spawn`` sends them
+        self._prepared: dict[int, OriginateRequest | NotDialled] = {}
         #: the Originate tasks in flight (a reference is kept until each ends)
         self.tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -679,39 +678,49 @@ class CampaignLoop:
         if n:
             self.spawn(run, await self.lease(run, now, n))
 
-    async def lease(self, run: CampaignRun, now: float, n: int) -> list[int]:
-        """Lease ``n`` contacts and write their attempt rows; they count as pending (in flight
-        for pacing) from now until the tracker follows them."""
+    async def lease(
+        self, run: CampaignRun, now: float, n: int, *, prepare: bool = True
+    ) -> list[int]:
+        """Lease ``n`` contacts and write their attempt rows (with ``prepare``, their
+        Originates too: ``spawn`` sends them); they count as pending (in flight for pacing)
+        from now until the tracker follows them."""
         run.pending += n
         try:
             # on the core's database thread: one writer, no lock waits between our threads
-            ids = await self.core.in_db(
+            got = await self.core.in_db(
                 lease_and_start,
                 self.store,
+                self.core.rows,
                 run.id,
                 _dt(now),
                 n,
-                self.owner,
                 self.settings.max_calls_per_number_per_day,
-                self.attempt_phone,
+                prepare,
             )
         except Exception:
             run.pending -= n
             raise
-        run.pending -= n - len(ids)
-        return ids
+        run.pending -= n - len(got)
+        for attempt_id, phone, req in got:
+            self.attempt_phone[attempt_id] = phone
+            if req is not None:
+                self._prepared[attempt_id] = req
+        return [attempt_id for attempt_id, _, _ in got]
 
     def spawn(self, run: CampaignRun, attempt_ids: list[int]) -> None:
         self.guard.placed(run, attempt_ids)
         for attempt_id in attempt_ids:
             self.attempt_campaign[attempt_id] = run.id
             task = asyncio.create_task(
-                self._originate(run, attempt_id), name=f"originate-{attempt_id}"
+                self._originate(run, attempt_id, self._prepared.pop(attempt_id, None)),
+                name=f"originate-{attempt_id}",
             )
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _originate(self, run: CampaignRun, attempt_id: int) -> None:
+    async def _originate(
+        self, run: CampaignRun, attempt_id: int, prepared: OriginateRequest | NotDialled | None
+    ) -> None:
         pending = [True]  # counted in ``run.pending`` until the tracker follows the call
 
         async def pace() -> None:
@@ -726,7 +735,9 @@ class CampaignLoop:
             run.pending -= 1
 
         try:
-            status = await self.core.originate(attempt_id, before_send=pace, on_followed=followed)
+            status = await self.core.originate(
+                attempt_id, before_send=pace, on_followed=followed, prepared=prepared
+            )
             if self.metrics is not None and status is not OriginateStatus.REJECTED:
                 self.metrics.count_dial(run.spec.name)
             if status is OriginateStatus.REJECTED:

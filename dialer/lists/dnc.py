@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import delete, false, select, true
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from dialer.errors import ConfigError, ImportRejected
+from dialer.lists import prepared
 from dialer.lists.contacts import detect_encoding, parse_phone
 from dialer.store.models import DncEntry
 
@@ -104,13 +105,13 @@ def dnc_statements(
 ) -> tuple[Any, Any]:
     """(every prefix entry, the exact entries of ``numbers``) barring ``channel``: two
     queries, each served by an index (``ix_dnc_prefix``, ``dnc.number``). One query with
-    ``is_prefix OR number IN (...)`` read the whole list on SQLite."""
-    cols = select(DncEntry.number, DncEntry.is_prefix, DncEntry.scope).where(
-        DncEntry.channel.in_(channels_barring(channel))
+    ``is_prefix OR number IN (...)`` read the whole list on SQLite. The prepared statements
+    with their values bound (``DncMatcher.for_numbers`` runs them with parameters)."""
+    channels = list(channels_barring(channel))
+    return (
+        prepared.DNC_PREFIXES.params(channels=channels),
+        prepared.DNC_EXACT.params(channels=channels, numbers=list(numbers)),
     )
-    # ``= true`` rather than ``IS true``: PostgreSQL serves only the former from an index
-    exact = cols.where(DncEntry.is_prefix == false(), DncEntry.number.in_(list(numbers)))
-    return cols.where(DncEntry.is_prefix == true()), exact
 
 
 @dataclass
@@ -149,12 +150,12 @@ class DncMatcher:
         prefix row."""
         nums = sorted(set(numbers))
         m = cls()
-        prefixes, _ = dnc_statements((), channel)
-        for n, p, s in session.execute(prefixes):
+        channels = list(channels_barring(channel))
+        for n, p, s in session.execute(prepared.DNC_PREFIXES, {"channels": channels}):
             m.add(n, bool(p), s)
         for i in range(0, len(nums), 500):
-            _, exact = dnc_statements(nums[i : i + 500], channel)
-            for n, p, s in session.execute(exact):
+            part = {"channels": channels, "numbers": nums[i : i + 500]}
+            for n, p, s in session.execute(prepared.DNC_EXACT, part):
                 m.add(n, bool(p), s)
         return m
 

@@ -31,18 +31,18 @@ from typing import Any
 from sqlalchemy import (
     and_,
     case,
-    exists,
     func,
     literal,
     literal_column,
     or_,
     select,
-    tuple_,
+    update,
 )
-from sqlalchemy.orm import Session, aliased, defer
+from sqlalchemy.orm import Session
 
 from dialer.audit import AuditAction
-from dialer.errors import ComplianceError, IllegalTransition
+from dialer.errors import ComplianceError, IllegalTransition, StoreError
+from dialer.lists import prepared
 from dialer.lists.callbacks import CALLBACK_PRIORITY, callback_dialled, keep_pending
 from dialer.lists.campaigns import spec_of
 from dialer.lists.compliance import (
@@ -104,11 +104,10 @@ def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[An
 
 
 def facts_statement(phones: Sequence[str], now: dt.datetime) -> Any:
-    """The attempts that make a number's facts: live ones, and those near ``now``."""
-    lo, hi = now - _DAY_REACH, now + _DAY_REACH
-    return select(Attempt.phone, Attempt.created_at, Attempt.outcome).where(
-        Attempt.phone.in_(phones),
-        or_(Attempt.outcome.is_(None), Attempt.created_at.between(lo, hi)),
+    """The attempts that make a number's facts: live ones, and those near ``now`` (the
+    prepared statement with its values bound)."""
+    return prepared.NUMBER_FACTS.params(
+        phones=list(phones), lo=now - _DAY_REACH, hi=now + _DAY_REACH
     )
 
 
@@ -127,7 +126,8 @@ def number_facts(
     live: set[str] = set()
     lo, hi = now - _DAY_REACH, now + _DAY_REACH
     for part in _chunks(nums):
-        for phone, created, outcome in session.execute(facts_statement(part, now)):
+        params = {"phones": list(part), "lo": lo, "hi": hi}
+        for phone, created, outcome in session.execute(prepared.NUMBER_FACTS, params):
             if outcome is None:
                 live.add(phone)
             if lo <= created <= hi:
@@ -161,7 +161,7 @@ def _campaign_shape(session: Session, campaign_id: int) -> frozenset[tuple[str |
     the campaign has no active contact. A stale set only holds extra entries, which cost a
     query but never a wrong lease (every rule is re-checked)."""
     key = (str(session.get_bind().engine.url), campaign_id)
-    max_id = session.scalar(select(func.max(Contact.id))) or 0
+    max_id = session.execute(prepared.MAX_CONTACT_ID).scalar() or 0
     hit = _shape_cache.get(key)
     mono = time.monotonic()
     if hit is not None and hit[1] == max_id and mono - hit[0] < _SHAPE_CACHE_TTL_S:
@@ -169,11 +169,7 @@ def _campaign_shape(session: Session, campaign_id: int) -> frozenset[tuple[str |
             return hit[2]
     shape = frozenset(
         (r, tz, p or 0)
-        for r, tz, p in session.execute(
-            select(Contact.region, Contact.timezone, Contact.priority)
-            .where(Contact.campaign_id == campaign_id, Contact.status == ContactStatus.ACTIVE)
-            .distinct()
-        )
+        for r, tz, p in session.execute(prepared.CAMPAIGN_SHAPE, {"campaign_id": campaign_id})
     )
     _shape_cache[key] = (mono, max_id, shape)
     return shape
@@ -195,17 +191,9 @@ def _callback_shape(session: Session, campaign_id: int) -> frozenset[tuple[str |
     """The (region, zone) of contacts a booking raised to ``CALLBACK_PRIORITY``, read at every
     lease (the cached shape may not show a booking, or a contact it re-opened, for minutes):
     an index range over the pending callbacks only."""
+    params = {"campaign_id": campaign_id, "priority": CALLBACK_PRIORITY}
     return frozenset(
-        (r, tz, CALLBACK_PRIORITY)
-        for r, tz in session.execute(
-            select(Contact.region, Contact.timezone)
-            .where(
-                Contact.campaign_id == campaign_id,
-                Contact.status == ContactStatus.ACTIVE,
-                Contact.priority == CALLBACK_PRIORITY,
-            )
-            .distinct()
-        )
+        (r, tz, CALLBACK_PRIORITY) for r, tz in session.execute(prepared.PRIORITY_SHAPE, params)
     )
 
 
@@ -231,59 +219,122 @@ def open_pairs(
 # --- lease --------------------------------------------------------------------------------
 
 
-def lease_conditions(
-    campaign_id: int, policy: Policy, now: dt.datetime, pairs: Sequence[tuple[str | None, str]]
-) -> list[Any]:
-    """The rules a lease query can apply in SQL (the rest are re-checked row by row)."""
-    conds: list[Any] = [
-        Contact.campaign_id == campaign_id,
-        Contact.status == ContactStatus.ACTIVE.value,
-        Contact.attempts < policy.max_attempts,
-        or_(Contact.next_attempt_at.is_(None), Contact.next_attempt_at <= now),
-        or_(Contact.lease_until.is_(None), Contact.lease_until <= now),
-        # a local date is at most one day behind the UTC date
-        or_(Contact.valid_until.is_(None), Contact.valid_until >= now.date() - dt.timedelta(1)),
-    ]
-    if policy.lockout is not None:
-        conds.append(
-            or_(Contact.abandoned_at.is_(None), Contact.abandoned_at <= now - policy.lockout)
-        )
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaseQuery:
+    """The prepared lease statement of a campaign at an instant, its parameters (but the
+    level's ``priority``, ``size`` and ``skip``), and the priority levels to walk."""
+
+    statement: Any
+    params: dict[str, Any]
+    priorities: tuple[int, ...] = ()
+
+
+def lease_query(
+    campaign_id: int,
+    policy: Policy,
+    now: dt.datetime,
+    pairs: Sequence[tuple[str | None, str]],
+    *,
+    lock: bool,
+    priorities: Sequence[int] = (),
+) -> LeaseQuery:
+    """The rules a lease query can apply in SQL (the rest are re-checked row by row), for
+    the (region, zone) ``pairs`` open now."""
     with_region = [(r, tz) for r, tz in pairs if r is not None]
     without_region = [tz for r, tz in pairs if r is None]
-    zone_conds: list[Any] = []
+    statement = prepared.lease_statement(
+        with_region=bool(with_region),
+        without_region=bool(without_region),
+        lockout=policy.lockout is not None,
+        lock=lock,
+    )
+    params: dict[str, Any] = {
+        "campaign_id": campaign_id,
+        "max_attempts": policy.max_attempts,
+        "now": now,
+        "valid_from": now.date() - dt.timedelta(1),  # a local date is at most a day behind
+        "scopes": [s.value for s in DncScope if scope_applies(s.value, policy.purpose)],
+        "voice": list(channels_barring(DncChannel.VOICE)),
+    }
     if with_region:
-        zone_conds.append(tuple_(Contact.region, Contact.timezone).in_(with_region))
+        params["pairs"] = with_region
     if without_region:
-        zone_conds.append(and_(Contact.region.is_(None), Contact.timezone.in_(without_region)))
-    conds.append(or_(*zone_conds))
-    # Numbers on a live call or on the exact-number DNC list would be rejected in Python on
-    # every call; with hundreds of live calls at the head of the order they would starve the
-    # batches. Both are index probes (attempt.phone, dnc.number) on the rows walked.
-    live = aliased(Attempt)
-    conds.append(~exists().where(live.phone == Contact.phone, live.outcome.is_(None)))
-    scopes = [s.value for s in DncScope if scope_applies(s.value, policy.purpose)]
-    conds.append(
-        ~exists().where(
-            DncEntry.number == Contact.phone,
-            DncEntry.is_prefix.is_(False),
-            DncEntry.scope.in_(scopes),
-            DncEntry.channel.in_(channels_barring(DncChannel.VOICE)),
-        )
-    )
-    return conds
+        params["zones"] = without_region
+    if policy.lockout is not None:
+        params["lockout_before"] = now - policy.lockout
+    return LeaseQuery(statement, params, tuple(priorities))
 
 
-def lease_statement(conds: Sequence[Any], priority: int, size: int, *, lock: bool) -> Any:
-    """One priority level of the lease, walking ``ix_contact_lease`` (campaign, status,
-    priority, next_attempt_at NULLS FIRST, id) in order, so no query sorts the campaign."""
-    q = (
-        select(Contact)
-        .options(defer(Contact.fields), defer(Contact.name))  # business data: not needed here
-        .where(*conds, Contact.priority == priority)
-        .order_by(Contact.next_attempt_at.asc().nulls_first(), Contact.id)
-        .limit(size)
-    )
-    return q.with_for_update(skip_locked=True) if lock else q
+def _open_query(
+    session: Session, campaign_id: int, policy: Policy, now: dt.datetime, calendar: HolidayCalendar
+) -> LeaseQuery | None:
+    shape = _campaign_shape(session, campaign_id) | _callback_shape(session, campaign_id)
+    pairs = open_pairs({(r, tz) for r, tz, _ in shape}, policy, now, calendar)
+    if not pairs:
+        return None
+    open_set = set(pairs)
+    priorities = sorted({p for r, tz, p in shape if (r, tz) in open_set}, reverse=True)
+    lock = session.get_bind().dialect.name != "sqlite"
+    return lease_query(campaign_id, policy, now, pairs, lock=lock, priorities=priorities)
+
+
+def choose(
+    session: Session,
+    campaign_row: Campaign,
+    policy: Policy,
+    now: dt.datetime,
+    n: int,
+    *,
+    batch: int | None = None,
+    max_batches: int = 8,
+    calendar: HolidayCalendar = DEFAULT_CALENDAR,
+) -> list[Any]:
+    """Up to ``n`` contact rows (``prepared.LEASE_COLUMNS``) that break no rule at ``now``, in
+    the lease order: highest priority first, then never-tried contacts, then the oldest
+    ``next_attempt_at`` (ties by id). At most ``max_batches`` batches of ``batch`` rows are
+    examined. Each one chosen counts as a live call of its number and a touch of its contact
+    for the rest of the walk (a number twice: taken once; the caps see every one). Nothing is
+    written (on PostgreSQL the rows walked stay locked until the transaction ends)."""
+    q = _open_query(session, campaign_row.id, policy, now, calendar)
+    if q is None:
+        return []
+    size = batch or max(2 * n, 50)
+    chosen: list[Any] = []
+    facts: dict[str, NumberFacts] = {}
+    touches: dict[int, tuple[dt.datetime, ...]] = {}
+    read: set[int] = set()  # contacts whose touches were read
+    batches = 0
+    for prio in q.priorities:
+        walked = 0  # rows of this level seen (the chosen ones still match: nothing written)
+        while batches < max_batches and len(chosen) < n:
+            level = {**q.params, "priority": prio, "size": size, "skip": walked}
+            rows = session.execute(q.statement, level).all()
+            if not rows:
+                break
+            batches += 1  # only batches with candidates count against the budget
+            walked += len(rows)
+            for i, c in enumerate(rows):
+                if len(chosen) >= n:
+                    break
+                if c.phone not in facts:  # the numbers' facts a few rows at a time, as needed
+                    ahead = rows[i : i + max(2 * (n - len(chosen)), FACTS_AHEAD)]
+                    phones = {r.phone for r in ahead} - facts.keys()
+                    facts |= number_facts(session, phones, now, policy.purpose)
+                    ids = {r.id for r in ahead} - read
+                    touches |= contact_touches(session, ids, now)
+                    read |= ids
+                known = with_touches(facts[c.phone], touches, c.id)
+                if first_broken_rule(ContactState.of(c), policy, now, known, calendar) is None:
+                    chosen.append(c)
+                    facts[c.phone] = dataclasses.replace(
+                        known, in_flight=True, attempt_times=(*known.attempt_times, now)
+                    )
+                    touches[c.id] = (*known.contact_times, now)
+            if len(rows) < size:
+                break
+        if len(chosen) >= n or batches >= max_batches:
+            break
+    return chosen
 
 
 def lease(
@@ -299,63 +350,125 @@ def lease(
     max_batches: int = 8,
     calendar: HolidayCalendar = DEFAULT_CALENDAR,
 ) -> list[Contact]:
-    """Lease up to ``n`` contacts of the campaign that are eligible at ``now``.
-
-    Highest priority first, then never-tried contacts, then the oldest ``next_attempt_at``
-    (ties by id). At most ``max_batches`` batches of ``batch`` rows are examined per call.
-    Every rule is re-checked; leased rows get ``lease_owner=owner`` and
-    ``lease_until=now+lease_for``. The caller's transaction commits the lease.
-    """
+    """Lease up to ``n`` contacts of the campaign that are eligible at ``now`` (``choose``),
+    in its order. Leased rows get ``lease_owner=owner`` and ``lease_until=now+lease_for``.
+    The caller's transaction commits the lease. (The dialler takes and starts its contacts
+    in one step: ``take``.)"""
     now = _utc(now)
     if n <= 0:
         return []
     policy = policy_of(campaign_row, daily_cap=daily_cap)
     if not policy.running:
         return []
-    shape = _campaign_shape(session, campaign_row.id) | _callback_shape(session, campaign_row.id)
-    pairs = open_pairs({(r, tz) for r, tz, _ in shape}, policy, now, calendar)
-    if not pairs:
+    chosen = choose(
+        session,
+        campaign_row,
+        policy,
+        now,
+        n,
+        batch=batch,
+        max_batches=max_batches,
+        calendar=calendar,
+    )
+    if not chosen:
         return []
-    open_set = set(pairs)
-    priorities = sorted({p for r, tz, p in shape if (r, tz) in open_set}, reverse=True)
-    conds = lease_conditions(campaign_row.id, policy, now, pairs)
+    ids = [c.id for c in chosen]
+    session.execute(
+        update(Contact)
+        .where(Contact.id.in_(ids))
+        .values(lease_owner=owner, lease_until=now + lease_for)
+        .execution_options(synchronize_session=False)
+    )
+    got = session.scalars(
+        select(Contact).where(Contact.id.in_(ids)).execution_options(populate_existing=True)
+    )
+    by_id = {c.id: c for c in got}
+    return [by_id[i] for i in ids]
 
-    size = batch or max(2 * n, 50)
-    lock = session.get_bind().dialect.name != "sqlite"
-    leased: list[Contact] = []
-    until = now + lease_for
-    batches = 0
-    for prio in priorities:
-        q = lease_statement(conds, prio, size, lock=lock)
-        skipped = 0
-        while batches < max_batches and len(leased) < n:
-            rows = list(session.scalars(q.offset(skipped)))
-            if not rows:
-                break
-            batches += 1  # only batches with candidates count against the budget
-            facts: dict[str, NumberFacts] = {}
-            touches: dict[int, tuple[dt.datetime, ...]] = {}
-            for i, c in enumerate(rows):
-                if len(leased) >= n:
-                    break
-                if c.phone not in facts:  # the numbers' facts a few rows at a time, as needed
-                    ahead = rows[i : i + max(2 * (n - len(leased)), FACTS_AHEAD)]
-                    facts |= number_facts(session, [r.phone for r in ahead], now, policy.purpose)
-                    touches |= contact_touches(session, [r.id for r in ahead], now)
-                state = ContactState.of(c)
-                known = with_touches(facts[c.phone], touches, c.id)
-                if first_broken_rule(state, policy, now, known, calendar) is not None:
-                    skipped += 1
-                    continue
-                c.lease_owner = owner
-                c.lease_until = until
-                leased.append(c)
-            session.flush()
-            if len(rows) < size:
-                break
-        if len(leased) >= n or batches >= max_batches:
-            break
-    return leased
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Started:
+    """A call ``take`` started: its attempt row (written, not dialled yet) and what its
+    Originate needs; ``detail``: the row's."""
+
+    attempt_id: int
+    contact_id: int
+    phone: str
+    language: str | None
+    detail: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def take(
+    session: Session,
+    campaign_row: Campaign,
+    now: dt.datetime,
+    n: int,
+    owner: str,
+    *,
+    daily_cap: int | None = None,
+    batch: int | None = None,
+    max_batches: int = 8,
+    calendar: HolidayCalendar = DEFAULT_CALENDAR,
+) -> list[Started]:
+    """``lease`` and ``start_attempts`` in one step, for the dialler: the contacts the rules
+    allow at ``now`` (``choose``) get their attempt rows and spend one attempt each, in the
+    caller's transaction. No lease is written: the rows are never given back, and once the
+    transaction commits each number's open attempt keeps every dialler off it (until then,
+    the row locks on PostgreSQL, SQLite's one writer). Core statements throughout; ORM objects
+    only for a callback's booking. ``owner``: the worker that will send the rows."""
+    now = _utc(now)
+    if n <= 0:
+        return []
+    policy = policy_of(campaign_row, daily_cap=daily_cap)
+    if not policy.running:
+        return []
+    chosen = choose(
+        session,
+        campaign_row,
+        policy,
+        now,
+        n,
+        batch=batch,
+        max_batches=max_batches,
+        calendar=calendar,
+    )
+    if not chosen:
+        return []
+    spent = session.execute(
+        prepared.SPEND_ATTEMPT,
+        [
+            {"b_id": c.id, "b_seen": c.attempts, "b_attempts": (c.attempts or 0) + 1, "b_now": now}
+            for c in chosen
+        ],
+    )
+    rowcount = spent.rowcount  # type: ignore[attr-defined]
+    if session.get_bind().dialect.supports_sane_multi_rowcount and rowcount != len(chosen):
+        raise StoreError("a contact's budget changed while it was being dialled; not dialled")
+    queue = campaign_row.spec.get("queue")
+    ids = session.scalars(
+        prepared.INSERT_ATTEMPTS,
+        [
+            {
+                "campaign_id": campaign_row.id,
+                "contact_id": c.id,
+                "phone": c.phone,
+                "seq": (c.attempts or 0) + 1,
+                "state": AttemptState.CREATED.value,
+                "created_at": now,
+                "queue": queue,
+                "detail": {},
+                "owner": owner,
+            }
+            for c in chosen
+        ],
+    ).all()
+    for c, attempt_id in zip(chosen, ids, strict=True):
+        if c.priority == CALLBACK_PRIORITY:  # a booked callback: served
+            contact = session.get(Contact, c.id)
+            if contact is not None:
+                callback_dialled(session, contact, attempt_id)
+    session.flush()
+    return [Started(a, c.id, c.phone, c.language) for c, a in zip(chosen, ids, strict=True)]
 
 
 def release(session: Session, contacts: Iterable[Contact]) -> None:
@@ -789,15 +902,18 @@ __all__ = [
     "main_zone",
     "finish_attempt",
     "facts_statement",
+    "LeaseQuery",
+    "Started",
+    "choose",
     "lease",
-    "lease_conditions",
-    "lease_statement",
+    "lease_query",
     "number_facts",
     "open_pairs",
     "policy_of",
     "release",
     "start_attempt",
     "start_attempts",
+    "take",
     "with_touches",
 ]
 

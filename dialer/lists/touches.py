@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from dialer.lists import prepared
 from dialer.store.messages import Message
 from dialer.store.models import Attempt
 
@@ -79,11 +80,16 @@ def contact_touches(
 ) -> dict[int, tuple[dt.datetime, ...]]:
     """Each contact's touches near ``now`` (calls and counted messages); absent: none."""
     ids = sorted(set(contact_ids))
+    lo, hi = now - DAY_REACH, now + DAY_REACH
     out: dict[int, list[dt.datetime]] = defaultdict(list)
     for part in _chunks(ids):
-        got = _collect(session, now, Attempt.contact_id.in_(part), Message.contact_id.in_(part))
-        for cid, times in got.items():
-            out[cid].extend(times)
+        params = {"ids": list(part), "lo": lo, "hi": hi}
+        for cid, created in session.execute(prepared.CONTACT_CALLS, params):
+            out[cid].append(created)
+        for cid, created, submitted, ended in session.execute(prepared.CONTACT_MESSAGES, params):
+            t = message_touch_time(created, submitted, ended, now)
+            if lo <= t <= hi:
+                out[cid].append(t)
     return {cid: tuple(sorted(times)) for cid, times in out.items()}
 
 

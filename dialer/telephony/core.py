@@ -232,6 +232,7 @@ class DialerCore:
         *,
         before_send: Callable[[], Awaitable[None]] | None = None,
         on_followed: Callable[[], None] | None = None,
+        prepared: OriginateRequest | NotDialled | None = None,
     ) -> OriginateStatus:
         """Dial an attempt whose row exists (``hopper.start_attempt``). Sent once, never again.
 
@@ -241,10 +242,12 @@ class DialerCore:
         the pace holds where the Originate leaves, not where it was decided. ``on_followed``
         is called once the tracker follows the call (pacing counts it there from then on),
         before the Originate leaves; it is not called for an attempt that is not dialled.
+        ``prepared``: the attempt's Originate, already written to its committed row in the
+        transaction that started it (``AttemptRows.prepare_started``); else it is prepared now.
         """
-        if self._stopping:
+        if self._stopping and prepared is None:
             raise DialerError("the dialer is stopping: no new calls")
-        req = await self.batches.prepare(attempt_id)
+        req = prepared if prepared is not None else await self.batches.prepare(attempt_id)
         if isinstance(req, NotDialled):
             self.tracker.register(attempt_id, f"not-dialled-{attempt_id}", now=self.now())
             self._apply(self.tracker.end(attempt_id, req.outcome, self.now(), req.reason))

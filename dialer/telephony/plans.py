@@ -31,11 +31,13 @@ def hot_queries(campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
     """Name -> statement, built by the very functions the dialler uses."""
     policy = hopper.policy_of(campaign, daily_cap=3)
     pairs = [("CN", "Asia/Shanghai")]
-    conds = hopper.lease_conditions(campaign.id, policy, now, pairs)
+    lease = hopper.lease_query(campaign.id, policy, now, pairs, lock=False)
     phones = ["+8613900000001", "+8613900000002"]
     prefixes, exact = dnc_statements(phones)
     return {
-        "lease (one priority level)": hopper.lease_statement(conds, 0, 100, lock=False),
+        "lease (one priority level)": lease.statement.params(
+            **lease.params, priority=0, size=100, skip=0
+        ),
         "number facts (attempts near now)": hopper.facts_statement(phones, now),
         "do-not-call: prefixes": prefixes,
         "do-not-call: exact numbers": exact,

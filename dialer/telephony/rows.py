@@ -12,14 +12,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 
 from dialer.errors import ConfigError, DialerError, IllegalTransition, LocalProtocolError
 from dialer.lists import hopper
-from dialer.lists.campaigns import spec_of, within_ceilings
+from dialer.lists.campaigns import CampaignSpec, spec_of, within_ceilings
 from dialer.outcomes import AttemptState, Outcome
 from dialer.settings import Ceilings
 from dialer.store import Store, workers
@@ -79,6 +79,22 @@ def _preload(s: Any, attempt_ids: Any) -> list[Any]:
     return keep
 
 
+_A = cast(Table, Attempt.__table__)
+#: An attempt's Originate prepared: its ids, owner and switch written before it is sent.
+DIAL_ATTEMPT = (
+    update(_A)
+    .where(_A.c.id == bindparam("b_id"))
+    .values(
+        channel_id=bindparam("b_channel"),
+        state=AttemptState.DIALING.value,
+        originated_at=bindparam("b_at", type_=_A.c.originated_at.type),
+        owner=bindparam("b_owner"),
+        server=bindparam("b_server"),
+        detail=bindparam("b_detail", type_=_A.c.detail.type),
+    )
+)
+
+
 def ivr_says_statement(attempt_ids: list[int]) -> Any:
     return (
         select(IvrSession.attempt_id, IvrSession.status, IvrSession.result)
@@ -133,6 +149,7 @@ class AttemptRows:
         self.server = server  # the switch's name (settings ``asterisk[].name``)
         self.trail = trail  # write each transition as a CallEvent row
         self._specs: dict[tuple[Any, ...], Any] = {}
+        self._dial_specs: dict[int, tuple[CampaignSpec, Ceilings, CampaignSpec]] = {}
         self.recovered_from_store = 0  # untraced calls whose outcome the IVR's record gave
 
     def spec(self, campaign: Campaign) -> Any:
@@ -175,7 +192,7 @@ class AttemptRows:
         out: list[OriginateRequest | NotDialled | Exception] = []
         with self.store.session() as s, s.no_autoflush:
             # first (the switch row's lock before any attempt row's, as a takeover takes them)
-            taken = workers.served_by_another(s, self.server, self.owner)
+            taken = self.fenced(s)
             if taken is not None:
                 why = f"not dialled: switch {self.server} is served by worker {taken} now"
                 return [NotDialled(Outcome.FAILED, why) for _ in attempt_ids]
@@ -191,6 +208,40 @@ class AttemptRows:
                     out.append(exc)
         return out
 
+    def dial_spec(self, campaign: Campaign) -> CampaignSpec:
+        """The campaign's spec as dialled: validated once per text, within the ceilings."""
+        spec = spec_of(campaign)
+        if self.ceilings is None:
+            return spec
+        hit = self._dial_specs.get(campaign.id)
+        if hit is not None and hit[0] is spec and hit[1] is self.ceilings:
+            return hit[2]
+        dialled = within_ceilings(spec, self.ceilings)
+        self._dial_specs[campaign.id] = (spec, self.ceilings, dialled)
+        return dialled
+
+    def request(
+        self,
+        spec: CampaignSpec,
+        attempt_id: int,
+        phone: str,
+        language: str | None,
+        detail: Mapping[str, Any] | None,
+    ) -> OriginateRequest:
+        """The Originate of one attempt (``detail``: the row's; ``personal``: a personal
+        callback's agent, answered and waiting)."""
+        personal = (detail or {}).get("personal") or {}
+        return build_originate(
+            attempt_id=attempt_id,
+            phone=phone,
+            spec=spec,
+            language=language,
+            agi_url=self.agi_url,
+            messages=self.messages,
+            agent_channel=personal.get("channel"),
+            agent_name=personal.get("agent"),
+        )
+
     def prepare_one(self, s: Any, attempt_id: int) -> OriginateRequest:
         attempt = s.get(Attempt, attempt_id)
         if attempt is None:
@@ -201,19 +252,12 @@ class AttemptRows:
         if campaign is None:
             raise DialerError(f"attempt {attempt_id}: campaign gone")
         contact = s.get(Contact, attempt.contact_id) if attempt.contact_id else None
-        spec = spec_of(campaign)
-        if self.ceilings is not None:
-            spec = within_ceilings(spec, self.ceilings)
-        personal = (attempt.detail or {}).get("personal") or {}
-        req = build_originate(
-            attempt_id=attempt_id,
-            phone=attempt.phone,
-            spec=spec,
-            language=contact.language if contact else None,
-            agi_url=self.agi_url,
-            messages=self.messages,
-            agent_channel=personal.get("channel"),
-            agent_name=personal.get("agent"),
+        req = self.request(
+            self.dial_spec(campaign),
+            attempt_id,
+            attempt.phone,
+            contact.language if contact else None,
+            attempt.detail,
         )
         attempt.channel_id = req.channel_id
         attempt.state = AttemptState.DIALING.value
@@ -222,6 +266,45 @@ class AttemptRows:
         attempt.server = self.server
         attempt.detail = {**(attempt.detail or {}), "other_channel_id": req.other_channel_id}
         return req
+
+    def fenced(self, s: Any) -> str | None:
+        """The worker serving this switch if not this one (``workers.served_by_another``):
+        taken first in a preparing transaction, the switch row's lock before any other."""
+        return workers.served_by_another(s, self.server, self.owner)
+
+    def prepare_started(
+        self, s: Any, campaign: Campaign, started: Sequence[hopper.Started]
+    ) -> list[OriginateRequest | NotDialled]:
+        """The Originates of the calls ``hopper.take`` started in ``s``, their ids written to
+        the rows in the same transaction (one statement for the batch; the caller took the
+        fence, ``fenced``, first)."""
+        spec = self.dial_spec(campaign)
+        out: list[OriginateRequest | NotDialled] = []
+        rows: list[dict[str, Any]] = []
+        originated = _ts(self.now())
+        for st in started:
+            try:
+                req = self.request(spec, st.attempt_id, st.phone, st.language, st.detail)
+            except LocalProtocolError as exc:  # the number is not E.164
+                out.append(NotDialled(Outcome.INVALID_NUMBER, f"not dialled: {exc}"))
+                continue
+            except ConfigError as exc:  # the campaign cannot produce a dial string
+                out.append(NotDialled(Outcome.FAILED, f"not dialled: {exc}"))
+                continue
+            out.append(req)
+            rows.append(
+                {
+                    "b_id": st.attempt_id,
+                    "b_channel": req.channel_id,
+                    "b_at": originated,
+                    "b_owner": self.owner,
+                    "b_server": self.server,
+                    "b_detail": {**st.detail, "other_channel_id": req.other_channel_id},
+                }
+            )
+        if rows:
+            s.execute(DIAL_ATTEMPT, rows)
+        return out
 
     def write_batch(self, batch: list[Update]) -> list[FinishedAttempt]:
         done: list[FinishedAttempt] = []
