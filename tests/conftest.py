@@ -49,6 +49,7 @@ BOTH_ENGINE_SUITES = (
     "test_contacts_stream.py",
     "test_dnc.py",
     "test_hopper.py",
+    "test_take.py",
     "test_wrapup.py",
     "runner/",
     "ivr/",
