@@ -50,6 +50,7 @@ BOTH_ENGINE_SUITES = (
     "test_dnc.py",
     "test_hopper.py",
     "test_take.py",
+    "test_endings.py",
     "test_wrapup.py",
     "runner/",
     "ivr/",

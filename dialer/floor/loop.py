@@ -681,22 +681,14 @@ class CampaignLoop:
     async def lease(
         self, run: CampaignRun, now: float, n: int, *, prepare: bool = True
     ) -> list[int]:
-        """Lease ``n`` contacts and write their attempt rows (with ``prepare``, their
-        Originates too: ``spawn`` sends them); they count as pending (in flight for pacing)
-        from now until the tracker follows them."""
+        """Lease ``n`` contacts and write their attempt rows (and Originates, for ``spawn``):
+        pending (in flight for pacing) from now until the tracker follows them."""
         run.pending += n
         try:
             # on the core's database thread: one writer, no lock waits between our threads
-            got = await self.core.in_db(
-                lease_and_start,
-                self.store,
-                self.core.rows,
-                run.id,
-                _dt(now),
-                n,
-                self.settings.max_calls_per_number_per_day,
-                prepare,
-            )
+            cap = self.settings.max_calls_per_number_per_day
+            args = (self.store, self.core.rows, run.id, _dt(now), n, cap, prepare)
+            got = await self.core.in_db(lease_and_start, *args)
         except Exception:
             run.pending -= n
             raise

@@ -603,6 +603,19 @@ class AttemptFacts:
 _NO_FACTS = AttemptFacts()
 
 
+def contact_after(decision: RetryDecision, outcome: Outcome) -> dict[str, Any]:
+    """The contact's columns after an attempt's outcome and its retry rule's ``decision``."""
+    after: dict[str, Any] = {"last_outcome": outcome.value}
+    if decision.abandoned_at is not None:
+        after["abandoned_at"] = decision.abandoned_at
+    if decision.done:
+        after["status"] = ContactStatus.DONE.value
+        after["next_attempt_at"] = None
+    else:
+        after["next_attempt_at"] = decision.next_attempt_at
+    return after
+
+
 def finish_attempt(
     session: Session,
     attempt: Attempt,
@@ -639,14 +652,8 @@ def finish_attempt(
     decision = retry_decision(policy, outcome, used, now)
     attempt.next_attempt_at = decision.next_attempt_at
     if contact is not None:
-        contact.last_outcome = outcome.value
-        if decision.abandoned_at is not None:
-            contact.abandoned_at = decision.abandoned_at
-        if decision.done:
-            contact.status = ContactStatus.DONE.value
-            contact.next_attempt_at = None
-        else:
-            contact.next_attempt_at = decision.next_attempt_at
+        for key, value in contact_after(decision, outcome).items():
+            setattr(contact, key, value)
         keep_pending(session, contact)  # a callback booked during the call wins
     disposition = (attempt.detail or {}).get("disposition")
     if isinstance(disposition, dict):  # an agent saved one during the call: their word wins
@@ -896,6 +903,7 @@ __all__ = [
     "DEFAULT_LEASE",
     "AttemptFacts",
     "check_contact",
+    "contact_after",
     "counts",
     "explain",
     "explain_rowwise",

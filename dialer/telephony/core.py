@@ -238,16 +238,13 @@ class DialerCore:
 
         Waits for the ready gate (raises ``AMIError`` after ``ready_timeout_s``; the row is
         then ended ``failed`` so it is never left open). ``before_send`` is awaited once the
-        row is prepared, right before the gate: the runner's ``calls_per_second`` pacer, so
-        the pace holds where the Originate leaves, not where it was decided. ``on_followed``
-        is called once the tracker follows the call (pacing counts it there from then on),
-        before the Originate leaves; it is not called for an attempt that is not dialled.
-        ``prepared``: the attempt's Originate, already written to its committed row in the
-        transaction that started it (``AttemptRows.prepare_started``); else it is prepared now.
-        """
-        if self._stopping and prepared is None:
+        row is prepared (or ``prepared``: committed with it, ``AttemptRows.prepare_started``),
+        right before the gate: the runner's ``calls_per_second`` pacer, so the pace holds where
+        the Originate leaves. ``on_followed`` is called once the tracker follows the call
+        (pacing counts it from then on), before the Originate leaves; never if not dialled."""
+        if self._stopping and prepared is None:  # (a prepared row is ended below)
             raise DialerError("the dialer is stopping: no new calls")
-        req = prepared if prepared is not None else await self.batches.prepare(attempt_id)
+        req = prepared or await self.batches.prepare(attempt_id)
         if isinstance(req, NotDialled):
             self.tracker.register(attempt_id, f"not-dialled-{attempt_id}", now=self.now())
             self._apply(self.tracker.end(attempt_id, req.outcome, self.now(), req.reason))

@@ -17,13 +17,14 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select, update
 
-from dialer.errors import ConfigError, DialerError, IllegalTransition, LocalProtocolError
+from dialer.errors import ConfigError, DialerError, LocalProtocolError
 from dialer.lists import hopper
 from dialer.lists.campaigns import CampaignSpec, spec_of, within_ceilings
 from dialer.outcomes import AttemptState, Outcome
 from dialer.settings import Ceilings
 from dialer.store import Store, workers
 from dialer.store.models import Attempt, CallEvent, Campaign, Contact, IvrSession
+from dialer.telephony import endings
 from dialer.telephony.originate import OriginateRequest, build_originate
 from dialer.telephony.tracker import (
     CallPlan,
@@ -95,12 +96,17 @@ DIAL_ATTEMPT = (
 )
 
 
+_S = cast(Table, IvrSession.__table__)
+#: The IVR sessions (not tests) of attempts ``ids``, oldest first.
+IVR_SAYS = (
+    select(_S.c.attempt_id, _S.c.status, _S.c.result)
+    .where(_S.c.attempt_id.in_(bindparam("ids", expanding=True)), _S.c.is_test.is_(False))
+    .order_by(_S.c.id)
+)
+
+
 def ivr_says_statement(attempt_ids: list[int]) -> Any:
-    return (
-        select(IvrSession.attempt_id, IvrSession.status, IvrSession.result)
-        .where(IvrSession.attempt_id.in_(attempt_ids), IvrSession.is_test.is_(False))
-        .order_by(IvrSession.id)
-    )
+    return IVR_SAYS.params(ids=list(attempt_ids))
 
 
 def open_attempts_statement(server: str, owner: str) -> Any:
@@ -120,7 +126,7 @@ def ivr_says(s: Any, attempt_ids: Any) -> dict[int, IvrSay]:
     out: dict[int, IvrSay] = {}
     if not ids:
         return out
-    for attempt_id, status, result in s.execute(ivr_says_statement(ids)):
+    for attempt_id, status, result in s.execute(IVR_SAYS, {"ids": ids}):
         out[attempt_id] = IvrSay(status, result)
     return out
 
@@ -307,10 +313,12 @@ class AttemptRows:
         return out
 
     def write_batch(self, batch: list[Update]) -> list[FinishedAttempt]:
+        """Write a batch of tracker updates in one transaction (``endings``): the states of
+        live calls, and each finished attempt's one outcome with its facts."""
         done: list[FinishedAttempt] = []
         states: dict[int, AttemptState] = {}
-        with self.store.session() as s, s.no_autoflush:
-            _keep = _preload(s, {u.attempt_id for u in batch})
+        with self.store.session() as s:
+            rows = endings.read_attempts(s, sorted({u.attempt_id for u in batch}))
             says = ivr_says(
                 s,
                 {
@@ -320,11 +328,12 @@ class AttemptRows:
                     and (u.facts is not None or u.outcome is Outcome.UNKNOWN)
                 },
             )
+            ends: list[tuple[Finished, endings.Ending]] = []
             for u in batch:
                 if isinstance(u, Transition):
                     if u.after is not AttemptState.ENDED:
                         states[u.attempt_id] = u.after
-                    if self.trail and s.get(Attempt, u.attempt_id) is not None:
+                    if self.trail and u.attempt_id in rows:
                         s.add(
                             CallEvent(
                                 attempt_id=u.attempt_id,
@@ -335,28 +344,34 @@ class AttemptRows:
                         )
                     continue
                 states.pop(u.attempt_id, None)
-                item = self.finish_row(s, u, says.get(u.attempt_id))
-                if item is not None:
-                    done.append(item)
-            for attempt_id, state in states.items():
-                row = s.get(Attempt, attempt_id)
-                if row is not None and row.outcome is None:
-                    row.state = state.value
+                ending = self.ending(u, rows.get(u.attempt_id), says.get(u.attempt_id))
+                if ending is not None:
+                    ends.append((u, ending))
+            decisions = endings.end_attempts(s, [e for _, e in ends])
+            for u, e in ends:
+                decision = decisions.get(u.attempt_id)
+                if decision is None:
+                    log.error(
+                        "attempt %s already had an outcome; %s ignored", u.attempt_id, e.outcome
+                    )
+                    continue
+                done.append(FinishedAttempt(u.attempt_id, e.outcome, u, decision.next_attempt_at))
+            endings.write_states(s, {a: st for a, st in states.items() if a in rows})
         return done
 
-    def finish_row(self, s: Any, f: Finished, say: IvrSay | None) -> FinishedAttempt | None:
-        """``say``: the IVR session's record of the call (``ivr_says``), if any."""
-        attempt = s.get(Attempt, f.attempt_id)
-        if attempt is None:
+    def ending(self, f: Finished, row: Any, say: IvrSay | None) -> endings.Ending | None:
+        """The outcome and facts ``f`` writes to its attempt ``row`` (``endings.ATTEMPTS``
+        columns); ``say``: the IVR session's record of the call (``ivr_says``), if any."""
+        if row is None:
             log.error("finished attempt %s has no row", f.attempt_id)
             return None
-        if attempt.owner is not None and attempt.owner != self.owner:
+        if row.owner is not None and row.owner != self.owner:
             # another worker took the switch over while this one was cut off: it follows the
             # call now, and only the owner writes an outcome
             log.warning(
                 "attempt %s is followed by worker %s now; %s not written",
                 f.attempt_id,
-                attempt.owner,
+                row.owner,
                 f.outcome,
             )
             return None
@@ -369,7 +384,7 @@ class AttemptRows:
             outcome, result = verdict.outcome, verdict.result or result
             if outcome is not Outcome.UNKNOWN:
                 self.recovered_from_store += 1
-        detail = dict(attempt.detail or {})
+        detail = dict(row.detail or {})
         detail.update({"end_reason": f.end_reason, **f.detail})
         if f.resynced:
             detail["resynced"] = True
@@ -387,14 +402,9 @@ class AttemptRows:
             originate_reason=f.originate_reason,
             hangup_cause=f.hangup_cause,
             amd_status=f.amd_status,
-            queue=f.queue or attempt.queue,
+            queue=f.queue or row.queue,
             agent=f.agent,
             detail=detail,
         )
-        try:
-            ended = dt.datetime.fromtimestamp(f.ended_at, dt.UTC)
-            decision = hopper.finish_attempt(s, attempt, outcome, ended, facts, flush=False)
-        except IllegalTransition:
-            log.error("attempt %s already had an outcome; %s ignored", f.attempt_id, outcome)
-            return None
-        return FinishedAttempt(f.attempt_id, outcome, f, decision.next_attempt_at)
+        ended = dt.datetime.fromtimestamp(f.ended_at, dt.UTC)
+        return endings.Ending(row, outcome, ended, facts)
