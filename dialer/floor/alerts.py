@@ -17,7 +17,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -31,6 +31,8 @@ from dialer.messaging.compose import render_sms
 from dialer.messaging.templates import MessagePurpose, TemplateLibrary
 from dialer.settings import BankSettings
 from dialer.telephony.core import FinishedAttempt, OriginateStatus
+from dialer.telephony.originate import OriginateRequest
+from dialer.telephony.rows import NotDialled
 
 if TYPE_CHECKING:
     from dialer.floor.loop import CampaignLoop
@@ -95,6 +97,8 @@ class AlertDesk:
         #: observers of each alert call as its Originate leaves: (alert id, attempt id)
         self.on_originate: list[Callable[[int, int], None]] = []
         self._busy = False
+        #: Originates prepared by a pass (or why not), until its calls are sent
+        self._prepared: dict[int, OriginateRequest | NotDialled | Exception] = {}
         self._wake = asyncio.Event()
         self._arrived = False
         loop.core.on_finished(self._finished)
@@ -166,7 +170,7 @@ class AlertDesk:
             # on the core's database thread, with every other write of the floor (one SQLite
             # writer: no lock waits between our own threads)
             count = now - self._counted_at >= COUNT_EVERY_S
-            done = await self.loop.core.in_db(self._pass, at, self.room(), count)
+            done, prepared = await self.loop.core.in_db(self._pass, at, self.room(), count)
         except (DialerError, SQLAlchemyError) as exc:  # the store is away: the next pass retries
             self.last_error = str(exc)
             log.warning("alerts: %s", exc)
@@ -174,6 +178,7 @@ class AlertDesk:
         finally:
             self._busy = False
         self.waiting = done.waiting_for_channel
+        self._prepared.update(prepared)
         if done.counts is not None:  # every type of the file, zeros included (no gaps)
             zeros = {t: store_alerts.AlertCounts() for t in self.config.types}
             self.counts, self._counted_at = zeros | done.counts, now
@@ -185,11 +190,15 @@ class AlertDesk:
             task.add_done_callback(self.loop.tasks.discard)
         return len(done.attempts)
 
-    def _pass(self, at: dt.datetime, room: int, count: bool) -> store_alerts.Pass:
+    def _pass(self, at: dt.datetime, room: int, count: bool) -> tuple[store_alerts.Pass, Any]:
+        """Settle and start what is due, the started calls' Originates prepared in the same
+        transaction (a campaign call leased after the pass never leaves before them)."""
         with self.loop.store.session() as s:
-            return store_alerts.run_due(
+            done = store_alerts.run_due(
                 s, self.config, at, room, self.send_sms, self.campaigns, count=count
             )
+            reqs = self.loop.core.rows.prepare_in(s, done.attempts) if done.attempts else []
+            return done, zip(done.attempts, reqs, strict=True)
 
     async def _originate(self, attempt_id: int) -> None:
         alert_id = self.attempt_alert.get(attempt_id, 0)
@@ -199,7 +208,10 @@ class AlertDesk:
                 cb(alert_id, attempt_id)
 
         try:
-            status = await self.loop.core.originate(attempt_id, before_send=announce)
+            req = self._prepared.pop(attempt_id, None)
+            if isinstance(req, Exception):
+                raise req
+            status = await self.loop.core.originate(attempt_id, before_send=announce, prepared=req)
             if status is not OriginateStatus.REJECTED:
                 self.originated += 1
         except DialerError as exc:

@@ -195,8 +195,15 @@ class AttemptRows:
         self, attempt_ids: list[int]
     ) -> list[OriginateRequest | NotDialled | Exception]:
         """Build the Originates and write their ids to the rows, in one transaction."""
+        with self.store.session() as s:
+            return self.prepare_in(s, attempt_ids)
+
+    def prepare_in(
+        self, s: Any, attempt_ids: list[int]
+    ) -> list[OriginateRequest | NotDialled | Exception]:
+        """``prepare_many`` in the caller's transaction (e.g. the one that wrote the rows)."""
         out: list[OriginateRequest | NotDialled | Exception] = []
-        with self.store.session() as s, s.no_autoflush:
+        with s.no_autoflush:
             # first (the switch row's lock before any attempt row's, as a takeover takes them)
             taken = self.fenced(s)
             if taken is not None:
