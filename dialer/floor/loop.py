@@ -413,6 +413,10 @@ class UnsentSweep:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
+#: An attempt's Originate prepared with its row (or why it is not dialled); None: not yet.
+Prepared = OriginateRequest | NotDialled | None
+
+
 def lease_and_start(
     store: Store,
     rows: AttemptRows,
@@ -421,7 +425,7 @@ def lease_and_start(
     n: int,
     daily_cap: int,
     prepare: bool = True,
-) -> list[tuple[int, str, OriginateRequest | NotDialled | None]]:
+) -> list[tuple[int, str, Prepared]]:
     """Take up to ``n`` contacts and write their attempt rows (``hopper.take``), and with
     ``prepare`` their Originates (``AttemptRows.prepare_started``: the switch's fence first),
     all in one transaction, committed before any of them is sent. Returns (attempt id, phone,
@@ -434,7 +438,7 @@ def lease_and_start(
         if row is None:
             return []
         started = hopper.take(s, row, when, n, rows.owner, daily_cap=daily_cap)
-        reqs: Sequence[OriginateRequest | NotDialled | None] = (
+        reqs: Sequence[Prepared] = (
             rows.prepare_started(s, row, started) if prepare else [None] * len(started)
         )
     return [(st.attempt_id, st.phone, req) for st, req in zip(started, reqs, strict=True)]
@@ -693,11 +697,9 @@ class CampaignLoop:
             run.pending -= n
             raise
         run.pending -= n - len(got)
-        for attempt_id, phone, req in got:
-            self.attempt_phone[attempt_id] = phone
-            if req is not None:
-                self._prepared[attempt_id] = req
-        return [attempt_id for attempt_id, _, _ in got]
+        self.attempt_phone.update((a, phone) for a, phone, _ in got)
+        self._prepared.update((a, req) for a, _, req in got if req is not None)
+        return [a for a, _, _ in got]
 
     def spawn(self, run: CampaignRun, attempt_ids: list[int]) -> None:
         self.guard.placed(run, attempt_ids)
@@ -710,9 +712,7 @@ class CampaignLoop:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _originate(
-        self, run: CampaignRun, attempt_id: int, prepared: OriginateRequest | NotDialled | None
-    ) -> None:
+    async def _originate(self, run: CampaignRun, attempt_id: int, prepared: Prepared) -> None:
         pending = [True]  # counted in ``run.pending`` until the tracker follows the call
 
         async def pace() -> None:
