@@ -20,8 +20,8 @@ calls (contacts, attempts, IVR sessions), and ``EXPLAIN`` of the hot queries on 
 a throw-away PostgreSQL with ``--pg``).
 
 ``fastagi``: Asterisk runs the ``notice`` flow for N concurrent calls (the callee presses
-nothing: 7 AGI commands each), first against a minimal asyncio server that sends the same 7
-commands and writes nothing, then against the product's FastAGI server recording to SQLite.
+nothing: 8 AGI commands each), first against a minimal asyncio server that sends the same
+commands (``notice_commands``: the engine's own, run in memory) and writes nothing, then against the product's FastAGI server recording to SQLite.
 Figures: server CPU per session and the calls' mean length (Asterisk's side).
 """
 
@@ -59,16 +59,44 @@ exten => _+X.,1,Answer()
  same => n,Hangup()
 """
 
-#: The notice flow's commands when the callee presses nothing (what our engine sends).
-NOTICE_COMMANDS = [
-    "ANSWER",
-    'STREAM FILE dialer/notice-body ""',
-    'STREAM FILE dialer/notice-options "0123456789*#"',
-    "WAIT FOR DIGIT 5000",
-    'STREAM FILE dialer/goodbye ""',
-    "SET VARIABLE IVR_RESULT notified",
-    "SET VARIABLE IVR_NEXT hangup",
-]
+
+def notice_commands() -> list[str]:
+    """The AGI commands the product's engine sends for the ``notice`` flow when the callee
+    presses nothing (run in memory, a test call in Chinese), so the baseline sends exactly
+    the same ones."""
+    import datetime as dt
+
+    from ivr.driver import BlockingAGI, drive_sync
+    from ivr.engine import Services, run_session
+    from ivr.flow import FlowLibrary
+    from ivr.record import MemoryRecorder
+
+    sent: list[str] = []
+    replies = [b"agi_network_script: notice\nagi_language: zh\nagi_channel: Local/x\n\n"]
+
+    def write(data: bytes) -> None:
+        line = data.decode().rstrip("\n")
+        sent.append(line)
+        verb = line.split(" ")[0]
+        replies.append(
+            b"200 result=0 endpos=8000\n"
+            if verb == "STREAM"
+            else b"200 result=1\n"
+            if verb == "SET"
+            else b"200 result=0\n"
+        )
+
+    def read(_: int) -> bytes:
+        return replies.pop(0) if replies else b""
+
+    services = Services(
+        library=FlowLibrary.load(),
+        recorder=MemoryRecorder(keep=False),
+        clock=lambda: dt.datetime.now(dt.UTC),
+    )
+    io = BlockingAGI(read, write)
+    drive_sync(run_session(services, io.environment()), io)
+    return sent
 
 
 def cpu_self() -> float:
@@ -585,8 +613,8 @@ def bench_store(args: argparse.Namespace) -> None:
 # --- FastAGI ------------------------------------------------------------------------------
 
 
-def minimal_agi_child(commands: list[str] = NOTICE_COMMANDS) -> None:
-    """The baseline: an asyncio server that reads the header and sends the same 7 commands."""
+def minimal_agi_child(commands: list[str]) -> None:
+    """The baseline: an asyncio server that reads the header and sends the same commands."""
     cmds = [(c + "\n").encode() for c in commands]
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -656,6 +684,24 @@ def agi_attempts(db_url: str, n: int) -> list[int]:
     return ids
 
 
+def check_sessions(db_url: str, n: int) -> None:
+    """The product's figures count only if it did the work: every call's session recorded
+    ``completed`` with its steps."""
+    from sqlalchemy import func, select
+
+    from dialer.store import open_store
+    from dialer.store.models import IvrSession, IvrStep
+
+    store = open_store(db_url)
+    with store.session() as s:
+        done = s.scalar(select(func.count()).where(IvrSession.status == "completed"))
+        steps = s.scalar(select(func.count()).select_from(IvrStep))
+    store.dispose()
+    if done != n:
+        raise SystemExit(f"product: {done} of {n} sessions completed")
+    print(f"    product recorded {done} completed sessions, {steps} steps")
+
+
 async def drive_calls(
     sw: Switch, agi_port: int, attempts: list[int], concurrency: int
 ) -> tuple[float, float]:
@@ -721,7 +767,8 @@ def bench_fastagi(args: argparse.Namespace) -> None:
     levels = [int(x) for x in args.concurrency.split(",")]
     try:
         print(
-            "FastAGI: the notice flow (7 AGI commands, the callee presses nothing) on a real"
+            f"FastAGI: the notice flow ({len(notice_commands())} AGI commands, the callee presses"
+            " nothing) on a real"
             " Asterisk 22, each level with 1x its concurrency in calls"
         )
         ratios = []
@@ -743,6 +790,8 @@ def bench_fastagi(args: argparse.Namespace) -> None:
                     spy.wait(30)
                 sw.settle()
                 figures[kind] = (cpu, wall, mean_len)
+                if kind == "product":
+                    check_sessions(db_url, len(attempts))
             (mc, _, ml), (pc, _, pl) = figures["minimal"], figures["product"]
             n = len(attempts)
             ratios.append(pc / mc)
@@ -770,7 +819,7 @@ def main() -> None:
             if rest[0] == "quick":
                 minimal_agi_child(QUICK_COMMANDS)
             elif rest[0] == "minimal":
-                minimal_agi_child()
+                minimal_agi_child(notice_commands())
             else:
                 product_agi_child(rest[1])
         return
