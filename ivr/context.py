@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from dialer.privacy import keyed_hash
 from dialer.store import Store
@@ -93,32 +93,62 @@ def call_fields(
     return {**(contact or {}), **(own if isinstance(own, Mapping) else {})}
 
 
+#: what a call's context needs from the store, in one query (attempt, its contact, its
+#: campaign); Core rows, no ORM objects (this runs for every call the IVR answers)
+CONTEXT_QUERY: Final = (
+    select(
+        Attempt.id,
+        Attempt.phone,
+        Attempt.detail,
+        Contact.id.label("contact_id"),
+        Contact.language,
+        Contact.fields,
+        Contact.name,
+        Campaign.name.label("campaign"),
+        Campaign.spec,
+    )
+    .outerjoin(Contact, Contact.id == Attempt.contact_id)
+    .outerjoin(Campaign, Campaign.id == Attempt.campaign_id)
+)
+
+
+def context_from_row(flow: Flow, env: AGIEnvironment, row: Row[Any] | None) -> CallContext:
+    """The context of a call whose attempt's row (``CONTEXT_QUERY``) was read; ``None``: the
+    attempt does not exist (``UnknownAttempt``)."""
+    if row is None:
+        raise UnknownAttempt(f"no attempt {attempt_id_of(env)}")
+    spec: Mapping[str, Any] = row.spec if row.campaign is not None else {}
+    has_contact = row.contact_id is not None
+    return CallContext(
+        flow=flow.name,
+        channel=env.channel,
+        language=_lang(row.language if has_contact else None, spec.get("language")),
+        fields=call_fields(row.fields if has_contact else None, row.detail),
+        name=row.name if has_contact else None,
+        phone=row.phone,
+        attempt_id=row.id,
+        contact_id=row.contact_id,
+        campaign=row.campaign,
+        campaign_queue=spec.get("queue") or flow.default_queue,
+        is_test=False,
+    )
+
+
 def load_context(store: Store | None, flow: Flow, env: AGIEnvironment) -> CallContext:
     attempt_id = attempt_id_of(env)
     if attempt_id is None:
         return sample_context(flow, env)
     if store is None:
         raise IvrError("an attempt id was given but the IVR has no store")
-    with store.session() as s:
-        attempt = s.get(Attempt, attempt_id)
-        if attempt is None:
-            raise UnknownAttempt(f"no attempt {attempt_id}")
-        contact = s.get(Contact, attempt.contact_id) if attempt.contact_id else None
-        campaign = s.get(Campaign, attempt.campaign_id)
-        spec: Mapping[str, Any] = campaign.spec if campaign is not None else {}
-        return CallContext(
-            flow=flow.name,
-            channel=env.channel,
-            language=_lang(contact.language if contact else None, spec.get("language")),
-            fields=call_fields(contact.fields if contact else None, attempt.detail),
-            name=contact.name if contact else None,
-            phone=attempt.phone,
-            attempt_id=attempt.id,
-            contact_id=contact.id if contact else None,
-            campaign=campaign.name if campaign is not None else None,
-            campaign_queue=spec.get("queue") or flow.default_queue,
-            is_test=False,
-        )
+    with store.engine.connect() as conn:
+        row = conn.execute(CONTEXT_QUERY.where(Attempt.id == attempt_id)).first()
+    return context_from_row(flow, env, row)
+
+
+def failed_context(flow: Flow, env: AGIEnvironment) -> CallContext:
+    """The context of a call whose own could not be read: the session runs as an error (the
+    dialplan rescues the caller) and is recorded without an attempt."""
+    return CallContext(flow=flow.name, channel=env.channel, language=DEFAULT_LANG)
 
 
 def find_contact_id(store: Store, phone: str, campaign: str) -> int | None:

@@ -134,6 +134,8 @@ async def drive_async(
         try:
             if isinstance(effect, Command):
                 value = await roundtrip(effect)
+            elif effect.coro is not None:
+                value = await effect.coro(*effect.args, **effect.kwargs)
             elif executor is None or effect.inline:
                 value = effect.run()
             else:

@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from dialer.errors import DialerError
 from dialer.settings import BankSettings
 from dialer.store import Store
 from ivr import agi
 from ivr.agi import AGIEnvironment, Command, Reply
-from ivr.context import CallContext, load_context
+from ivr.context import CallContext
 from ivr.errors import CallerHungUp, FlowRuntimeError, HookError
 from ivr.flow import (
     ActionNode,
@@ -52,7 +51,7 @@ from ivr.flow import (
 )
 from ivr.hooks import VALIDATORS, HookContext
 from ivr.messages import CALLBACK_VAR, callback_digits
-from ivr.record import Recorder
+from ivr.record import Opened, Recorder
 from ivr.say import say
 
 SOUND_DIR = "dialer"  # Asterisk plays prompt <name> as dialer/<name> in the channel language
@@ -89,6 +88,9 @@ class Call:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     inline: bool = False  # never blocks (it only queues): the driver runs it in place
+    #: the same call for an event loop (it never blocks the loop): an asyncio driver awaits
+    #: it instead of running ``fn`` in a thread
+    coro: Callable[..., Awaitable[Any]] | None = None
 
     def run(self) -> Any:
         return self.fn(*self.args, **self.kwargs)
@@ -444,14 +446,13 @@ class _Run:
 
     def run(self) -> SessionGen:
         status = SessionStatus.COMPLETED
-        error: str | None = None
-        try:
-            self.call = yield Call(load_context, (self.services.store, self.flow, self.env))
-        except DialerError as exc:
-            self.call = CallContext(flow=self.flow.name, channel=self.env.channel, language="zh")
-            status, error = SessionStatus.ERROR, f"{type(exc).__name__}: {exc}"
-        assert self.call is not None
-        self.session_id = yield Call(self.services.recorder.start, (self.call,))
+        recorder = self.services.recorder
+        opened: Opened = yield Call(
+            recorder.open, (self.services.store, self.flow, self.env), coro=recorder.open_async
+        )
+        self.call, self.session_id, error = opened.call, opened.session_id, opened.error
+        if error is not None:  # the call's context could not be read (an unknown attempt)
+            status = SessionStatus.ERROR
         self.data["language"] = self.call.language
         try:
             if status is SessionStatus.COMPLETED:
@@ -491,8 +492,9 @@ class _Run:
         if error:
             self.data["error"] = error[:200]
         yield Call(
-            self.services.recorder.finish,
+            recorder.finish,
             (self.session_id, status.value, self.result, self.next, dict(self.data)),
+            coro=recorder.finish_async,
         )
         return SessionOutcome(
             flow=self.flow.name,

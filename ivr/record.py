@@ -6,20 +6,35 @@ six or more digits is masked, keys that name verification digits are refused out
 
 from __future__ import annotations
 
+import abc
+import asyncio
 import datetime as dt
+import enum
 import logging
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 
+from dialer.errors import DialerError
 from dialer.privacy import scrub
 from dialer.store import Store
-from dialer.store.models import IvrSession, IvrStep
-from ivr.context import CallContext
+from dialer.store.models import Attempt, IvrSession, IvrStep
+from ivr.agi import AGIEnvironment
+from ivr.context import (
+    CONTEXT_QUERY,
+    CallContext,
+    attempt_id_of,
+    context_from_row,
+    failed_context,
+    load_context,
+    sample_context,
+)
 from ivr.errors import IvrError
+from ivr.flow import Flow
 
 log = logging.getLogger("ivr.record")
 
@@ -53,6 +68,14 @@ class Recorder(Protocol):
     #: on its event loop instead of a worker thread
     queues_steps: bool
 
+    def open(self, store: Store | None, flow: Flow, env: AGIEnvironment) -> Opened:
+        """Read the call's context and record its session (``start``) in one go."""
+        ...
+
+    async def open_async(self, store: Store | None, flow: Flow, env: AGIEnvironment) -> Opened:
+        """``open`` for an event loop: never blocks it."""
+        ...
+
     def start(self, call: CallContext) -> int | None: ...
 
     def step(
@@ -74,7 +97,76 @@ class Recorder(Protocol):
         data: Mapping[str, Any],
     ) -> None: ...
 
+    async def finish_async(
+        self,
+        session_id: int | None,
+        status: str,
+        result: str | None,
+        next_: str,
+        data: Mapping[str, Any],
+    ) -> None:
+        """``finish`` for an event loop: never blocks it."""
+        ...
+
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A session opened: its call's context, its row's id, and why the context could not be
+    read (the session then runs as an error and the dialplan rescues the caller)."""
+
+    call: CallContext
+    session_id: int | None
+    error: str | None = None
+
+
+def error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def resolve_context(
+    store: Store | None, flow: Flow, env: AGIEnvironment
+) -> tuple[CallContext, str | None]:
+    """``load_context``, or the failed context and the reason (an unknown attempt...)."""
+    try:
+        return load_context(store, flow, env), None
+    except DialerError as exc:
+        return failed_context(flow, env), error_text(exc)
+
+
+class _Blocking(abc.ABC):
+    """``open`` and the ``_async`` forms for a recorder whose writes block (in a thread)."""
+
+    @abc.abstractmethod
+    def start(self, call: CallContext) -> int | None: ...
+
+    @abc.abstractmethod
+    def finish(
+        self,
+        session_id: int | None,
+        status: str,
+        result: str | None,
+        next_: str,
+        data: Mapping[str, Any],
+    ) -> None: ...
+
+    def open(self, store: Store | None, flow: Flow, env: AGIEnvironment) -> Opened:
+        call, error = resolve_context(store, flow, env)
+        return Opened(call, self.start(call), error)
+
+    async def open_async(self, store: Store | None, flow: Flow, env: AGIEnvironment) -> Opened:
+        return await asyncio.to_thread(self.open, store, flow, env)
+
+    async def finish_async(
+        self,
+        session_id: int | None,
+        status: str,
+        result: str | None,
+        next_: str,
+        data: Mapping[str, Any],
+    ) -> None:
+        await asyncio.to_thread(self.finish, session_id, status, result, next_, data)
 
 
 def _session_values(call: CallContext, at: dt.datetime) -> dict[str, Any]:
@@ -128,7 +220,7 @@ def _end_values(
     }
 
 
-class StoreRecorder:
+class StoreRecorder(_Blocking):
     """Writes each step as it happens, one transaction each, so a hang-up leaves a consistent
     partial record (process AGI: one process per call, nothing to group)."""
 
@@ -179,28 +271,74 @@ class StoreRecorder:
         pass
 
 
+class _Kind(enum.Enum):
+    OPEN = "open"  # args: _Open
+    STEP = "step"  # args: the step's row
+    FINISH = "finish"  # args: (session_id, status, result, next, data)
+
+
+@dataclass(slots=True)
+class _Open:
+    """A session to open: its context known already (``call``), or to be read in the group
+    (``attempt_id``)."""
+
+    call: CallContext | None
+    error: str | None = None
+    flow: Flow | None = None
+    env: AGIEnvironment | None = None
+    attempt_id: int | None = None
+
+
+Waiter = threading.Event | asyncio.Future[Any] | None
+
+
 class _Pending:
-    """One queued write; ``wait`` returns once its group is committed (or raises)."""
+    """One queued write. Its waiter (a thread's event, an event loop's future, or none for a
+    step) is settled once its group is committed."""
 
-    __slots__ = ("kind", "args", "at", "done", "result", "error")
+    __slots__ = ("kind", "args", "at", "waiter", "result", "error")
 
-    def __init__(self, kind: str, args: tuple[Any, ...], at: dt.datetime) -> None:
+    def __init__(self, kind: _Kind, args: Any, at: dt.datetime, waiter: Waiter = None) -> None:
         self.kind = kind
         self.args = args
         self.at = at
-        self.done = threading.Event()
+        self.waiter = waiter
         self.result: Any = None
         self.error: BaseException | None = None
 
-    def settle(self, result: Any = None, error: BaseException | None = None) -> None:
-        self.result, self.error = result, error
-        self.done.set()
-
     def wait(self) -> Any:
-        self.done.wait()
+        assert isinstance(self.waiter, threading.Event)
+        self.waiter.wait()
         if self.error is not None:
             raise self.error
         return self.result
+
+
+def _settle(group: list[_Pending]) -> None:
+    """Wake the writes' waiters: a thread each, an event loop once for all of its own."""
+    loops: defaultdict[asyncio.AbstractEventLoop, list[_Pending]] = defaultdict(list)
+    for op in group:
+        if isinstance(op.waiter, threading.Event):
+            op.waiter.set()
+        elif op.waiter is not None:
+            loops[op.waiter.get_loop()].append(op)
+    for loop, ops in loops.items():
+        try:
+            loop.call_soon_threadsafe(_settle_futures, ops)
+        except RuntimeError:  # that loop is closed: nobody waits any more
+            pass
+
+
+def _settle_futures(ops: list[_Pending]) -> None:
+    for op in ops:
+        fut = op.waiter
+        assert isinstance(fut, asyncio.Future)
+        if fut.done():  # cancelled (server shutdown): the write is in the store all the same
+            continue
+        if op.error is not None:
+            fut.set_exception(op.error)
+        else:
+            fut.set_result(op.result)
 
 
 _SESSION = cast(Table, IvrSession.__table__)
@@ -218,18 +356,21 @@ _END_SESSIONS = (
 
 class GroupCommitRecorder:
     """Writes the sessions of a FastAGI server in group commits: one writer thread commits
-    whatever every live session queued during the last ``window_s`` in one transaction.
+    whatever every live session queued during the last ``window_s`` in one transaction, and
+    reads in the same transaction the context of every call that opened meanwhile (one query).
 
     Guarantees (the same record as ``StoreRecorder``, for a fraction of the transactions):
-    - ``start`` and ``finish`` return only once their group is committed: a session's row
-      exists before its first step, and its end (status, result, next) is in the store
+    - ``open``/``start`` and ``finish`` return only once their group is committed: a session's
+      row exists before its first step, and its end (status, result, next) is in the store
       before the flow returns to the dialplan, where the dialer reads it when the call ends.
+      Their ``_async`` forms wait on the event loop, no thread blocked: the writer wakes each
+      loop once per group.
     - ``step`` only queues its row (the engine runs it on the event loop, no thread hop);
       rows keep their order. A crash loses at most the steps queued in the last window plus
       the commit in progress (``window_s`` is that declared window); the session row then
       stays ``running``, and the dialer decides the call from what the switch showed.
     - A group that fails is written again one write at a time: a bad write raises in its
-      own session only (``start``/``finish``) or is dropped and counted (``step``).
+      own session only (``open``/``start``/``finish``) or is dropped and counted (``step``).
     """
 
     queues_steps = True
@@ -250,9 +391,35 @@ class GroupCommitRecorder:
 
     # -- the recorder ----------------------------------------------------------------------
 
+    def _opening(self, store: Store | None, flow: Flow, env: AGIEnvironment) -> _Open | None:
+        """What to queue to open a session; ``None``: its context is in another store."""
+        try:
+            attempt_id = attempt_id_of(env)
+        except DialerError as exc:
+            return _Open(failed_context(flow, env), error_text(exc))
+        if attempt_id is None:
+            return _Open(sample_context(flow, env))
+        if store is not self.store:
+            return None
+        return _Open(None, flow=flow, env=env, attempt_id=attempt_id)
+
+    def open(self, store: Store | None, flow: Flow, env: AGIEnvironment) -> Opened:
+        what = self._opening(store, flow, env)
+        if what is None:
+            what = _Open(*resolve_context(store, flow, env))
+        opened: Opened = self._put(_Kind.OPEN, what, threading.Event()).wait()
+        return opened
+
+    async def open_async(self, store: Store | None, flow: Flow, env: AGIEnvironment) -> Opened:
+        what = self._opening(store, flow, env)
+        if what is None:
+            what = _Open(*await asyncio.to_thread(resolve_context, store, flow, env))
+        opened: Opened = await self._put(_Kind.OPEN, what, _future())
+        return opened
+
     def start(self, call: CallContext) -> int | None:
-        session_id: int | None = self._put(_Pending("start", (call,), self.clock())).wait()
-        return session_id
+        opened: Opened = self._put(_Kind.OPEN, _Open(call), threading.Event()).wait()
+        return opened.session_id
 
     def step(
         self,
@@ -264,9 +431,7 @@ class GroupCommitRecorder:
         detail: Mapping[str, Any],
     ) -> None:
         at = self.clock()
-        self._put(
-            _Pending("step", (_step_row(session_id, seq, node, kind, outcome, detail, at),), at)
-        )
+        self._put(_Kind.STEP, _step_row(session_id, seq, node, kind, outcome, detail, at), at=at)
 
     def finish(
         self,
@@ -277,7 +442,18 @@ class GroupCommitRecorder:
         data: Mapping[str, Any],
     ) -> None:
         args = (session_id, status, result, next_, dict(data))
-        self._put(_Pending("finish", args, self.clock())).wait()
+        self._put(_Kind.FINISH, args, threading.Event()).wait()
+
+    async def finish_async(
+        self,
+        session_id: int | None,
+        status: str,
+        result: str | None,
+        next_: str,
+        data: Mapping[str, Any],
+    ) -> None:
+        args = (session_id, status, result, next_, dict(data))
+        await self._put(_Kind.FINISH, args, _future())
 
     def close(self) -> None:
         """Commit what is queued and stop the writer."""
@@ -288,14 +464,18 @@ class GroupCommitRecorder:
 
     # -- the writer ------------------------------------------------------------------------
 
-    def _put(self, op: _Pending) -> _Pending:
+    def _put(
+        self, kind: _Kind, args: Any, waiter: Any = None, at: dt.datetime | None = None
+    ) -> Any:
+        """Queue a write; returns its waiter (``_Pending.wait`` for a thread's event)."""
+        op = _Pending(kind, args, at or self.clock(), waiter)
         with self._wakeup:
             if self._closed:
                 raise IvrError("the IVR recorder is closed")
             self._queue.append(op)
             if len(self._queue) == 1:
                 self._wakeup.notify()
-        return op
+        return op if isinstance(waiter, threading.Event) else waiter
 
     def _run(self) -> None:
         while True:
@@ -316,55 +496,81 @@ class GroupCommitRecorder:
             log.exception("IVR: writing a group of %d failed; one at a time", len(group))
             for op in group:
                 try:
-                    (result,) = self._write([op])
+                    (op.result,) = self._write([op])
                 except Exception as exc:
-                    if op.kind == "step":
+                    if op.kind is _Kind.STEP:
                         self.dropped_steps += 1
-                        sid = op.args[0]["session_id"]
+                        sid = op.args["session_id"]
                         log.error("IVR: step of session %s dropped: %s", sid, exc)
-                    op.settle(error=exc)
-                else:
-                    op.settle(result)
+                    op.error = exc
+            _settle(group)
             return
         self.groups += 1
         for op, result in zip(group, results, strict=True):
-            op.settle(result)
+            op.result = result
+        _settle(group)
 
     def _write(self, group: list[_Pending]) -> list[Any]:
         """One transaction, in SQLAlchemy Core (the ORM's bulk paths cost milliseconds per
-        statement): sessions started, steps added, sessions finished, in that order (a step
-        or an end always belongs to a session committed in an earlier group)."""
+        statement): contexts read and sessions opened, steps added, sessions finished, in that
+        order (a step or an end always belongs to a session committed in an earlier group)."""
         results: list[Any] = [None] * len(group)
         with self.store.engine.begin() as conn:
-            starts = [i for i, op in enumerate(group) if op.kind == "start"]
-            if starts:
-                rows = [_session_values(group[i].args[0], group[i].at) for i in starts]
-                ids = conn.scalars(_INSERT_SESSIONS, rows).all()
-                for i, session_id in zip(starts, ids, strict=True):
-                    results[i] = session_id
-            steps = [op.args[0] for op in group if op.kind == "step"]
+            opens = [i for i, op in enumerate(group) if op.kind is _Kind.OPEN]
+            if opens:
+                wanted = {group[i].args.attempt_id for i in opens if group[i].args.call is None}
+                rows = (
+                    {r.id: r for r in conn.execute(CONTEXT_QUERY.where(Attempt.id.in_(wanted)))}
+                    if wanted
+                    else {}
+                )
+                calls = [self._context(group[i].args, rows) for i in opens]
+                values = [
+                    _session_values(call, group[i].at) for i, call in zip(opens, calls, strict=True)
+                ]
+                ids = conn.scalars(_INSERT_SESSIONS, values).all()
+                for i, call, session_id in zip(opens, calls, ids, strict=True):
+                    results[i] = Opened(call, session_id, group[i].args.error)
+            steps = [op.args for op in group if op.kind is _Kind.STEP]
             if steps:
                 conn.execute(_INSERT_STEPS, steps)
-            ends = [op for op in group if op.kind == "finish" and op.args[0] is not None]
+            ends = [op for op in group if op.kind is _Kind.FINISH and op.args[0] is not None]
             if ends:
-                wanted = {op.args[0] for op in ends}
-                q = select(_SESSION.c.id, _SESSION.c.data).where(_SESSION.c.id.in_(wanted))
+                wanted_ids = {op.args[0] for op in ends}
+                q = select(_SESSION.c.id, _SESSION.c.data).where(_SESSION.c.id.in_(wanted_ids))
                 known: dict[int, Any] = {sid: data for sid, data in conn.execute(q)}
-                values = []
+                end_values = []
                 for op in ends:
                     session_id, status, result, next_, data = op.args
                     if session_id in known:
                         merged = {**(known[session_id] or {}), **mask(data)}
                         known[session_id] = merged
                         end = _end_values(session_id, status, result, next_, merged, op.at)
-                        values.append({f"v_{k}": v for k, v in end.items()})
-                if values:
-                    conn.execute(_END_SESSIONS, values)
+                        end_values.append({f"v_{k}": v for k, v in end.items()})
+                if end_values:
+                    conn.execute(_END_SESSIONS, end_values)
         return results
+
+    @staticmethod
+    def _context(what: _Open, rows: Mapping[int, Any]) -> CallContext:
+        """The opening session's context (read in this group when not known); a context that
+        cannot be had is the failed one, and the reason goes with the session (``error``)."""
+        if what.call is not None:
+            return what.call
+        assert what.flow is not None and what.env is not None and what.attempt_id is not None
+        try:
+            what.call = context_from_row(what.flow, what.env, rows.get(what.attempt_id))
+        except DialerError as exc:
+            what.call, what.error = failed_context(what.flow, what.env), error_text(exc)
+        return what.call
+
+
+def _future() -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().create_future()
 
 
 @dataclass
-class MemoryRecorder:
+class MemoryRecorder(_Blocking):
     """Keeps sessions in memory (benchmarks, a server run without a store)."""
 
     queues_steps = True
@@ -403,6 +609,21 @@ class MemoryRecorder:
             self.sessions[session_id].update(
                 status=status, result=result, next=next_, data=mask(data)
             )
+
+    async def open_async(self, store: Store | None, flow: Flow, env: AGIEnvironment) -> Opened:
+        if store is not None:  # the context is read from a store: off the loop
+            return await super().open_async(store, flow, env)
+        return self.open(store, flow, env)
+
+    async def finish_async(
+        self,
+        session_id: int | None,
+        status: str,
+        result: str | None,
+        next_: str,
+        data: Mapping[str, Any],
+    ) -> None:
+        self.finish(session_id, status, result, next_, data)
 
     def close(self) -> None:
         pass

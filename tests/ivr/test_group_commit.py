@@ -127,3 +127,40 @@ def test_close_commits_what_is_queued(store: Store) -> None:
     rec.close()
     (only,) = record(store)
     assert [s[0] for s in only[5]] == [1, 2, 3]
+
+
+async def test_contexts_read_in_one_group_as_one_call_at_a_time(
+    store: Store, library: FlowLibrary
+) -> None:
+    """Sessions opened together read their contexts in the group's one query: each gets what
+    ``load_context`` alone gives it, an unknown or malformed attempt its own error only."""
+    from ivr.agi import AGIConnection
+    from ivr.record import resolve_context
+
+    def env(script: str) -> Any:
+        conn = AGIConnection()
+        conn.receive_data(header(script))
+        return conn.next_event()
+
+    flow = library.get("card_activation")
+    known = seed_attempt(store, "card_activation")
+    scripts = [
+        f"card_activation?attempt={known}",
+        f"card_activation?attempt={known + 999}",  # no such attempt
+        "card_activation?attempt=x1",  # not a number
+        "card_activation",  # a test call: the flow's sample values
+    ]
+    rec = GroupCommitRecorder(store, clock, window_s=0.05)
+    try:
+        opened = await asyncio.gather(*(rec.open_async(store, flow, env(s)) for s in scripts))
+    finally:
+        rec.close()
+    assert rec.groups == 1
+    for script, got in zip(scripts, opened, strict=True):
+        assert (got.call, got.error) == resolve_context(store, flow, env(script))
+    assert opened[0].call.attempt_id == known and opened[0].error is None
+    assert opened[1].error == f"UnknownAttempt: no attempt {known + 999}"
+    assert opened[2].error is not None and opened[3].call.is_test
+    with store.session() as s:
+        rows = s.execute(select(IvrSession.id, IvrSession.attempt_id).order_by(IvrSession.id))
+        assert [tuple(r) for r in rows] == [(o.session_id, o.call.attempt_id) for o in opened]
