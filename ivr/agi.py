@@ -382,6 +382,11 @@ class AGIConnection:
 
     # -- input ---------------------------------------------------------------------------
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet parsed."""
+        return len(self._buffer)
+
     def receive_data(self, data: bytes) -> None:
         if self._eof:
             if data:

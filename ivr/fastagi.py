@@ -68,41 +68,123 @@ class ServerStats:
     commands: int = 0
 
 
-class _Connection:
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply_timeout: float
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.reply_timeout = reply_timeout
+class _Connection(asyncio.Protocol):
+    """One connection: bytes go into the sans-I/O core as they arrive; the session's task waits
+    on a future only when the core needs more of them (no stream reader, no per-read task).
+
+    Reading pauses while the session is busy elsewhere and ``READ_SIZE`` bytes are buffered,
+    so a peer that floods cannot grow the buffer; the core bounds lines and headers."""
+
+    def __init__(self, server: FastAGIServer) -> None:
+        self.server = server
         self.conn = AGIConnection()
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task[None] | None = None
         self.commands = 0
         self.bytes_in = 0
+        self.lost = False
+        self.env: AGIEnvironment | None = None
+        self.header_error: ProtocolError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+
+    # -- asyncio's side ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server._accept(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        self.conn.receive_data(data)
+        if self.env is None and self.header_error is None:
+            self._header()
+        if self._waiter is not None:
+            self._wake()
+        elif self.conn.buffered >= READ_SIZE and not self._paused:
+            assert self.transport is not None
+            self._paused = True
+            self.transport.pause_reading()
+
+    def _header(self) -> None:
+        """Parse the header as soon as its bytes are in: a connection that sent it is a live
+        session at once (never evicted for a newer one), without waiting for its task's turn."""
+        try:
+            self.env = poll_environment(self.conn)
+        except ProtocolError as exc:
+            self.header_error = exc
+            return
+        if self.env is not None:
+            self.server.guard.activated(self)
+
+    def eof_received(self) -> bool:
+        self.conn.receive_data(b"")
+        if self.env is None and self.header_error is None:
+            self._header()
+        self._wake()
+        return True  # the session closes the socket once it has recorded the hang-up
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.conn.receive_data(b"")
+        if self.env is None and self.header_error is None:
+            self._header()
+        self._wake()
+
+    def _wake(self, exc: BaseException | None = None) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            if exc is None:
+                w.set_result(None)
+            else:
+                w.set_exception(exc)
+
+    # -- the session's side --------------------------------------------------------------
+
+    async def _more(self, deadline: float | None = None) -> None:
+        """Wait until bytes (or the end of the stream) arrive; ``TimeoutError`` past
+        ``deadline`` (the loop's clock)."""
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        if self._paused:
+            assert self.transport is not None
+            self._paused = False
+            self.transport.resume_reading()
+        timer = None
+        if deadline is not None:
+            timer = loop.call_at(deadline, self._wake, TimeoutError())
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def environment(self) -> AGIEnvironment:
-        while (env := poll_environment(self.conn)) is None:
-            data = await self.reader.read(READ_SIZE)
-            self.bytes_in += len(data)
-            self.conn.receive_data(data)
-        return env
+        while self.env is None:
+            if self.header_error is not None:
+                raise self.header_error
+            await self._more()  # the guard's sweeper bounds the wait
+        return self.env
 
     async def roundtrip(self, command: Command) -> Reply:
         precheck(self.conn, command)
-        try:
-            self.writer.write(self.conn.send(command))
-            await self.writer.drain()
-        except ConnectionError as exc:
-            raise CallerHungUp("connection lost") from exc
+        if self.lost:
+            raise CallerHungUp("connection lost")
+        assert self.transport is not None
+        self.transport.write(self.conn.send(command))
         self.commands += 1
+        deadline = asyncio.get_running_loop().time() + self.server.reply_timeout
         try:
-            async with asyncio.timeout(self.reply_timeout):
-                while (reply := poll_reply(self.conn)) is None:
-                    self.conn.receive_data(await self.reader.read(READ_SIZE))
+            while (reply := poll_reply(self.conn)) is None:
+                await self._more(deadline)
         except TimeoutError:
             raise CallerHungUp("no reply from Asterisk in time") from None
-        except ConnectionError as exc:
-            raise CallerHungUp("connection lost") from exc
         return reply
+
+    def peer(self) -> Any:
+        return self.transport.get_extra_info("peername") if self.transport else None
 
 
 class FastAGIServer:
@@ -126,7 +208,7 @@ class FastAGIServer:
         self.header_timeout = header_timeout
         self.max_sessions = max_sessions
         self.reply_timeout = reply_timeout
-        self.guard: ConnectionGuard[asyncio.StreamWriter] = ConnectionGuard(
+        self.guard: ConnectionGuard[_Connection] = ConnectionGuard(
             GuardLimits(
                 max_connections=max_sessions,
                 max_per_address=max_per_address or max_sessions,
@@ -145,7 +227,7 @@ class FastAGIServer:
             else None
         )
         self._server: asyncio.Server | None = None
-        self._tasks: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
+        self._tasks: dict[_Connection, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
         self._port: int | None = None
@@ -154,8 +236,9 @@ class FastAGIServer:
 
     async def start(self) -> None:
         raise_nofile_limit()  # the guard, not the descriptor limit, decides who is served
-        self._server = await asyncio.start_server(
-            self._accept, self.host, self.requested_port, limit=READ_SIZE, backlog=1024
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.host, self.requested_port, backlog=1024
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
         self._sweeper = asyncio.create_task(self._sweep(), name="fastagi-header-timeouts")
@@ -222,10 +305,12 @@ class FastAGIServer:
 
     # -- connections ---------------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(self, c: _Connection) -> None:
+        """A new connection (``connection_made``): admitted, its session started."""
+        assert c.transport is not None
         self.stats.accepted += 1
-        peer = writer.get_extra_info("peername")
-        admission = None if self._closing else self.guard.admit(writer, str(peer and peer[0]))
+        peer = c.peer()
+        admission = None if self._closing else self.guard.admit(c, str(peer and peer[0]))
         if admission is not None:
             for victim in admission.evict:
                 self.stats.evicted += 1
@@ -233,47 +318,42 @@ class FastAGIServer:
         if admission is None or not admission.accepted:
             self.stats.rejected_busy += 1
             self._warn.warning("busy", "FastAGI %s: every connection is a live session", peer)
-            writer.transport.abort()
+            c.transport.abort()
             return
-        # The session runs in its own task, so shutdown can cancel it without cancelling
-        # asyncio's connection callback (which would log the cancellation as an error).
-        task = asyncio.create_task(self._session(reader, writer))
-        self._tasks[writer] = task
-        try:
-            await asyncio.wait([task])
-        finally:
-            self._tasks.pop(writer, None)
-            self.guard.closed(writer)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1)
+        # The session runs in a task of its own, which shutdown may cancel.
+        c.task = task = asyncio.get_running_loop().create_task(self._session(c))
+        self._tasks[c] = task
+        task.add_done_callback(lambda t: self._ended(c, t))
+
+    def _ended(self, c: _Connection, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(c, None)
+        self.guard.closed(c)
+        assert c.transport is not None
+        c.transport.close()  # what was written still goes out first
         if not task.cancelled() and task.exception() is not None:
             log.error("FastAGI session failed", exc_info=task.exception())
 
-    def _drop(self, writer: asyncio.StreamWriter) -> None:
+    def _drop(self, c: _Connection) -> None:
         """End a connection that is still waiting for its header (its task, then socket)."""
-        task = self._tasks.get(writer)
-        if task is not None:
-            task.cancel()
-        else:
-            writer.transport.abort()
+        if c.task is not None and not c.task.done():
+            c.task.cancel()
+        elif c.transport is not None:
+            c.transport.abort()
 
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self._sweep_s)
-            for writer in self.guard.expired():
+            for c in self.guard.expired():
                 self.stats.header_timeout += 1
                 self._warn.warning(
                     "header-timeout",
                     "FastAGI %s: no complete header within %.1f s",
-                    writer.get_extra_info("peername"),
+                    c.peer(),
                     self.guard.header_timeout(),
                 )
-                self._drop(writer)
+                self._drop(c)
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        c = _Connection(reader, writer, self.reply_timeout)
-        peer = writer.get_extra_info("peername")
+    async def _session(self, c: _Connection) -> None:
         try:
             env = await c.environment()  # the guard's sweeper bounds the wait
         except (ProtocolError, ConnectionError) as exc:
@@ -282,15 +362,16 @@ class FastAGIServer:
                 return
             self.stats.bad_header += 1
             self._warn.warning(
-                "bad-header", "FastAGI %s: bad header: %s", peer, scrub(str(exc))[:120]
+                "bad-header", "FastAGI %s: bad header: %s", c.peer(), scrub(str(exc))[:120]
             )
             return
-        self.guard.activated(writer)
         try:
             gen = run_session(self.services, env)
         except UnknownFlow:
             self.stats.unknown_flow += 1
-            self._warn.warning("unknown-flow", "FastAGI %s: unknown flow %r", peer, env.script[:64])
+            self._warn.warning(
+                "unknown-flow", "FastAGI %s: unknown flow %r", c.peer(), env.script[:64]
+            )
             return
         self.stats.sessions += 1
         started = time.monotonic()
@@ -302,21 +383,22 @@ class FastAGIServer:
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         if len(self.outcomes) < self.keep_outcomes:
             self.outcomes.append(outcome)
-        log.info(
-            "session flow=%s attempt=%s test=%s channel=%s status=%s result=%s next=%s "
-            "steps=%d commands=%d %.1fs%s",
-            outcome.flow,
-            outcome.attempt_id,
-            outcome.is_test,
-            scrub(env.channel)[:80],
-            outcome.status.value,
-            outcome.result,
-            outcome.next,
-            outcome.steps,
-            c.commands,
-            time.monotonic() - started,
-            f" error={scrub(outcome.error)[:120]}" if outcome.error else "",
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "session flow=%s attempt=%s test=%s channel=%s status=%s result=%s next=%s "
+                "steps=%d commands=%d %.1fs%s",
+                outcome.flow,
+                outcome.attempt_id,
+                outcome.is_test,
+                scrub(env.channel)[:80],
+                outcome.status.value,
+                outcome.result,
+                outcome.next,
+                outcome.steps,
+                c.commands,
+                time.monotonic() - started,
+                f" error={scrub(outcome.error)[:120]}" if outcome.error else "",
+            )
 
 
 async def start_in_process(

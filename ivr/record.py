@@ -13,7 +13,7 @@ import enum
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -72,8 +72,12 @@ class Recorder(Protocol):
         """Read the call's context and record its session (``start``) in one go."""
         ...
 
-    async def open_async(self, store: Store | None, flow: Flow, env: AGIEnvironment) -> Opened:
-        """``open`` for an event loop: never blocks it."""
+    @property
+    def open_async(
+        self,
+    ) -> Callable[[Store | None, Flow, AGIEnvironment], Awaitable[Opened]] | None:
+        """``open`` for an event loop, when the recorder has one that never blocks it (else
+        a driver runs ``open`` in its worker threads)."""
         ...
 
     def start(self, call: CallContext) -> int | None: ...
@@ -97,15 +101,9 @@ class Recorder(Protocol):
         data: Mapping[str, Any],
     ) -> None: ...
 
-    async def finish_async(
-        self,
-        session_id: int | None,
-        status: str,
-        result: str | None,
-        next_: str,
-        data: Mapping[str, Any],
-    ) -> None:
-        """``finish`` for an event loop: never blocks it."""
+    @property
+    def finish_async(self) -> Callable[..., Awaitable[None]] | None:
+        """``finish`` for an event loop, when the recorder has one that never blocks it."""
         ...
 
     def close(self) -> None: ...
@@ -136,7 +134,7 @@ def resolve_context(
 
 
 class _Blocking(abc.ABC):
-    """``open`` and the ``_async`` forms for a recorder whose writes block (in a thread)."""
+    """``open`` for a recorder whose writes block (a driver runs them in its threads)."""
 
     @abc.abstractmethod
     def start(self, call: CallContext) -> int | None: ...
@@ -155,18 +153,8 @@ class _Blocking(abc.ABC):
         call, error = resolve_context(store, flow, env)
         return Opened(call, self.start(call), error)
 
-    async def open_async(self, store: Store | None, flow: Flow, env: AGIEnvironment) -> Opened:
-        return await asyncio.to_thread(self.open, store, flow, env)
-
-    async def finish_async(
-        self,
-        session_id: int | None,
-        status: str,
-        result: str | None,
-        next_: str,
-        data: Mapping[str, Any],
-    ) -> None:
-        await asyncio.to_thread(self.finish, session_id, status, result, next_, data)
+    open_async = None  # no form for an event loop: drivers run ``open`` in a thread
+    finish_async = None
 
 
 def _session_values(call: CallContext, at: dt.datetime) -> dict[str, Any]:
@@ -609,21 +597,6 @@ class MemoryRecorder(_Blocking):
             self.sessions[session_id].update(
                 status=status, result=result, next=next_, data=mask(data)
             )
-
-    async def open_async(self, store: Store | None, flow: Flow, env: AGIEnvironment) -> Opened:
-        if store is not None:  # the context is read from a store: off the loop
-            return await super().open_async(store, flow, env)
-        return self.open(store, flow, env)
-
-    async def finish_async(
-        self,
-        session_id: int | None,
-        status: str,
-        result: str | None,
-        next_: str,
-        data: Mapping[str, Any],
-    ) -> None:
-        self.finish(session_id, status, result, next_, data)
 
     def close(self) -> None:
         pass
