@@ -123,7 +123,8 @@ class PersonalCallbacks:
         if not ready:
             return  # nobody to ring: the callbacks wait (and fall back in time)
         when = dt.datetime.fromtimestamp(now, dt.UTC)
-        due = await self.loop.core.in_db(self._due, run.id, when)
+        # a read, off the core's database thread (that one prepares the Originates)
+        due = await asyncio.to_thread(self._due, run.id, when)
         for d in due:
             agent = ready.pop(d.interface, None)
             if agent is None or d.callback_id in self.serving:
