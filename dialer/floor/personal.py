@@ -13,9 +13,10 @@ campaign's queue and ready; for each:
 3. the agent's phone is rung (an Originate into ``dialer-personal``, where the answered
    channel waits);
 4. answered: the customer's attempt row is written under every rule again and originated
-   like any call, with ``DIALER_AGENT`` = the agent's channel: the customer who answers is
-   bridged to that channel (``Bridge()``); the tracker follows that leg to its outcome and
-   the bridge is the agent's connect (the screen-pop);
+   like any call, with ``DIALER_AGENT`` = the agent's channel: the agent's desktop shows the
+   customer at once (the screen-pop: they hear the customer's phone ring); the customer who
+   answers is bridged to that channel (``Bridge()``); the tracker follows that leg to its
+   outcome and the bridge is the agent's connect;
 5. at the end the agent's channel is hung up if still there, the hold is released, and a
    bridged call goes to wrap-up as a queue call does.
 
@@ -39,12 +40,10 @@ from dialer.floor.desk import AgentDesk, Connected
 from dialer.floor.view import AgentState
 from dialer.lists import personal as store_side
 from dialer.lists.campaigns import State
-from dialer.outcomes import AttemptState
 from dialer.telephony.agents import CALLBACK_PAUSE, Activity
 from dialer.telephony.ami.messages import Event
 from dialer.telephony.core import FinishedAttempt
 from dialer.telephony.originate import AGENT_RING_S, build_agent_leg
-from dialer.telephony.tracker import Transition
 
 if TYPE_CHECKING:
     from dialer.floor.loop import CampaignLoop, CampaignRun
@@ -97,7 +96,6 @@ class PersonalCallbacks:
         self._released: dict[str, float] = {}  # interface -> when a stale hold was lifted
         self.served = 0  # agents rung
         loop.core.subscribe(self._on_event)
-        loop.core.on_transition(self._on_transition)
         loop.core.on_finished(self._on_finished)
 
     @property
@@ -257,6 +255,16 @@ class PersonalCallbacks:
         self.by_attempt[attempt_id] = leg
         self.loop.attempt_campaign[attempt_id] = run.id
         self.loop.attempt_phone[attempt_id] = phone
+        self.desk.connected(  # the agent is on the line: they see whom they are calling
+            Connected(
+                interface=leg.interface,
+                member=leg.agent,
+                attempt_id=attempt_id,
+                campaign=leg.campaign,
+                queue=None,
+                at=self.loop.clock.time(),
+            )
+        )
         await self.loop.core.originate(attempt_id)
         while not leg.finished.is_set():  # the tracker's outcome (its watchdog ends it)
             await self.loop.clock.wait(leg.finished, 60.0)
@@ -318,21 +326,6 @@ class PersonalCallbacks:
             leg = self.by_channel.get(h.get("Uniqueid") or "")
             if leg is not None:
                 leg.gone = True
-
-    def _on_transition(self, t: Transition) -> None:
-        leg = self.by_attempt.get(t.attempt_id)
-        if leg is None or t.after is not AttemptState.WITH_AGENT:
-            return
-        self.desk.connected(
-            Connected(
-                interface=leg.interface,
-                member=leg.agent,
-                attempt_id=t.attempt_id,
-                campaign=leg.campaign,
-                queue=None,
-                at=self.loop.clock.time(),
-            )
-        )
 
     def _on_finished(self, item: FinishedAttempt) -> None:
         leg = self.by_attempt.get(item.attempt_id)

@@ -190,7 +190,7 @@ async def test_a_personal_callback_rings_its_agent_then_the_customer_at_its_time
         assert attempt.outcome == "agent_handled"
         assert attempt.detail["personal"]["agent"] == "wang.agent"
         assert attempt.detail["personal"]["channel"].startswith(WANG + "-")
-        assert attempt.agent == "wang.agent" and attempt.bridged_at is not None
+        assert attempt.agent == "wang.agent"
         due = mine.due_at.replace(tzinfo=dt.UTC)
         created = attempt.created_at.replace(tzinfo=dt.UTC)
         # at T on the simulated clock: the agent's phone rang at T (polled each second), the
@@ -198,6 +198,8 @@ async def test_a_personal_callback_rings_its_agent_then_the_customer_at_its_time
         assert due <= created <= due + dt.timedelta(seconds=6), (due, created)
         pops = [c for c in floor.connects if c.attempt_id == attempt.id]
         assert [(c.interface, c.queue) for c in pops] == [(WANG, None)]  # not another agent
+        assert attempt.bridged_at is not None  # the agent saw the customer as it was dialled
+        assert pops[0].at <= attempt.bridged_at.replace(tzinfo=dt.UTC).timestamp()
         # while held for the callback, pacing saw wang busy, never free
         assert (WANG, "talking") in floor.states
         assert {st for iface, st in floor.states if iface == WANG} == {"talking"}
