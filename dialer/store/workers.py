@@ -27,9 +27,9 @@ import socket
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -204,6 +204,15 @@ def owns_switch(session: Session, name: str, me: WorkerIdentity) -> bool:
     return session.scalar(select(Switch.owner).where(Switch.name == name)) == me.id
 
 
+_SWITCHES = cast(Table, Switch.__table__)
+#: The switch's owner, its row locked FOR SHARE (built once: it runs before every dial batch).
+_SWITCH_OWNER_FOR_SHARE = (
+    select(_SWITCHES.c.owner)
+    .where(_SWITCHES.c.name == bindparam("name"))
+    .with_for_update(read=True)
+)
+
+
 def served_by_another(session: Session, name: str, worker_id: str) -> str | None:
     """The worker serving switch ``name`` if that is not ``worker_id`` (None: ours, free, or
     a switch no worker has claimed - a single ``dialer run``).
@@ -215,9 +224,7 @@ def served_by_another(session: Session, name: str, worker_id: str) -> str | None
     attempt prepared on the switch was either written before the takeover (and is adopted
     with the others) or sees the new owner here and is never sent: none is left open that
     no worker follows."""
-    owner = session.scalar(
-        select(Switch.owner).where(Switch.name == name).with_for_update(read=True)
-    )
+    owner = session.execute(_SWITCH_OWNER_FOR_SHARE, {"name": name}).scalar()
     return owner if owner is not None and owner != worker_id else None
 
 
