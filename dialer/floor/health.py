@@ -213,6 +213,7 @@ class HealthMonitor:
             f"paused, {states.count('held')} held; {len(loop.core.tracker.calls)} calls live; "
             f"agents {agents}; last {self.summary_s:g} s: {dials} dials, {m['ended']} ended, "
             f"{m['live']} live, {m['abandoned']} abandoned, {m['ivr_failed']} IVR failed; "
+            f"AMI events read up to {loop.core.lag.take_worst():.1f} s late; "
             f"alarms: {', '.join(f'{a.kind.value} {a.subject}' for a in h.alarms) or 'none'}"
         )
 

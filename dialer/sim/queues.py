@@ -77,6 +77,7 @@ class QueueConfig:
 def parse_queues_conf(text: str, fname: str = "<queues.conf>") -> dict[str, QueueConfig]:
     templates: dict[str, QueueConfig] = {}
     queues: dict[str, QueueConfig] = {}
+    general = QueueConfig("general")
     cur: QueueConfig | None = None
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split(";", 1)[0].strip()
@@ -96,7 +97,7 @@ def parse_queues_conf(text: str, fname: str = "<queues.conf>") -> dict[str, Queu
                     elif p:
                         parents.append(p)
             if name == "general":
-                cur = None
+                cur = general
                 continue
             cur = QueueConfig(name)
             for p in parents:
@@ -124,6 +125,9 @@ def parse_queues_conf(text: str, fname: str = "<queues.conf>") -> dict[str, Queu
             cur.members.append((iface, penalty, mname, paused))
         else:
             cur.settings[k] = v
+    # app_queue's autofill_default: [general] autofill, else no
+    for cfg in queues.values():
+        cfg.settings.setdefault("autofill", general.settings.get("autofill", "no"))
     return queues
 
 
@@ -224,6 +228,7 @@ class Queue:
         self.setqueuevar = _yes(s.get("setqueuevar"))
         self.setinterfacevar = _yes(s.get("setinterfacevar"))
         self.setqueueentryvar = _yes(s.get("setqueueentryvar"))
+        self.autofill = _yes(s.get("autofill"))
         self.members: dict[str, Member] = {}
         now = int(mgr.engine.boot_epoch) - 10
         for iface, penalty, mname, paused in cfg.members:
@@ -661,15 +666,20 @@ class QueueManager:
             await e.wait(ch, pause)
 
     def _our_turn(self, q: Queue, caller: Caller) -> bool:
-        """app_queue's is_our_turn with autofill: callers ahead that are not ringing
-        anyone yet each take one free member first."""
+        """app_queue's is_our_turn: callers ahead that are not ringing anyone yet each take
+        one free member first. Without autofill (app_queue's default) only the head caller
+        is served, one member at a time, and with ringall one caller at a time."""
+        avl = self._free_count(q)
+        if not q.autofill or q.strategy == "ringall":
+            avl = min(avl, 1)
         ahead = 0
         for c in q.callers:
             if c is caller:
                 break
             if not c.ringing:
                 ahead += 1
-        return ahead < self._free_count(q)
+        head = bool(q.callers) and q.callers[0] is caller
+        return ahead < avl and (q.autofill or head)
 
     def _free_count(self, q: Queue) -> int:
         return sum(1 for m in q.members.values() if self.available(q, m))

@@ -46,6 +46,7 @@ class EventLag:
         self._recent: deque[tuple[float, float]] = deque()  # (read at, lag), lags decreasing
         self.last_s = 0.0  # the lag of the last event read
         self.max_s = 0.0  # the worst lag since the start
+        self._worst = 0.0  # ... since the last ``take_worst``
         self.samples = 0
 
     @property
@@ -65,8 +66,14 @@ class EventLag:
         recent.append((now, lag))
         self.last_s = lag
         self.max_s = max(self.max_s, lag)
+        self._worst = max(self._worst, lag)
         self.samples += 1
         return lag
+
+    def take_worst(self) -> float:
+        """The worst lag since the last call (the floor's summary line, once a minute)."""
+        worst, self._worst = self._worst, 0.0
+        return worst
 
     def lag_s(self, now: float) -> float:
         """The worst lag of the events read in the last ``hold_s`` seconds (0 without any)."""

@@ -151,6 +151,7 @@ async def test_the_probes_see_fastagi_and_the_store(floor: Dialer) -> None:
     summary = floor.monitor.summary()
     assert summary.startswith("ami:default up, store up, fastagi up; campaigns 2 running")
     assert "ivr_down" not in summary.split("alarms:")[1]  # the seeded shift's own remain
+    assert "; AMI events read up to 0.0 s late; " in summary
 
 
 def ivr_failed(attempt_id: int, outcome: Outcome = Outcome.IVR_FAILED) -> FinishedAttempt:

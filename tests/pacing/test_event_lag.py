@@ -116,6 +116,7 @@ def test_lag_is_the_delay_above_the_least_one_seen() -> None:
     assert lag.lag_s(1020.5) == pytest.approx(0.01)
     assert lag.lag_s(1040.0) == 0.0
     assert lag.max_s == pytest.approx(3.0)
+    assert lag.take_worst() == pytest.approx(3.0) and lag.take_worst() == 0.0
 
 
 def test_a_clock_that_steps_is_followed_within_the_floor_window() -> None:
