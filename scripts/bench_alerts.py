@@ -132,6 +132,7 @@ def scenario(agents: int) -> dict[str, Any]:
 
 QUEUES = """[general]
 persistentmembers = no
+autofill = yes
 
 [sales]
 strategy = rrmemory

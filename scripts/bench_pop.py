@@ -51,6 +51,7 @@ TOKEN = "tQ8-vX2kR7pLm4Zs9WcN1bYh"
 QUEUES = """\
 [general]
 persistentmembers = no
+autofill = yes
 
 [bench]
 strategy = rrmemory

@@ -155,6 +155,7 @@ def bench_store(contacts: int, seconds: float, workers: list[int]) -> None:
 FLOOR_QUEUES = """
 [general]
 persistentmembers = no
+autofill = yes
 
 [sales]
 strategy = rrmemory

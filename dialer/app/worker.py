@@ -176,6 +176,13 @@ class WorkerService:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await r.task
         await r.core.stop(grace_s=grace_s)
+        lag = r.core.lag
+        log.info(
+            "switch %s: its AMI events were read up to %.2f s late (%d stamped events)",
+            r.settings.name,
+            lag.max_s,
+            lag.samples,
+        )
 
     # -- one round ----------------------------------------------------------------------
 
@@ -333,6 +340,7 @@ class WorkerService:
                 "originates_sent": int(stats["originates_sent"]),
                 "finished": int(stats["finished"]),
                 "given_up": r.given_up,
+                "event_lag_s": round(float(stats["event_lag_s"]), 3),
                 "agents": {s.value: pool.count(s) for s in AgentState if s not in OFF_FLOOR},
                 "last_error": stats["ami_last_error"],
             }

@@ -29,6 +29,7 @@ ALERT_NUMBER = "+8613912340001"
 START = demo_start(dt.date(2026, 12, 1))  # a Tuesday, 10:00 in Beijing
 QUEUES = """[general]
 persistentmembers = no
+autofill = yes
 
 [sales]
 strategy = rrmemory

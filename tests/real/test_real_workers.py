@@ -209,8 +209,12 @@ async def test_two_workers_on_two_real_switches_one_killed(
     assert [c for c, k in channels.items() if k > 1] == []
     sent = {o.channel.split("/")[1].split("@")[0] for t in switches for o in t.originates}
     never_sent = {r.phone: r.outcome for r in rows if r.phone not in sent}
-    # a row written but never sent (w1 killed in between) is ended, not dialled again
-    assert len(never_sent) <= 3 and set(never_sent.values()) <= {"unknown", "failed"}, never_sent
+    # a row written but never sent (w1 killed in between) is ended, not dialled again; one
+    # pass of w1's loop writes at most one row per agent seen free (collect, progressive) and
+    # one per free channel (notice, 10 channels): those can be caught between write and send
+    assert len(never_sent) <= AGENTS + 10 and set(never_sent.values()) <= {"unknown", "failed"}, (
+        never_sent
+    )
     by = collections.Counter((r.owner, r.server) for r in rows)
     assert by[("w1", "pbx1")] > 0 and by[("w2", "pbx2")] > 0, by
     assert by[("w2", "pbx1")] > 0, by  # w2 took pbx1 over after the kill

@@ -41,6 +41,7 @@ IVR_CONTACTS = 40
 QUEUES = """
 [general]
 persistentmembers = no
+autofill = yes
 
 [sales]
 strategy = rrmemory

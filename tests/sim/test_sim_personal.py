@@ -18,6 +18,7 @@ from dialer.sim.engine import OriginateRequest, OriginateResult
 QUEUES = """\
 [general]
 persistentmembers = no
+autofill = yes
 
 [sales]
 strategy = ringall
