@@ -98,6 +98,11 @@ class ConnectionGuard(Generic[K]):
         return len(self._waiting) + len(self._active)
 
     @property
+    def waiting_count(self) -> int:
+        """Connections still waiting for their request head (what ``expired`` may close)."""
+        return len(self._waiting)
+
+    @property
     def load(self) -> float:
         return len(self) / self.limits.max_connections
 

@@ -21,6 +21,7 @@ raises ``LocalProtocolError`` (our bug) or ``RemoteProtocolError`` (the peer's).
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -198,6 +199,12 @@ class Command:
     always_quote: frozenset[int] = frozenset()
     dead_ok: bool = False  # Asterisk still answers it on a dead channel
 
+    @functools.cached_property
+    def wire(self) -> bytes:
+        """The command line as sent (encoded once per command: the constructors below reuse
+        their commands, so a flow's prompts are encoded once per process)."""
+        return self.format()
+
     def format(self) -> bytes:
         parts = [self.verb]
         for i, arg in enumerate(self.args):
@@ -216,19 +223,23 @@ class Command:
 ESCAPE_ALL: Final = "0123456789*#"
 
 
+@functools.lru_cache(maxsize=1024)
 def answer() -> Command:
     return Command("ANSWER")
 
 
+@functools.lru_cache(maxsize=1024)
 def stream_file(prompt: str, escape_digits: str = "") -> Command:
     """``STREAM FILE prompt "escape"``; escape digits make it interruptible (README item 6)."""
     return Command("STREAM FILE", (prompt, escape_digits), always_quote=frozenset({1}))
 
 
+@functools.lru_cache(maxsize=1024)
 def wait_for_digit(timeout_ms: int) -> Command:
     return Command("WAIT FOR DIGIT", (str(int(timeout_ms)),))
 
 
+@functools.lru_cache(maxsize=1024)
 def get_data(prompt: str, timeout_ms: int, max_digits: int) -> Command:
     return Command("GET DATA", (prompt, str(int(timeout_ms)), str(int(max_digits))))
 
@@ -237,6 +248,7 @@ def set_variable(name: str, value: str) -> Command:
     return Command("SET VARIABLE", (name, value), always_quote=frozenset({1}))
 
 
+@functools.lru_cache(maxsize=1024)
 def get_variable(name: str) -> Command:
     return Command("GET VARIABLE", (name,), dead_ok=True)
 
@@ -245,6 +257,7 @@ def verbose(message: str, level: int = 1) -> Command:
     return Command("VERBOSE", (message, str(level)), always_quote=frozenset({0}), dead_ok=True)
 
 
+@functools.lru_cache(maxsize=1024)
 def hangup() -> Command:
     return Command("HANGUP")
 
@@ -475,7 +488,7 @@ class AGIConnection:
     # -- output --------------------------------------------------------------------------
 
     def send(self, command: Command) -> bytes:
-        data = command.format()
+        data = command.wire
         self._move(Input.SEND)
         self._pending = command
         return data

@@ -229,6 +229,7 @@ class FastAGIServer:
         self._server: asyncio.Server | None = None
         self._tasks: dict[_Connection, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._someone_waits = asyncio.Event()
         self._closing = False
         self._port: int | None = None
 
@@ -320,6 +321,7 @@ class FastAGIServer:
             self._warn.warning("busy", "FastAGI %s: every connection is a live session", peer)
             c.transport.abort()
             return
+        self._someone_waits.set()  # for its header: the sweeper times it
         # The session runs in a task of its own, which shutdown may cancel.
         c.task = task = asyncio.get_running_loop().create_task(self._session(c))
         self._tasks[c] = task
@@ -342,6 +344,9 @@ class FastAGIServer:
 
     async def _sweep(self) -> None:
         while True:
+            if not self.guard.waiting_count:  # every connection is a live session: nothing to time
+                self._someone_waits.clear()
+                await self._someone_waits.wait()
             await asyncio.sleep(self._sweep_s)
             for c in self.guard.expired():
                 self.stats.header_timeout += 1

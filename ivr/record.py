@@ -342,6 +342,16 @@ _END_SESSIONS = (
 )
 
 
+#: the group's statements, built once (``IN`` lists expand at execution)
+_CONTEXTS = CONTEXT_QUERY.where(Attempt.id.in_(bindparam("ids", expanding=True)))
+_SESSIONS_DATA = select(_SESSION.c.id, _SESSION.c.data).where(
+    _SESSION.c.id.in_(bindparam("ids", expanding=True))
+)
+#: sessions whose opening data the writer keeps for their end (a bound: past it, ends read
+#: the row's data back, as they do for a session opened by another recorder)
+_KEEP_OPENED = 100_000
+
+
 class GroupCommitRecorder:
     """Writes the sessions of a FastAGI server in group commits: one writer thread commits
     whatever every live session queued during the last ``window_s`` in one transaction, and
@@ -372,6 +382,9 @@ class GroupCommitRecorder:
         self.groups = 0  # transactions committed
         self.dropped_steps = 0
         self._queue: list[_Pending] = []
+        #: the data each session was opened with (its end merges into it without reading
+        #: the row back); only the writer thread touches it
+        self._opened: dict[int, dict[str, Any]] = {}
         self._wakeup = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="ivr-writer", daemon=True)
@@ -503,30 +516,37 @@ class GroupCommitRecorder:
         statement): contexts read and sessions opened, steps added, sessions finished, in that
         order (a step or an end always belongs to a session committed in an earlier group)."""
         results: list[Any] = [None] * len(group)
+        opened: dict[int, dict[str, Any]] = {}
         with self.store.engine.begin() as conn:
             opens = [i for i, op in enumerate(group) if op.kind is _Kind.OPEN]
             if opens:
-                wanted = {group[i].args.attempt_id for i in opens if group[i].args.call is None}
-                rows = (
-                    {r.id: r for r in conn.execute(CONTEXT_QUERY.where(Attempt.id.in_(wanted)))}
-                    if wanted
-                    else {}
-                )
+                wanted = [group[i].args.attempt_id for i in opens if group[i].args.call is None]
+                rows = {r.id: r for r in conn.execute(_CONTEXTS, {"ids": wanted})} if wanted else {}
                 calls = [self._context(group[i].args, rows) for i in opens]
                 values = [
                     _session_values(call, group[i].at) for i, call in zip(opens, calls, strict=True)
                 ]
                 ids = conn.scalars(_INSERT_SESSIONS, values).all()
-                for i, call, session_id in zip(opens, calls, ids, strict=True):
+                for i, call, session_id, v in zip(opens, calls, ids, values, strict=True):
                     results[i] = Opened(call, session_id, group[i].args.error)
+                    opened[session_id] = v["data"]
             steps = [op.args for op in group if op.kind is _Kind.STEP]
             if steps:
                 conn.execute(_INSERT_STEPS, steps)
             ends = [op for op in group if op.kind is _Kind.FINISH and op.args[0] is not None]
             if ends:
-                wanted_ids = {op.args[0] for op in ends}
-                q = select(_SESSION.c.id, _SESSION.c.data).where(_SESSION.c.id.in_(wanted_ids))
-                known: dict[int, Any] = {sid: data for sid, data in conn.execute(q)}
+                known: dict[int, Any] = {}
+                unknown = []
+                for op in ends:
+                    sid = op.args[0]
+                    if sid in self._opened:
+                        known[sid] = self._opened[sid]
+                    else:
+                        unknown.append(sid)
+                if unknown:
+                    known.update(
+                        (sid, data) for sid, data in conn.execute(_SESSIONS_DATA, {"ids": unknown})
+                    )
                 end_values = []
                 for op in ends:
                     session_id, status, result, next_, data = op.args
@@ -537,6 +557,12 @@ class GroupCommitRecorder:
                         end_values.append({f"v_{k}": v for k, v in end.items()})
                 if end_values:
                     conn.execute(_END_SESSIONS, end_values)
+        # committed: remember what the sessions opened with, forget those that ended
+        for op in ends:
+            self._opened.pop(op.args[0], None)
+        if len(self._opened) + len(opened) > _KEEP_OPENED:
+            self._opened.clear()
+        self._opened.update(opened)
         return results
 
     @staticmethod

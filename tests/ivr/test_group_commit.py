@@ -164,3 +164,22 @@ async def test_contexts_read_in_one_group_as_one_call_at_a_time(
     with store.session() as s:
         rows = s.execute(select(IvrSession.id, IvrSession.attempt_id).order_by(IvrSession.id))
         assert [tuple(r) for r in rows] == [(o.session_id, o.call.attempt_id) for o in opened]
+
+
+def test_an_end_merges_into_the_data_the_session_opened_with(store: Store) -> None:
+    """Opened here, the session's end merges into the data the writer kept; opened by another
+    recorder, into the data read back from its row: the same data either way."""
+    rec = GroupCommitRecorder(store, clock, window_s=0.01)
+    try:
+        call = CallContext(flow="notice", channel="Local/x", language="en", is_test=True)
+        here = rec.start(call)
+        elsewhere = StoreRecorder(store, clock).start(call)
+        for sid in (here, elsewhere):
+            rec.finish(sid, "completed", "notified", "hangup", {"identity": "confirmed"})
+    finally:
+        rec.close()
+    with store.session() as s:
+        rows = s.scalars(select(IvrSession).order_by(IvrSession.id)).all()
+        assert [(r.id, r.data) for r in rows] == [
+            (sid, {"language": "en", "identity": "confirmed"}) for sid in (here, elsewhere)
+        ]
