@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from dialer.errors import DialerError
 from dialer.privacy import scrub
@@ -385,6 +385,7 @@ class GroupCommitRecorder:
         #: the data each session was opened with (its end merges into it without reading
         #: the row back); only the writer thread touches it
         self._opened: dict[int, dict[str, Any]] = {}
+        self._conn: Connection | None = None  # the writer thread's
         self._wakeup = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="ivr-writer", daemon=True)
@@ -479,6 +480,12 @@ class GroupCommitRecorder:
         return op if isinstance(waiter, threading.Event) else waiter
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._disconnect()
+
+    def _serve(self) -> None:
         while True:
             with self._wakeup:
                 while not self._queue and not self._closed:
@@ -517,7 +524,39 @@ class GroupCommitRecorder:
         order (a step or an end always belongs to a session committed in an earlier group)."""
         results: list[Any] = [None] * len(group)
         opened: dict[int, dict[str, Any]] = {}
-        with self.store.engine.begin() as conn:
+        if self._conn is None:  # the writer's own connection, kept from group to group
+            self._conn = self.store.engine.connect()
+        conn = self._conn
+        try:
+            self._transaction(conn, group, results, opened)
+        except Exception:
+            self._disconnect()  # a broken connection is not used again: the next group opens one
+            raise
+        # committed: remember what the sessions opened with, forget those that ended
+        for op in group:
+            if op.kind is _Kind.FINISH:
+                self._opened.pop(op.args[0], None)
+        if len(self._opened) + len(opened) > _KEEP_OPENED:
+            self._opened.clear()
+        self._opened.update(opened)
+        return results
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                conn.close()
+            except Exception:  # already broken: nothing more to release
+                log.debug("IVR writer: closing a broken connection failed", exc_info=True)
+
+    def _transaction(
+        self,
+        conn: Connection,
+        group: list[_Pending],
+        results: list[Any],
+        opened: dict[int, dict[str, Any]],
+    ) -> None:
+        with conn.begin():
             opens = [i for i, op in enumerate(group) if op.kind is _Kind.OPEN]
             if opens:
                 wanted = [group[i].args.attempt_id for i in opens if group[i].args.call is None]
@@ -557,13 +596,6 @@ class GroupCommitRecorder:
                         end_values.append({f"v_{k}": v for k, v in end.items()})
                 if end_values:
                     conn.execute(_END_SESSIONS, end_values)
-        # committed: remember what the sessions opened with, forget those that ended
-        for op in ends:
-            self._opened.pop(op.args[0], None)
-        if len(self._opened) + len(opened) > _KEEP_OPENED:
-            self._opened.clear()
-        self._opened.update(opened)
-        return results
 
     @staticmethod
     def _context(what: _Open, rows: Mapping[int, Any]) -> CallContext:
