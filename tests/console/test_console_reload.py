@@ -188,10 +188,11 @@ async def test_watcher_refuses_an_alias_bomb_without_stalling_the_loop(
 
     tick = asyncio.create_task(ticker())
     try:
-        [ev] = await asyncio.wait_for(w.check_once(), 2.0)
+        [ev] = await asyncio.wait_for(w.check_once(), 10.0)
     finally:
         tick.cancel()
     assert not ev.ok and "anchors are not accepted" in (ev.error or "")
     assert "\n" not in (ev.error or "")
     assert pacing(floor)["ring_timeout_s"] == 25.0
-    assert max(lags, default=0.0) < 0.2
+    # the bomb stalled the loop for 34 s; a loaded CI machine (load 15) alone showed 1.7 s
+    assert max(lags, default=0.0) < 3.0
