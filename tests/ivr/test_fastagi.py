@@ -337,3 +337,24 @@ async def test_reload_flows_swaps_whole_library_or_refuses(
         assert pbx.variables["IVR_RESULT"] == "notified"  # old library still serving
     finally:
         await srv.close(grace=1)
+
+
+async def test_a_reply_that_never_comes_ends_the_session_as_a_hangup(
+    services: Services, store: Store
+) -> None:
+    """Past ``reply_timeout`` Asterisk is presumed gone: the session ends ``hangup`` and its
+    connection is closed (not held until Asterisk closes it)."""
+    srv = FastAGIServer(services, port=0, reply_timeout=0.3)
+    await srv.start()
+    try:
+        aid = seed_attempt(store, "notice")
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(header(f"notice?attempt={aid}"))
+        assert (await reader.readline()).startswith(b"ANSWER")  # and no reply, ever
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        await wait_idle(srv)
+        (row,) = sessions(store)
+        assert row.status == SessionStatus.HANGUP.value and srv.stats.hangup == 1
+        writer.close()
+    finally:
+        await srv.close(grace=1)
