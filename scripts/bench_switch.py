@@ -800,6 +800,11 @@ def bench_fastagi(args: argparse.Namespace) -> None:
                 f" {ml:5.2f} s | product {1000 * pc / n:5.2f} ms CPU/session, calls {pl:5.2f} s"
                 f" | CPU ratio {pc / mc:4.1f}x (goal <= 3), calls {pl - ml:+.2f} s longer"
             )
+        print(
+            " CPU per session, product / minimal: "
+            + ", ".join(f"{r:.1f}x at {c}" for c, r in zip(levels, ratios, strict=True))
+            + f" (goal <= 3 at each: {'met' if max(ratios) <= 3 else 'NOT met'})"
+        )
         if args.profile:
             for c in levels:
                 summarize_profile(args.profile / f"fastagi-{c}.txt")
