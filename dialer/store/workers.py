@@ -121,6 +121,7 @@ def register(
         row.instance != me.instance
         and row.stopped_at is None
         and row.heartbeat_at > now - dead_after
+        and not _gone_from_this_host(row, me)
     ):
         raise WorkerConflict(
             f"worker {me.id!r} is alive on {row.host} (pid {row.pid}, heartbeat "
@@ -132,6 +133,20 @@ def register(
     row.stopped_at = None
     row.info = {}
     session.flush()
+
+
+def _gone_from_this_host(row: Worker, me: WorkerIdentity) -> bool:
+    """The row's process ran on this host and no longer exists (killed with ``kill -9``: no
+    need to wait out its last heartbeat). A pid reused since errs on the side of alive."""
+    if row.host != me.host or not row.pid or row.pid == me.pid:
+        return False
+    try:
+        os.kill(row.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's process now: alive as far as we can tell
+        return False
+    return False
 
 
 def heartbeat(

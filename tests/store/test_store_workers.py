@@ -228,3 +228,32 @@ def test_no_open_attempt_on_a_switch_is_left_to_a_worker_that_lost_it(
         ).all()
     assert owner == (b.id if taken else a.id)
     assert [(i, o) for i, o in left if o != owner] == []
+
+
+def test_a_process_killed_on_this_host_frees_its_id_at_once(st: Store) -> None:
+    """``kill -9`` leaves a fresh heartbeat; a restart on the same host sees the pid is gone
+    and takes the id over without waiting it out (a live pid there still refuses)."""
+    import socket
+    import subprocess
+
+    host = socket.gethostname()
+    alive = subprocess.Popen(["sleep", "30"])
+    dead = subprocess.Popen(["sleep", "30"])
+    dead.kill()
+    dead.wait()
+    try:
+        with st.session() as s:
+            w.register(s, w.WorkerIdentity("live", host=host, pid=alive.pid), T0)
+            w.register(s, w.WorkerIdentity("killed", host=host, pid=dead.pid), T0)
+        soon = T0 + dt.timedelta(seconds=1)
+        with pytest.raises(WorkerConflict, match="alive"), st.session() as s:
+            w.register(s, w.WorkerIdentity("live", host=host), soon)
+        with st.session() as s:
+            w.register(s, w.WorkerIdentity("killed", host=host), soon)
+        with pytest.raises(WorkerConflict, match="alive"), st.session() as s:
+            # on another host a pid means nothing here: the heartbeat rules
+            w.register(s, w.WorkerIdentity("other", host="elsewhere", pid=dead.pid), T0)
+            w.register(s, w.WorkerIdentity("other", host=host), soon)
+    finally:
+        alive.kill()
+        alive.wait()
