@@ -165,7 +165,11 @@ async def test_header_that_never_ends_is_cut(server: FastAGIServer) -> None:
         await asyncio.sleep(0.05)
         if reader.at_eof():
             break
-    assert await asyncio.wait_for(reader.read(), 2) == b""
+    try:
+        got = await asyncio.wait_for(reader.read(), 2)
+    except ConnectionResetError:  # cut while a trickled line was in flight: the kernel resets
+        got = b""
+    assert got == b""
     assert 0.4 < time.monotonic() - t < 2.0
     writer.close()
     assert server.stats.header_timeout == 1
