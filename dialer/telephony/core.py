@@ -428,17 +428,42 @@ def core_stats(core: DialerCore) -> dict[str, Any]:
     }
 
 
+#: a restarted switch answers AMI before app_queue has loaded its queues; a QueueStatus listing
+#: none where the last login listed some is read again this often, at most this many times
+QUEUES_BOOT_RETRY_S = 0.5
+QUEUES_BOOT_TRIES = 20
+
+
+def _queue_count(queues: ActionResult) -> int:
+    return sum(e.name == "QueueParams" for e in queues.events)
+
+
+async def queues_after_boot(client: AMIClient, queues: ActionResult, before: int) -> ActionResult:
+    """The queues' members once the switch lists its queues again (a restart's boot): without
+    this the agent pool stayed empty after the reconnect and the campaign never dialled on."""
+    tries = 0
+    while before and not _queue_count(queues) and tries < QUEUES_BOOT_TRIES:
+        await asyncio.sleep(QUEUES_BOOT_RETRY_S)
+        queues = await client.action("QueueStatus")
+        tries += 1
+    if tries:
+        log.warning("switch listed its queues again after %d QueueStatus reads", tries + 1)
+    return queues
+
+
 async def resync(core: DialerCore, client: AMIClient) -> None:
     """After every login, before the ready gate opens: what the switch has now reconciles the
     calls the core follows (ending those gone without a trace), and the queue listeners get
     the members."""
     channels, variables, queues = await read_switch(client, bool(core.tracker.calls))
+    queues = await queues_after_boot(client, queues, core.last_resync.get("queues", 0))
     updates = core.tracker.reconcile(channels.events, core.now(), variables)
     finished = sum(isinstance(u, Finished) for u in updates)
     core.last_resync = {
         "channels": len(channels.events),
         "ended": finished,
         "followed": len(core.tracker.calls),
+        "queues": _queue_count(queues),
     }
     if updates:
         log.info("resync: %s", core.last_resync)
