@@ -337,6 +337,35 @@ def choose(
     return chosen
 
 
+def _eligible(
+    session: Session,
+    campaign_row: Campaign,
+    now: dt.datetime,
+    n: int,
+    daily_cap: int | None,
+    batch: int | None,
+    max_batches: int,
+    calendar: HolidayCalendar,
+) -> list[Any]:
+    """What ``lease`` and ``take`` both start from: up to ``n`` contacts a running campaign's
+    rules allow at ``now`` (UTC), in its order."""
+    if n <= 0:
+        return []
+    policy = policy_of(campaign_row, daily_cap=daily_cap)
+    if not policy.running:
+        return []
+    return choose(
+        session,
+        campaign_row,
+        policy,
+        now,
+        n,
+        batch=batch,
+        max_batches=max_batches,
+        calendar=calendar,
+    )
+
+
 def lease(
     session: Session,
     campaign_row: Campaign,
@@ -355,21 +384,7 @@ def lease(
     The caller's transaction commits the lease. (The dialler takes and starts its contacts
     in one step: ``take``.)"""
     now = _utc(now)
-    if n <= 0:
-        return []
-    policy = policy_of(campaign_row, daily_cap=daily_cap)
-    if not policy.running:
-        return []
-    chosen = choose(
-        session,
-        campaign_row,
-        policy,
-        now,
-        n,
-        batch=batch,
-        max_batches=max_batches,
-        calendar=calendar,
-    )
+    chosen = _eligible(session, campaign_row, now, n, daily_cap, batch, max_batches, calendar)
     if not chosen:
         return []
     ids = [c.id for c in chosen]
@@ -417,21 +432,7 @@ def take(
     the row locks on PostgreSQL, SQLite's one writer). Core statements throughout; ORM objects
     only for a callback's booking. ``owner``: the worker that will send the rows."""
     now = _utc(now)
-    if n <= 0:
-        return []
-    policy = policy_of(campaign_row, daily_cap=daily_cap)
-    if not policy.running:
-        return []
-    chosen = choose(
-        session,
-        campaign_row,
-        policy,
-        now,
-        n,
-        batch=batch,
-        max_batches=max_batches,
-        calendar=calendar,
-    )
+    chosen = _eligible(session, campaign_row, now, n, daily_cap, batch, max_batches, calendar)
     if not chosen:
         return []
     spent = session.execute(
