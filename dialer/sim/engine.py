@@ -626,19 +626,9 @@ class Engine:
             "DialBegin",
             one.header("Dest") + (("DialString", f"{exten}@{context}" + ("/n" if no_opt else "")),),
         )
-        loop = asyncio.get_running_loop()
-        one.dial = Dialing(loop.create_future(), started=self.clock.now())
         one.dialplan_mode = False
         two.dialplan_mode = True
-        self.start_pbx(two)
-        timer = self.clock.call_later(
-            req.timeout_ms / 1000.0, _resolve, one.dial.future, DialOutcome.TIMEOUT
-        )
-        try:
-            outcome = await one.dial.future
-        finally:
-            timer.cancel()
-            one.dial = None
+        outcome = await self._dial(one, req.timeout_ms, lambda: self.start_pbx(two))
         return self._originate_outcome(req, one, outcome)
 
     async def _originate_phone(self, req: OriginateRequest) -> OriginateResult:
@@ -663,18 +653,21 @@ class Engine:
         if req.callerid is not None:
             self._set_callerid(ch, req.callerid)
         self.emit("DialBegin", ch.header("Dest") + (("DialString", iface.split("/", 1)[1]),))
-        loop = asyncio.get_running_loop()
-        ch.dial = Dialing(loop.create_future(), started=self.clock.now())
-        self.queues.ring_phone(iface, ch)
+        outcome = await self._dial(ch, req.timeout_ms, lambda: self.queues.ring_phone(iface, ch))
+        return self._originate_outcome(req, ch, outcome)
+
+    async def _dial(self, ch: Channel, timeout_ms: int, start: Callable[[], None]) -> str:
+        """``ch`` dialling: ``start`` the far end, then wait for the outcome or the timeout."""
+        ch.dial = Dialing(asyncio.get_running_loop().create_future(), started=self.clock.now())
+        start()
         timer = self.clock.call_later(
-            req.timeout_ms / 1000.0, _resolve, ch.dial.future, DialOutcome.TIMEOUT
+            timeout_ms / 1000.0, _resolve, ch.dial.future, DialOutcome.TIMEOUT
         )
         try:
-            outcome = await ch.dial.future
+            return await ch.dial.future
         finally:
             timer.cancel()
             ch.dial = None
-        return self._originate_outcome(req, ch, outcome)
 
     def _set_callerid(self, ch: Channel, cid: tuple[str, str]) -> None:
         name, num = cid
