@@ -22,6 +22,7 @@ from dialer.errors import ConfigError
 from dialer.sim.dialplan import split_args
 from dialer.sim.engine import Engine, OriginateRequest, parse_callerid
 from dialer.sim.events import AmiEvent, format_event, format_message
+from dialer.sim.filters import FilterError, SessionFilters, parse_filter
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class Session:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     sent: int = 0  # bytes written to the client / read from it (a virtual clock's hold)
     received: int = 0
+    filters: SessionFilters = field(default_factory=SessionFilters)  # the Filter action's
 
     def send(self, data: bytes) -> None:
         if not self.closing and not self.writer.is_closing():
@@ -288,6 +290,8 @@ class AmiServer:
             if s.authenticated and s.events_on and ev.klass in s.read:
                 if data is None:
                     data = format_event(ev, self.timestamps)
+                if s.filters and not s.filters.passes(ev.name, data.decode()):
+                    continue
                 self._deliver(s, data)
 
     def _deliver(self, s: Session, data: bytes) -> None:
@@ -410,6 +414,20 @@ async def a_ping(srv: AmiServer, s: Session, a: Action, base: Base) -> None:
 async def a_events(srv: AmiServer, s: Session, a: Action, base: Base) -> None:
     srv._set_events(s, header(a, "EventMask", "on") or "on")
     s.respond([("Response", "Success"), *base, ("Events", "On" if s.events_on else "Off")])
+
+
+async def a_filter(srv: AmiServer, s: Session, a: Action, base: Base) -> None:
+    """``Filter``: add an event filter to this session (``dialer.sim.filters``)."""
+    if (header(a, "Operation") or "").lower() != "add":
+        s.respond([("Response", "Error"), *base, ("Message", "Unknown operation")])
+        return
+    try:
+        entry = parse_filter(header(a, "MatchCriteria") or "", header(a, "Filter") or "")
+    except FilterError as exc:
+        s.respond([("Response", "Error"), *base, ("Message", str(exc))])
+        return
+    s.filters.add(entry)
+    s.respond([("Response", "Success"), *base, ("Message", "Success")])
 
 
 async def a_coresettings(srv: AmiServer, s: Session, a: Action, base: Base) -> None:
@@ -638,6 +656,7 @@ async def a_queue_action(srv: AmiServer, s: Session, a: Action, base: Base) -> N
 ACTIONS = {
     "ping": a_ping,
     "events": a_events,
+    "filter": a_filter,
     "coresettings": a_coresettings,
     "originate": a_originate,
     "hangup": a_hangup,

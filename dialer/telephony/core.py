@@ -27,6 +27,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import enum
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -46,6 +47,7 @@ from dialer.telephony.batches import StoreBatches
 from dialer.telephony.lag import EventLag
 from dialer.telephony.originate import OriginateRequest
 from dialer.telephony.rows import AttemptRows, FinishedAttempt, NotDialled
+from dialer.telephony.subscription import EVENT_FILTERS, EventFilter, apply_filters
 from dialer.telephony.tracker import (
     RESYNC_VARIABLES,
     CallTracker,
@@ -139,7 +141,9 @@ class DialerCore:
         self.recovered = 0
         self._skew = 0.0  # PBX clock minus ours, from the last stamped event
         self.lag = EventLag()  # how far behind the switch its events are read
-        client.on_connect = self._resync
+        self.event_filters: tuple[EventFilter, ...] = EVENT_FILTERS  # sent on every login
+        self.events_filtered = False  # the switch took them all on the last login
+        client.on_connect = functools.partial(resync, self)  # after every login
         client.add_listener(self._on_event)
         client.add_disconnect_listener(self._on_disconnect)
 
@@ -356,10 +360,6 @@ class DialerCore:
     def _on_disconnect(self) -> None:
         self.tracker.mark_disconnected(self.now())
 
-    async def _resync(self, client: AMIClient) -> None:
-        """Runs after every login, before the ready gate opens."""
-        await resync(self, client)
-
     # -- store side ------------------------------------------------------------------------
 
     def _apply(self, updates: list[Update]) -> None:
@@ -414,6 +414,7 @@ def core_stats(core: DialerCore) -> dict[str, Any]:
         "ami_connections": core.client.connections,
         "ami_events": core.client.events_in,
         "ami_bytes": core.client.bytes_in,
+        "ami_events_filtered": core.events_filtered,
         "ami_last_error": core.client.last_error,
         "event_lag_s": core.lag.lag_s(core.clock()),
         "originates_sent": core.originates_sent,
@@ -452,9 +453,11 @@ async def queues_after_boot(client: AMIClient, queues: ActionResult, before: int
 
 
 async def resync(core: DialerCore, client: AMIClient) -> None:
-    """After every login, before the ready gate opens: what the switch has now reconciles the
+    """After every login, before the ready gate opens: the session's event filters (what the
+    service never reads stays at the switch); then what the switch has now reconciles the
     calls the core follows (ending those gone without a trace), and the queue listeners get
     the members."""
+    core.events_filtered = await apply_filters(client, core.event_filters)
     channels, variables, queues = await read_switch(client, bool(core.tracker.calls))
     queues = await queues_after_boot(client, queues, core.last_resync.get("queues", 0))
     updates = core.tracker.reconcile(channels.events, core.now(), variables)

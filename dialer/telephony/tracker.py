@@ -183,6 +183,11 @@ STATE_RINGING = "5"
 
 #: Variables the tracker keeps from ``VarSet``.
 KEPT_VARS = frozenset({"AGISTATUS", "QUEUESTATUS", "IVR_NEXT", "DIALSTATUS", "DIALER_IVR"})
+#: Every variable whose ``VarSet`` the tracker reads (``_varset``); the switch is asked to send
+#: no other (``dialer.telephony.subscription``).
+READ_VARIABLES = KEPT_VARS | {"AMDSTATUS", "AMDCAUSE", "IVR_RESULT", "DIALER_MSG"}
+#: The dialplan applications whose ``Newexten`` the tracker reads (``_new_exten``).
+READ_APPLICATIONS = frozenset({"AGI"})
 #: ``VarSet DIALER_IVR=failed``: the dialplan found the flow failed (no IVR_NEXT: it never ran
 #: or its server died; ``IVR_NEXT=failed``: it crashed mid-way) and rescued the caller. The IVR's
 #: own ``IVR_NEXT=failed`` says the same if the caller leaves before the dialplan's mark.
@@ -663,7 +668,7 @@ class CallTracker:
         return [(Signal.LEG_DOWN, facts)]
 
     def _new_exten(self, call: Call, h: Headers, now: float) -> list[Step]:
-        if (h.get("Application") or "") != "AGI":
+        if (h.get("Application") or "") not in READ_APPLICATIONS:
             return []
 
         def facts() -> None:

@@ -98,6 +98,7 @@ async def test_answered_call_is_followed_to_its_end(store: Store, pbx: SimPbx) -
     cid = campaign(store)
     [a] = attempts(store, cid, ["+8613800002000"])
     core = make_core(store, pbx)
+    core.event_filters = ()  # every event: a variable the dialer never reads comes back too
     done = collector(core)
     seen: list[str] = []
     names: list[str] = []

@@ -22,6 +22,7 @@ from dialer.store.models import Attempt, Campaign, IvrSession
 from dialer.telephony.ami.messages import Event
 from ivr.flow import FlowLibrary, parse_flow
 from ivr.hooks import DEFAULT_HOOKS
+from tests.observer import switch_events
 
 from .conftest import RealFloor, campaign, load, phone
 from .pbx import Asterisk
@@ -50,28 +51,28 @@ async def test_fastagi_down_mid_campaign_no_silent_call_and_the_alarm(
             played[h.get("Channel", "")] = h.get("AppData", "")
 
     floor = real_floor.dialer
-    real_floor.core.subscribe(on_event)
-    floor.monitor.every_s = 0.5
-    await real_floor.core.wait_ready(10)
-    await floor.load_campaigns()
-    task = asyncio.create_task(floor.run())
-    try:
-        t0 = time.monotonic()
-        while not any(c.state == "in_ivr" for c in floor.calls()):  # the flow has the call
-            assert time.monotonic() - t0 < 15, "no call reached the IVR"
-            await asyncio.sleep(0.1)
-        await real_floor.ivr.close(grace=0.0)  # the IVR dies with a caller in it
-        while not all(r.spec.state.value == "paused" for r in floor.runs.values()):
-            assert time.monotonic() - t0 < 28, [a.outcome for a in attempts(store)]
-            await asyncio.sleep(0.2)
-        while any(a.outcome is None for a in attempts(store)):
-            assert time.monotonic() - t0 < 40, "calls left open"
-            await asyncio.sleep(0.2)
-        await floor.monitor.check()
-        health = floor.health()
-    finally:
-        floor.stop()
-        await asyncio.wait_for(task, 10)
+    async with switch_events(real_floor.ami_port, on_event):
+        floor.monitor.every_s = 0.5
+        await real_floor.core.wait_ready(10)
+        await floor.load_campaigns()
+        task = asyncio.create_task(floor.run())
+        try:
+            t0 = time.monotonic()
+            while not any(c.state == "in_ivr" for c in floor.calls()):  # the flow has the call
+                assert time.monotonic() - t0 < 15, "no call reached the IVR"
+                await asyncio.sleep(0.1)
+            await real_floor.ivr.close(grace=0.0)  # the IVR dies with a caller in it
+            while not all(r.spec.state.value == "paused" for r in floor.runs.values()):
+                assert time.monotonic() - t0 < 28, [a.outcome for a in attempts(store)]
+                await asyncio.sleep(0.2)
+            while any(a.outcome is None for a in attempts(store)):
+                assert time.monotonic() - t0 < 40, "calls left open"
+                await asyncio.sleep(0.2)
+            await floor.monitor.check()
+            health = floor.health()
+        finally:
+            floor.stop()
+            await asyncio.wait_for(task, 10)
     rows = attempts(store)
     outcomes = [a.outcome for a in rows]
     assert Outcome.CUSTOMER_HANGUP not in outcomes, outcomes  # nobody blamed, nobody silent
@@ -167,22 +168,22 @@ async def test_a_flow_crashing_after_it_answered_apologises_and_stops_the_campai
             )
 
     floor = real_floor.dialer
-    real_floor.core.subscribe(on_event)
-    await real_floor.core.wait_ready(10)
-    await floor.load_campaigns()
-    task = asyncio.create_task(floor.run())
-    try:
-        t0 = time.monotonic()
-        while not all(r.spec.state.value == "paused" for r in floor.runs.values()):
-            assert time.monotonic() - t0 < 40, [a.outcome for a in attempts(store)]
-            await asyncio.sleep(0.2)
-        while any(a.outcome is None for a in attempts(store)):
-            assert time.monotonic() - t0 < 60, "calls left open"
-            await asyncio.sleep(0.2)
-        health = floor.health()
-    finally:
-        floor.stop()
-        await asyncio.wait_for(task, 10)
+    async with switch_events(real_floor.ami_port, on_event):
+        await real_floor.core.wait_ready(10)
+        await floor.load_campaigns()
+        task = asyncio.create_task(floor.run())
+        try:
+            t0 = time.monotonic()
+            while not all(r.spec.state.value == "paused" for r in floor.runs.values()):
+                assert time.monotonic() - t0 < 40, [a.outcome for a in attempts(store)]
+                await asyncio.sleep(0.2)
+            while any(a.outcome is None for a in attempts(store)):
+                assert time.monotonic() - t0 < 60, "calls left open"
+                await asyncio.sleep(0.2)
+            health = floor.health()
+        finally:
+            floor.stop()
+            await asyncio.wait_for(task, 10)
     rows = attempts(store)
     assert IVR_FAILURES_TO_STOP <= len(rows) < 9  # stopped before the list ended
     assert {a.outcome for a in rows} == {Outcome.IVR_FAILED}, [a.outcome for a in rows]

@@ -3,6 +3,7 @@ dialplan (config/asterisk/extensions_dialer.conf) and queues template."""
 
 from __future__ import annotations
 
+import collections
 import wave
 from pathlib import Path
 
@@ -12,11 +13,34 @@ from dialer.outcomes import Outcome
 from dialer.settings import Settings
 from dialer.store import Store
 from dialer.store.models import Attempt, IvrSession
+from dialer.telephony.ami.messages import Event
+from dialer.telephony.subscription import UNREAD_EVENTS
+from dialer.telephony.tracker import READ_APPLICATIONS, READ_VARIABLES
 from ivr.messages import BankMessage, message_prompts
 
 from .conftest import RealFloor, campaign, load, phone
 
 SOUNDS = Path(__file__).resolve().parents[2] / "sounds"
+
+
+def hear(floor: RealFloor) -> collections.Counter[str]:
+    """The events the dialer receives, VarSet and Newexten by variable and application."""
+    heard: collections.Counter[str] = collections.Counter()
+
+    def listen(e: Event) -> None:
+        key = {"VarSet": "Variable", "Newexten": "Application"}.get(e.name)
+        heard[f"{e.name}:{e.headers.get(key)}" if key else e.name] += 1
+
+    floor.core.subscribe(listen)
+    return heard
+
+
+def only_what_is_read(floor: RealFloor, heard: collections.Counter[str]) -> None:
+    """The switch took the dialer's event filters and sent nothing they exclude."""
+    assert floor.core.events_filtered
+    assert not set(UNREAD_EVENTS) & set(heard), heard
+    assert {k.split(":", 1)[1] for k in heard if k.startswith("VarSet:")} <= READ_VARIABLES
+    assert {k.split(":", 1)[1] for k in heard if k.startswith("Newexten:")} <= READ_APPLICATIONS
 
 
 def outcomes(store: Store) -> dict[str, Attempt]:
@@ -36,8 +60,11 @@ async def test_outcomes_of_queue_calls(store: Store, tmp_path: Path, real_floor:
         [{"phone": phone(c, i)} for i, c in enumerate(codes)],
     )
     await real_floor.dialer.load_campaigns()
+    heard = hear(real_floor)
     await real_floor.run()
     got = outcomes(store)
+    only_what_is_read(real_floor, heard)
+    assert heard["AgentConnect"] and heard["AgentComplete"] and heard["OriginateResponse"] >= 5
     assert {k: v.outcome for k, v in got.items()} == {
         "111": Outcome.AGENT_HANDLED,
         "486": Outcome.BUSY,
@@ -123,8 +150,11 @@ async def test_ivr_outcomes(store: Store, tmp_path: Path, real_floor: RealFloor)
     )
     load(store, tmp_path, doc, rows)
     await real_floor.dialer.load_campaigns()
+    heard = hear(real_floor)
     await real_floor.run(timeout=180)
     got = outcomes(store)
+    only_what_is_read(real_floor, heard)
+    assert heard["VarSet:IVR_RESULT"] >= 5 and heard["Newexten:AGI"] >= 6
     assert got["701"].outcome == Outcome.COMPLETED and got["701"].result == "activated"
     assert got["706"].outcome == Outcome.CUSTOMER_HANGUP
     assert got["705"].outcome == Outcome.AGENT_HANDLED

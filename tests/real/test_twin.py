@@ -20,6 +20,7 @@ from dialer.telephony.agents import AgentState
 from dialer.telephony.ami.messages import Event
 from ivr.flow import FlowLibrary, parse_flow
 from ivr.hooks import DEFAULT_HOOKS
+from tests.observer import switch_events
 
 from .conftest import RealFloor, campaign, load, phone
 
@@ -147,26 +148,26 @@ async def _cut_mid_flow(
         if ev.name == "VarSet" and h.get("Variable") == "AGISTATUS":
             status.append(h.get("Value", ""))
 
-    floor.core.subscribe(on_event)
-    await floor.dialer.load_campaigns()
-    task = asyncio.create_task(floor.dialer.run())
-    loop = asyncio.get_running_loop()
-    try:
-        t0 = loop.time()
-        while not reached.is_set():
-            assert loop.time() - t0 < 30, "the flow never reached its menu"
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(into_menu_s)
-        await floor.ivr.close(grace=0.0)  # the IVR dies with the caller in its menu
-        with store.session() as s:
-            while (row := s.scalars(select(Attempt)).one()).outcome is None:
-                assert loop.time() - t0 < 40, "the call did not end"
-                await asyncio.sleep(0.2)
-                s.expire_all()
-            outcome, result = row.outcome, row.result
-    finally:
-        floor.dialer.stop()
-        await asyncio.wait_for(task, 10)
+    async with switch_events(floor.ami_port, on_event):
+        await floor.dialer.load_campaigns()
+        task = asyncio.create_task(floor.dialer.run())
+        loop = asyncio.get_running_loop()
+        try:
+            t0 = loop.time()
+            while not reached.is_set():
+                assert loop.time() - t0 < 30, "the flow never reached its menu"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(into_menu_s)
+            await floor.ivr.close(grace=0.0)  # the IVR dies with the caller in its menu
+            with store.session() as s:
+                while (row := s.scalars(select(Attempt)).one()).outcome is None:
+                    assert loop.time() - t0 < 40, "the call did not end"
+                    await asyncio.sleep(0.2)
+                    s.expire_all()
+                outcome, result = row.outcome, row.result
+        finally:
+            floor.dialer.stop()
+            await asyncio.wait_for(task, 10)
     after = apps[[a.split(":")[0] for a in apps].index("AGI") + 1 :]
     return outcome, result, ",".join(status), after
 

@@ -26,6 +26,7 @@ from dialer.store.models import Attempt, IvrSession
 from dialer.telephony.ami.messages import Event
 from ivr.flow import FlowLibrary, parse_flow
 from ivr.hooks import DEFAULT_HOOKS
+from tests.observer import switch_events
 
 FLOWS = Path(__file__).resolve().parents[2] / "config" / "flows"
 START = demo_start(dt.date(2026, 12, 1))
@@ -106,42 +107,44 @@ async def ivr_fault(store: Store, tmp_path: Path, fault: str) -> None:
             played[h.get("Channel", "")] = h.get("AppData", "")
 
     async with SimFloor(store, settings, start=START, speed=80.0, scenario=SCENARIO) as floor:
-        floor.core.subscribe(on_event)
-        floor.dialer.monitor.every_s = 0.2
-        task = asyncio.create_task(floor.dialer.run(until_idle=False))
-        try:
-            await until(
-                lambda: sum(r.outcome == Outcome.COMPLETED for r in rows(store)) >= 2,
-                20,
-                "no flow completed while the IVR was up",
-            )
-            if fault == "fastagi_down":
-                await floor.ivr.close(grace=5.0)  # the IVR goes away mid-campaign
-            else:  # the IVR now serves only another flow
-                other = tmp_path / "flows"
-                other.mkdir()
-                (other / "opt_out.yaml").write_bytes((FLOWS / "opt_out.yaml").read_bytes())
-                assert floor.ivr.reload_flows(other) == ["opt_out"]
-            cut = max(r.id for r in rows(store))
-            await until(
-                lambda: (
-                    floor.dialer.runs
-                    and all(r.spec.state.value == "paused" for r in floor.dialer.runs.values())
-                ),
-                20,
-                "the campaign was not stopped",
-            )
-            await until(
-                lambda: all(r.outcome for r in rows(store)), 20, "calls still open after the stop"
-            )
-            # counted once the calls then in flight have ended (a lease that was already on the
-            # database thread when the pause landed may still have written its row)
-            placed = len(rows(store))
-            await asyncio.sleep(0.5)  # 40 simulated seconds: the loop ticks many times
-            health = floor.dialer.health()
-        finally:
-            floor.dialer.stop()
-            await asyncio.wait_for(task, 10)
+        async with switch_events(floor.ami_port, on_event):
+            floor.dialer.monitor.every_s = 0.2
+            task = asyncio.create_task(floor.dialer.run(until_idle=False))
+            try:
+                await until(
+                    lambda: sum(r.outcome == Outcome.COMPLETED for r in rows(store)) >= 2,
+                    20,
+                    "no flow completed while the IVR was up",
+                )
+                if fault == "fastagi_down":
+                    await floor.ivr.close(grace=5.0)  # the IVR goes away mid-campaign
+                else:  # the IVR now serves only another flow
+                    other = tmp_path / "flows"
+                    other.mkdir()
+                    (other / "opt_out.yaml").write_bytes((FLOWS / "opt_out.yaml").read_bytes())
+                    assert floor.ivr.reload_flows(other) == ["opt_out"]
+                cut = max(r.id for r in rows(store))
+                await until(
+                    lambda: (
+                        floor.dialer.runs
+                        and all(r.spec.state.value == "paused" for r in floor.dialer.runs.values())
+                    ),
+                    20,
+                    "the campaign was not stopped",
+                )
+                await until(
+                    lambda: all(r.outcome for r in rows(store)),
+                    20,
+                    "calls still open after the stop",
+                )
+                # counted once the calls then in flight have ended (a lease that was already on the
+                # database thread when the pause landed may still have written its row)
+                placed = len(rows(store))
+                await asyncio.sleep(0.5)  # 40 simulated seconds: the loop ticks many times
+                health = floor.dialer.health()
+            finally:
+                floor.dialer.stop()
+                await asyncio.wait_for(task, 10)
 
     after = [r for r in rows(store) if r.id > cut]
     failed = [r for r in after if r.outcome == Outcome.IVR_FAILED]
@@ -262,23 +265,23 @@ async def ivr_midway(store: Store, tmp_path: Path, fault: str) -> None:
         if fault == "connection_cut":
             port = await proxy.start()
             floor.pbx.engine.agi_port_map[("127.0.0.1", floor.ivr.port)] = ("127.0.0.1", port)
-        floor.core.subscribe(on_event)
-        task = asyncio.create_task(floor.dialer.run(until_idle=False))
-        try:
-            await until(
-                lambda: (
-                    bool(floor.dialer.runs)
-                    and all(r.spec.state.value == "paused" for r in floor.dialer.runs.values())
-                ),
-                30,
-                "the campaign was not stopped",
-            )
-            await until(lambda: all(r.outcome for r in rows(store)), 30, "calls still open")
-            health = floor.dialer.health()
-        finally:
-            floor.dialer.stop()
-            await asyncio.wait_for(task, 10)
-            await proxy.close()
+        async with switch_events(floor.ami_port, on_event):
+            task = asyncio.create_task(floor.dialer.run(until_idle=False))
+            try:
+                await until(
+                    lambda: (
+                        bool(floor.dialer.runs)
+                        and all(r.spec.state.value == "paused" for r in floor.dialer.runs.values())
+                    ),
+                    30,
+                    "the campaign was not stopped",
+                )
+                await until(lambda: all(r.outcome for r in rows(store)), 30, "calls still open")
+                health = floor.dialer.health()
+            finally:
+                floor.dialer.stop()
+                await asyncio.wait_for(task, 10)
+                await proxy.close()
 
     done = rows(store)
     assert len(done) >= IVR_FAILURES_TO_STOP

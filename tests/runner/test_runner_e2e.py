@@ -5,6 +5,7 @@ scaled clock (``speed`` simulated seconds per real second)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import csv
 import datetime as dt
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from dialer.pacing.types import AgentState as PAgent
 from dialer.settings import Ceilings, Settings
 from dialer.store import Store
 from dialer.store.models import Attempt
+from dialer.telephony.ami.messages import Event
+from dialer.telephony.subscription import UNREAD_EVENTS
+from dialer.telephony.tracker import READ_VARIABLES
 
 START = demo_start(dt.date(2026, 12, 1))  # a Tuesday, 10:00 in Beijing
 #: the power-mode tests set a 50% cap to see the policy's own fallback, not the ceiling's
@@ -153,10 +157,24 @@ async def test_progressive_never_more_calls_than_idle_agents(store: Store, tmp_p
         idle = int((inp.agent_state == PAgent.IDLE).sum())
         seen.append((idle, len(inp.call_age_s), n))
 
-    await run_floor(store, floor_scenario(4), observe=observe)
+    heard: collections.Counter[str] = collections.Counter()
+
+    def listen(e: Event) -> None:
+        key = {"VarSet": "Variable", "Newexten": "Application"}.get(e.name)
+        heard[f"{e.name}:{e.headers.get(key)}" if key else e.name] += 1
+
+    async def tap(floor: SimFloor) -> None:
+        floor.core.subscribe(listen)
+
+    floor = await run_floor(store, floor_scenario(4), observe=observe, during=tap)
     rows = attempts(store)
     assert len(rows) == 30 and all(r.outcome for r in rows)
     assert seen and any(n > 0 for _, _, n in seen)
+    # the switch sent only what the dialer reads (dialer.telephony.subscription)
+    assert floor.core.events_filtered
+    assert heard["AgentConnect"] and heard["Hangup"] and heard["Newchannel"]
+    assert not set(UNREAD_EVENTS) & set(heard)
+    assert {k.split(":")[1] for k in heard if k.startswith("VarSet:")} <= READ_VARIABLES
     for idle, in_flight, n in seen:
         assert in_flight + n <= max(idle, 0) or n == 0, (idle, in_flight, n)
     assert {r.outcome for r in rows} <= {
