@@ -251,7 +251,8 @@ def raw_child(port: int, secret: str, actions_file: str, channels: int) -> None:
         await reader.readline()
         writer.write(f"Action: Login\r\nUsername: dialer\r\nSecret: {secret}\r\n\r\n".encode())
         await reader.readuntil(b"\r\n\r\n")
-        live: set[str] = set()
+        live: dict[str, float] = {}
+        lengths: list[float] = []
         room = asyncio.Event()
         done = asyncio.Event()
         ended = 0
@@ -274,7 +275,7 @@ def raw_child(port: int, secret: str, actions_file: str, channels: int) -> None:
                         continue
                     uid = msg.get("Uniqueid", "")
                     if uid in live:
-                        live.discard(uid)
+                        lengths.append(time.perf_counter() - live.pop(uid))
                         ended += 1
                         room.set()
                         if ended == n:
@@ -286,14 +287,20 @@ def raw_child(port: int, secret: str, actions_file: str, channels: int) -> None:
             while len(live) >= channels:
                 room.clear()
                 await room.wait()
-            live.add(cid)
+            live[cid] = time.perf_counter()
             writer.write(blob)
             await writer.drain()
         await asyncio.wait_for(done.wait(), 120)
         wall, cpu = time.perf_counter() - t0, cpu_self() - cpu0
         task.cancel()
         writer.close()
-        return {"calls": n, "wall": wall, "cpu": cpu}
+        return {
+            "calls": n,
+            "wall": wall,
+            "cpu": cpu,
+            "call_s": sum(lengths) / len(lengths),
+            "busy_lines": sum(lengths) / wall,
+        }
 
     print(json.dumps(asyncio.run(main())), flush=True)
 
@@ -413,6 +420,7 @@ def product_child(
     """The product: the floor of ``dialer run`` dialling ``calls`` contacts."""
     import logging
 
+    import dialer.floor.loop as floor_loop
     from dialer.app.compose import FloorRoot
     from dialer.lists.campaigns import apply_campaign, parse_campaign
     from dialer.settings import Settings
@@ -420,6 +428,21 @@ def product_child(
     from dialer.telephony.ami.adapter import AMIClient
 
     logging.basicConfig(level=logging.ERROR)
+    leases: list[int] = []  # contacts taken per lease transaction
+    take = floor_loop.lease_and_start
+
+    lease_s: list[float] = []
+
+    def counted(*args: Any) -> Any:
+        t = time.perf_counter()
+        got = take(*args)
+        lease_s.append(time.perf_counter() - t)
+        leases.append(len(got))
+        return got
+
+    floor_loop.lease_and_start = counted  # type: ignore[assignment]
+    if os.environ.get("BENCH_SWITCH_INTERVAL"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     tmp = Path(tempfile.mkdtemp(prefix="bench-switch-"))
     store = open_store(db_url or f"sqlite:///{tmp}/dialer.db")
     spec = parse_campaign(campaign_doc("bench", flow="notice", channels=channels, cps=1000))
@@ -442,7 +465,10 @@ def product_child(
             if sum(outcomes.values()) >= calls:
                 all_done.set()
 
+        lengths: list[float] = []  # followed by the tracker (before its Originate) -> ended
+
         root.core.on_finished(finished)
+        root.core.on_finished(lambda f: lengths.append(f.facts.ended_at - f.facts.originated_at))
         await root.dialer.load_campaigns()
         print("ready", flush=True)  # the parent may attach a profiler now
         await asyncio.sleep(0.5)
@@ -460,6 +486,11 @@ def product_child(
             "cpu": cpu,
             "outcomes": dict(outcomes),
             "events_per_call": events / calls,
+            "per_lease": sum(leases) / max(1, len(leases)),
+            "lease_ms": 1000 * sum(lease_s) / max(1, len(lease_s)),
+            "leases": len(leases),
+            "call_s": sum(lengths) / max(1, len(lengths)),
+            "busy_lines": sum(lengths) / wall,
         }
 
     print(json.dumps(asyncio.run(main())), flush=True)
@@ -493,6 +524,7 @@ def line(label: str, r: dict[str, Any], ast_cpu: float) -> str:
     return (
         f"  {label:<26} {rate:8.1f} attempts/s   CPU {1000 * r['cpu'] / r['calls']:6.2f} ms/call"
         f"   process {100 * r['cpu'] / r['wall']:4.0f}%   Asterisk {100 * ast_cpu / r['wall']:4.0f}%"
+        f"   call {1000 * r['call_s']:5.1f} ms, lines busy {r['busy_lines']:5.1f}"
     )
 
 
@@ -534,7 +566,9 @@ def bench_originate(args: argparse.Namespace) -> None:
             sw.settle()
             print(
                 f" run {rep + 1}: outcomes {prod['outcomes']},"
-                f" {prod['events_per_call']:.1f} AMI events per call"
+                f" {prod['events_per_call']:.1f} AMI events per call,"
+                f" {prod['per_lease']:.1f} calls per lease transaction ({prod['leases']},"
+                f" {prod['lease_ms']:.1f} ms each)"
             )
             print(line("raw-socket script", raw, raw_ast))
             print(line("product (dialer floor)", prod, prod_ast))

@@ -89,6 +89,11 @@ class SwitchFeeds:
         the ring time-out: the answer rate read ~0.1 for a true 0.3, and the loop over-dialled
         into ~20% abandons in the first minutes.)"""
         loop = self.loop
+        if t.after is AttemptState.ENDED:
+            # its line is free now (the tracker no longer counts it); the outcome's write
+            # follows in the next batch, and the number stays off the hopper until then
+            loop.wake()
+            return
         if t.after is AttemptState.WITH_AGENT:
             bridged = loop.runs.get(loop.attempt_campaign.get(t.attempt_id, -1))
             if bridged is not None:  # the breaker hears of it now, not minutes later

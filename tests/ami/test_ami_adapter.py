@@ -289,3 +289,34 @@ async def test_connection_changes_are_logged_at_the_default_level(
     assert any("connection" in m and "reconnecting" in m for m in lines), lines
     assert any("reconnected after" in m for m in lines), lines
     assert all(r.levelno >= logging.WARNING for r in caplog.records)
+
+
+async def test_actions_sent_in_one_pass_leave_in_one_write(peer: Peer) -> None:
+    """A batch of Originates sent together is one socket write, not one system call each."""
+    assert peer.server is not None
+    port = peer.server.sockets[0].getsockname()[1]
+    writes: list[bytes] = []
+
+    class CountingWriter:
+        def __init__(self, inner: asyncio.StreamWriter) -> None:
+            self.inner = inner
+
+        def write(self, data: bytes) -> None:
+            writes.append(data)
+            self.inner.write(data)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    async def opener() -> tuple[asyncio.StreamReader, CountingWriter]:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        return r, CountingWriter(w)
+
+    c = client(port, opener=opener)
+    await c.start()
+    await c.wait_ready(5)
+    writes.clear()
+    results = await asyncio.gather(*(c.action("Ping") for _ in range(20)))
+    assert all(r.response.ok for r in results)
+    assert len(writes) == 1 and writes[0].count(b"Action: Ping") == 20
+    await c.close()

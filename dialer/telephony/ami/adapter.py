@@ -147,6 +147,22 @@ class _Session:
         self.writer = writer
         self.greeted: asyncio.Future[None] = loop.create_future()
         self.logged_in: asyncio.Future[None] = loop.create_future()
+        self._write_due = False
+
+    def write_soon(self) -> None:
+        """Write what the session has queued once this pass of the event loop is over: the
+        actions sent in one pass (a batch of Originates) leave in one write, not one system
+        call each. Bytes still queued when the connection closes are never written; their
+        actions fail ``AMIDisconnected`` like any action in flight."""
+        if not self._write_due:
+            self._write_due = True
+            asyncio.get_running_loop().call_soon(self._write)
+
+    def _write(self) -> None:
+        self._write_due = False
+        out = self.conn.data_to_send()
+        if out and self.conn.state is not ConnState.CLOSED:
+            self.writer.write(out)
 
     def settle(self, fut: asyncio.Future[None], exc: BaseException | None = None) -> None:
         if fut.done():
@@ -344,7 +360,7 @@ class AMIClient:
         fut: asyncio.Future[ActionResult] = asyncio.get_running_loop().create_future()
         self._futures[aid] = fut
         try:
-            session.writer.write(session.conn.data_to_send())
+            session.write_soon()
             return await asyncio.wait_for(
                 fut, self.action_timeout_s if timeout is None else timeout
             )
