@@ -432,15 +432,29 @@ def product_child(
     take = floor_loop.lease_and_start
 
     lease_s: list[float] = []
+    lease_at: list[tuple[float, float]] = []
 
     def counted(*args: Any) -> Any:
         t = time.perf_counter()
         got = take(*args)
         lease_s.append(time.perf_counter() - t)
+        lease_at.append((t, time.perf_counter()))
         leases.append(len(got))
         return got
 
     floor_loop.lease_and_start = counted  # type: ignore[assignment]
+    from dialer.telephony.rows import AttemptRows
+
+    write = AttemptRows.write_batch
+    writes_at: list[tuple[float, float, int]] = []
+
+    def timed_write(self: Any, batch: Any) -> Any:
+        t = time.perf_counter()
+        out = write(self, batch)
+        writes_at.append((t, time.perf_counter(), len(batch)))
+        return out
+
+    AttemptRows.write_batch = timed_write  # type: ignore[method-assign]
     if os.environ.get("BENCH_SWITCH_INTERVAL"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     tmp = Path(tempfile.mkdtemp(prefix="bench-switch-"))
@@ -454,7 +468,13 @@ def product_child(
     async def main() -> dict[str, Any]:
         client = AMIClient("127.0.0.1", port, "dialer", secret, action_timeout_s=30)
         agi_url = os.environ["BENCH_AGI_URL"]
-        root = FloorRoot(store, Settings(), client, agi_url=agi_url, max_channels=channels)
+        root = FloorRoot(
+            store,
+            Settings(),
+            client,
+            agi_url=agi_url,
+            max_channels=channels,
+        )
         await root.start()
         await root.core.wait_ready(10)
         outcomes: collections.Counter[str] = collections.Counter()
@@ -467,6 +487,13 @@ def product_child(
 
         lengths: list[float] = []  # followed by the tracker (before its Originate) -> ended
 
+        decisions: list[tuple[float, int, int, int]] = []
+        if os.environ.get("BENCH_DECISIONS"):
+            root.dialer.on_decision.append(
+                lambda run, inp, n: decisions.append(
+                    (time.perf_counter(), n, root.core.live_calls(), run.pending)
+                )
+            )
         root.core.on_finished(finished)
         root.core.on_finished(lambda f: lengths.append(f.facts.ended_at - f.facts.originated_at))
         await root.dialer.load_campaigns()
@@ -480,6 +507,10 @@ def product_child(
         await task
         await root.stop(grace_s=1)
         events = client.events_in - ev0
+        if decisions:
+            Path(os.environ["BENCH_DECISIONS"]).write_text(
+                json.dumps([decisions, lease_at, writes_at])
+            )
         return {
             "calls": calls,
             "wall": wall,

@@ -19,7 +19,9 @@ from dialer.lists.compliance import (
     Policy,
     Reason,
     first_broken_rule,
+    local_time,
     retry_decision,
+    window_rule,
 )
 from dialer.outcomes import Outcome
 
@@ -338,3 +340,19 @@ def test_no_eligible_contact_ever_breaks_a_rule(
     else:
         assert got in broken
         assert got == min(broken, key=REASON_ORDER.index)  # the FIRST broken rule
+
+
+@given(cases(), st.integers(0, 2 * 3600))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_the_calendar_checked_as_a_call_leaves_is_the_rules_own(
+    case: tuple[ContactState, Policy, dt.datetime, NumberFacts], delay_s: int
+) -> None:
+    """A call leased at ``now`` leaves ``delay_s`` later (its pace, a line, the switch): the
+    check made then (``window_rule``) refuses exactly when the window or a holiday forbids
+    a call at that later instant."""
+    contact, pol, now, _ = case
+    later = now + dt.timedelta(seconds=delay_s)
+    got = window_rule(pol.window, contact.region, local_time(later, contact.timezone))
+    calendar = {Reason.HOLIDAY, Reason.OUTSIDE_WINDOW}
+    broken = broken_rules(contact, pol, later, NumberFacts()) & calendar
+    assert got == (min(broken, key=REASON_ORDER.index) if broken else None)

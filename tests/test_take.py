@@ -22,7 +22,7 @@ from dialer.store.models import Attempt, Campaign, Contact
 from dialer.telephony.originate import OriginateRequest
 from dialer.telephony.rows import AttemptRows
 from tests.test_compliance import broken_rules
-from tests.test_hopper import BASE, CN, INSTANTS, at, random_world, setup
+from tests.test_hopper import BASE, CN, INSTANTS, NY, at, random_world, setup
 
 
 @pytest.mark.parametrize("purpose", ["service", "marketing"])
@@ -160,9 +160,9 @@ def test_rows_and_originates_in_one_transaction_behind_the_fence(
     with store.session() as s:
         assert s.scalars(select(Attempt)).all() == []
     got = lease_and_start(store, _rows(store, "b", "pbx"), cid, now, 5, 3)
-    assert [phone for _, phone, _ in got] == [CN[2], CN[0], CN[1]]
+    assert [x.phone for x in got] == [CN[2], CN[0], CN[1]]
     with store.session() as s:  # committed, each with the ids its Originate carries
-        for attempt_id, _phone, req in got:
+        for attempt_id, _phone, req, _tz, _region in got:
             assert isinstance(req, OriginateRequest)
             row = s.get(Attempt, attempt_id)
             assert row is not None
@@ -192,9 +192,34 @@ def test_an_invalid_number_is_not_dialled(store: Store, tmp_path: Path) -> None:
     with store.session() as s:
         s.execute(update(Contact).where(Contact.phone == CN[2]).values(phone="13800000003"))
     got = lease_and_start(store, _rows(store, "w", "pbx"), cid, now, 1, 3)
-    [(attempt_id, _, req)] = got
+    [(attempt_id, _, req, _, _)] = got
     assert isinstance(req, NotDialled) and req.outcome.value == "invalid_number"
     with store.session() as s:
         row = s.get(Attempt, attempt_id)
         assert row is not None and row.channel_id is None  # left for the core to end
         assert s.scalar(select(Contact.attempts).where(Contact.phone == "13800000003")) == 1
+
+
+def test_take_keeps_a_stored_campaign_within_the_calling_hours_ceiling(
+    store: Store, tmp_path: Path
+) -> None:
+    """A row that says 00:00-24:00 (written by hand, or before the ceiling was lowered) still
+    dials only inside the settings' calling hours (08:00-21:00 by default), each contact's own
+    clock: at 06:00 in Shanghai (22:00 UTC the day before) nothing is taken."""
+    from dialer.settings import Ceilings
+
+    window = {"start": "00:00", "end": "24:00", "skip_holidays": False}
+    cid = setup(store, tmp_path, calling_window=window)
+    early = at("2026-11-30T22:00:00+00:00")  # 06:00 in Shanghai, 17:00 in New York
+
+    def taken(**kw: Any) -> set[str]:
+        with store.session() as s:
+            camp = s.get(Campaign, cid)
+            assert camp is not None
+            return {st.phone for st in take(s, camp, early, 10, "w", daily_cap=3, **kw)}
+
+    got = taken(ceilings=Ceilings())
+    without = taken()  # (New York's are in flight now)
+    # no Chinese number inside 08:00-21:00 at 06:00 Shanghai; New York (17:00) is open
+    assert got == set(NY)
+    assert set(CN) <= without  # the row's own window allowed them

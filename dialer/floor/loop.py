@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import and_, or_, select
 
@@ -47,6 +47,7 @@ from dialer.lists.campaigns import (
     spec_of,
     within_ceilings,
 )
+from dialer.lists.compliance import local_time, window_rule
 from dialer.lists.stats import abandon_rate
 from dialer.outcomes import AttemptState, Outcome
 from dialer.pacing.breaker import AbandonBreaker
@@ -417,6 +418,17 @@ class UnsentSweep:
 Prepared = OriginateRequest | NotDialled | None
 
 
+class Leased(NamedTuple):
+    """A call ``lease_and_start`` started: its attempt, number, Originate (None when not
+    prepared) and the contact's zone and region (the window is checked again at send time)."""
+
+    attempt_id: int
+    phone: str
+    prepared: Prepared
+    timezone: str | None
+    region: str | None
+
+
 def lease_and_start(
     store: Store,
     rows: AttemptRows,
@@ -425,11 +437,10 @@ def lease_and_start(
     n: int,
     daily_cap: int,
     prepare: bool = True,
-) -> list[tuple[int, str, Prepared]]:
+) -> list[Leased]:
     """Take up to ``n`` contacts and write their attempt rows (``hopper.take``), and with
     ``prepare`` their Originates (``AttemptRows.prepare_started``: the switch's fence first),
-    all in one transaction, committed before any of them is sent. Returns (attempt id, phone,
-    its Originate or None when not prepared)."""
+    all in one transaction, committed before any of them is sent."""
     with store.session() as s:
         if prepare and (served := rows.fenced(s)) is not None:
             log.debug("switch %s is served by worker %s: nothing dialled", rows.server, served)
@@ -437,11 +448,16 @@ def lease_and_start(
         row = s.get(Campaign, campaign_id)
         if row is None:
             return []
-        started = hopper.take(s, row, when, n, rows.owner, daily_cap=daily_cap)
+        started = hopper.take(
+            s, row, when, n, rows.owner, daily_cap=daily_cap, ceilings=rows.ceilings
+        )
         reqs: Sequence[Prepared] = (
             rows.prepare_started(s, row, started) if prepare else [None] * len(started)
         )
-    return [(st.attempt_id, st.phone, req) for st, req in zip(started, reqs, strict=True)]
+    return [
+        Leased(st.attempt_id, st.phone, req, st.timezone, st.region)
+        for st, req in zip(started, reqs, strict=True)
+    ]
 
 
 def explain_hopper(
@@ -489,6 +505,8 @@ class CampaignLoop:
         self.attempt_phone: dict[int, str] = {}
         #: Originates prepared with their rows (``lease``), until ``spawn`` sends them
         self._prepared: dict[int, OriginateRequest | NotDialled] = {}
+        #: the contacts' (zone, region) of leased calls, until sent: the window's last check
+        self._zones: dict[int, tuple[str, str | None]] = {}
         #: the Originate tasks in flight (a reference is kept until each ends)
         self.tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -697,49 +715,27 @@ class CampaignLoop:
             run.pending -= n
             raise
         run.pending -= n - len(got)
-        self.attempt_phone.update((a, phone) for a, phone, _ in got)
-        self._prepared.update((a, req) for a, _, req in got if req is not None)
-        return [a for a, _, _ in got]
+        self.attempt_phone.update((x.attempt_id, x.phone) for x in got)
+        self._prepared.update((x.attempt_id, x.prepared) for x in got if x.prepared is not None)
+        self._zones.update((x.attempt_id, (x.timezone, x.region)) for x in got if x.timezone)
+        return [x.attempt_id for x in got]
 
     def spawn(self, run: CampaignRun, attempt_ids: list[int]) -> None:
         self.guard.placed(run, attempt_ids)
         for attempt_id in attempt_ids:
             self.attempt_campaign[attempt_id] = run.id
             task = asyncio.create_task(
-                self._originate(run, attempt_id, self._prepared.pop(attempt_id, None)),
+                originate_one(
+                    self,
+                    run,
+                    attempt_id,
+                    self._prepared.pop(attempt_id, None),
+                    self._zones.pop(attempt_id, None),
+                ),
                 name=f"originate-{attempt_id}",
             )
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-
-    async def _originate(self, run: CampaignRun, attempt_id: int, prepared: Prepared) -> None:
-        pending = [True]  # counted in ``run.pending`` until the tracker follows the call
-
-        async def pace() -> None:
-            slot = run.limiter.reserve(self.clock.time())
-            while (wait := slot - self.clock.time()) > 0:
-                await self.clock.sleep(wait)
-
-        def followed() -> None:
-            # pacing counts the call in the tracker from now on, not twice while Asterisk
-            # answers the Originate
-            pending[0] = False
-            run.pending -= 1
-
-        try:
-            status = await self.core.originate(
-                attempt_id, before_send=pace, on_followed=followed, prepared=prepared
-            )
-            if self.metrics is not None and status is not OriginateStatus.REJECTED:
-                self.metrics.count_dial(run.spec.name)
-            if status is OriginateStatus.REJECTED:
-                log.info("attempt %s: Originate rejected", attempt_id)
-        except DialerError as exc:
-            run.last_error = str(exc)
-            log.warning("attempt %s: %s", attempt_id, exc)
-        finally:
-            if pending[0]:
-                run.pending -= 1
 
     async def refresh_hopper(self, run: CampaignRun, *, force: bool = False) -> None:
         """The hopper's explanation people read on the console, at most every
@@ -770,3 +766,54 @@ __all__ = [
     "sweep_unsent",
     "wait_real",
 ]
+
+
+async def originate_one(
+    loop: CampaignLoop,
+    run: CampaignRun,
+    attempt_id: int,
+    prepared: Prepared,
+    zone: tuple[str, str | None] | None,
+) -> None:
+    """One call of a campaign through the core: its pace, then the calendar's last check
+    (``zone``: the contact's, when leased here), then its Originate."""
+    pending = [True]  # counted in ``run.pending`` until the tracker follows the call
+
+    async def pace() -> None:
+        slot = run.limiter.reserve(loop.clock.time())
+        while (wait := slot - loop.clock.time()) > 0:
+            await loop.clock.sleep(wait)
+
+    def followed() -> None:
+        # pacing counts the call in the tracker from now on, not twice while Asterisk
+        # answers the Originate
+        pending[0] = False
+        run.pending -= 1
+
+    def in_window() -> str | None:
+        # leased inside its window, a call may wait for its pace or the switch past the
+        # window's end: the calendar's rules are checked again as it leaves
+        if zone is None:
+            return None
+        local = local_time(_dt(loop.clock.time()), zone[0])
+        broken = window_rule(run.spec.calling_window, zone[1], local)
+        return None if broken is None else f"not dialled: {broken.value} when it was to leave"
+
+    try:
+        status = await loop.core.originate(
+            attempt_id,
+            before_send=pace,
+            on_followed=followed,
+            prepared=prepared,
+            may_send=in_window,
+        )
+        if loop.metrics is not None and status is not OriginateStatus.REJECTED:
+            loop.metrics.count_dial(run.spec.name)
+        if status is OriginateStatus.REJECTED:
+            log.info("attempt %s: Originate rejected", attempt_id)
+    except DialerError as exc:
+        run.last_error = str(exc)
+        log.warning("attempt %s: %s", attempt_id, exc)
+    finally:
+        if pending[0]:
+            run.pending -= 1

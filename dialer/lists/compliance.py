@@ -271,9 +271,22 @@ def first_broken_rule(
             return Reason.LOCKED_OUT
     if facts.in_flight or (contact.next_attempt_at is not None and now < contact.next_attempt_at):
         return Reason.SCHEDULED_LATER
-    if policy.window.skip_holidays and calendar.is_holiday(contact.region, today):
+    return window_rule(policy.window, contact.region, local, calendar)
+
+
+def window_rule(
+    window: CallingWindow,
+    region: str | None,
+    local: dt.datetime,
+    calendar: HolidayCalendar = DEFAULT_CALENDAR,
+) -> Reason | None:
+    """The rules of the calendar alone (holiday, calling window) at the contact's ``local``
+    time: the last rules of ``first_broken_rule``, and the ones the dialler checks again right
+    before an Originate leaves (a call leased inside its window may wait for its line, its
+    pace or the switch past the window's end)."""
+    if window.skip_holidays and calendar.is_holiday(region, local.date()):
         return Reason.HOLIDAY
-    if not in_window(policy.window, local):
+    if not in_window(window, local):
         return Reason.OUTSIDE_WINDOW
     return None
 
@@ -363,6 +376,7 @@ __all__ = [
     "attempts_on_local_day",
     "first_broken_rule",
     "in_window",
+    "window_rule",
     "is_eligible",
     "is_valid_zone",
     "local_time",

@@ -44,7 +44,7 @@ from dialer.audit import AuditAction
 from dialer.errors import ComplianceError, IllegalTransition, StoreError
 from dialer.lists import prepared
 from dialer.lists.callbacks import CALLBACK_PRIORITY, callback_dialled, keep_pending
-from dialer.lists.campaigns import spec_of
+from dialer.lists.campaigns import spec_of, within_ceilings
 from dialer.lists.compliance import (
     DEFAULT_CALENDAR,
     ContactState,
@@ -65,6 +65,7 @@ from dialer.lists.dnc import DncChannel, DncMatcher, DncScope, channels_barring,
 from dialer.lists.touches import campaign_touches, contact_touches
 from dialer.lists.wrapup import reapply
 from dialer.outcomes import AttemptState, Outcome
+from dialer.settings import Ceilings
 from dialer.store.models import Attempt, AuditEntry, Campaign, Contact, DncEntry
 
 DEFAULT_LEASE = dt.timedelta(minutes=2)
@@ -85,8 +86,15 @@ def _daily_cap(daily_cap: int | None) -> int:
     return load_settings().max_calls_per_number_per_day
 
 
-def policy_of(campaign: Campaign, *, daily_cap: int | None = None) -> Policy:
-    return Policy.of(spec_of(campaign), daily_cap=_daily_cap(daily_cap))
+def policy_of(
+    campaign: Campaign, *, daily_cap: int | None = None, ceilings: Ceilings | None = None
+) -> Policy:
+    """The campaign's rules; with ``ceilings`` (the settings' compliance ceilings), within them
+    whatever the stored row says (a row written before a ceiling was lowered, or by hand)."""
+    spec = spec_of(campaign)
+    if ceilings is not None:
+        spec = within_ceilings(spec, ceilings)
+    return Policy.of(spec, daily_cap=_daily_cap(daily_cap))
 
 
 def _utc(now: dt.datetime) -> dt.datetime:
@@ -346,12 +354,13 @@ def _eligible(
     batch: int | None,
     max_batches: int,
     calendar: HolidayCalendar,
+    ceilings: Ceilings | None = None,
 ) -> list[Any]:
     """What ``lease`` and ``take`` both start from: up to ``n`` contacts a running campaign's
     rules allow at ``now`` (UTC), in its order."""
     if n <= 0:
         return []
-    policy = policy_of(campaign_row, daily_cap=daily_cap)
+    policy = policy_of(campaign_row, daily_cap=daily_cap, ceilings=ceilings)
     if not policy.running:
         return []
     return choose(
@@ -411,6 +420,8 @@ class Started:
     phone: str
     language: str | None
     detail: dict[str, Any] = dataclasses.field(default_factory=dict)
+    timezone: str | None = None  # the contact's, for the window's check at send time
+    region: str | None = None
 
 
 def take(
@@ -424,15 +435,19 @@ def take(
     batch: int | None = None,
     max_batches: int = 8,
     calendar: HolidayCalendar = DEFAULT_CALENDAR,
+    ceilings: Ceilings | None = None,
 ) -> list[Started]:
     """``lease`` and ``start_attempts`` in one step, for the dialler: the contacts the rules
     allow at ``now`` (``choose``) get their attempt rows and spend one attempt each, in the
     caller's transaction. No lease is written: the rows are never given back, and once the
     transaction commits each number's open attempt keeps every dialler off it (until then,
     the row locks on PostgreSQL, SQLite's one writer). Core statements throughout; ORM objects
-    only for a callback's booking. ``owner``: the worker that will send the rows."""
+    only for a callback's booking. ``owner``: the worker that will send the rows;
+    ``ceilings``: the settings' compliance ceilings the campaign's rules stay within."""
     now = _utc(now)
-    chosen = _eligible(session, campaign_row, now, n, daily_cap, batch, max_batches, calendar)
+    chosen = _eligible(
+        session, campaign_row, now, n, daily_cap, batch, max_batches, calendar, ceilings
+    )
     if not chosen:
         return []
     spent = session.execute(
@@ -469,7 +484,10 @@ def take(
             if contact is not None:
                 callback_dialled(session, contact, attempt_id)
     session.flush()
-    return [Started(a, c.id, c.phone, c.language) for c, a in zip(chosen, ids, strict=True)]
+    return [
+        Started(a, c.id, c.phone, c.language, timezone=c.timezone, region=c.region)
+        for c, a in zip(chosen, ids, strict=True)
+    ]
 
 
 def release(session: Session, contacts: Iterable[Contact]) -> None:

@@ -237,6 +237,7 @@ class DialerCore:
         before_send: Callable[[], Awaitable[None]] | None = None,
         on_followed: Callable[[], None] | None = None,
         prepared: OriginateRequest | NotDialled | None = None,
+        may_send: Callable[[], str | None] | None = None,
     ) -> OriginateStatus:
         """Dial an attempt whose row exists (``hopper.start_attempt``). Sent once, never again.
 
@@ -245,14 +246,13 @@ class DialerCore:
         row is prepared (or ``prepared``: committed with it, ``AttemptRows.prepare_started``),
         right before the gate: the runner's ``calls_per_second`` pacer, so the pace holds where
         the Originate leaves. ``on_followed`` is called once the tracker follows the call
-        (pacing counts it from then on), before the Originate leaves; never if not dialled."""
+        (pacing counts it from then on), before the Originate leaves; never if not dialled.
+        ``may_send``, asked last (no await before the write): a reason it ends ``failed``."""
         if self._stopping and prepared is None:  # (a prepared row is ended below)
             raise DialerError("the dialer is stopping: no new calls")
         req = prepared or await self.batches.prepare(attempt_id)
         if isinstance(req, NotDialled):
-            self.tracker.register(attempt_id, f"not-dialled-{attempt_id}", now=self.now())
-            self._apply(self.tracker.end(attempt_id, req.outcome, self.now(), req.reason))
-            return OriginateStatus.REJECTED
+            return not_dialled(self, attempt_id, req)
         if before_send is not None:
             await before_send()
         deadline = time.monotonic() + self.ready_timeout_s
@@ -270,6 +270,8 @@ class DialerCore:
             with contextlib.suppress(AMIError):
                 await self.client.wait_ready(remaining)
         # from here to the write there is no await: the gate cannot close in between
+        if may_send is not None and (refused := may_send()) is not None:
+            return not_dialled(self, attempt_id, NotDialled(Outcome.FAILED, refused))
         follow(self.tracker, req, self.now())
         if on_followed is not None:
             on_followed()
@@ -393,6 +395,13 @@ class DialerCore:
             updates = self.tracker.tick(self.now())
             if updates:
                 self._apply(updates)
+
+
+def not_dialled(core: DialerCore, attempt_id: int, why: NotDialled) -> OriginateStatus:
+    """End an attempt whose Originate never leaves (``why``: its outcome and reason)."""
+    core.tracker.register(attempt_id, f"not-dialled-{attempt_id}", now=core.now())
+    core._apply(core.tracker.end(attempt_id, why.outcome, core.now(), why.reason))
+    return OriginateStatus.REJECTED
 
 
 def follow(tracker: CallTracker, req: OriginateRequest, now: float) -> None:

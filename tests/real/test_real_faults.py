@@ -164,6 +164,8 @@ async def test_dialer_killed_with_kill_9_and_started_again(
     settings.write_text(
         f"ami: {{host: 127.0.0.1, port: {tap.port}}}\n"
         "worker: {heartbeat_s: 0.5, dead_after_s: 2}\n"
+        # CI runs at any hour: the calling-hours ceiling opens the whole day, as ALL_DAY does
+        "compliance: {calling_hours: {start: '00:00', end: '24:00'}}\n"
     )
     first = _run_dialer(tmp_path, db, settings, "first")
     second = None

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -331,3 +332,31 @@ def test_pool_reflects_simulated_agents_after_run(store: Store, tmp_path: Path) 
     assert len(agents) == 3 and {a.queues for a in agents} == {("sales",)}
     assert sum(a.calls_handled for a in agents) >= 1
     assert all(a.state in (AgentState.IDLE, AgentState.WRAPUP) for a in agents)
+
+
+async def test_a_call_whose_window_closes_before_it_leaves_is_not_dialled(
+    store: Store, tmp_path: Path
+) -> None:
+    """Leased inside the window at 19:59:50, the calls wait (for their pace, a line, the
+    switch) until past 20:00: the calendar is checked again as each leaves, and none does."""
+    window = {"start": "09:00", "end": "20:00", "skip_holidays": False}
+    doc = campaign("late", "broadcast", flow="notice", queue=None, calling_window=window)
+    doc["pacing"].update({"channels": 5})
+    load(store, tmp_path, doc, numbers(3))
+    start = dt.datetime(2026, 12, 1, 19, 59, 50, tzinfo=ZoneInfo("Asia/Shanghai"))
+    floor = SimFloor(store, SETTINGS, start=start, speed=60.0, scenario=floor_scenario(0))
+    async with floor:
+        loop = floor.dialer.loop
+        await loop.load_campaigns()
+        run = loop.run_named("late")
+        ids = await loop.lease(run, loop.clock.time(), 3)  # inside the window: leased
+        assert len(ids) == 3
+        while loop.clock.time() < start.timestamp() + 12:  # 20:00:02 in Beijing
+            await asyncio.sleep(0.02)
+        loop.spawn(run, ids)
+        await asyncio.gather(*loop.tasks)
+        await floor.core.batches.flush()
+        assert floor.core.originates_sent == 0
+    rows = attempts(store)
+    assert [r.outcome for r in rows] == [Outcome.FAILED] * 3
+    assert all("outside_window" in (r.detail or {}).get("end_reason", "") for r in rows)
