@@ -17,6 +17,13 @@ rules, sans-I/O (a clock in, decisions out; the servers act on them):
   one that sends nothing, however many of those there are; only when every connection is
   ACTIVE is the new one refused (the console answers 503, FastAGI closes it, and Asterisk
   continues with ``AGISTATUS=FAILURE``).
+- with ``last_read`` (FastAGI), an evicted or timed-out connection is not closed at once: it
+  is HELD until the server has read what its socket already holds (``reap`` after one pass of
+  the event loop's I/O), and ``activated`` serves it if its head was there. Under load the
+  server reads late: a head can sit unread in the kernel (or arrive in the very pass) when the
+  decision is taken - that connection is a live session, not an idle one. CI once saw all 20
+  of Asterisk's calls cut this way beside a flood of 2,000 idle connections: each was timed
+  out (or evicted) in the pass before the one that read its header.
 
 ``raise_nofile_limit`` lifts the process's soft descriptor limit to its hard limit at start.
 ``RateLimitedLog`` keeps a flood from writing a log line per connection.
@@ -76,6 +83,7 @@ class GuardStats:
     refused: int = 0
     evicted: int = 0
     timed_out: int = 0
+    spared: int = 0  # evicted or timed out, but its head was in the last read: served
 
 
 @dataclass
@@ -85,12 +93,14 @@ class ConnectionGuard(Generic[K]):
     limits: GuardLimits = field(default_factory=GuardLimits)
     clock: Callable[[], float] = time.monotonic
     stats: GuardStats = field(default_factory=GuardStats)
+    last_read: bool = False  # hold evicted / timed-out connections until ``reap``
 
     def __post_init__(self) -> None:
         # insertion order = age order of WAITING connections (moved to the end on re-entry)
         self._waiting: OrderedDict[K, _Conn] = OrderedDict()
         self._active: dict[K, _Conn] = {}
         self._per_address: dict[str, int] = {}
+        self._held: dict[K, _Conn] = {}  # evicted or timed out, to close at ``reap``
 
     # --- queries ------------------------------------------------------------------------
 
@@ -115,6 +125,11 @@ class ConnectionGuard(Generic[K]):
         conn = self._waiting.get(key) or self._active.get(key)
         return None if conn is None else conn.state
 
+    @property
+    def held_count(self) -> int:
+        """Evicted or timed-out connections waiting for ``reap`` (``last_read`` only)."""
+        return len(self._held)
+
     # --- events -------------------------------------------------------------------------
 
     def admit(self, key: K, address: str) -> Admission[K]:
@@ -134,19 +149,27 @@ class ConnectionGuard(Generic[K]):
                 return Admission(False)
             evict.append(victim)
         for v in evict:
-            self._forget(v)
+            self._forget(v, hold=True)
             self.stats.evicted += 1
         self._waiting[key] = _Conn(address, ConnState.WAITING, self.clock())
         self._per_address[address] = self._per_address.get(address, 0) + 1
         self.stats.admitted += 1
         return Admission(True, tuple(evict))
 
-    def activated(self, key: K) -> None:
-        """Its request head is complete: it is served and never evicted."""
+    def activated(self, key: K) -> bool:
+        """Its request head is complete: it is served and never evicted. A HELD connection
+        (its head came in the last read) is served too, beyond the limits if need be: it is
+        a live session. False if the guard does not know it (already reaped or closed)."""
         conn = self._waiting.pop(key, None)
-        if conn is not None:
-            conn.state, conn.since = ConnState.ACTIVE, self.clock()
-            self._active[key] = conn
+        if conn is None:
+            conn = self._held.pop(key, None)
+            if conn is None:
+                return False
+            self._per_address[conn.address] = self._per_address.get(conn.address, 0) + 1
+            self.stats.spared += 1
+        conn.state, conn.since = ConnState.ACTIVE, self.clock()
+        self._active[key] = conn
+        return True
 
     def waiting(self, key: K) -> None:
         """Its request is done and it stays open (keep-alive): waiting again, youngest."""
@@ -157,10 +180,19 @@ class ConnectionGuard(Generic[K]):
 
     def closed(self, key: K) -> None:
         self._forget(key)
+        self._held.pop(key, None)
+
+    def reap(self) -> list[K]:
+        """The HELD connections whose head did not come in the last read: close them now
+        (they are forgotten here). Call it after the event loop has read every socket once
+        since the connections were evicted or timed out."""
+        out = list(self._held)
+        self._held.clear()
+        return out
 
     def expired(self) -> list[K]:
-        """WAITING connections past the current (load-dependent) time-out, to close now; they
-        are forgotten here."""
+        """WAITING connections past the current (load-dependent) time-out, to close now (with
+        ``last_read``: once ``reap`` returns them); they are forgotten here."""
         deadline = self.clock() - self.header_timeout()
         out = []
         for key, conn in self._waiting.items():
@@ -168,7 +200,7 @@ class ConnectionGuard(Generic[K]):
                 break  # the rest are younger
             out.append(key)
         for key in out:
-            self._forget(key)
+            self._forget(key, hold=True)
         self.stats.timed_out += len(out)
         return out
 
@@ -180,10 +212,12 @@ class ConnectionGuard(Generic[K]):
                 return key
         return None
 
-    def _forget(self, key: K) -> None:
+    def _forget(self, key: K, *, hold: bool = False) -> None:
         conn = self._waiting.pop(key, None) or self._active.pop(key, None)
         if conn is None:
             return
+        if hold and self.last_read:
+            self._held[key] = conn
         n = self._per_address.get(conn.address, 0) - 1
         if n > 0:
             self._per_address[conn.address] = n

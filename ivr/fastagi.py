@@ -9,7 +9,9 @@ its AGI header is the first to go - past its header time-out, which shrinks as t
 fills up, or when a newer connection needs its place (per address, or in all). Only when
 every connection is a live session is a new one closed at once (Asterisk then continues the
 dialplan with ``AGISTATUS=FAILURE``). So a flood of connections that send nothing cannot
-starve real calls, and warnings about them are rate-limited.
+starve real calls, and warnings about them are rate-limited. A connection is closed for its
+header only after the loop has read its socket once more (the guard's ``last_read``): under
+load the loop reads late, and a header already there makes it a live session.
 
 Embedding (e.g. ``dialer demo`` on port 0)::
 
@@ -116,7 +118,7 @@ class _Connection(asyncio.Protocol):
             self.header_error = exc
             return
         if self.env is not None:
-            self.server.guard.activated(self)
+            self.server.guard.activated(self)  # also spares it if evicted in the last pass
 
     def eof_received(self) -> bool:
         self.conn.receive_data(b"")
@@ -201,6 +203,7 @@ class FastAGIServer:
         reply_timeout: float = DEFAULT_REPLY_TIMEOUT_S,
         workers: int = 8,
         blocking_in_threads: bool = True,
+        clock: Callable[[], float] = time.monotonic,  # the header time-outs'
     ) -> None:
         self.services = services
         self.host = host
@@ -214,7 +217,9 @@ class FastAGIServer:
                 max_per_address=max_per_address or max_sessions,
                 header_timeout_s=header_timeout,
                 header_timeout_min_s=min(header_timeout_min, header_timeout),
-            )
+            ),
+            clock,
+            last_read=True,
         )
         self._sweep_s = min(0.25, self.guard.limits.header_timeout_min_s / 2)
         self._warn = RateLimitedLog(log)
@@ -230,6 +235,7 @@ class FastAGIServer:
         self._tasks: dict[_Connection, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._someone_waits = asyncio.Event()
+        self._reap_pending = False
         self._closing = False
         self._port: int | None = None
 
@@ -312,10 +318,9 @@ class FastAGIServer:
         self.stats.accepted += 1
         peer = c.peer()
         admission = None if self._closing else self.guard.admit(c, str(peer and peer[0]))
-        if admission is not None:
-            for victim in admission.evict:
-                self.stats.evicted += 1
-                self._drop(victim)
+        if admission is not None and admission.evict:
+            self.stats.evicted += len(admission.evict)
+            self._reap_after_next_read()
         if admission is None or not admission.accepted:
             self.stats.rejected_busy += 1
             self._warn.warning("busy", "FastAGI %s: every connection is a live session", peer)
@@ -335,6 +340,20 @@ class FastAGIServer:
         if not task.cancelled() and task.exception() is not None:
             log.error("FastAGI session failed", exc_info=task.exception())
 
+    def _reap_after_next_read(self) -> None:
+        """Close the connections the guard holds (evicted or timed out) once the loop has read
+        every socket: a timer due now runs after the next pass's I/O callbacks (asyncio runs a
+        pass's ready I/O before its due timers), so a header already in the kernel is parsed -
+        and its connection spared - first."""
+        if not self._reap_pending:
+            self._reap_pending = True
+            asyncio.get_running_loop().call_later(0, self._reap)
+
+    def _reap(self) -> None:
+        self._reap_pending = False
+        for c in self.guard.reap():
+            self._drop(c)
+
     def _drop(self, c: _Connection) -> None:
         """End a connection that is still waiting for its header (its task, then socket)."""
         if c.task is not None and not c.task.done():
@@ -348,15 +367,21 @@ class FastAGIServer:
                 self._someone_waits.clear()
                 await self._someone_waits.wait()
             await asyncio.sleep(self._sweep_s)
-            for c in self.guard.expired():
-                self.stats.header_timeout += 1
-                self._warn.warning(
-                    "header-timeout",
-                    "FastAGI %s: no complete header within %.1f s",
-                    c.peer(),
-                    self.guard.header_timeout(),
-                )
-                self._drop(c)
+            self._sweep_once()
+
+    def _sweep_once(self) -> None:
+        """Time out the connections still without a header (closed after one more read)."""
+        expired = self.guard.expired()
+        for c in expired:
+            self.stats.header_timeout += 1
+            self._warn.warning(
+                "header-timeout",
+                "FastAGI %s: no complete header within %.1f s",
+                c.peer(),
+                self.guard.header_timeout(),
+            )
+        if expired:
+            self._reap_after_next_read()
 
     async def _session(self, c: _Connection) -> None:
         try:

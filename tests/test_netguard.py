@@ -75,6 +75,37 @@ def test_keep_alive_connection_waits_again_as_the_youngest() -> None:
     assert adm.evict == ("b",)
 
 
+def test_last_read_holds_the_evicted_and_timed_out_until_reaped_and_spares_a_late_head() -> None:
+    c = Clock()
+    limits = GuardLimits(max_connections=2, max_per_address=2, header_timeout_s=10.0)
+    g: ConnectionGuard[str] = ConnectionGuard(limits, c, last_read=True)
+    g.admit("a", "x")
+    c.t = 1
+    g.admit("b", "x")
+    assert g.admit("c", "x").evict == ("a",)  # the oldest waiting makes way: held, not gone
+    assert g.held_count == 1 and len(g) == 2
+    c.t = 60
+    assert g.expired() == ["b", "c"]  # past the time-out: held too
+    assert len(g) == 0 and g.held_count == 3
+    # the last read brought a's and c's headers: both are live sessions (beyond the limit
+    # if need be); b sent nothing and is closed
+    assert g.activated("a") and g.activated("c")
+    assert g.reap() == ["b"]
+    assert g.state("a") is ConnState.ACTIVE and g.state("c") is ConnState.ACTIVE
+    assert g.stats.spared == 2 and g.held_count == 0 and len(g) == 2
+    assert not g.activated("b")  # reaped: the server closes it, the guard forgets it
+    assert g.admit("d", "x").accepted is False  # every connection is live: refused
+    g.closed("a")
+    assert g.admit("d", "x").accepted  # the per-address count followed the spared ones
+
+
+def test_without_last_read_the_evicted_are_gone_at_once() -> None:
+    g: ConnectionGuard[str] = ConnectionGuard(GuardLimits(max_connections=1, max_per_address=1))
+    g.admit("a", "x")
+    assert g.admit("b", "x").evict == ("a",)
+    assert g.held_count == 0 and g.reap() == [] and not g.activated("a")
+
+
 def test_rate_limited_log(caplog: pytest.LogCaptureFixture) -> None:
     c = Clock()
     rl = RateLimitedLog(logging.getLogger("t"), per_interval=2, interval_s=10, clock=c)

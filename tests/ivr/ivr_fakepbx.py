@@ -199,8 +199,19 @@ def memory_io(pbx: FakeAsterisk, head: bytes) -> tuple[object, object]:
 async def run_tcp(port: int, pbx: FakeAsterisk, head: bytes, *, timeout: float = 10.0) -> None:
     """Play ``pbx`` against a FastAGI server until it closes the socket."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head)
+    await play(reader, writer, pbx, timeout=timeout)
+
+
+async def play(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    pbx: FakeAsterisk,
+    *,
+    timeout: float = 10.0,
+) -> None:
+    """Answer the server's commands as ``pbx`` (the header already sent) until it closes."""
     try:
-        writer.write(head)
         await writer.drain()
         async with asyncio.timeout(timeout):
             while True:

@@ -2,15 +2,22 @@
 starve Asterisk's real sessions (issue 17: 2,000 of them left 2 of 20 calls served).
 
 Bounded: 2,000 loopback connections, at most ``MAX_RECONNECTS`` reconnects each, the whole
-flood stopped as soon as the 20 real sessions are done (or after ``DEADLINE_S``)."""
+flood stopped as soon as the 20 real sessions are done (or after ``DEADLINE_S``).
+
+On a loaded machine the flood test once saw all 20 calls cut: the server's loop ran so late
+that each real connection was timed out in the pass before the one that read its header (the
+header was in, or arriving; the connection was closed all the same). The last test forces
+that order on an idle machine: the header sits unread in the server's socket when the sweeper
+finds the connection past its time-out."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import time
 
-from ivr_fakepbx import FakeAsterisk, Persona, header, run_tcp
+from ivr_fakepbx import FakeAsterisk, Persona, header, play, run_tcp
 
 from dialer.netguard import raise_nofile_limit
 from ivr.engine import Services
@@ -87,4 +94,39 @@ async def test_two_thousand_idle_connections_do_not_starve_twenty_calls(
         await asyncio.wait(tasks, timeout=30)
         for t in tasks:
             t.cancel()
+        await srv.close(grace=1)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_a_header_unread_when_its_time_out_falls_is_served(services: Services) -> None:
+    clock = FakeClock()  # the guard's: the time-out falls when the test says, not on load
+    srv = FastAGIServer(services, port=0, header_timeout=5.0, clock=clock)
+    await srv.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        t0 = time.monotonic()
+        while srv.guard.waiting_count < 1 and time.monotonic() - t0 < 10:
+            await asyncio.sleep(0.01)
+        (conn,) = srv._tasks  # the server's side of it, still waiting for a header
+        assert conn.env is None and conn.transport is not None
+        # From here until the sweep, the loop does not run: the server is "late".
+        writer.write(header("satisfaction_survey", port=srv.port))
+        server_socket = conn.transport.get_extra_info("socket").fileno()
+        readable, _, _ = select.select([server_socket], [], [], 10.0)  # in its socket, unread
+        assert readable and conn.bytes_in == 0
+        clock.t += 60.0  # long past its header time-out
+        srv._sweep_once()
+        assert srv.stats.header_timeout == 1  # the decision falls before the header is read
+        pbx = FakeAsterisk(Persona(answers=["3"]))
+        await play(reader, writer, pbx, timeout=DEADLINE_S)
+        assert pbx.variables.get("IVR_RESULT") == "rated_3"  # served, not cut
+        assert srv.guard.stats.spared == 1 and srv.stats.completed == 1
+    finally:
         await srv.close(grace=1)
