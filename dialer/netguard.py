@@ -19,11 +19,13 @@ rules, sans-I/O (a clock in, decisions out; the servers act on them):
   continues with ``AGISTATUS=FAILURE``).
 - with ``last_read`` (FastAGI), an evicted or timed-out connection is not closed at once: it
   is HELD until the server has read what its socket already holds (``reap`` after one pass of
-  the event loop's I/O), and ``activated`` serves it if its head was there. Under load the
-  server reads late: a head can sit unread in the kernel (or arrive in the very pass) when the
-  decision is taken - that connection is a live session, not an idle one. CI once saw all 20
-  of Asterisk's calls cut this way beside a flood of 2,000 idle connections: each was timed
-  out (or evicted) in the pass before the one that read its header.
+  the event loop's I/O), and ``activated`` serves it if its head was there; and a time-out
+  falls at the second ``expired`` that finds it late, not the first. Under load the server
+  reads late: a head can sit unread in the kernel (or arrive in the very pass) when the
+  decision is taken, and a stall of the whole loop puts every connection past its time-out
+  at once - a connection whose head is there is a live session, not an idle one. CI once saw
+  all 20 of Asterisk's calls cut this way beside a flood of 2,000 idle connections: after a
+  stall, each was timed out in the pass before the one that read its header.
 
 ``raise_nofile_limit`` lifts the process's soft descriptor limit to its hard limit at start.
 ``RateLimitedLog`` keeps a flood from writing a log line per connection.
@@ -101,6 +103,7 @@ class ConnectionGuard(Generic[K]):
         self._active: dict[K, _Conn] = {}
         self._per_address: dict[str, int] = {}
         self._held: dict[K, _Conn] = {}  # evicted or timed out, to close at ``reap``
+        self._late: set[K] = set()  # past the time-out at the last ``expired`` (last_read)
 
     # --- queries ------------------------------------------------------------------------
 
@@ -191,14 +194,21 @@ class ConnectionGuard(Generic[K]):
         return out
 
     def expired(self) -> list[K]:
-        """WAITING connections past the current (load-dependent) time-out, to close now (with
-        ``last_read``: once ``reap`` returns them); they are forgotten here."""
+        """WAITING connections past the current (load-dependent) time-out, to close now; they
+        are forgotten here. With ``last_read``: those that were past it at the previous call
+        already (a stall of the whole server puts everyone past it at once; they get one
+        more sweep's time to be read), to close once ``reap`` returns them."""
         deadline = self.clock() - self.header_timeout()
-        out = []
+        due = []
         for key, conn in self._waiting.items():
             if conn.since > deadline:
                 break  # the rest are younger
-            out.append(key)
+            due.append(key)
+        if self.last_read:
+            out = [key for key in due if key in self._late]
+            self._late = set(due).difference(out)
+        else:
+            out = due
         for key in out:
             self._forget(key, hold=True)
         self.stats.timed_out += len(out)
@@ -216,6 +226,7 @@ class ConnectionGuard(Generic[K]):
         conn = self._waiting.pop(key, None) or self._active.pop(key, None)
         if conn is None:
             return
+        self._late.discard(key)
         if hold and self.last_read:
             self._held[key] = conn
         n = self._per_address.get(conn.address, 0) - 1

@@ -85,7 +85,8 @@ def test_last_read_holds_the_evicted_and_timed_out_until_reaped_and_spares_a_lat
     assert g.admit("c", "x").evict == ("a",)  # the oldest waiting makes way: held, not gone
     assert g.held_count == 1 and len(g) == 2
     c.t = 60
-    assert g.expired() == ["b", "c"]  # past the time-out: held too
+    assert g.expired() == []  # past the time-out: late, still waiting until the next sweep
+    assert g.expired() == ["b", "c"]  # still late: held too
     assert len(g) == 0 and g.held_count == 3
     # the last read brought a's and c's headers: both are live sessions (beyond the limit
     # if need be); b sent nothing and is closed
@@ -97,6 +98,21 @@ def test_last_read_holds_the_evicted_and_timed_out_until_reaped_and_spares_a_lat
     assert g.admit("d", "x").accepted is False  # every connection is live: refused
     g.closed("a")
     assert g.admit("d", "x").accepted  # the per-address count followed the spared ones
+
+
+def test_last_read_a_stall_makes_everyone_late_but_only_the_next_sweep_times_out() -> None:
+    c = Clock()
+    limits = GuardLimits(max_connections=10, max_per_address=10, header_timeout_s=10.0)
+    g: ConnectionGuard[str] = ConnectionGuard(limits, c, last_read=True)
+    g.admit("idle", "x")
+    c.t = 2
+    g.admit("asterisk", "x")  # its header is on the way when the server stalls
+    c.t = 30  # the stall: both past their time-out when the sweeper runs again
+    assert g.expired() == []
+    g.activated("asterisk")  # read in the passes before the next sweep
+    c.t = 30.25
+    assert g.expired() == ["idle"] and g.reap() == ["idle"]
+    assert g.state("asterisk") is ConnState.ACTIVE and g.stats.timed_out == 1
 
 
 def test_without_last_read_the_evicted_are_gone_at_once() -> None:
